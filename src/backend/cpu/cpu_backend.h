@@ -1,0 +1,53 @@
+// The CPU backend: F32 activations, F32/BF16/F16 weights, GEMMs through oneDNN, everything else
+// in plain loops parallelised over the global ThreadPool. It is the reference every other
+// backend is tested against, so clarity wins over cleverness outside the hot loops.
+#pragma once
+
+#include "backend/backend.h"
+
+namespace foley {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend();
+  ~CpuBackend() override;
+
+  DeviceKind device() const override { return DeviceKind::kCPU; }
+  std::string name() const override { return "cpu"; }
+
+  BlockAllocator block_allocator() override { return host_block_allocator(); }
+  void copy_from_host(const Tensor& dst, const Tensor& host_src) override;
+  void copy_to_host(const Tensor& host_dst, const Tensor& src) override;
+  void synchronize() override {}
+
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, float value) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+              float beta) override;
+  void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                  const Tensor& y) override;
+  void rms_norm(const Tensor& x, const Tensor* weight, float eps, const Tensor& y) override;
+  void layer_norm_modulate(const Tensor& x, float eps, const Tensor& shift, const Tensor& scale,
+                           const Tensor& y) override;
+  void activation(Activation act, const Tensor& x, const Tensor& y) override;
+  void swiglu(const Tensor& a, const Tensor& b, const Tensor& y) override;
+  void add(const Tensor& a, const Tensor& b, const Tensor& y) override;
+  void mul(const Tensor& a, const Tensor& b, const Tensor& y) override;
+  void gated_residual(const Tensor& x, const Tensor& gate, const Tensor& y) override;
+  void modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                const Tensor& y) override;
+  void snake(const Tensor& x, const Tensor& alpha, const Tensor& y) override;
+  void softmax(const Tensor& x, const Tensor& y) override;
+  void rope(const Tensor& x, const RopeTable& rope, const Tensor& y) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                 const Tensor& out, const RopeTable* rope_q, const RopeTable* rope_k) override;
+  void conv1d(const Tensor& x, const Tensor& w, const Tensor* bias, int dilation, int pad,
+              const Tensor& y) override;
+  void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad,
+                        int output_padding, const Tensor& y) override;
+  void resample_nearest_exact(const Tensor& x, const Tensor& y) override;
+  void patch_embed(const Tensor& x, const Tensor& w, const Tensor* bias,
+                   const Tensor& y) override;
+};
+
+}  // namespace foley

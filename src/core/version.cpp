@@ -1,0 +1,7 @@
+#include "foley/foley.h"
+
+namespace foley {
+
+const char* version() { return FOLEY_VERSION; }
+
+}  // namespace foley

@@ -1,0 +1,82 @@
+// safetensors: reading (zero-copy over mmap, strictly validated) and writing (aligned).
+//
+// Foley's own weight file is a safetensors file whose data blob starts on a 4 KiB boundary and
+// whose tensors each start on a 256-byte boundary, with the format name, format version and
+// model config in __metadata__ (all values are strings, as the format requires). Any safetensors
+// reader can open it; foley's loader additionally checks the format version.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/mapped_file.h"
+
+namespace foley {
+
+struct SafetensorsEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin;  // byte offsets into the data blob, as in the header
+  uint64_t end;
+};
+
+class SafetensorsFile {
+ public:
+  // Validates: header length within the file, JSON syntax, known dtypes, shape·size == extent,
+  // offsets in bounds, no overlaps, the blob fully covered (no gaps that hide data) and the file
+  // no shorter than the header says. Throws Error(kInvalidInput) with a one-line reason.
+  static SafetensorsFile open(const std::string& path);
+  // Same checks on an in-memory image (used by the fuzzer); `keep` owns the bytes.
+  static SafetensorsFile parse(const uint8_t* data, size_t size, std::shared_ptr<const void> keep,
+                               const std::string& label);
+
+  const std::vector<SafetensorsEntry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
+  const SafetensorsEntry& entry(const std::string& name) const;
+  // A zero-copy view of the tensor's bytes; the mapping stays alive while the tensor does.
+  Tensor tensor(const std::string& name) const;
+  size_t data_offset() const { return data_offset_; }  // where the blob starts in the file
+
+ private:
+  std::shared_ptr<const void> keep_;
+  const uint8_t* blob_ = nullptr;
+  size_t data_offset_ = 0;
+  std::vector<SafetensorsEntry> entries_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+class SafetensorsWriter {
+ public:
+  static constexpr size_t kBlobAlignment = 4096;
+  static constexpr size_t kTensorAlignment = 256;
+
+  void set_metadata(const std::string& key, const std::string& value);
+  // `fill` writes exactly shape.numel()·dtype_size(dtype) bytes to dst when the file is written,
+  // so a converter can stream a 10 GB model without holding it in memory.
+  void add(const std::string& name, DType dtype, const Shape& shape,
+           std::function<void(void* dst)> fill);
+  // Convenience: copies a contiguous host tensor.
+  void add(const std::string& name, const Tensor& host_tensor);
+  // Writes to path + ".tmp", fsyncs and renames: readers never see a partial file.
+  void write(const std::string& path) const;
+
+ private:
+  struct Pending {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    std::function<void(void*)> fill;
+  };
+  std::vector<Pending> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace foley

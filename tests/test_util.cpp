@@ -1,0 +1,123 @@
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
+#include "core/check.h"
+
+namespace foley::test {
+namespace {
+
+float element_as_f32(const Tensor& t, int64_t offset) {
+  switch (t.dtype()) {
+    case DType::kF32:
+      return t.data<float>()[offset];
+    case DType::kBF16:
+      return bf16_to_f32(t.data<uint16_t>()[offset]);
+    case DType::kF16:
+      return f16_to_f32(t.data<uint16_t>()[offset]);
+    default:
+      FOLEY_CHECK(false, "to_f32: unsupported dtype %s", dtype_name(t.dtype()));
+  }
+  return 0;
+}
+
+}  // namespace
+
+Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, float lo, float hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Tensor t = Tensor::empty(shape, dtype);
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = dist(rng);
+    switch (dtype) {
+      case DType::kF32:
+        t.data<float>()[i] = v;
+        break;
+      case DType::kBF16:
+        t.data<uint16_t>()[i] = f32_to_bf16(v);
+        break;
+      case DType::kF16:
+        t.data<uint16_t>()[i] = f32_to_f16(v);
+        break;
+      default:
+        FOLEY_CHECK(false, "random_tensor: unsupported dtype");
+    }
+  }
+  return t;
+}
+
+Tensor to_f32(const Tensor& t) {
+  Tensor out = Tensor::empty(t.shape(), DType::kF32);
+  const int r = t.rank();
+  std::array<int64_t, kMaxRank> idx{};
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < r; ++d) off += idx[static_cast<size_t>(d)] * t.stride(d);
+    out.data<float>()[i] = element_as_f32(t, off);
+    for (int d = r - 1; d >= 0; --d) {
+      if (++idx[static_cast<size_t>(d)] < t.dim(d)) break;
+      idx[static_cast<size_t>(d)] = 0;
+    }
+  }
+  return out;
+}
+
+double max_abs_error(const Tensor& a, const Tensor& b) {
+  FOLEY_CHECK(a.shape() == b.shape(), "shape mismatch %s vs %s", a.describe().c_str(),
+              b.describe().c_str());
+  Tensor fa = to_f32(a), fb = to_f32(b);
+  double m = 0;
+  for (int64_t i = 0; i < fa.numel(); ++i) {
+    const double d = std::fabs(double(fa.data<float>()[i]) - double(fb.data<float>()[i]));
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+double max_rel_error(const Tensor& a, const Tensor& b) {
+  Tensor fb = to_f32(b);
+  double mb = 0;
+  for (int64_t i = 0; i < fb.numel(); ++i) mb = std::max(mb, std::fabs(double(fb.data<float>()[i])));
+  const double abs = max_abs_error(a, b);
+  return mb > 0 ? abs / mb : abs;
+}
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/foley-test-XXXXXX";
+  const char* d = mkdtemp(tmpl);
+  FOLEY_CHECK(d != nullptr, "mkdtemp failed");
+  return d;
+}
+
+int run_command(const std::string& command, std::string* out) {
+  FILE* p = popen(command.c_str(), "r");
+  if (!p) return -1;
+  std::string s;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) s.append(buf.data(), n);
+  const int status = pclose(p);
+  if (out) *out = s;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string source_path(const std::string& relative) {
+  return std::string(FOLEY_SOURCE_DIR) + "/" + relative;
+}
+
+bool have_python_torch() {
+  static const bool ok =
+      run_command(std::string(FOLEY_PYTHON) + " -c 'import torch, numpy' 2>/dev/null") == 0;
+  return ok;
+}
+
+}  // namespace foley::test

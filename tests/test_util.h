@@ -1,0 +1,29 @@
+// Helpers shared by the tests: seeded random tensors, error metrics, running python3-torch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace foley::test {
+
+// Uniform in [lo, hi), deterministic per seed. F32, BF16 and F16 tensors are filled (rounded).
+Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, float lo = -1.f,
+                     float hi = 1.f);
+// A contiguous F32 copy of any host tensor (any strides, F32/BF16/F16).
+Tensor to_f32(const Tensor& t);
+// max|a − b| / max|b| over the tensors (same shape), as the golden cases define it.
+double max_rel_error(const Tensor& a, const Tensor& b);
+double max_abs_error(const Tensor& a, const Tensor& b);
+
+// A fresh temporary directory, removed by the OS eventually; unique per call.
+std::string temp_dir();
+// Runs a command through /bin/sh; returns its exit status (and its stdout in *out if given).
+int run_command(const std::string& command, std::string* out = nullptr);
+// Path of a file under the source tree.
+std::string source_path(const std::string& relative);
+// True if Debian's python3 with torch is usable (tests that need it skip otherwise).
+bool have_python_torch();
+
+}  // namespace foley::test

@@ -1,0 +1,18 @@
+// Each subcommand registers itself on the CLI app and returns the action to run when chosen.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace foley_cli {
+
+using Action = std::function<int()>;
+struct Command {
+  CLI::App* cli;
+  Action run;
+};
+
+Command add_inspect_command(CLI::App& app);
+
+}  // namespace foley_cli
