@@ -9,7 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libdnnl-dev ocl-icd-opencl-dev opencl-headers libopenblas-dev
   ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
-  libpcre2-dev
+  libpcre2-dev libyaml-cpp-dev
   python3-numpy python3-torch
   clang libclang-rt-14-dev
 )

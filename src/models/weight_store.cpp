@@ -1,0 +1,76 @@
+#include "models/weight_store.h"
+
+#include "core/check.h"
+
+namespace foley {
+
+std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
+  SafetensorsFile file = SafetensorsFile::open(path);
+  const auto& meta = file.metadata();
+  auto field = [&](const char* key) -> const std::string& {
+    auto it = meta.find(key);
+    if (it == meta.end())
+      throw Error(ErrorKind::kInvalidInput,
+                  path + ": not a foley weight bundle (no \"" + key +
+                      "\" in its metadata); convert official checkpoints with `foley convert`");
+    return it->second;
+  };
+  if (field("format") != "foley")
+    throw Error(ErrorKind::kInvalidInput, path + ": not a foley weight bundle");
+  const std::string& version = field("format_version");
+  if (version != std::to_string(kBundleFormatVersion))
+    throw Error(ErrorKind::kUnsupported,
+                path + ": bundle format version " + version + ", this foley reads version " +
+                    std::to_string(kBundleFormatVersion) + "; re-run `foley convert`");
+  std::shared_ptr<WeightStore> store(new WeightStore(std::move(file)));
+  try {
+    store->config_ = nlohmann::json::parse(field("config"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::kInvalidInput, path + ": bundle config is not valid JSON");
+  }
+  if (!store->config_.is_object())
+    throw Error(ErrorKind::kInvalidInput, path + ": bundle config is not a JSON object");
+  return store;
+}
+
+bool WeightStore::has_network(const std::string& network) const {
+  return config_.contains(network);
+}
+
+const nlohmann::json& WeightStore::config(const std::string& network) const {
+  if (!config_.contains(network))
+    throw Error(ErrorKind::kInvalidInput,
+                "weight bundle has no \"" + network + "\" network; convert it with `foley convert`");
+  return config_.at(network);
+}
+
+Tensor WeightStore::get(const std::string& name, const Shape& shape,
+                        std::initializer_list<DType> allowed) const {
+  if (!file_.has(name))
+    throw Error(ErrorKind::kInvalidInput, "weight bundle is missing tensor " + name);
+  const SafetensorsEntry& e = file_.entry(name);
+  if (e.shape != shape)
+    throw Error(ErrorKind::kInvalidInput, "weight bundle tensor " + name + " has shape " +
+                                              e.shape.str() + ", expected " + shape.str());
+  bool ok = false;
+  if (allowed.size() == 0) {
+    ok = is_float_compute(e.dtype);
+  } else {
+    for (DType d : allowed) ok = ok || d == e.dtype;
+  }
+  if (!ok)
+    throw Error(ErrorKind::kInvalidInput, "weight bundle tensor " + name + " has unexpected dtype " +
+                                              dtype_name(e.dtype));
+  used_.insert(name);
+  return file_.tensor(name);
+}
+
+void WeightStore::expect_all_used(const std::string& prefix) const {
+  for (const auto& e : file_.entries()) {
+    if (e.name.compare(0, prefix.size(), prefix) == 0 && !used_.count(e.name))
+      throw Error(ErrorKind::kInvalidInput,
+                  "weight bundle tensor " + e.name + " is not used by this version of foley");
+  }
+}
+
+}  // namespace foley
