@@ -1,0 +1,136 @@
+#!/usr/bin/python3
+"""Generates a tiny model directory in the official HunyuanVideo-Foley file formats.
+
+  make_tiny_models.py OUT_DIR [--seed N] [--decoder-dim 64] [--encoder-dim 8] [--no-dit]
+
+OUT_DIR gets:
+  vae_128d_48k.pth   {"state_dict": fp32 DAC-VAE weights with the official key names (old-style
+                     weight norm: weight_g / weight_v), "metadata": {"kwargs": {...}}}, the real
+                     rates [8,5,4,3,2] (hop 960, 48 kHz, 128-d latents) at a small width. The
+                     encoder and quant_conv are included, so converters are tested on skipping them.
+  hunyuanvideo_foley.pth + config.yaml
+                     from scripts/tiny_models/dit.py (the DiT's generator) when that file exists,
+                     called as `dit.py OUT_DIR --seed N`.
+
+Values are seeded per tensor (the seed mixed with a CRC of the tensor's name), so the output
+depends only on the arguments. The DAC weights are scaled so that activations stay O(1..10):
+random weight-norm gains of ~1 make activations grow ~x2 per residual unit, and a float32 decoder
+then amplifies rounding noise to ~1e-4 of the output, which would hide real errors in tests.
+"""
+
+import argparse
+import collections
+import math
+import os
+import subprocess
+import sys
+import zlib
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Maker:
+    """Builds a state dict in insertion order with per-name deterministic random values."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.sd = collections.OrderedDict()
+
+    def _gen(self, name):
+        return torch.Generator().manual_seed(self.seed * 1000003 + zlib.crc32(name.encode()))
+
+    def uniform(self, name, shape, lo, hi):
+        self.sd[name] = torch.rand(*shape, generator=self._gen(name)) * (hi - lo) + lo
+
+    def normal(self, name, shape, std):
+        self.sd[name] = torch.randn(*shape, generator=self._gen(name)) * std
+
+    def wn_conv(self, prefix, c_in, c_out, k, gain, transpose=False):
+        """Weight-normed conv: v random, g = gain·U(0.8, 1.2) per dim-0 row, small bias.
+
+        For ConvTranspose1d the weight is [in, out, k] and weight norm's dim 0 is `in`, so g is
+        [in, 1, 1] there (that is what torch.nn.utils.weight_norm stores)."""
+        shape = (c_in, c_out, k) if transpose else (c_out, c_in, k)
+        self.normal(prefix + ".weight_v", shape, 1.0)
+        self.uniform(prefix + ".weight_g", (shape[0], 1, 1), 0.8 * gain, 1.2 * gain)
+        self.uniform(prefix + ".bias", (c_out,), -0.05, 0.05)
+
+    def snake(self, prefix, c):
+        self.uniform(prefix + ".alpha", (1, c, 1), 0.5, 1.5)
+
+    def residual_unit(self, prefix, c):
+        self.snake(prefix + ".block.0", c)
+        self.wn_conv(prefix + ".block.1", c, c, 7, 0.5)
+        self.snake(prefix + ".block.2", c)
+        self.wn_conv(prefix + ".block.3", c, c, 1, 0.3)
+
+
+def make_vae(path, seed, encoder_dim, decoder_dim):
+    kwargs = {
+        "encoder_dim": encoder_dim,
+        "encoder_rates": [2, 3, 4, 5, 8],
+        "latent_dim": 128,
+        "decoder_dim": decoder_dim,
+        "decoder_rates": [8, 5, 4, 3, 2],
+        "sample_rate": 48000,
+        "continuous": True,
+    }
+    m = Maker(seed)
+    # Encoder (unused at inference; present so converters must skip it).
+    d = encoder_dim
+    m.wn_conv("encoder.block.0", 1, d, 7, 1.0)
+    for i, s in enumerate(kwargs["encoder_rates"]):
+        p = "encoder.block.%d.block" % (i + 1)
+        for j in range(3):
+            m.residual_unit("%s.%d" % (p, j), d)
+        m.snake(p + ".3", d)
+        m.wn_conv(p + ".4", d, 2 * d, 2 * s, 1.0)
+        d *= 2
+    n = len(kwargs["encoder_rates"])
+    m.snake("encoder.block.%d" % (n + 1), d)
+    m.wn_conv("encoder.block.%d" % (n + 2), d, kwargs["latent_dim"], 3, 1.0)
+    # Plain convs around the latent (no weight norm). quant_conv yields mean and log-variance.
+    lat = kwargs["latent_dim"]
+    m.normal("quant_conv.weight", (2 * lat, lat, 1), 1.0 / math.sqrt(lat))
+    m.uniform("quant_conv.bias", (2 * lat,), -0.05, 0.05)
+    m.normal("post_quant_conv.weight", (lat, lat, 1), 1.0 / math.sqrt(lat))
+    m.uniform("post_quant_conv.bias", (lat,), -0.05, 0.05)
+    # Decoder.
+    c = decoder_dim
+    m.wn_conv("decoder.model.0", lat, c, 7, 1.0)
+    for i, s in enumerate(kwargs["decoder_rates"]):
+        p = "decoder.model.%d.block" % (i + 1)
+        m.snake(p + ".0", c)
+        m.wn_conv(p + ".1", c, c // 2, 2 * s, 1.0, transpose=True)
+        c //= 2
+        for j in range(3):
+            m.residual_unit("%s.%d" % (p, j + 2), c)
+    n = len(kwargs["decoder_rates"])
+    m.snake("decoder.model.%d" % (n + 1), c)
+    m.wn_conv("decoder.model.%d" % (n + 2), c, 1, 7, 0.3)
+    torch.save({"state_dict": m.sd, "metadata": {"kwargs": kwargs}}, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--decoder-dim", type=int, default=64)
+    ap.add_argument("--encoder-dim", type=int, default=8)
+    ap.add_argument("--no-dit", action="store_true", help="only the DAC-VAE")
+    args = ap.parse_args()
+    if args.decoder_dim % 32:
+        ap.error("--decoder-dim must be a multiple of 32 (five halvings)")
+    os.makedirs(args.out_dir, exist_ok=True)
+    make_vae(os.path.join(args.out_dir, "vae_128d_48k.pth"), args.seed, args.encoder_dim,
+             args.decoder_dim)
+    dit = os.path.join(HERE, "tiny_models", "dit.py")
+    if not args.no_dit and os.path.exists(dit):
+        subprocess.run([sys.executable, dit, args.out_dir, "--seed", str(args.seed)], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
