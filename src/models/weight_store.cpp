@@ -22,9 +22,11 @@ std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
     throw Error(ErrorKind::kUnsupported,
                 path + ": bundle format version " + version + ", this foley reads version " +
                     std::to_string(kBundleFormatVersion) + "; re-run `foley convert`");
+  // Read before the file is moved into the store: `meta` refers to the file's own map.
+  const std::string config = field("config");
   std::shared_ptr<WeightStore> store(new WeightStore(std::move(file)));
   try {
-    store->config_ = nlohmann::json::parse(field("config"));
+    store->config_ = nlohmann::json::parse(config);
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::kInvalidInput, path + ": bundle config is not valid JSON");
   }
