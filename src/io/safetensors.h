@@ -2,14 +2,18 @@
 //
 // Foley's own weight file is a safetensors file whose data blob starts on a 4 KiB boundary and
 // whose tensors each start on a 256-byte boundary, with the format name, format version and
-// model config in __metadata__ (all values are strings, as the format requires). Any safetensors
-// reader can open it; foley's loader additionally checks the format version.
+// model config in __metadata__ (all values are strings, as the format requires). Any reader that
+// follows the data_offsets can open it (the Python check in tests/python does); note that the
+// reference Rust/Python `safetensors` package rejects the alignment gaps between tensors
+// ("InvalidOffset"), so it cannot load foley's files. foley's loader additionally checks the
+// format version.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,9 +32,11 @@ struct SafetensorsEntry {
 
 class SafetensorsFile {
  public:
-  // Validates: header length within the file, JSON syntax, known dtypes, shape·size == extent,
-  // offsets in bounds, no overlaps, the blob fully covered (no gaps that hide data) and the file
-  // no shorter than the header says. Throws Error(kInvalidInput) with a one-line reason.
+  // Validates: header length within the file (and at most 100 MB), JSON syntax, no repeated
+  // keys, known dtypes, shape·size == extent, offsets in bounds, no overlaps, __metadata__ a
+  // string map, and the file ending exactly where the last tensor does. Gaps between tensors are
+  // accepted because foley's own files align every tensor. Throws Error(kInvalidInput,
+  // "<path>: <one-line reason>").
   static SafetensorsFile open(const std::string& path);
   // Same checks on an in-memory image (used by the fuzzer); `keep` owns the bytes.
   static SafetensorsFile parse(const uint8_t* data, size_t size, std::shared_ptr<const void> keep,
@@ -46,6 +52,7 @@ class SafetensorsFile {
 
  private:
   std::shared_ptr<const void> keep_;
+  std::string label_;
   const uint8_t* blob_ = nullptr;
   size_t data_offset_ = 0;
   std::vector<SafetensorsEntry> entries_;
@@ -76,6 +83,7 @@ class SafetensorsWriter {
     std::function<void(void*)> fill;
   };
   std::vector<Pending> tensors_;
+  std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
 };
 

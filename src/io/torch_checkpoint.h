@@ -8,12 +8,13 @@
 // uncompressed by torch.save) and is exposed zero-copy.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/tensor.h"
 #include "io/mapped_file.h"
@@ -37,8 +38,15 @@ class TorchCheckpoint {
   static TorchCheckpoint open(const std::string& path);
   static TorchCheckpoint parse(const uint8_t* data, size_t size, std::shared_ptr<const void> keep,
                                const std::string& label);
+  struct Options {
+    // data.pkl's CRC-32 is checked by default: a flipped byte could otherwise still form a valid
+    // pickle. The fuzzer turns it off so that mutations reach the unpickler.
+    bool verify_pickle_crc = true;
+  };
+  static TorchCheckpoint parse(const uint8_t* data, size_t size, std::shared_ptr<const void> keep,
+                               const std::string& label, const Options& options);
 
-  const std::vector<TorchTensorEntry>& entries() const { return entries_; }
+  const std::vector<TorchTensorEntry>& entries() const { return entries_; }  // in pickle order
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   const TorchTensorEntry& entry(const std::string& name) const;
   // Zero-copy strided view into the mapped storage.
@@ -49,6 +57,7 @@ class TorchCheckpoint {
 
  private:
   std::shared_ptr<const void> keep_;
+  std::string label_;
   std::map<std::string, std::pair<const uint8_t*, size_t>> storages_;  // key -> bytes
   std::vector<TorchTensorEntry> entries_;
   std::map<std::string, size_t> index_;
