@@ -1,9 +1,92 @@
-// PLACEHOLDER being replaced by the DiT work: registers no stages yet, so the golden runner
-// reports "dit" and "sample" as not implemented. Replace this file wholesale.
+// Golden-case stages of the diffusion transformer: "dit" (one forward on the CFG batch) and
+// "sample" (the whole Euler CFG run from the case's noise and features).
+#include <array>
+#include <vector>
+
 #include "api/golden.h"
+#include "core/check.h"
+#include "models/flow_sampler.h"
+#include "models/mmdit.h"
 
 namespace foley::golden {
+namespace {
 
-void register_dit_stages(std::vector<Stage>&) {}
+// Contiguous host F32 copy of a stored tensor (golden tensors are F32, possibly strided views).
+Tensor host_copy(const Tensor& t) {
+  FOLEY_CHECK(t.dtype() == DType::kF32, "golden DiT input %s is not F32", t.describe().c_str());
+  Tensor out = Tensor::empty(t.shape(), DType::kF32);
+  const int r = t.rank();
+  std::array<int64_t, kMaxRank> idx{};
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < r; ++d) off += idx[static_cast<size_t>(d)] * t.stride(d);
+    out.data<float>()[i] = t.data<float>()[off];
+    for (int d = r - 1; d >= 0; --d) {
+      if (++idx[static_cast<size_t>(d)] < t.dim(d)) break;
+      idx[static_cast<size_t>(d)] = 0;
+    }
+  }
+  return out;
+}
+
+// A device copy of a stored tensor, allocated from `arena`.
+Tensor upload(Backend& be, Arena& arena, const Tensor& stored) {
+  const Tensor host = host_copy(stored);
+  Tensor dev = arena.alloc(host.shape(), DType::kF32);
+  be.copy_from_host(dev, host);
+  return dev;
+}
+
+std::vector<StageOutput> run_dit(const StageContext& ctx) {
+  Backend& be = ctx.backend;
+  const Mmdit model(ctx.weights, be);
+  const GoldenCase& g = ctx.gcase;
+  Arena io(be.block_allocator());
+  const Tensor x = upload(be, io, g.tensor("dit_in_x"));
+  const Tensor clip = upload(be, io, g.tensor("dit_in_clip"));
+  const Tensor sync = upload(be, io, g.tensor("dit_in_sync"));
+  const Tensor text = upload(be, io, g.tensor("dit_in_text"));
+  const Tensor t_host = host_copy(g.tensor("dit_in_t"));
+  if (t_host.numel() != x.dim(0))
+    throw Error(ErrorKind::kInvalidInput, "dit_in_t must hold one timestep per batch row");
+
+  const auto dctx = model.prepare(clip, sync, text, x.dim(2));
+  Tensor v = io.alloc(x.shape(), DType::kF32);
+  Arena step(be.block_allocator());
+  model.forward(*dctx, x, t_host.data<float>(), v, step);
+  Tensor v_host = Tensor::empty(v.shape(), DType::kF32);
+  be.copy_to_host(v_host, v);
+  be.synchronize();
+  return {{"dit_out_v", v_host}};
+}
+
+std::vector<StageOutput> run_sample(const StageContext& ctx) {
+  Backend& be = ctx.backend;
+  const Mmdit model(ctx.weights, be);
+  const GoldenCase& g = ctx.gcase;
+  // Features are stored with their batch dimension of 1.
+  auto row = [&](const char* name) {
+    const Tensor t = host_copy(g.tensor(name));
+    if (t.rank() != 3 || t.dim(0) != 1)
+      throw Error(ErrorKind::kInvalidInput, std::string(name) + " must be [1, T, C]");
+    return t.reshape({t.dim(1), t.dim(2)});
+  };
+  FlowConditions cond{row("siglip2_features"), row("sync_features"), row("text_feat"),
+                      row("uncond_text_feat")};
+  FlowSampleParams params;
+  params.steps = static_cast<int>(g.number("steps"));
+  params.guidance = static_cast<float>(g.number("guidance"));
+  const Tensor noise = host_copy(g.tensor("sample_noise"));
+  Arena step(be.block_allocator());
+  Tensor latent = flow_sample(model, cond, params, noise.dim(2), &noise, step);
+  return {{"sample_latent", latent}};
+}
+
+}  // namespace
+
+void register_dit_stages(std::vector<Stage>& stages) {
+  stages.push_back({"dit", {"dit"}, run_dit});
+  stages.push_back({"sample", {"dit"}, run_sample});
+}
 
 }  // namespace foley::golden

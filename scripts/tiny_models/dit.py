@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+"""Tiny HunyuanVideo-Foley DiT in the official file formats.
+
+  dit.py OUT_DIR [--seed N] [--hidden 128] [--heads 2] [--triple 2] [--single 2]
+                 [--feat-dim 64] [--mlp-ratio 4]
+
+OUT_DIR gets hunyuanvideo_foley.pth (a flat bf16 state dict with the official key names and
+shapes, torch.save zip format) and config.yaml (the official model config with these sizes).
+make_tiny_models.py calls this script; other scripts and tests can import make_dit().
+
+Values are seeded per tensor (the seed mixed with a CRC of the tensor's name), so the output
+depends only on the arguments. Scales keep activations O(1) through the network like a trained
+model's: matmul/conv weights ~ N(0, 1/fan_in), biases ~ N(0, 0.05²), norm weights ~ 1 + N(0, 0.1²),
+learned embeddings ~ N(0, 0.1²). Unlike a freshly initialised official model (zero modulation and
+final layer), every weight is non-zero, so each one influences the output a test compares.
+"""
+
+import argparse
+import collections
+import math
+import os
+import sys
+import zlib
+
+import torch
+
+CONFIG_TEMPLATE = """\
+model_config:
+  model_name: HunyuanVideo-Foley-tiny
+  model_type: 1d
+  model_precision: bf16
+  model_kwargs:
+    depth_triple_blocks: {triple}
+    depth_single_blocks: {single}
+    hidden_size: {hidden}
+    num_heads: {heads}
+    mlp_ratio: {mlp_ratio}
+    mlp_act_type: "gelu_tanh"
+    qkv_bias: True
+    qk_norm: True
+    qk_norm_type: "rms"
+    attn_mode: "torch"
+    embedder_type: "default"
+    interleaved_audio_visual_rope: True
+    enable_learnable_empty_visual_feat: True
+    sync_modulation: False
+    add_sync_feat_to_audio: True
+    cross_attention: True
+    use_attention_mask: False
+    condition_projection: "linear"
+    sync_feat_dim: {feat}
+    condition_dim: {feat}
+    clip_dim: {feat}
+    audio_vae_latent_dim: 128
+    audio_frame_rate: 50
+    patch_size: 1
+    rope_dim_list: null
+    rope_theta: 10000
+    text_length: 77
+    clip_length: 64
+    sync_length: 192
+    depth_triple_ssl_encoder: null
+    depth_single_ssl_encoder: 8
+    use_repa_with_audiossl: True
+
+diffusion_config:
+  denoise_type: "flow"
+  flow_path_type: "linear"
+  flow_predict_type: "velocity"
+  flow_reverse: True
+  flow_solver: "euler"
+  sample_flow_shift: 1.0
+  sample_use_flux_shift: False
+  flux_base_shift: 0.5
+  flux_max_shift: 1.15
+"""
+
+
+def conv_mlp_width(hidden_arg):
+    """The official ConvMLP's hidden width: int(2·h/3) rounded up to a multiple of 256."""
+    h = int(2 * hidden_arg / 3)
+    return 256 * ((h + 255) // 256)
+
+
+class _Maker:
+    def __init__(self, seed):
+        self.seed = seed
+        self.sd = collections.OrderedDict()
+
+    def _gen(self, name):
+        return torch.Generator().manual_seed(self.seed * 1000003 + zlib.crc32(name.encode()))
+
+    def normal(self, name, shape, std, mean=0.0):
+        self.sd[name] = torch.randn(*shape, generator=self._gen(name)) * std + mean
+
+    def linear(self, name, n_out, n_in, bias=True, k=None):
+        shape = (n_out, n_in) if k is None else (n_out, n_in, k)
+        self.normal(name + ".weight", shape, 1.0 / math.sqrt(n_in * (k or 1)))
+        if bias:
+            self.normal(name + ".bias", (n_out,), 0.05)
+
+    def norm(self, name, n):
+        self.normal(name + ".weight", (n,), 0.1, mean=1.0)
+
+
+def make_state_dict(seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64, mlp_ratio=4):
+    """The official module tree's state dict (module order), float32."""
+    assert hidden % heads == 0 and (hidden // heads) % 2 == 0
+    H, D = hidden, hidden // heads
+    mlp = int(H * mlp_ratio)
+    conv_hidden = conv_mlp_width(H * mlp_ratio)
+    sync_hidden = conv_mlp_width(4 * H)
+    m = _Maker(seed)
+    m.normal("sync_pos_emb", (1, 1, 8, feat_dim), 0.05)
+    m.normal("empty_clip_feat", (1, feat_dim), 0.1)
+    m.normal("empty_sync_feat", (1, feat_dim), 0.1)
+    m.linear("audio_embedder.proj", H, 128, k=1)
+    for w, n_in in (("w1", feat_dim), ("w2", H), ("w3", feat_dim)):
+        m.linear("visual_proj." + w, H, n_in, bias=False)
+    m.linear("cond_in.linear_1", H, feat_dim)
+    m.linear("cond_in.linear_2", H, H)
+    m.linear("time_in.mlp.0", H, 256)
+    m.linear("time_in.mlp.2", H, H)
+    m.linear("sync_in.0", H, feat_dim)
+    m.linear("sync_in.2.w1", sync_hidden, H, bias=False, k=1)
+    m.linear("sync_in.2.w2", H, sync_hidden, bias=False, k=1)
+    m.linear("sync_in.2.w3", sync_hidden, H, bias=False, k=1)
+    for i in range(triple):
+        p = "triple_blocks.%d." % i
+        m.linear(p + "audio_mod.linear", 9 * H, H)
+        m.linear(p + "audio_self_attn_qkv", 3 * H, H)
+        m.norm(p + "audio_self_q_norm", D)
+        m.norm(p + "audio_self_k_norm", D)
+        m.linear(p + "audio_self_proj", H, H)
+        m.linear(p + "v_cond_mod.linear", 9 * H, H)
+        m.linear(p + "v_cond_attn_qkv", 3 * H, H)
+        m.norm(p + "v_cond_attn_q_norm", D)
+        m.norm(p + "v_cond_attn_k_norm", D)
+        m.linear(p + "v_cond_self_proj", H, H)
+        m.linear(p + "audio_cross_q", H, H)
+        m.linear(p + "v_cond_cross_q", H, H)
+        m.linear(p + "text_cross_kv", 2 * H, H)
+        m.norm(p + "audio_cross_q_norm", D)
+        m.norm(p + "v_cond_cross_q_norm", D)
+        m.norm(p + "text_cross_k_norm", D)
+        m.linear(p + "audio_cross_proj", H, H)
+        m.linear(p + "v_cond_cross_proj", H, H)
+        for s in ("audio_mlp", "v_cond_mlp"):
+            m.linear(p + s + ".fc1", mlp, H)
+            m.linear(p + s + ".fc2", H, mlp)
+    for i in range(single):
+        p = "single_blocks.%d." % i
+        m.linear(p + "modulation.linear", 6 * H, H)
+        m.linear(p + "linear_qkv", 3 * H, H)
+        m.linear(p + "linear1", H, H, k=3)
+        m.linear(p + "linear2.w1", conv_hidden, H, bias=False, k=3)
+        m.linear(p + "linear2.w2", H, conv_hidden, bias=False, k=3)
+        m.linear(p + "linear2.w3", conv_hidden, H, bias=False, k=3)
+        m.norm(p + "q_norm", D)
+        m.norm(p + "k_norm", D)
+    m.linear("final_layer.linear", 128, H)
+    m.linear("final_layer.adaLN_modulation.1", 2 * H, H)
+    return m.sd
+
+
+def make_dit(out_dir, seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64, mlp_ratio=4):
+    """Writes OUT_DIR/hunyuanvideo_foley.pth (bf16) and OUT_DIR/config.yaml."""
+    os.makedirs(out_dir, exist_ok=True)
+    sd = make_state_dict(seed, hidden, heads, triple, single, feat_dim, mlp_ratio)
+    sd = collections.OrderedDict((k, v.to(torch.bfloat16)) for k, v in sd.items())
+    torch.save(sd, os.path.join(out_dir, "hunyuanvideo_foley.pth"))
+    with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+        f.write(CONFIG_TEMPLATE.format(triple=triple, single=single, hidden=hidden, heads=heads,
+                                       mlp_ratio=mlp_ratio, feat=feat_dim))
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--triple", type=int, default=2)
+    ap.add_argument("--single", type=int, default=2)
+    ap.add_argument("--feat-dim", type=int, default=64)
+    ap.add_argument("--mlp-ratio", type=int, default=4)
+    a = ap.parse_args(argv[1:])
+    make_dit(a.out_dir, a.seed, a.hidden, a.heads, a.triple, a.single, a.feat_dim, a.mlp_ratio)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,363 @@
+// Official HunyuanVideo-Foley DiT checkpoint (flat bf16 state dict) -> "dit." bundle tensors.
+//
+// Layout work done here so the model never does it at run time:
+// - single_blocks.*.linear_qkv is element-interleaved "(H D K)" (row h·3D + 3d + k holds
+//   q/k/v = k of head h, dim d); it is rewritten to the block layout [q | k | v], each (H D),
+//   that the triple blocks already use.
+// - Conv1d weights [C_out, C_in, K] become [K, C_out, C_in] (one Linear weight per tap); the
+//   k=1 convolutions (audio_embedder.proj, sync_in.2.w*) become plain Linear weights [C_out, C_in].
+// - sync_pos_emb [1,1,8,C] -> [8,C], empty_*_feat [1,C] -> [C].
+// - final_layer.adaLN_modulation.1.* is checked and dropped: the official FinalLayer1D passes
+//   its per-token shift/scale to `modulate`, which ignores 3-D modulation tensors, so these
+//   weights never affect the output (confirmed by the golden case).
+// Matmul/conv weights are stored in options.dit_dtype; biases, norm weights and the learned
+// embeddings in F32.
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "convert/convert.h"
+#include "core/check.h"
+#include "models/mmdit.h"
+
+namespace foley {
+namespace {
+
+enum class Layout {
+  kSame,          // element order unchanged (only a reshape and a dtype change)
+  kConvTaps,      // [Co, Ci, K] -> [K, Co, Ci]
+  kDeinterleave,  // rows of a (H D K) fused qkv -> [q | k | v]
+  kDrop,          // checked, not written
+};
+
+struct Expected {
+  std::string name;  // official key
+  Shape shape;       // official shape
+  Layout layout = Layout::kSame;
+  Shape out_shape;  // bundle shape
+  bool matrix = false;
+};
+
+float read_element(const Tensor& t, int64_t off) {
+  switch (t.dtype()) {
+    case DType::kF32:
+      return t.data<float>()[off];
+    case DType::kBF16:
+      return bf16_to_f32(t.data<uint16_t>()[off]);
+    case DType::kF16:
+      return f16_to_f32(t.data<uint16_t>()[off]);
+    default:
+      break;
+  }
+  throw make_error(ErrorKind::kInvalidInput, "dit checkpoint tensor has unsupported dtype %s",
+                   dtype_name(t.dtype()));
+}
+
+// The source tensor in its logical (row-major) order as F32, whatever its saved strides.
+std::vector<float> gather_f32(const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  const int r = t.rank();
+  std::array<int64_t, kMaxRank> idx{};
+  for (size_t i = 0; i < out.size(); ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < r; ++d) off += idx[static_cast<size_t>(d)] * t.stride(d);
+    out[i] = read_element(t, off);
+    for (int d = r - 1; d >= 0; --d) {
+      if (++idx[static_cast<size_t>(d)] < t.dim(d)) break;
+      idx[static_cast<size_t>(d)] = 0;
+    }
+  }
+  return out;
+}
+
+void store(void* dst, DType dtype, size_t i, float v) {
+  switch (dtype) {
+    case DType::kF32:
+      static_cast<float*>(dst)[i] = v;
+      return;
+    case DType::kBF16:
+      static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v);
+      return;
+    case DType::kF16:
+      static_cast<uint16_t*>(dst)[i] = f32_to_f16(v);
+      return;
+    default:
+      break;
+  }
+  FOLEY_CHECK(false, "dit converter: unsupported storage dtype %s", dtype_name(dtype));
+}
+
+// Fills `dst` (out_shape, dtype) from the official tensor `src` with the given layout change.
+void convert_tensor(const Tensor& src, const Expected& e, int64_t head_dim, DType dtype,
+                    void* dst) {
+  const std::vector<float> v = gather_f32(src);
+  switch (e.layout) {
+    case Layout::kSame:
+      for (size_t i = 0; i < v.size(); ++i) store(dst, dtype, i, v[i]);
+      return;
+    case Layout::kConvTaps: {
+      const int64_t co = e.shape[0], ci = e.shape[1], k = e.shape[2];
+      for (int64_t o = 0; o < co; ++o)
+        for (int64_t i = 0; i < ci; ++i)
+          for (int64_t t = 0; t < k; ++t)
+            store(dst, dtype, static_cast<size_t>((t * co + o) * ci + i),
+                  v[static_cast<size_t>((o * ci + i) * k + t)]);
+      return;
+    }
+    case Layout::kDeinterleave: {
+      const int64_t rows = e.shape[0], cols = e.shape.rank() > 1 ? e.shape[1] : 1;
+      const int64_t hidden = rows / 3, heads = hidden / head_dim;
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t d = 0; d < head_dim; ++d)
+          for (int64_t q = 0; q < 3; ++q) {
+            const int64_t from = h * 3 * head_dim + d * 3 + q;
+            const int64_t to = q * hidden + h * head_dim + d;
+            for (int64_t c = 0; c < cols; ++c)
+              store(dst, dtype, static_cast<size_t>(to * cols + c),
+                    v[static_cast<size_t>(from * cols + c)]);
+          }
+      return;
+    }
+    case Layout::kDrop:
+      return;
+  }
+}
+
+// The official module tree's state-dict keys for a config, with what becomes of each.
+std::vector<Expected> expected_keys(const MmditConfig& c) {
+  std::vector<Expected> k;
+  const int64_t H = c.hidden, D = c.head_dim;
+  auto add = [&](const std::string& name, const Shape& shape, bool matrix, Layout layout,
+                 const Shape& out) {
+    k.push_back({name, shape, layout, out, matrix});
+  };
+  auto vec = [&](const std::string& name, int64_t n) { add(name, {n}, false, Layout::kSame, {n}); };
+  auto lin = [&](const std::string& name, int64_t n, int64_t in, bool bias = true) {
+    add(name + ".weight", {n, in}, true, Layout::kSame, {n, in});
+    if (bias) vec(name + ".bias", n);
+  };
+  auto conv1 = [&](const std::string& name, int64_t co, int64_t ci) {  // k=1 conv as Linear
+    add(name + ".weight", {co, ci, 1}, true, Layout::kSame, {co, ci});
+  };
+  auto conv3 = [&](const std::string& name, int64_t co, int64_t ci) {
+    add(name + ".weight", {co, ci, 3}, true, Layout::kConvTaps, {3, co, ci});
+  };
+
+  add("sync_pos_emb", {1, 1, 8, c.sync_dim}, false, Layout::kSame, {8, c.sync_dim});
+  add("empty_clip_feat", {1, c.clip_dim}, false, Layout::kSame, {c.clip_dim});
+  add("empty_sync_feat", {1, c.sync_dim}, false, Layout::kSame, {c.sync_dim});
+  conv1("audio_embedder.proj", H, c.latent_dim);
+  vec("audio_embedder.proj.bias", H);
+  lin("visual_proj.w1", H, c.clip_dim, false);
+  lin("visual_proj.w2", H, H, false);
+  lin("visual_proj.w3", H, c.clip_dim, false);
+  lin("cond_in.linear_1", H, c.text_dim);
+  lin("cond_in.linear_2", H, H);
+  lin("time_in.mlp.0", H, 256);
+  lin("time_in.mlp.2", H, H);
+  lin("sync_in.0", H, c.sync_dim);
+  conv1("sync_in.2.w1", c.sync_mlp_hidden, H);
+  conv1("sync_in.2.w2", H, c.sync_mlp_hidden);
+  conv1("sync_in.2.w3", c.sync_mlp_hidden, H);
+  for (int64_t i = 0; i < c.depth_triple; ++i) {
+    const std::string p = "triple_blocks." + std::to_string(i) + ".";
+    for (const std::string s : {"audio", "v_cond"}) {
+      const bool a = s == "audio";
+      lin(p + s + "_mod.linear", 9 * H, H);
+      lin(p + (a ? "audio_self_attn_qkv" : "v_cond_attn_qkv"), 3 * H, H);
+      vec(p + (a ? "audio_self_q_norm" : "v_cond_attn_q_norm") + ".weight", D);
+      vec(p + (a ? "audio_self_k_norm" : "v_cond_attn_k_norm") + ".weight", D);
+      lin(p + s + "_self_proj", H, H);
+      lin(p + s + "_cross_q", H, H);
+      vec(p + s + "_cross_q_norm.weight", D);
+      lin(p + s + "_cross_proj", H, H);
+      lin(p + s + "_mlp.fc1", c.mlp_hidden, H);
+      lin(p + s + "_mlp.fc2", H, c.mlp_hidden);
+    }
+    lin(p + "text_cross_kv", 2 * H, H);
+    vec(p + "text_cross_k_norm.weight", D);
+  }
+  for (int64_t i = 0; i < c.depth_single; ++i) {
+    const std::string p = "single_blocks." + std::to_string(i) + ".";
+    lin(p + "modulation.linear", 6 * H, H);
+    add(p + "linear_qkv.weight", {3 * H, H}, true, Layout::kDeinterleave, {3 * H, H});
+    add(p + "linear_qkv.bias", {3 * H}, false, Layout::kDeinterleave, {3 * H});
+    conv3(p + "linear1", H, H);
+    vec(p + "linear1.bias", H);
+    conv3(p + "linear2.w1", c.conv_mlp_hidden, H);
+    conv3(p + "linear2.w2", H, c.conv_mlp_hidden);
+    conv3(p + "linear2.w3", c.conv_mlp_hidden, H);
+    vec(p + "q_norm.weight", D);
+    vec(p + "k_norm.weight", D);
+  }
+  lin("final_layer.linear", c.latent_dim, H);
+  add("final_layer.adaLN_modulation.1.weight", {2 * H, H}, true, Layout::kDrop, {});
+  add("final_layer.adaLN_modulation.1.bias", {2 * H}, false, Layout::kDrop, {});
+  return k;
+}
+
+// ---- sizes: from the tensors, cross-checked with config.yaml -----------------------------------
+
+int64_t dim_of(const TorchCheckpoint& ckpt, const std::string& key, int d) {
+  if (!ckpt.has(key))
+    throw Error(ErrorKind::kInvalidInput, "dit checkpoint: missing tensor " + key +
+                                              " (is this a HunyuanVideo-Foley DiT checkpoint?)");
+  const Shape& s = ckpt.entry(key).shape;
+  if (d >= s.rank())
+    throw Error(ErrorKind::kInvalidInput,
+                "dit checkpoint: tensor " + key + " has shape " + s.str());
+  return s[d];
+}
+
+int64_t count_blocks(const TorchCheckpoint& ckpt, const std::string& prefix) {
+  std::set<int64_t> ids;
+  for (const auto& e : ckpt.entries()) {
+    if (e.name.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dot = e.name.find('.', prefix.size());
+    const std::string id = e.name.substr(prefix.size(), dot - prefix.size());
+    if (!id.empty() && id.find_first_not_of("0123456789") == std::string::npos)
+      ids.insert(std::stoll(id));
+  }
+  // Block indices must be 0..n−1; a gap shows up as missing keys of the absent block.
+  return ids.empty() ? 0 : *ids.rbegin() + 1;
+}
+
+MmditConfig sizes_from_tensors(const TorchCheckpoint& ckpt) {
+  MmditConfig c;
+  c.hidden = dim_of(ckpt, "audio_embedder.proj.weight", 0);
+  c.latent_dim = dim_of(ckpt, "audio_embedder.proj.weight", 1);
+  c.clip_dim = dim_of(ckpt, "visual_proj.w1.weight", 1);
+  c.text_dim = dim_of(ckpt, "cond_in.linear_1.weight", 1);
+  c.sync_dim = dim_of(ckpt, "sync_in.0.weight", 1);
+  c.sync_mlp_hidden = dim_of(ckpt, "sync_in.2.w1.weight", 0);
+  c.depth_triple = count_blocks(ckpt, "triple_blocks.");
+  c.depth_single = count_blocks(ckpt, "single_blocks.");
+  c.head_dim = c.depth_triple > 0 ? dim_of(ckpt, "triple_blocks.0.audio_self_q_norm.weight", 0)
+                                  : dim_of(ckpt, "single_blocks.0.q_norm.weight", 0);
+  if (c.head_dim <= 0 || c.hidden % c.head_dim != 0)
+    throw make_error(ErrorKind::kInvalidInput, "dit checkpoint: head dim %lld does not divide %lld",
+                     (long long)c.head_dim, (long long)c.hidden);
+  c.heads = c.hidden / c.head_dim;
+  c.mlp_hidden =
+      c.depth_triple > 0 ? dim_of(ckpt, "triple_blocks.0.audio_mlp.fc1.weight", 0) : 4 * c.hidden;
+  c.conv_mlp_hidden = c.depth_single > 0 ? dim_of(ckpt, "single_blocks.0.linear2.w1.weight", 0)
+                                         : MmditConfig::conv_mlp_width(4 * c.hidden);
+  return c;
+}
+
+// Checks config.yaml's model_kwargs against the sizes read from the tensors, and refuses
+// options this implementation does not have.
+void cross_check_yaml(const std::string& path, const MmditConfig& c) {
+  YAML::Node kw;
+  try {
+    kw = YAML::LoadFile(path)["model_config"]["model_kwargs"];
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorKind::kInvalidInput, path + ": " + e.what());
+  }
+  if (!kw || !kw.IsMap())
+    throw Error(ErrorKind::kInvalidInput, path + ": no model_config.model_kwargs map");
+  std::vector<std::string> bad;
+  auto num = [&](const char* key, double expect) {
+    if (!kw[key]) return;
+    const double v = kw[key].as<double>();
+    if (v != expect)
+      bad.push_back(std::string(key) + " is " + kw[key].as<std::string>() +
+                    " but the tensors say " + std::to_string(static_cast<long long>(expect)));
+  };
+  num("hidden_size", static_cast<double>(c.hidden));
+  num("num_heads", static_cast<double>(c.heads));
+  num("depth_triple_blocks", static_cast<double>(c.depth_triple));
+  num("depth_single_blocks", static_cast<double>(c.depth_single));
+  num("audio_vae_latent_dim", static_cast<double>(c.latent_dim));
+  num("clip_dim", static_cast<double>(c.clip_dim));
+  num("sync_feat_dim", static_cast<double>(c.sync_dim));
+  num("condition_dim", static_cast<double>(c.text_dim));
+  num("patch_size", 1);
+  const double ratio = kw["mlp_ratio"] ? kw["mlp_ratio"].as<double>() : 4.0;
+  const double mlp_in = static_cast<double>(c.hidden) * ratio;
+  if (static_cast<int64_t>(mlp_in) != c.mlp_hidden && c.depth_triple > 0)
+    bad.push_back("mlp_ratio does not match the triple-block MLP width");
+  if (MmditConfig::conv_mlp_width(static_cast<int64_t>(mlp_in)) != c.conv_mlp_hidden &&
+      c.depth_single > 0)
+    bad.push_back("mlp_ratio does not match the single-block ConvMLP width");
+  if (MmditConfig::conv_mlp_width(4 * c.hidden) != c.sync_mlp_hidden)
+    bad.push_back("sync_in ConvMLP width is not that of ConvMLP(H, 4H)");
+  auto flag = [&](const char* key, bool want, bool dflt) {
+    const bool v = kw[key] ? kw[key].as<bool>() : dflt;
+    if (v != want)
+      bad.push_back(std::string(key) + " = " + (v ? "true" : "false") + " is not supported");
+  };
+  flag("interleaved_audio_visual_rope", true, false);
+  flag("add_sync_feat_to_audio", true, false);
+  flag("sync_modulation", false, false);
+  flag("use_attention_mask", false, false);
+  flag("qk_norm", true, true);
+  flag("qkv_bias", true, true);
+  flag("cross_attention", true, true);
+  auto str = [&](const char* key, const char* want) {
+    if (kw[key] && kw[key].as<std::string>() != want)
+      bad.push_back(std::string(key) + " = " + kw[key].as<std::string>() + " is not supported");
+  };
+  str("mlp_act_type", "gelu_tanh");
+  str("qk_norm_type", "rms");
+  str("condition_projection", "linear");
+  if (kw["sync_in_ksz"] && kw["sync_in_ksz"].as<int>() != 1)
+    bad.push_back("sync_in_ksz other than 1 is not supported");
+  if (kw["rope_dim_list"] && !kw["rope_dim_list"].IsNull())
+    bad.push_back("rope_dim_list other than null is not supported");
+  if (!bad.empty()) {
+    std::string msg = path + ": ";
+    for (size_t i = 0; i < bad.size(); ++i) msg += (i ? "; " : "") + bad[i];
+    throw Error(ErrorKind::kUnsupported, msg);
+  }
+}
+
+}  // namespace
+
+nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& config_yaml_path,
+                           const ConvertOptions& options, SafetensorsWriter& out) {
+  if (!is_float_compute(options.dit_dtype))
+    throw make_error(ErrorKind::kInvalidInput, "dit storage dtype %s is not F32, BF16 or F16",
+                     dtype_name(options.dit_dtype));
+  const MmditConfig c = sizes_from_tensors(ckpt);
+  if (!config_yaml_path.empty()) cross_check_yaml(config_yaml_path, c);
+
+  // The key set must be exactly the official module tree's: report every difference by name.
+  const std::vector<Expected> keys = expected_keys(c);
+  std::vector<std::string> problems;
+  std::set<std::string> known;
+  for (const Expected& e : keys) {
+    known.insert(e.name);
+    if (!ckpt.has(e.name)) {
+      problems.push_back("missing " + e.name);
+    } else if (ckpt.entry(e.name).shape != e.shape) {
+      problems.push_back(e.name + " has shape " + ckpt.entry(e.name).shape.str() + ", expected " +
+                         e.shape.str());
+    } else if (!is_float_compute(ckpt.entry(e.name).dtype)) {
+      problems.push_back(e.name + " has dtype " + dtype_name(ckpt.entry(e.name).dtype));
+    }
+  }
+  for (const auto& e : ckpt.entries())
+    if (!known.count(e.name)) problems.push_back("unexpected " + e.name);
+  if (!problems.empty()) {
+    std::string msg = "dit checkpoint does not match the HunyuanVideo-Foley module tree (" +
+                      std::to_string(problems.size()) + " problems): ";
+    for (size_t i = 0; i < problems.size() && i < 12; ++i) msg += (i ? "; " : "") + problems[i];
+    if (problems.size() > 12) msg += "; ...";
+    throw Error(ErrorKind::kInvalidInput, msg);
+  }
+
+  for (const Expected& e : keys) {
+    if (e.layout == Layout::kDrop) continue;
+    const DType dtype = e.matrix ? options.dit_dtype : DType::kF32;
+    const Tensor src = ckpt.tensor(e.name);
+    const int64_t head_dim = c.head_dim;
+    out.add("dit." + e.name, dtype, e.out_shape,
+            [src, e, head_dim, dtype](void* dst) { convert_tensor(src, e, head_dim, dtype, dst); });
+  }
+  return c.to_json();
+}
+
+}  // namespace foley

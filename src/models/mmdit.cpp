@@ -1,0 +1,341 @@
+// MMDiT: weights, per-request context and the top-level forward (model-spec §2.2, §2.3).
+#include "models/mmdit.h"
+
+#include <cmath>
+
+#include "core/check.h"
+#include "models/mmdit_internal.h"
+#include "models/rope.h"
+
+namespace foley {
+
+namespace {
+
+constexpr int64_t kTimeFreqDim = 256;  // TimestepEmbedder's sinusoid width
+constexpr int64_t kSyncSegment = 8;    // Synchformer tokens per 16-frame window
+
+int64_t need_int(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || !j.at(key).is_number_integer())
+    throw make_error(ErrorKind::kInvalidInput, "dit config: missing integer field \"%s\"", key);
+  const int64_t v = j.at(key).get<int64_t>();
+  if (v <= 0) throw make_error(ErrorKind::kInvalidInput, "dit config: \"%s\" must be > 0", key);
+  return v;
+}
+
+}  // namespace
+
+int64_t MmditConfig::conv_mlp_width(int64_t hidden_arg) {
+  const int64_t h = 2 * hidden_arg / 3;  // int(2·hidden/3) of a positive value
+  return (h + 255) / 256 * 256;
+}
+
+MmditConfig MmditConfig::from_json(const nlohmann::json& j) {
+  MmditConfig c;
+  c.hidden = need_int(j, "hidden_size");
+  c.heads = need_int(j, "num_heads");
+  c.head_dim = need_int(j, "head_dim");
+  c.depth_triple = need_int(j, "depth_triple_blocks");
+  c.depth_single = j.value("depth_single_blocks", int64_t{-1});
+  if (c.depth_single < 0)
+    throw Error(ErrorKind::kInvalidInput, "dit config: missing \"depth_single_blocks\"");
+  c.latent_dim = need_int(j, "latent_dim");
+  c.clip_dim = need_int(j, "clip_dim");
+  c.sync_dim = need_int(j, "sync_dim");
+  c.text_dim = need_int(j, "text_dim");
+  c.mlp_hidden = need_int(j, "mlp_hidden");
+  c.conv_mlp_hidden = need_int(j, "conv_mlp_hidden");
+  c.sync_mlp_hidden = need_int(j, "sync_mlp_hidden");
+  if (c.heads * c.head_dim != c.hidden || c.head_dim % 2 != 0)
+    throw make_error(ErrorKind::kInvalidInput, "dit config: %lld heads × %lld != hidden %lld",
+                     (long long)c.heads, (long long)c.head_dim, (long long)c.hidden);
+  return c;
+}
+
+nlohmann::json MmditConfig::to_json() const {
+  return {{"hidden_size", hidden},
+          {"num_heads", heads},
+          {"head_dim", head_dim},
+          {"depth_triple_blocks", depth_triple},
+          {"depth_single_blocks", depth_single},
+          {"latent_dim", latent_dim},
+          {"clip_dim", clip_dim},
+          {"sync_dim", sync_dim},
+          {"text_dim", text_dim},
+          {"mlp_hidden", mlp_hidden},
+          {"conv_mlp_hidden", conv_mlp_hidden},
+          {"sync_mlp_hidden", sync_mlp_hidden}};
+}
+
+// ---- construction -------------------------------------------------------------------------------
+
+Mmdit::Mmdit(const WeightStore& store, Backend& backend)
+    : Mmdit(
+          MmditConfig::from_json(store.config("dit")),
+          [&store](const std::string& name, const Shape& shape, bool matrix) {
+            if (matrix) return store.get("dit." + name, shape);
+            return store.get("dit." + name, shape, {DType::kF32});
+          },
+          backend) {
+  store.expect_all_used("dit.");
+}
+
+Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& backend)
+    : config_(config), backend_(backend), w_(std::make_unique<Weights>()) {
+  const MmditConfig& c = config_;
+  const int64_t H = c.hidden, D = c.head_dim;
+  auto mat = [&](const std::string& name, const Shape& shape) {
+    Tensor t = get(name, shape, true);
+    FOLEY_CHECK(t.device() == backend_.device(), "dit weight %s is not on the %s device",
+                name.c_str(), backend_.name().c_str());
+    return t;
+  };
+  auto vec = [&](const std::string& name, int64_t n) {
+    Tensor t = get(name, {n}, false);
+    FOLEY_CHECK(t.dtype() == DType::kF32, "dit vector %s must be F32", name.c_str());
+    return t;
+  };
+  auto lin = [&](const std::string& name, int64_t n, int64_t k, bool bias = true) {
+    DitLinear l{mat(name + ".weight", {n, k}), Tensor()};
+    if (bias) l.b = vec(name + ".bias", n);
+    return l;
+  };
+
+  Weights& w = *w_;
+  w.audio_embedder = lin("audio_embedder.proj", H, c.latent_dim);
+  w.visual_w1 = lin("visual_proj.w1", H, c.clip_dim, false);
+  w.visual_w2 = lin("visual_proj.w2", H, H, false);
+  w.visual_w3 = lin("visual_proj.w3", H, c.clip_dim, false);
+  w.cond_1 = lin("cond_in.linear_1", H, c.text_dim);
+  w.cond_2 = lin("cond_in.linear_2", H, H);
+  w.time_1 = lin("time_in.mlp.0", H, kTimeFreqDim);
+  w.time_2 = lin("time_in.mlp.2", H, H);
+  w.sync_0 = lin("sync_in.0", H, c.sync_dim);
+  w.sync_w1 = lin("sync_in.2.w1", c.sync_mlp_hidden, H, false);
+  w.sync_w2 = lin("sync_in.2.w2", H, c.sync_mlp_hidden, false);
+  w.sync_w3 = lin("sync_in.2.w3", c.sync_mlp_hidden, H, false);
+  w.sync_pos_emb = get("sync_pos_emb", {kSyncSegment, c.sync_dim}, false);
+  w.empty_clip = vec("empty_clip_feat", c.clip_dim);
+  w.empty_sync = vec("empty_sync_feat", c.sync_dim);
+
+  for (int64_t i = 0; i < c.depth_triple; ++i) {
+    const std::string p = "triple_blocks." + std::to_string(i) + ".";
+    DitTripleBlock b;
+    auto stream = [&](const std::string& s, const std::string& qkv, const std::string& qn,
+                      const std::string& kn, const std::string& self_proj) {
+      DitStream st;
+      st.mod = lin(p + s + "_mod.linear", 9 * H, H);
+      st.qkv = lin(p + qkv, 3 * H, H);
+      st.q_norm = vec(p + qn + ".weight", D);
+      st.k_norm = vec(p + kn + ".weight", D);
+      st.self_proj = lin(p + self_proj, H, H);
+      st.cross_q = lin(p + s + "_cross_q", H, H);
+      st.cross_q_norm = vec(p + s + "_cross_q_norm.weight", D);
+      st.cross_proj = lin(p + s + "_cross_proj", H, H);
+      st.fc1 = lin(p + s + "_mlp.fc1", c.mlp_hidden, H);
+      st.fc2 = lin(p + s + "_mlp.fc2", H, c.mlp_hidden);
+      return st;
+    };
+    b.audio = stream("audio", "audio_self_attn_qkv", "audio_self_q_norm", "audio_self_k_norm",
+                     "audio_self_proj");
+    b.visual = stream("v_cond", "v_cond_attn_qkv", "v_cond_attn_q_norm", "v_cond_attn_k_norm",
+                      "v_cond_self_proj");
+    b.text_kv = lin(p + "text_cross_kv", 2 * H, H);
+    b.text_k_norm = vec(p + "text_cross_k_norm.weight", D);
+    w.triple.push_back(std::move(b));
+  }
+  for (int64_t i = 0; i < c.depth_single; ++i) {
+    const std::string p = "single_blocks." + std::to_string(i) + ".";
+    const int64_t F = c.conv_mlp_hidden;
+    DitSingleBlock b;
+    b.mod = lin(p + "modulation.linear", 6 * H, H);
+    b.qkv = lin(p + "linear_qkv", 3 * H, H);
+    b.q_norm = vec(p + "q_norm.weight", D);
+    b.k_norm = vec(p + "k_norm.weight", D);
+    b.conv1_w = mat(p + "linear1.weight", {3, H, H});
+    b.conv1_b = vec(p + "linear1.bias", H);
+    b.w1 = mat(p + "linear2.w1.weight", {3, F, H});
+    b.w2 = mat(p + "linear2.w2.weight", {3, H, F});
+    b.w3 = mat(p + "linear2.w3.weight", {3, F, H});
+    w.single.push_back(std::move(b));
+  }
+  // final_layer.adaLN_modulation is not loaded: the official FinalLayer1D's modulation is a
+  // no-op (see convert_dit.cpp), so the converter leaves it out of the bundle.
+  w.final_linear = lin("final_layer.linear", c.latent_dim, H);
+}
+
+Mmdit::~Mmdit() = default;
+
+const Tensor& Mmdit::empty_clip_feat() const {
+  return w_->empty_clip;
+}
+const Tensor& Mmdit::empty_sync_feat() const {
+  return w_->empty_sync;
+}
+
+// ---- per-request context ------------------------------------------------------------------------
+
+std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& sync,
+                                           const Tensor& text, int64_t audio_len) const {
+  const MmditConfig& c = config_;
+  const Weights& w = *w_;
+  Backend& be = backend_;
+  const int64_t B = clip.dim(0), Tv = clip.dim(1), S8 = sync.dim(1), L = text.dim(1);
+  const int64_t H = c.hidden, Ta = audio_len;
+  expect_shape(clip, {B, Tv, c.clip_dim}, "dit clip features");
+  expect_shape(sync, {B, S8, c.sync_dim}, "dit sync features");
+  expect_shape(text, {B, L, c.text_dim}, "dit text features");
+  if (B < 1 || Tv < 1 || L < 1 || Ta < 1 || S8 < kSyncSegment || S8 % kSyncSegment != 0)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "dit: need Ta, Tv, L >= 1 and whole 8-token sync segments (Ta=%lld Tv=%lld "
+                     "L=%lld sync=%lld)",
+                     (long long)Ta, (long long)Tv, (long long)L, (long long)S8);
+  FOLEY_CHECK(clip.is_contiguous() && sync.is_contiguous() && text.is_contiguous(),
+              "dit prepare: inputs must be contiguous");
+
+  auto ctx = std::unique_ptr<DitContext>(new DitContext());
+  ctx->arena_ = std::make_unique<Arena>(be.block_allocator());
+  Arena& arena = *ctx->arena_;
+  ctx->batch_ = B;
+  ctx->ta_ = Ta;
+  ctx->tv_ = Tv;
+  ctx->text_len_ = L;
+  ctx->temb_host_.assign(static_cast<size_t>(B * kTimeFreqDim), 0.0f);
+
+  // Persistent tensors first; temporaries go above them in a scope.
+  auto upload_rope = [&](const std::vector<float>& pos) {
+    HostRope h = rope_table_host(pos, c.head_dim);
+    RopeTable t{arena.alloc(h.cos.shape(), DType::kF32), arena.alloc(h.sin.shape(), DType::kF32)};
+    be.copy_from_host(t.cos, h.cos);
+    be.copy_from_host(t.sin, h.sin);
+    return t;
+  };
+  ctx->self_rope_ = upload_rope(joint_self_positions(Tv, Ta));
+  ctx->cross_rope_ = upload_rope(joint_cross_positions(Tv, Ta));
+  ctx->single_rope_ = upload_rope(linear_positions(Ta));
+  const RopeTable text_rope = upload_rope(linear_positions(L));
+  for (int64_t i = 0; i < c.depth_triple; ++i)
+    ctx->text_kv_.push_back(arena.alloc({B, L, 2 * H}, DType::kF32));
+  ctx->visual_ = arena.alloc({B, Tv, H}, DType::kF32);
+  ctx->sync_a_ = arena.alloc({B, Ta, H}, DType::kF32);
+
+  Arena::Scope scope(arena);
+  // Text: cond_in, then each triple block's K/V with the k-norm and RoPE (0..L−1) applied.
+  {
+    Arena::Scope s(arena);
+    const Tensor h = arena.alloc({B, L, H}, DType::kF32);
+    const Tensor cond = arena.alloc({B, L, H}, DType::kF32);
+    be.linear(text, w.cond_1.w, w.cond_1.bias(), h);
+    be.activation(Activation::kSilu, h, h);
+    be.linear(h, w.cond_2.w, w.cond_2.bias(), cond);
+    for (int64_t i = 0; i < c.depth_triple; ++i) {
+      const DitTripleBlock& blk = w.triple[static_cast<size_t>(i)];
+      const Tensor& kv = ctx->text_kv_[static_cast<size_t>(i)];
+      be.linear(cond, blk.text_kv.w, blk.text_kv.bias(), kv);
+      const Tensor k = dit_heads(kv, 0, c.heads, c.head_dim);
+      be.rms_norm(k, &blk.text_k_norm, kDitRmsEps, k);
+      be.rope(k, text_rope, k);
+    }
+  }
+  // Visual tokens: SwiGLU projection of the SigLIP2 features.
+  {
+    Arena::Scope s(arena);
+    const Tensor h1 = arena.alloc({B, Tv, H}, DType::kF32);
+    const Tensor h3 = arena.alloc({B, Tv, H}, DType::kF32);
+    be.linear(clip, w.visual_w1.w, nullptr, h1);
+    be.linear(clip, w.visual_w3.w, nullptr, h3);
+    be.swiglu(h1, h3, h1);
+    be.linear(h1, w.visual_w2.w, nullptr, ctx->visual_);
+  }
+  // Sync: + per-segment position embedding, Linear -> SiLU -> k=1 ConvMLP, nearest-exact to Ta.
+  {
+    Arena::Scope s(arena);
+    const int64_t S = S8 / kSyncSegment;
+    const Tensor pos = arena.alloc({B, S, kSyncSegment, c.sync_dim}, DType::kF32);
+    be.add(sync.reshape({B, S, kSyncSegment, c.sync_dim}),
+           w.sync_pos_emb.expand({B, S, kSyncSegment, c.sync_dim}), pos);
+    const Tensor h = arena.alloc({B, S8, H}, DType::kF32);
+    be.linear(pos.reshape({B, S8, c.sync_dim}), w.sync_0.w, w.sync_0.bias(), h);
+    be.activation(Activation::kSilu, h, h);
+    const Tensor g1 = arena.alloc({B, S8, c.sync_mlp_hidden}, DType::kF32);
+    const Tensor g3 = arena.alloc({B, S8, c.sync_mlp_hidden}, DType::kF32);
+    be.linear(h, w.sync_w1.w, nullptr, g1);
+    be.linear(h, w.sync_w3.w, nullptr, g3);
+    be.swiglu(g1, g3, g1);
+    be.linear(g1, w.sync_w2.w, nullptr, h);
+    be.resample_nearest_exact(h, ctx->sync_a_);
+  }
+  return ctx;
+}
+
+// ---- one denoising step -------------------------------------------------------------------------
+
+void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
+                    Arena& arena) const {
+  const MmditConfig& c = config_;
+  const Weights& w = *w_;
+  Backend& be = backend_;
+  const int64_t B = ctx.batch_, Ta = ctx.ta_, Tv = ctx.tv_, H = c.hidden;
+  expect_shape(x, {B, c.latent_dim, Ta}, "dit input latent");
+  expect_shape(v, {B, c.latent_dim, Ta}, "dit output velocity");
+  Arena::Scope scope(arena);
+
+  // Timestep sinusoid [cos | sin] as torch computes it: freqs = exp(F32(−ln 1e4)·k / 128).
+  {
+    const int64_t half = kTimeFreqDim / 2;
+    const float neg_log = static_cast<float>(-std::log(10000.0));
+    float* e = ctx.temb_host_.data();
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t k = 0; k < half; ++k) {
+        const float freq = std::exp(neg_log * static_cast<float>(k) / static_cast<float>(half));
+        const float arg = t[b] * freq;
+        e[b * kTimeFreqDim + k] = std::cos(arg);
+        e[b * kTimeFreqDim + half + k] = std::sin(arg);
+      }
+    }
+  }
+  const Tensor temb = arena.alloc({B, kTimeFreqDim}, DType::kF32);
+  be.copy_from_host(
+      temb, Tensor(ctx.temb_host_.data(), DType::kF32, {B, kTimeFreqDim}, DeviceKind::kCPU));
+  const Tensor vec = arena.alloc({B, H}, DType::kF32);
+  DitStepState s;
+  s.silu_vec = arena.alloc({B, H}, DType::kF32);
+  be.linear(temb, w.time_1.w, w.time_1.bias(), s.silu_vec);
+  be.activation(Activation::kSilu, s.silu_vec, s.silu_vec);
+  be.linear(s.silu_vec, w.time_2.w, w.time_2.bias(), vec);
+  be.activation(Activation::kSilu, vec, s.silu_vec);
+
+  // Audio tokens: k=1 conv embedder on the channel-last latent, plus the sync features (added
+  // once, before triple block 0).
+  s.audio = arena.alloc({B, Ta, H}, DType::kF32);
+  {
+    Arena::Scope inner(arena);
+    const Tensor xt = arena.alloc({B, Ta, c.latent_dim}, DType::kF32);
+    be.copy(xt, x.transpose(1, 2));
+    be.linear(xt, w.audio_embedder.w, w.audio_embedder.bias(), s.audio);
+  }
+  be.add(s.audio, ctx.sync_a_, s.audio);
+  s.visual = arena.alloc({B, Tv, H}, DType::kF32);
+  be.copy(s.visual, ctx.visual_);
+
+  for (size_t i = 0; i < w.triple.size(); ++i)
+    dit_triple_block(be, c, w.triple[i], ctx.text_kv_[i], ctx.self_rope_, ctx.cross_rope_, s,
+                     arena);
+
+  // Single blocks and the final layer condition per token on vec + sync_a; only SiLU of it is
+  // ever used.
+  s.silu_vec_tok = arena.alloc({B, Ta, H}, DType::kF32);
+  be.add(ctx.sync_a_, vec.unsqueeze(1).expand({B, Ta, H}), s.silu_vec_tok);
+  be.activation(Activation::kSilu, s.silu_vec_tok, s.silu_vec_tok);
+  for (const DitSingleBlock& blk : w.single)
+    dit_single_block(be, c, blk, ctx.single_rope_, s, arena);
+
+  // Final layer: LN (no affine) -> Linear. The official FinalLayer1D computes a shift/scale but
+  // its `modulate` drops per-token (3-D) modulation, so none is applied.
+  const Tensor xn = arena.alloc({B, Ta, H}, DType::kF32);
+  be.layer_norm(s.audio, nullptr, nullptr, kDitLayerNormEps, xn);
+  const Tensor out = arena.alloc({B, Ta, c.latent_dim}, DType::kF32);
+  be.linear(xn, w.final_linear.w, w.final_linear.bias(), out);
+  be.copy(v, out.transpose(1, 2));
+}
+
+}  // namespace foley

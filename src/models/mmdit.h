@@ -1,0 +1,111 @@
+// The HunyuanVideo-Foley diffusion transformer (model-spec §2): 1-D audio latent tokens, joint
+// audio-visual "triple" blocks with text cross-attention, then audio-only "single" blocks.
+//
+// The model object is immutable after construction (weights only) and may be shared by
+// concurrent requests. Everything that does not depend on the timestep — the text projection and
+// every triple block's text K/V (k-norm and RoPE applied), the visual tokens, the sync features
+// resampled to the audio length, the RoPE tables — is computed once per request into a
+// DitContext. A denoising step then calls forward(), which allocates only from the caller's Arena
+// inside an Arena::Scope.
+//
+// Layouts follow backend.h: activations channel-last F32 on the backend's device; the latent
+// x and the velocity are [B, 128, Ta] (channel-first) as in the official model.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "models/weight_store.h"
+
+namespace foley {
+
+// The architecture sizes. Written by convert_dit into the bundle's "dit" config; every field is
+// cross-checked against tensor shapes at load.
+struct MmditConfig {
+  int64_t hidden = 0;  // H
+  int64_t heads = 0;   // H = heads · head_dim
+  int64_t head_dim = 0;
+  int64_t depth_triple = 0;     // dual-stream audio+visual blocks
+  int64_t depth_single = 0;     // audio-only blocks
+  int64_t latent_dim = 128;     // DAC-VAE latent channels
+  int64_t clip_dim = 768;       // SigLIP2 feature width
+  int64_t sync_dim = 768;       // Synchformer feature width
+  int64_t text_dim = 768;       // CLAP hidden width
+  int64_t mlp_hidden = 0;       // triple-block MLP, H·mlp_ratio
+  int64_t conv_mlp_hidden = 0;  // single-block ConvMLP: 256·ceil(int(2·4H/3)/256)
+  int64_t sync_mlp_hidden = 0;  // sync_in ConvMLP, same rule
+
+  static MmditConfig from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+  // The ConvMLP rounding of the official code: int(2·hidden/3) rounded up to a multiple of 256.
+  static int64_t conv_mlp_width(int64_t hidden_arg);
+};
+
+// Where the weights come from: `name` is the official module path (without the bundle's "dit."
+// prefix); `matrix` is true for matmul/conv weights (any float dtype) and false for vectors kept
+// in F32 (biases, norm weights, learned embeddings).
+using DitWeightGetter =
+    std::function<Tensor(const std::string& name, const Shape& shape, bool matrix)>;
+
+// Per-request state, built by Mmdit::prepare. Owns its device memory.
+class DitContext {
+ public:
+  int64_t batch() const { return batch_; }
+  int64_t audio_len() const { return ta_; }
+  int64_t visual_len() const { return tv_; }
+  int64_t text_len() const { return text_len_; }
+
+ private:
+  friend class Mmdit;
+  std::unique_ptr<Arena> arena_;
+  int64_t batch_ = 0, ta_ = 0, tv_ = 0, text_len_ = 0;
+  std::vector<Tensor> text_kv_;           // per triple block [B, L, 2H]: k (normed, rotated) | v
+  Tensor visual_;                         // visual_proj(clip) [B, Tv, H]
+  Tensor sync_a_;                         // sync_in(sync + pos) resampled to Ta [B, Ta, H]
+  RopeTable self_rope_;                   // joint [visual; audio] self-attention positions
+  RopeTable cross_rope_;                  // joint [visual; audio] cross-attention query positions
+  RopeTable single_rope_;                 // audio 0..Ta−1
+  mutable std::vector<float> temb_host_;  // staging for the timestep sinusoid, [B, 256]
+};
+
+class Mmdit {
+ public:
+  // Reads config("dit") and the "dit." tensors; every "dit." tensor must be used.
+  Mmdit(const WeightStore& store, Backend& backend);
+  Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& backend);
+  ~Mmdit();
+  Mmdit(const Mmdit&) = delete;
+  Mmdit& operator=(const Mmdit&) = delete;
+
+  const MmditConfig& config() const { return config_; }
+  Backend& backend() const { return backend_; }
+
+  // Learned unconditional features (F32 [clip_dim], [sync_dim]) for the CFG branch.
+  const Tensor& empty_clip_feat() const;
+  const Tensor& empty_sync_feat() const;
+
+  // clip [B, Tv, clip_dim], sync [B, S·8, sync_dim], text [B, L, text_dim]: contiguous F32 on the
+  // backend's device. `audio_len` is Ta. Throws Error(kInvalidInput) on inconsistent shapes.
+  std::unique_ptr<DitContext> prepare(const Tensor& clip, const Tensor& sync, const Tensor& text,
+                                      int64_t audio_len) const;
+
+  // v[B, 128, Ta] = DiT(x[B, 128, Ta], t) for timesteps t[0..B) in [0, 1000] (host values);
+  // x and v are contiguous F32 on the device and must not alias. Allocates only from `arena`.
+  void forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
+               Arena& arena) const;
+
+  struct Weights;  // defined in mmdit_internal.h
+
+ private:
+  MmditConfig config_;
+  Backend& backend_;
+  std::unique_ptr<Weights> w_;
+};
+
+}  // namespace foley

@@ -1,0 +1,152 @@
+// The MMDiT's two block types (model-spec §2.4, §2.5) on the backend op set.
+#include <cmath>
+
+#include "models/mmdit_internal.h"
+
+namespace foley {
+
+Tensor dit_heads(const Tensor& t, int64_t off, int64_t heads, int64_t head_dim) {
+  const Tensor cols = t.slice(2, off, heads * head_dim);
+  return cols.as_strided({t.dim(0), t.dim(1), heads, head_dim},
+                         {t.stride(0), t.stride(1), head_dim, 1});
+}
+
+namespace {
+
+// y[b] = x[b]·Wᵀ + bias, one GEMM per batch row. Used where x or y is a row range of a joint
+// [visual; audio] buffer: within one batch row that range is contiguous, across rows it is not.
+void linear_rows(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y) {
+  for (int64_t b = 0; b < x.dim(0); ++b) be.linear(x.select(0, b), l.w, l.bias(), y.select(0, b));
+}
+
+// Chunk k of a per-sample modulation [B, n·H], broadcast over T tokens: [B, T, H], stride 0 on T.
+Tensor mod_chunk(const Tensor& mod, int k, int64_t hidden, int64_t tokens) {
+  return mod.slice(1, k * hidden, hidden).unsqueeze(1).expand({mod.dim(0), tokens, hidden});
+}
+
+// x += gate ⊙ MLP(LN(x)·(1+scale)+shift), the triple blocks' GELU(tanh) MLP.
+void gated_mlp(Backend& be, const DitStream& s, const Tensor& x, const Tensor& shift,
+               const Tensor& scale, const Tensor& gate, int64_t mlp_hidden, Arena& arena) {
+  Arena::Scope scope(arena);
+  const Tensor xm = arena.alloc(x.shape(), DType::kF32);
+  be.layer_norm_modulate(x, kDitLayerNormEps, shift, scale, xm);
+  const Tensor h = arena.alloc({x.dim(0), x.dim(1), mlp_hidden}, DType::kF32);
+  be.linear(xm, s.fc1.w, s.fc1.bias(), h);
+  be.activation(Activation::kGeluTanh, h, h);
+  be.linear(h, s.fc2.w, s.fc2.bias(), xm);
+  be.gated_residual(x, gate, xm);
+}
+
+}  // namespace
+
+void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
+                      const Tensor& text_kv, const RopeTable& self_rope,
+                      const RopeTable& cross_rope, DitStepState& s, Arena& arena) {
+  Arena::Scope scope(arena);
+  const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1), Tv = s.visual.dim(1);
+  const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, L = Tv + Ta;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+
+  // Modulations come from the timestep alone (sync_modulation is off): one row per sample.
+  const Tensor mod_a = arena.alloc({B, 9 * H}, DType::kF32);
+  const Tensor mod_v = arena.alloc({B, 9 * H}, DType::kF32);
+  be.linear(s.silu_vec, blk.audio.mod.w, blk.audio.mod.bias(), mod_a);
+  be.linear(s.silu_vec, blk.visual.mod.w, blk.visual.mod.bias(), mod_v);
+  auto ma = [&](int k) { return mod_chunk(mod_a, k, H, Ta); };
+  auto mv = [&](int k) { return mod_chunk(mod_v, k, H, Tv); };
+
+  const Tensor xm_a = arena.alloc({B, Ta, H}, DType::kF32);
+  const Tensor xm_v = arena.alloc({B, Tv, H}, DType::kF32);
+  const Tensor out = arena.alloc({B, L, nh, D}, DType::kF32);
+  const Tensor out3 = out.reshape({B, L, H});
+
+  // 1. Joint self-attention over [visual; audio]. Both streams project straight into one
+  //    [B, L, 3H] buffer so that q, k, v of the joint sequence are plain strided views.
+  {
+    Arena::Scope inner(arena);
+    const Tensor qkv = arena.alloc({B, L, 3 * H}, DType::kF32);
+    be.layer_norm_modulate(s.visual, kDitLayerNormEps, mv(0), mv(1), xm_v);
+    be.layer_norm_modulate(s.audio, kDitLayerNormEps, ma(0), ma(1), xm_a);
+    linear_rows(be, xm_v, blk.visual.qkv, qkv.slice(1, 0, Tv));
+    linear_rows(be, xm_a, blk.audio.qkv, qkv.slice(1, Tv, Ta));
+    const Tensor vis = qkv.slice(1, 0, Tv), aud = qkv.slice(1, Tv, Ta);
+    for (const auto& [rows, stream] : {std::pair{vis, &blk.visual}, std::pair{aud, &blk.audio}}) {
+      const Tensor q = dit_heads(rows, 0, nh, D), k = dit_heads(rows, H, nh, D);
+      be.rms_norm(q, &stream->q_norm, kDitRmsEps, q);
+      be.rms_norm(k, &stream->k_norm, kDitRmsEps, k);
+    }
+    be.attention(dit_heads(qkv, 0, nh, D), dit_heads(qkv, H, nh, D), dit_heads(qkv, 2 * H, nh, D),
+                 scale, out, &self_rope, &self_rope);
+  }
+  linear_rows(be, out3.slice(1, 0, Tv), blk.visual.self_proj, xm_v);
+  linear_rows(be, out3.slice(1, Tv, Ta), blk.audio.self_proj, xm_a);
+  be.gated_residual(s.visual, mv(2), xm_v);
+  be.gated_residual(s.audio, ma(2), xm_a);
+
+  // 2. Cross-attention of [visual; audio] queries to the cached text K/V.
+  {
+    Arena::Scope inner(arena);
+    const Tensor q = arena.alloc({B, L, H}, DType::kF32);
+    const Tensor xm2_v = arena.alloc({B, Tv, H}, DType::kF32);
+    const Tensor xm2_a = arena.alloc({B, Ta, H}, DType::kF32);
+    be.layer_norm_modulate(s.visual, kDitLayerNormEps, mv(3), mv(4), xm2_v);
+    be.layer_norm_modulate(s.audio, kDitLayerNormEps, ma(3), ma(4), xm2_a);
+    linear_rows(be, xm2_v, blk.visual.cross_q, q.slice(1, 0, Tv));
+    linear_rows(be, xm2_a, blk.audio.cross_q, q.slice(1, Tv, Ta));
+    const Tensor qv = dit_heads(q.slice(1, 0, Tv), 0, nh, D);
+    const Tensor qa = dit_heads(q.slice(1, Tv, Ta), 0, nh, D);
+    be.rms_norm(qv, &blk.visual.cross_q_norm, kDitRmsEps, qv);
+    be.rms_norm(qa, &blk.audio.cross_q_norm, kDitRmsEps, qa);
+    be.attention(dit_heads(q, 0, nh, D), dit_heads(text_kv, 0, nh, D), dit_heads(text_kv, H, nh, D),
+                 scale, out, &cross_rope, nullptr);
+  }
+  linear_rows(be, out3.slice(1, 0, Tv), blk.visual.cross_proj, xm_v);
+  linear_rows(be, out3.slice(1, Tv, Ta), blk.audio.cross_proj, xm_a);
+  be.gated_residual(s.visual, mv(5), xm_v);
+  be.gated_residual(s.audio, ma(5), xm_a);
+
+  // 3. MLPs.
+  gated_mlp(be, blk.audio, s.audio, ma(6), ma(7), ma(8), cfg.mlp_hidden, arena);
+  gated_mlp(be, blk.visual, s.visual, mv(6), mv(7), mv(8), cfg.mlp_hidden, arena);
+}
+
+void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock& blk,
+                      const RopeTable& rope, DitStepState& s, Arena& arena) {
+  Arena::Scope scope(arena);
+  const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1);
+  const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, F = cfg.conv_mlp_hidden;
+
+  // Per-token modulation from SiLU(sync_a + vec): (shift, scale, gate) × (attention, MLP).
+  const Tensor mod = arena.alloc({B, Ta, 6 * H}, DType::kF32);
+  be.linear(s.silu_vec_tok, blk.mod.w, blk.mod.bias(), mod);
+  auto m = [&](int k) { return mod.slice(2, k * H, H); };
+
+  const Tensor xn = arena.alloc({B, Ta, H}, DType::kF32);
+  const Tensor y = arena.alloc({B, Ta, H}, DType::kF32);
+  {
+    Arena::Scope inner(arena);
+    be.layer_norm_modulate(s.audio, kDitSingleLayerNormEps, m(0), m(1), xn);
+    const Tensor qkv = arena.alloc({B, Ta, 3 * H}, DType::kF32);
+    be.linear(xn, blk.qkv.w, blk.qkv.bias(), qkv);
+    const Tensor q = dit_heads(qkv, 0, nh, D), k = dit_heads(qkv, H, nh, D);
+    be.rms_norm(q, &blk.q_norm, kDitSingleRmsEps, q);
+    be.rms_norm(k, &blk.k_norm, kDitSingleRmsEps, k);
+    const Tensor out = arena.alloc({B, Ta, nh, D}, DType::kF32);
+    be.attention(q, k, dit_heads(qkv, 2 * H, nh, D), 1.0f / std::sqrt(static_cast<float>(D)), out,
+                 &rope, &rope);
+    // linear1 is a k=3 Conv1d over time, zero-padded at the sequence ends.
+    be.conv1d(out.reshape({B, Ta, H}), blk.conv1_w, &blk.conv1_b, 1, 1, y);
+  }
+  be.gated_residual(s.audio, m(2), y);
+
+  be.layer_norm_modulate(s.audio, kDitSingleLayerNormEps, m(3), m(4), xn);
+  const Tensor h1 = arena.alloc({B, Ta, F}, DType::kF32);
+  const Tensor h3 = arena.alloc({B, Ta, F}, DType::kF32);
+  be.conv1d(xn, blk.w1, nullptr, 1, 1, h1);
+  be.conv1d(xn, blk.w3, nullptr, 1, 1, h3);
+  be.swiglu(h1, h3, h1);
+  be.conv1d(h1, blk.w2, nullptr, 1, 1, y);
+  be.gated_residual(s.audio, m(5), y);
+}
+
+}  // namespace foley

@@ -1,0 +1,81 @@
+// Internals shared by mmdit.cpp (embedders, context, top-level forward) and mmdit_blocks.cpp
+// (the triple and single blocks). Not part of the model's interface.
+#pragma once
+
+#include <vector>
+
+#include "models/mmdit.h"
+
+namespace foley {
+
+struct DitLinear {
+  Tensor w;  // [N, K]
+  Tensor b;  // [N] F32, or undefined when the layer has no bias
+  const Tensor* bias() const { return b.defined() && b.numel() > 0 ? &b : nullptr; }
+};
+
+// One stream (audio or visual) of a triple block.
+struct DitStream {
+  DitLinear mod;          // SiLU(vec) -> 9H: (shift, scale, gate) × (self, cross, mlp)
+  DitLinear qkv;          // [3H, H], (K H D) block layout
+  Tensor q_norm, k_norm;  // self-attention RMSNorm weights [D]
+  DitLinear self_proj;
+  DitLinear cross_q;
+  Tensor cross_q_norm;
+  DitLinear cross_proj;
+  DitLinear fc1, fc2;
+};
+
+struct DitTripleBlock {
+  DitStream audio, visual;
+  DitLinear text_kv;  // [2H, H], (K H D): k | v
+  Tensor text_k_norm;
+};
+
+struct DitSingleBlock {
+  DitLinear mod;            // SiLU(vec_tok) -> 6H, per token
+  DitLinear qkv;            // [3H, H], de-interleaved by the converter to [q | k | v]
+  Tensor q_norm, k_norm;    // [D], eps = F32 epsilon
+  Tensor conv1_w, conv1_b;  // output projection, Conv1d k=3 as [3, H, H] + bias
+  Tensor w1, w2, w3;        // ConvMLP k=3, [3, F, H], [3, H, F], [3, F, H], no bias
+};
+
+struct Mmdit::Weights {
+  DitLinear audio_embedder;                   // [H, 128]
+  DitLinear visual_w1, visual_w2, visual_w3;  // SwiGLU, no bias
+  DitLinear cond_1, cond_2;
+  DitLinear time_1, time_2;
+  DitLinear sync_0;                     // Linear sync_dim -> H
+  DitLinear sync_w1, sync_w2, sync_w3;  // ConvMLP k=1 as plain Linear, no bias
+  Tensor sync_pos_emb;                  // [8, sync_dim]
+  Tensor empty_clip, empty_sync;        // [clip_dim], [sync_dim]
+  std::vector<DitTripleBlock> triple;
+  std::vector<DitSingleBlock> single;
+  DitLinear final_linear;  // [128, H]
+};
+
+// Norm epsilons of the official modules (model-spec §6.7).
+constexpr float kDitLayerNormEps = 1e-6f;        // triple blocks, final layer
+constexpr float kDitSingleLayerNormEps = 1e-5f;  // nn.LayerNorm default in single blocks
+constexpr float kDitRmsEps = 1e-6f;              // triple and cross q/k RMSNorm
+// torch.nn.RMSNorm(eps=None) uses finfo(F32).eps; measured on the official path (spec §2.5).
+constexpr float kDitSingleRmsEps = 1.1920928955078125e-07f;
+
+// [B, T, X] tensor, columns [off, off+H) viewed as [B, T, heads, head_dim].
+Tensor dit_heads(const Tensor& t, int64_t off, int64_t heads, int64_t head_dim);
+
+// Per-step activations the blocks work on.
+struct DitStepState {
+  Tensor audio;         // [B, Ta, H], updated in place
+  Tensor visual;        // [B, Tv, H], updated in place (triple blocks only)
+  Tensor silu_vec;      // SiLU(time embedding) [B, H]
+  Tensor silu_vec_tok;  // SiLU(sync_a + vec) [B, Ta, H]
+};
+
+void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
+                      const Tensor& text_kv, const RopeTable& self_rope,
+                      const RopeTable& cross_rope, DitStepState& s, Arena& arena);
+void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock& blk,
+                      const RopeTable& rope, DitStepState& s, Arena& arena);
+
+}  // namespace foley
