@@ -9,7 +9,11 @@
 // stores in its metadata so that loading never infers anything from shapes.
 #pragma once
 
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,7 +44,38 @@ nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& op
                            SafetensorsWriter& out);
 
 // Writes the whole bundle (format, format_version, config metadata + all tensors) atomically.
+// Networks whose source path is empty are left out (at least one must be given).
 void convert_bundle(const OfficialFiles& files, const ConvertOptions& options,
                     const std::string& output_path);
+
+// ---- the bundle as a list of networks ----------------------------------------------------------
+// A bundle is written from a list of sources, one per network, so further networks (the SigLIP2
+// and CLAP folders, synchformer_state_dict.pth) join by adding a source, not by changing the
+// writer.
+struct BundleSource {
+  std::string network;             // the tensor prefix and config key: "dit", "dac", ...
+  std::vector<std::string> files;  // what it is converted from (recorded in the metadata)
+  // Opens the files, queues the network's tensors on `out` and returns its config object.
+  // Whatever the queued fills read must stay alive: push it onto `keep_alive`.
+  std::function<nlohmann::json(SafetensorsWriter& out,
+                               std::vector<std::shared_ptr<const void>>& keep_alive)>
+      convert;
+};
+
+// The sources for the official files that are set (non-empty paths) in `files`.
+std::vector<BundleSource> official_sources(const OfficialFiles& files,
+                                           const ConvertOptions& options);
+
+struct BundleResult {
+  std::vector<std::string> networks;         // written, in order
+  std::map<std::string, std::string> failed;  // network -> error (only with skip_failed)
+};
+
+// Writes the bundle atomically (to a temporary name, then renamed). Without skip_failed the first
+// failing source throws and nothing is written; with it, a failing source is left out and its
+// error reported (the golden runner uses this so one network's bug does not hide the others).
+// Throws if no network could be converted.
+BundleResult write_bundle(const std::vector<BundleSource>& sources, const ConvertOptions& options,
+                          const std::string& output_path, bool skip_failed = false);
 
 }  // namespace foley

@@ -17,10 +17,15 @@ Usage:
   reference_dac.py decode VAE.pth OUT.safetensors FRAMES SEED
       decodes a seeded random latent [1, 128, FRAMES] (standard normal); OUT gets
       "latent" [1, 128, FRAMES] and "audio" [1, 1, FRAMES * hop]
+  reference_dac.py make-case VAE.pth CASE_DIR FRAMES SEED
+      writes a golden case folder in the shared/golden layout with a "dac" stage (and a "clap"
+      stage nobody implements here), for testing the golden runner on any folder
 """
 
 import json
 import math
+import os
+import shutil
 import struct
 import sys
 
@@ -154,6 +159,22 @@ def main(argv):
         z = torch.randn(1, kwargs["latent_dim"], frames, generator=gen)
         audio = decode(sd, kwargs, z)
         st_save(argv[3], {"latent": z.numpy(), "audio": audio.numpy()})
+        return 0
+    if len(argv) == 6 and argv[1] == "make-case":
+        vae, case, frames, seed = argv[2], argv[3], int(argv[4]), int(argv[5])
+        sd, kwargs = load_vae(vae)
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(1, kwargs["latent_dim"], frames, generator=gen)
+        audio = decode(sd, kwargs, z)
+        os.makedirs(case + "/checkpoints", exist_ok=True)
+        shutil.copyfile(vae, case + "/checkpoints/vae_128d_48k.pth")
+        st_save(case + "/tensors.safetensors", {"dac_in_latent": z.numpy(), "dac_out_audio": audio.numpy()})
+        stages = {
+            "clap": {"in": ["prompt"], "check": {"clap_hidden": "rel 1e-4"}},
+            "dac": {"in": ["dac_in_latent"], "check": {"dac_out_audio": "rel 1e-4"}},
+        }
+        with open(case + "/case.json", "w") as f:
+            json.dump({"case": os.path.basename(case), "Ta": frames, "stages": stages}, f, indent=1)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -14,5 +14,7 @@ struct Command {
 };
 
 Command add_inspect_command(CLI::App& app);
+Command add_convert_command(CLI::App& app);
+Command add_golden_command(CLI::App& app);
 
 }  // namespace foley_cli

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("foley ") + foley::version());
   const std::vector<foley_cli::Command> commands = {
       foley_cli::add_inspect_command(app),
+      foley_cli::add_convert_command(app),
+      foley_cli::add_golden_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -1,0 +1,40 @@
+// Converting the official HunyuanVideo-Foley checkpoints into one foley weight bundle (what
+// `foley convert` does). The bundle is what every foley model loads; conversion happens once.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace foley {
+
+struct ConvertRequest {
+  // An official model directory (as on the HF hub): hunyuanvideo_foley.pth (or
+  // hunyuanvideo_foley_xl.pth for model_size "xl"), config.yaml, vae_128d_48k.pth. Networks whose
+  // files are absent from the directory are left out of the bundle (and listed as such).
+  std::string model_dir;
+  std::string model_size = "xxl";  // "xxl" or "xl": which DiT checkpoint and config to take
+
+  // Explicit paths override what model_dir provides (and need no model_dir).
+  std::string dit_checkpoint;
+  std::string dit_config;
+  std::string dac_checkpoint;
+
+  bool include_dit = true;  // false: leave the DiT out even if present
+  bool include_dac = true;
+
+  std::string dtype = "bf16";  // storage of the DiT's matmul weights: "bf16" or "f32"
+  std::string output;          // the bundle path (.safetensors), written atomically
+};
+
+struct ConvertSummary {
+  std::vector<std::string> networks;                        // converted, in file order
+  std::map<std::string, std::vector<std::string>> sources;  // network -> files it came from
+  std::vector<std::string> notes;  // e.g. "no hunyuanvideo_foley.pth in DIR: DiT left out"
+  unsigned long long bytes = 0;    // size of the written bundle
+};
+
+// Throws foley::Error (kInvalidInput / kNotFound) naming the file or tensor at fault.
+ConvertSummary convert_model(const ConvertRequest& request);
+
+}  // namespace foley

@@ -1,0 +1,98 @@
+// The public conversion API: resolves an official model directory into file paths and hands them
+// to the bundle converter.
+#include <filesystem>
+
+#include "convert/convert.h"
+#include "foley/convert.h"
+#include "foley/error.h"
+
+namespace foley {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string existing(const std::string& path, const char* what) {
+  if (!fs::is_regular_file(path))
+    throw Error(ErrorKind::kNotFound, std::string(what) + " not found: " + path);
+  return path;
+}
+
+// The first of `names` that exists in `dir`, or "".
+std::string find_in(const std::string& dir, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    const fs::path p = fs::path(dir) / n;
+    if (fs::is_regular_file(p)) return p.string();
+  }
+  return "";
+}
+
+}  // namespace
+
+ConvertSummary convert_model(const ConvertRequest& request) {
+  if (request.output.empty()) throw Error(ErrorKind::kInvalidInput, "no output path given");
+  if (request.model_size != "xxl" && request.model_size != "xl")
+    throw Error(ErrorKind::kInvalidInput,
+                "model size must be \"xxl\" or \"xl\", got \"" + request.model_size + "\"");
+  ConvertOptions options;
+  if (request.dtype == "bf16") {
+    options.dit_dtype = DType::kBF16;
+  } else if (request.dtype == "f32") {
+    options.dit_dtype = DType::kF32;
+  } else {
+    throw Error(ErrorKind::kInvalidInput,
+                "dtype must be \"bf16\" or \"f32\", got \"" + request.dtype + "\"");
+  }
+  if (!request.model_dir.empty() && !fs::is_directory(request.model_dir))
+    throw Error(ErrorKind::kNotFound, "model directory not found: " + request.model_dir);
+
+  ConvertSummary summary;
+  OfficialFiles files;
+  const std::string& dir = request.model_dir;
+  const bool xl = request.model_size == "xl";
+  if (request.include_dit) {
+    if (!request.dit_checkpoint.empty()) {
+      files.dit_checkpoint = existing(request.dit_checkpoint, "DiT checkpoint");
+    } else if (!dir.empty()) {
+      files.dit_checkpoint = xl ? find_in(dir, {"hunyuanvideo_foley_xl.pth"})
+                                : find_in(dir, {"hunyuanvideo_foley.pth"});
+      if (files.dit_checkpoint.empty())
+        summary.notes.push_back(std::string("no ") +
+                                (xl ? "hunyuanvideo_foley_xl.pth" : "hunyuanvideo_foley.pth") +
+                                " in " + dir + ": DiT left out");
+    }
+    if (!request.dit_config.empty()) {
+      files.dit_config = existing(request.dit_config, "DiT config");
+    } else if (!files.dit_checkpoint.empty() && !dir.empty()) {
+      // The HF directory's config.yaml is the XXL one; the XL config ships in the code
+      // repository (configs/hunyuanvideo-foley-xl.yaml), so it must be next to it or given.
+      files.dit_config = xl ? find_in(dir, {"hunyuanvideo-foley-xl.yaml"})
+                            : find_in(dir, {"config.yaml", "hunyuanvideo-foley-xxl.yaml"});
+      if (files.dit_config.empty())
+        throw Error(ErrorKind::kNotFound, std::string("no DiT config in ") + dir + " (expected " +
+                                              (xl ? "hunyuanvideo-foley-xl.yaml" : "config.yaml") +
+                                              "); pass it explicitly");
+    }
+  }
+  if (request.include_dac) {
+    if (!request.dac_checkpoint.empty()) {
+      files.dac_checkpoint = existing(request.dac_checkpoint, "DAC-VAE checkpoint");
+    } else if (!dir.empty()) {
+      files.dac_checkpoint = find_in(dir, {"vae_128d_48k.pth"});
+      if (files.dac_checkpoint.empty())
+        summary.notes.push_back("no vae_128d_48k.pth in " + dir + ": DAC-VAE left out");
+    }
+  }
+  if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty())
+    throw Error(ErrorKind::kInvalidInput,
+                "nothing to convert: give --model-dir or checkpoint paths" +
+                    (summary.notes.empty() ? std::string() : " (" + summary.notes[0] + ")"));
+
+  const std::vector<BundleSource> sources = official_sources(files, options);
+  const BundleResult result = write_bundle(sources, options, request.output);
+  summary.networks = result.networks;
+  for (const auto& s : sources) summary.sources[s.network] = s.files;
+  summary.bytes = fs::file_size(request.output);
+  return summary;
+}
+
+}  // namespace foley

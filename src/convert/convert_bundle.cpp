@@ -1,0 +1,114 @@
+// Official checkpoints -> one foley bundle: runs each network's converter and writes the file.
+#include <filesystem>
+#include <set>
+
+#include "convert/convert.h"
+#include "core/check.h"
+#include "foley/foley.h"
+#include "models/weight_store.h"
+
+namespace foley {
+namespace {
+
+std::string base_name(const std::string& path) {
+  return std::filesystem::path(path).filename().string();
+}
+
+// A source that converts one torch.save checkpoint with `fn`.
+BundleSource torch_source(
+    const std::string& network, const std::string& path, std::vector<std::string> files,
+    std::function<nlohmann::json(const TorchCheckpoint&, SafetensorsWriter&)> fn) {
+  BundleSource s;
+  s.network = network;
+  s.files = std::move(files);
+  s.convert = [path, fn](SafetensorsWriter& out,
+                         std::vector<std::shared_ptr<const void>>& keep_alive) {
+    // The checkpoint object itself (not only its mapping) is kept: a converter's fills may read
+    // through it.
+    auto ckpt = std::make_shared<const TorchCheckpoint>(TorchCheckpoint::open(path));
+    keep_alive.push_back(ckpt);
+    return fn(*ckpt, out);
+  };
+  return s;
+}
+
+}  // namespace
+
+std::vector<BundleSource> official_sources(const OfficialFiles& files,
+                                           const ConvertOptions& options) {
+  std::vector<BundleSource> sources;
+  if (!files.dit_checkpoint.empty()) {
+    std::vector<std::string> names = {base_name(files.dit_checkpoint)};
+    if (!files.dit_config.empty()) names.push_back(base_name(files.dit_config));
+    const std::string config = files.dit_config;
+    sources.push_back(
+        torch_source("dit", files.dit_checkpoint, names,
+                     [config, options](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+                       return convert_dit(ckpt, config, options, out);
+                     }));
+  }
+  if (!files.dac_checkpoint.empty()) {
+    sources.push_back(torch_source("dac", files.dac_checkpoint, {base_name(files.dac_checkpoint)},
+                                   [options](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+                                     return convert_dac(ckpt, options, out);
+                                   }));
+  }
+  return sources;
+}
+
+BundleResult write_bundle(const std::vector<BundleSource>& sources, const ConvertOptions& options,
+                          const std::string& output_path, bool skip_failed) {
+  if (sources.empty())
+    throw Error(ErrorKind::kInvalidInput, "nothing to convert: no source checkpoint given");
+  std::set<std::string> seen;
+  for (const auto& s : sources)
+    FOLEY_CHECK(seen.insert(s.network).second, "network %s given twice", s.network.c_str());
+
+  SafetensorsWriter writer;
+  std::vector<std::shared_ptr<const void>> keep_alive;
+  nlohmann::json config = nlohmann::json::object();
+  nlohmann::json source_files = nlohmann::json::object();
+  BundleResult result;
+  for (const auto& s : sources) {
+    try {
+      if (skip_failed) {
+        // A converter queues tensors as it goes, so a failure half-way would leave a partial
+        // network in the writer: dry-run it on a scratch writer first (fills are deferred, so
+        // this only costs the key and shape checks).
+        SafetensorsWriter scratch;
+        std::vector<std::shared_ptr<const void>> scratch_keep;
+        s.convert(scratch, scratch_keep);
+      }
+      config[s.network] = s.convert(writer, keep_alive);
+    } catch (const Error& e) {
+      const std::string msg = "converting " + s.network + " (" +
+                              (s.files.empty() ? std::string("?") : s.files[0]) + "): " + e.what();
+      if (!skip_failed) throw Error(e.kind(), msg);
+      result.failed[s.network] = msg;
+      continue;
+    }
+    source_files[s.network] = s.files;
+    result.networks.push_back(s.network);
+  }
+  if (result.networks.empty()) {
+    std::string msg = "no network could be converted";
+    for (const auto& [net, err] : result.failed) msg += "; " + err;
+    throw Error(ErrorKind::kInvalidInput, msg);
+  }
+
+  writer.set_metadata("format", "foley");
+  writer.set_metadata("format_version", std::to_string(kBundleFormatVersion));
+  writer.set_metadata("config", config.dump());
+  writer.set_metadata("converter", std::string("foley ") + version());
+  writer.set_metadata("sources", source_files.dump());
+  if (config.contains("dit")) writer.set_metadata("dit_dtype", dtype_name(options.dit_dtype));
+  writer.write(output_path);
+  return result;
+}
+
+void convert_bundle(const OfficialFiles& files, const ConvertOptions& options,
+                    const std::string& output_path) {
+  write_bundle(official_sources(files, options), options, output_path);
+}
+
+}  // namespace foley

@@ -1,0 +1,46 @@
+// foley convert: official checkpoints -> one foley weight bundle.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "foley/convert.h"
+
+namespace foley_cli {
+
+Command add_convert_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "convert", "Convert official HunyuanVideo-Foley checkpoints into one foley bundle");
+  auto req = std::make_shared<foley::ConvertRequest>();
+  auto no_dit = std::make_shared<bool>(false);
+  auto no_dac = std::make_shared<bool>(false);
+  cmd->add_option("--model-dir", req->model_dir,
+                  "official model directory (hunyuanvideo_foley.pth, config.yaml, "
+                  "vae_128d_48k.pth)");
+  cmd->add_option("--model-size", req->model_size, "xxl (default) or xl")
+      ->check(CLI::IsMember({"xxl", "xl"}));
+  cmd->add_option("--dit", req->dit_checkpoint, "DiT checkpoint (overrides --model-dir)");
+  cmd->add_option("--dit-config", req->dit_config, "DiT config.yaml (overrides --model-dir)");
+  cmd->add_option("--vae", req->dac_checkpoint, "vae_128d_48k.pth (overrides --model-dir)");
+  cmd->add_flag("--no-dit", *no_dit, "leave the DiT out");
+  cmd->add_flag("--no-vae", *no_dac, "leave the DAC-VAE out");
+  cmd->add_option("--dtype", req->dtype, "storage of the DiT weights: bf16 (default) or f32")
+      ->check(CLI::IsMember({"bf16", "f32"}));
+  cmd->add_option("-o,--output", req->output, "bundle to write (.safetensors)")->required();
+  return {cmd, [req, no_dit, no_dac]() {
+            req->include_dit = !*no_dit;
+            req->include_dac = !*no_dac;
+            const foley::ConvertSummary s = foley::convert_model(*req);
+            for (const auto& note : s.notes)
+              std::fprintf(stderr, "foley: note: %s\n", note.c_str());
+            for (const auto& net : s.networks) {
+              std::string from;
+              for (const auto& f : s.sources.at(net)) from += (from.empty() ? "" : ", ") + f;
+              std::printf("%-6s <- %s\n", net.c_str(), from.c_str());
+            }
+            std::printf("wrote %s (%.1f MB)\n", req->output.c_str(), s.bytes / 1e6);
+            return 0;
+          }};
+}
+
+}  // namespace foley_cli

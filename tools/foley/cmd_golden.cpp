@@ -1,0 +1,40 @@
+// foley golden CASE_DIR: checks foley stage by stage against a golden case of the official
+// implementation. Exit status 0 when every implemented stage is within tolerance, 1 otherwise.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "foley/golden.h"
+
+namespace foley_cli {
+
+Command add_golden_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("golden", "Check foley against a golden case folder");
+  auto dir = std::make_shared<std::string>();
+  auto options = std::make_shared<foley::GoldenOptions>();
+  cmd->add_option("case_dir", *dir, "case folder (case.json, tensors.safetensors, checkpoints/)")
+      ->required();
+  cmd->add_option("--backend", options->backend, "cpu (default) or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--stage", options->stages, "run only this stage (repeatable)");
+  return {cmd, [dir, options]() {
+            const foley::GoldenReport report =
+                foley::run_golden_case(*dir, *options, [](const foley::GoldenStageResult& r) {
+                  std::fputs(foley::format_golden_stage(r).c_str(), stdout);
+                  std::fflush(stdout);
+                });
+            int failed = 0, passed = 0, skipped = 0;
+            for (const auto& s : report.stages) {
+              failed += s.status == foley::GoldenStatus::kFail;
+              passed += s.status == foley::GoldenStatus::kPass;
+              skipped += s.status == foley::GoldenStatus::kSkipped;
+            }
+            std::printf("%s: %d passed, %d failed, %d skipped\n", report.case_name.c_str(), passed,
+                        failed, skipped);
+            return report.ok() ? 0 : 1;
+          }};
+}
+
+}  // namespace foley_cli
