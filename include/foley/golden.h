@@ -16,6 +16,9 @@ namespace foley {
 struct GoldenOptions {
   std::string backend = "cpu";      // "cpu" or "cuda"
   std::vector<std::string> stages;  // only these stages (empty: every stage of the case)
+  // When set, each stage's outputs are also written to <dump_dir>/<stage>.safetensors (for
+  // looking at a mismatch with other tools).
+  std::string dump_dir;
 };
 
 // One compared tensor. The metric and tolerance come from the case's check string:

@@ -103,6 +103,25 @@ void compare(GoldenCheck& c, const Tensor& ours, const Tensor& golden) {
   c.pass = c.error <= c.tolerance;
 }
 
+// Writes a stage's outputs as one safetensors file (contiguous copies; F32 unless integer).
+void dump_outputs(const std::string& path, const std::vector<StageOutput>& outputs) {
+  SafetensorsWriter w;
+  for (const auto& o : outputs) {
+    const bool integer = o.ours.dtype() == DType::kI64 || o.ours.dtype() == DType::kI32;
+    Tensor copy = Tensor::empty(o.ours.shape(), integer ? DType::kI64 : DType::kF32);
+    const std::vector<double> v = values(o.ours);
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (integer) {
+        copy.data<int64_t>()[i] = static_cast<int64_t>(v[i]);
+      } else {
+        copy.data<float>()[i] = static_cast<float>(v[i]);
+      }
+    }
+    w.add(o.tensor, copy);
+  }
+  w.write(path);
+}
+
 // Who will implement stages that nobody registered yet (for the "skipped" message).
 std::string owner_of(const std::string& stage) {
   static const std::map<std::string, std::string> owners = {
@@ -306,6 +325,10 @@ GoldenReport run_golden_case(const std::string& case_dir, const GoldenOptions& o
         try {
           const StageContext ctx{gcase, *weights, *backend};
           const std::vector<StageOutput> outputs = it->second.run(ctx);
+          if (!options.dump_dir.empty()) {
+            std::filesystem::create_directories(options.dump_dir);
+            dump_outputs(options.dump_dir + "/" + name + ".safetensors", outputs);
+          }
           r.status = GoldenStatus::kPass;
           for (const auto& [tensor, spec] : gcase.json()["stages"][name]["check"].items()) {
             GoldenCheck c = parse_check(tensor, spec.get<std::string>());

@@ -19,6 +19,8 @@ Command add_golden_command(CLI::App& app) {
   cmd->add_option("--backend", options->backend, "cpu (default) or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--stage", options->stages, "run only this stage (repeatable)");
+  cmd->add_option("--dump", options->dump_dir,
+                  "also write each stage's outputs to DIR/<stage>.safetensors");
   return {cmd, [dir, options]() {
             const foley::GoldenReport report =
                 foley::run_golden_case(*dir, *options, [](const foley::GoldenStageResult& r) {
