@@ -52,7 +52,7 @@ std::vector<StageOutput> run_dit(const StageContext& ctx) {
 
   const auto dctx = model.prepare(clip, sync, text, x.dim(2));
   Tensor v = io.alloc(x.shape(), DType::kF32);
-  Arena step(be.block_allocator());
+  Arena step(be.block_allocator(), model.step_arena_bytes(x.dim(0), x.dim(2), clip.dim(1)));
   model.forward(*dctx, x, t_host.data<float>(), v, step);
   Tensor v_host = Tensor::empty(v.shape(), DType::kF32);
   be.copy_to_host(v_host, v);

@@ -141,6 +141,10 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
   }
   const std::unique_ptr<DitContext> ctx = model.prepare(clip_d, sync_d, text_d, Ta);
 
+  // A growth-mode arena becomes one block that fits a step (see Mmdit::step_arena_bytes); a
+  // frozen one must already be large enough, or the first step throws.
+  if (!arena.frozen()) arena.freeze(model.step_arena_bytes(B, Ta, Tv));
+
   // Per-step buffers, all allocated before the loop.
   const Tensor x_d = inputs.alloc({B, c.latent_dim, Ta}, DType::kF32);
   const Tensor v_d = inputs.alloc({B, c.latent_dim, Ta}, DType::kF32);
@@ -159,9 +163,6 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
     const float ts[2] = {t, t};
     for (int64_t b = 0; b < B; ++b) be.copy_from_host(x_d.select(0, b), x.select(0, 0));
     model.forward(*ctx, x_d, ts, v_d, arena);
-    // The first step has sized the arena (growth mode); freezing it at that high-water mark
-    // makes every later step reuse one block, and makes a step that would allocate fail loudly.
-    if (!arena.frozen()) arena.freeze();
     be.copy_to_host(v, v_d);
     const float dt = sigmas[static_cast<size_t>(i) + 1] - sigmas[static_cast<size_t>(i)];
     for (int64_t j = 0; j < n; ++j) {

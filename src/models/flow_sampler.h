@@ -56,7 +56,8 @@ std::vector<float> flow_sigmas(int steps);
 // Runs the sampler and returns the final latent, host F32 [1, latent_dim, Ta]. `noise` is the
 // initial latent [1, latent_dim, Ta] (host, any float dtype) or nullptr to draw it from `seed`
 // with length `audio_len`. `arena` is the step arena (see Mmdit::forward): if it is still in
-// growth mode, the first step sizes it and it is frozen at that high-water mark.
+// growth mode it is frozen with room for one step (Mmdit::step_arena_bytes) beyond its
+// high-water mark; a frozen arena is used as it is.
 Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
                    int64_t audio_len, const Tensor* noise, Arena& arena,
                    const FlowCallbacks& callbacks = {});

@@ -1,6 +1,7 @@
 // MMDiT: weights, per-request context and the top-level forward (model-spec §2.2, §2.3).
 #include "models/mmdit.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
@@ -21,6 +22,16 @@ int64_t need_int(const nlohmann::json& j, const char* key) {
   if (v <= 0) throw make_error(ErrorKind::kInvalidInput, "dit config: \"%s\" must be > 0", key);
   return v;
 }
+
+// Bytes an Arena hands out for a sequence of F32 allocations (each rounded to its alignment).
+struct ArenaBytes {
+  size_t total = 0;
+  ArenaBytes& f32(int64_t n) {
+    const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+    total += (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+    return *this;
+  }
+};
 
 }  // namespace
 
@@ -192,8 +203,23 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
   FOLEY_CHECK(clip.is_contiguous() && sync.is_contiguous() && text.is_contiguous(),
               "dit prepare: inputs must be contiguous");
 
+  // The context arena is sized exactly up front (persistent tensors plus the largest group of
+  // temporaries), so it is one block.
+  const int64_t half = c.head_dim / 2, S = S8 / kSyncSegment;
+  ArenaBytes persistent;
+  for (int64_t n : {Tv + Ta, Tv + Ta, Ta, L}) persistent.f32(n * half).f32(n * half);
+  for (int64_t i = 0; i < c.depth_triple; ++i) persistent.f32(B * L * 2 * H);
+  persistent.f32(B * Tv * H).f32(B * Ta * H);
+  const size_t temporaries = std::max({ArenaBytes().f32(B * L * H).f32(B * L * H).total,
+                                       ArenaBytes().f32(B * Tv * H).f32(B * Tv * H).total,
+                                       ArenaBytes()
+                                           .f32(B * S * kSyncSegment * c.sync_dim)
+                                           .f32(B * S8 * H)
+                                           .f32(B * S8 * c.sync_mlp_hidden)
+                                           .f32(B * S8 * c.sync_mlp_hidden)
+                                           .total});
   auto ctx = std::unique_ptr<DitContext>(new DitContext());
-  ctx->arena_ = std::make_unique<Arena>(be.block_allocator());
+  ctx->arena_ = std::make_unique<Arena>(be.block_allocator(), persistent.total + temporaries);
   Arena& arena = *ctx->arena_;
   ctx->batch_ = B;
   ctx->ta_ = Ta;
@@ -249,7 +275,6 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
   // Sync: + per-segment position embedding, Linear -> SiLU -> k=1 ConvMLP, nearest-exact to Ta.
   {
     Arena::Scope s(arena);
-    const int64_t S = S8 / kSyncSegment;
     const Tensor pos = arena.alloc({B, S, kSyncSegment, c.sync_dim}, DType::kF32);
     be.add(sync.reshape({B, S, kSyncSegment, c.sync_dim}),
            w.sync_pos_emb.expand({B, S, kSyncSegment, c.sync_dim}), pos);
@@ -268,6 +293,28 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
 }
 
 // ---- one denoising step -------------------------------------------------------------------------
+
+// Mirrors the allocations of forward(), dit_triple_block() and dit_single_block().
+size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len) const {
+  const MmditConfig& c = config_;
+  const int64_t B = batch, Ta = audio_len, Tv = visual_len, H = c.hidden, L = Tv + Ta;
+  using A = ArenaBytes;
+  const size_t base = A().f32(B * kTimeFreqDim).f32(B * H).f32(B * H).f32(B * Ta * H).total;
+  const size_t embed = A().f32(B * Ta * c.latent_dim).total;
+  const size_t visual = A().f32(B * Tv * H).total;
+  auto mlp = [&](int64_t T) { return A().f32(B * T * H).f32(B * T * c.mlp_hidden).total; };
+  const size_t triple =
+      A().f32(B * 9 * H).f32(B * 9 * H).f32(B * Ta * H).f32(B * Tv * H).f32(B * L * H).total +
+      std::max({A().f32(B * L * 3 * H).total,
+                A().f32(B * L * H).f32(B * Tv * H).f32(B * Ta * H).total, mlp(Ta), mlp(Tv)});
+  const size_t single =
+      A().f32(B * Ta * 6 * H).f32(B * Ta * H).f32(B * Ta * H).total +
+      std::max(A().f32(B * Ta * 3 * H).f32(B * Ta * H).total,
+               A().f32(B * Ta * c.conv_mlp_hidden).f32(B * Ta * c.conv_mlp_hidden).total);
+  const size_t tok = A().f32(B * Ta * H).total;
+  const size_t final_layer = A().f32(B * Ta * H).f32(B * Ta * c.latent_dim).total;
+  return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));
+}
 
 void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
                     Arena& arena) const {

@@ -100,6 +100,13 @@ class Mmdit {
   void forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
                Arena& arena) const;
 
+  // The most arena memory one forward() takes for these lengths (allocation rounding included):
+  // create the step arena with this as its initial block, or freeze a fresh arena with it as
+  // headroom, and no step ever grows it. (Sizing by a growth-mode warm-up is not an option for
+  // this model: core Arena appends a block whenever an allocation overflows a block that is not
+  // the last, which the alternating per-block scopes of a 36-block forward do every block.)
+  size_t step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len) const;
+
   struct Weights;  // defined in mmdit_internal.h
 
  private:

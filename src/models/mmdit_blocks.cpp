@@ -39,13 +39,18 @@ void gated_mlp(Backend& be, const DitStream& s, const Tensor& x, const Tensor& s
 
 }  // namespace
 
+float dit_attention_scale(int64_t head_dim) {
+  // SDPA's default scale, computed in double as torch does and rounded once.
+  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+}
+
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
                       const Tensor& text_kv, const RopeTable& self_rope,
                       const RopeTable& cross_rope, DitStepState& s, Arena& arena) {
   Arena::Scope scope(arena);
   const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1), Tv = s.visual.dim(1);
   const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, L = Tv + Ta;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const float scale = dit_attention_scale(D);
 
   // Modulations come from the timestep alone (sync_modulation is off): one row per sample.
   const Tensor mod_a = arena.alloc({B, 9 * H}, DType::kF32);
@@ -132,8 +137,7 @@ void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock&
     be.rms_norm(q, &blk.q_norm, kDitSingleRmsEps, q);
     be.rms_norm(k, &blk.k_norm, kDitSingleRmsEps, k);
     const Tensor out = arena.alloc({B, Ta, nh, D}, DType::kF32);
-    be.attention(q, k, dit_heads(qkv, 2 * H, nh, D), 1.0f / std::sqrt(static_cast<float>(D)), out,
-                 &rope, &rope);
+    be.attention(q, k, dit_heads(qkv, 2 * H, nh, D), dit_attention_scale(D), out, &rope, &rope);
     // linear1 is a k=3 Conv1d over time, zero-padded at the sequence ends.
     be.conv1d(out.reshape({B, Ta, H}), blk.conv1_w, &blk.conv1_b, 1, 1, y);
   }

@@ -61,6 +61,9 @@ constexpr float kDitRmsEps = 1e-6f;              // triple and cross q/k RMSNorm
 // torch.nn.RMSNorm(eps=None) uses finfo(F32).eps; measured on the official path (spec §2.5).
 constexpr float kDitSingleRmsEps = 1.1920928955078125e-07f;
 
+// 1/sqrt(head_dim), the attention scale.
+float dit_attention_scale(int64_t head_dim);
+
 // [B, T, X] tensor, columns [off, off+H) viewed as [B, T, heads, head_dim].
 Tensor dit_heads(const Tensor& t, int64_t off, int64_t heads, int64_t head_dim);
 
