@@ -3,9 +3,15 @@
 // backend is tested against, so clarity wins over cleverness outside the hot loops.
 #pragma once
 
+#include <memory>
+
 #include "backend/backend.h"
 
 namespace foley {
+namespace cpu {
+struct Gemm;
+class MatmulCache;
+}  // namespace cpu
 
 class CpuBackend final : public Backend {
  public:
@@ -39,15 +45,24 @@ class CpuBackend final : public Backend {
   void snake(const Tensor& x, const Tensor& alpha, const Tensor& y) override;
   void softmax(const Tensor& x, const Tensor& y) override;
   void rope(const Tensor& x, const RopeTable& rope, const Tensor& y) override;
-  void attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                 const Tensor& out, const RopeTable* rope_q, const RopeTable* rope_k) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& out,
+                 const RopeTable* rope_q, const RopeTable* rope_k) override;
   void conv1d(const Tensor& x, const Tensor& w, const Tensor* bias, int dilation, int pad,
               const Tensor& y) override;
   void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad,
                         int output_padding, const Tensor& y) override;
   void resample_nearest_exact(const Tensor& x, const Tensor& y) override;
-  void patch_embed(const Tensor& x, const Tensor& w, const Tensor* bias,
-                   const Tensor& y) override;
+  void patch_embed(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
+
+  // y = x·wᵀ (+ bias) (+ beta·y) on raw row-major matrices: the one GEMM entry point behind
+  // linear, the convolutions and patch_embed (cpu_dense.cpp).
+  void gemm(const cpu::Gemm& g);
+
+  // oneDNN primitives built so far, process-wide (diagnostics and tests).
+  static size_t cached_matmuls();
+
+ private:
+  cpu::MatmulCache* matmuls_;  // shared by every CpuBackend in the process
 };
 
 }  // namespace foley
