@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,29 +23,44 @@ namespace foley::test {
 // features, 3 triple + 2 single blocks), so the code is exercised on a second shape.
 struct TinyDit {
   static constexpr int kHidden = 96, kHeads = 3, kTriple = 3, kSingle = 2, kFeat = 48;
-  std::string dir;  // holds hunyuanvideo_foley.pth, config.yaml and the bundles
+  std::string source;  // hunyuanvideo_foley.pth + config.yaml, cached across test processes
+  std::string dir;     // this process's bundles and reference in/out files
 
-  std::string checkpoint() const { return dir + "/hunyuanvideo_foley.pth"; }
-  std::string config() const { return dir + "/config.yaml"; }
+  std::string checkpoint() const { return source + "/hunyuanvideo_foley.pth"; }
+  std::string config() const { return source + "/config.yaml"; }
   std::string bundle(DType dtype) const {
     return dir + (dtype == DType::kF32 ? "/bundle_f32.safetensors" : "/bundle_bf16.safetensors");
   }
 
-  // Generated and converted once per process; nullptr (and a gtest failure) when that fails.
+  // Made once per process; nullptr (and a gtest failure) when that fails. The official-format
+  // files depend only on the generator script and its arguments, so they are cached in /tmp under
+  // a hash of both (ctest runs every test in its own process, and starting Python with torch is
+  // most of a test's time); conversion always runs, so converter changes are always tested.
   static const TinyDit* get() {
     static std::unique_ptr<TinyDit> model = [] {
+      namespace fs = std::filesystem;
       auto m = std::make_unique<TinyDit>();
-      m->dir = temp_dir();
-      const std::string cmd =
-          std::string(FOLEY_PYTHON) + " " + source_path("scripts/tiny_models/dit.py") + " " +
-          m->dir + " --seed 5 --hidden " + std::to_string(kHidden) + " --heads " +
-          std::to_string(kHeads) + " --triple " + std::to_string(kTriple) + " --single " +
-          std::to_string(kSingle) + " --feat-dim " + std::to_string(kFeat) + " 2>&1";
-      std::string out;
-      if (run_command(cmd, &out) != 0) {
-        ADD_FAILURE() << cmd << "\n" << out;
-        return std::unique_ptr<TinyDit>();
+      const std::string script = source_path("scripts/tiny_models/dit.py");
+      const std::string args = " --seed 5 --hidden " + std::to_string(kHidden) + " --heads " +
+                               std::to_string(kHeads) + " --triple " + std::to_string(kTriple) +
+                               " --single " + std::to_string(kSingle) + " --feat-dim " +
+                               std::to_string(kFeat);
+      std::ifstream in(script, std::ios::binary);
+      const std::string key = std::string(std::istreambuf_iterator<char>(in), {}) + args;
+      m->source = "/tmp/foley-tiny-dit-" + std::to_string(std::hash<std::string>()(key));
+      if (!fs::exists(m->source + "/config.yaml")) {
+        const std::string tmp = temp_dir();
+        const std::string cmd =
+            std::string(FOLEY_PYTHON) + " " + script + " " + tmp + args + " 2>&1";
+        std::string out;
+        if (run_command(cmd, &out) != 0) {
+          ADD_FAILURE() << cmd << "\n" << out;
+          return std::unique_ptr<TinyDit>();
+        }
+        std::error_code ec;
+        fs::rename(tmp, m->source, ec);  // atomic; losing a race to another process is fine
       }
+      m->dir = temp_dir();
       for (DType d : {DType::kF32, DType::kBF16}) {
         OfficialFiles files;
         files.dit_checkpoint = m->checkpoint();
