@@ -1,12 +1,18 @@
 // The HunyuanVideo-Foley diffusion transformer (model-spec §2): 1-D audio latent tokens, joint
 // audio-visual "triple" blocks with text cross-attention, then audio-only "single" blocks.
 //
-// The model object is immutable after construction (weights only) and may be shared by
-// concurrent requests. Everything that does not depend on the timestep — the text projection and
-// every triple block's text K/V (k-norm and RoPE applied), the visual tokens, the sync features
-// resampled to the audio length, the RoPE tables — is computed once per request into a
-// DitContext. A denoising step then calls forward(), which allocates only from the caller's Arena
-// inside an Arena::Scope.
+// The model object is immutable after construction (weights only). It runs its ops on the
+// Backend it was built with, whose scratch arena serialises use: requests running at the same
+// time need one Mmdit per Backend (built from the same WeightStore, whose tensors are zero-copy
+// views, so the weights are shared), and each request its own DitContext and step Arena. Everything
+// that does not depend on the timestep — the text projection and every triple block's text K/V
+// (k-norm and RoPE applied), the visual tokens, the sync features resampled to the audio length,
+// the RoPE tables — is computed once per request into a DitContext. A denoising step then calls
+// forward(), which allocates only from the caller's Arena inside an Arena::Scope.
+//
+// Deliberate difference from model-spec §2.3 step 8: the final layer applies no adaLN
+// modulation, because the official FinalLayer1D's `modulate` discards per-token (3-D)
+// shift/scale; the golden case confirms it (see convert_dit.cpp).
 //
 // Layouts follow backend.h: activations channel-last F32 on the backend's device; the latent
 // x and the velocity are [B, 128, Ta] (channel-first) as in the official model.
