@@ -163,7 +163,8 @@ TEST(Safetensors, AcceptsMinimalAndPaddedHeaders) {
   const std::string header = R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
                              R"("a":{"dtype":"U8","shape":[0],"data_offsets":[4,4]},)"
                              R"("c":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}}     )";
-  const auto f = parse_bytes(st_image(header, 8));
+  const Bytes image = st_image(header, 8);  // the parsed file refers into it
+  const auto f = parse_bytes(image);
   ASSERT_EQ(f.entries().size(), 3u);  // ordered by data offset
   EXPECT_EQ(f.entries()[0].name, "c");
   EXPECT_EQ(f.entries()[1].name, "a");

@@ -150,8 +150,8 @@ TEST_F(TorchFiles, ByteDamageNeverCrashes) {
 TEST(TorchCheckpoint, HandBuiltArchive) {
   const Bytes storage = float_bytes({1, 2, 3, 4, 5, 6});
   for (bool zip64 : {false, true}) {
-    const TorchCheckpoint ckpt =
-        parse_bytes(torch_zip(one_tensor_pickle().bytes(), storage, zip64));
+    const Bytes zip = torch_zip(one_tensor_pickle().bytes(), storage, zip64);  // outlives views
+    const TorchCheckpoint ckpt = parse_bytes(zip);
     ASSERT_EQ(ckpt.entries().size(), 1u);
     const Tensor t = ckpt.tensor("w");
     EXPECT_EQ(t.shape(), Shape({2, 3}));
