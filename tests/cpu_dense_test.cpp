@@ -166,7 +166,10 @@ TEST(CpuLinear, PrimitivesAreCachedAndSharedAcrossThreads) {
   for (int i = 0; i < 3; ++i) cpu().linear(x, w, nullptr, y, 0.0f);
   EXPECT_EQ(CpuBackend::cached_matmuls(), cached);  // same key: no new primitive
   cpu().linear(x.slice(0, 0, 16), w, nullptr, y.slice(0, 0, 16), 0.0f);
-  EXPECT_EQ(CpuBackend::cached_matmuls(), cached + 1);  // new M: one more
+  const size_t grown = CpuBackend::cached_matmuls();
+  EXPECT_GT(grown, cached);  // a new M builds (one, or two where bf16 falls back to f32)
+  cpu().linear(x.slice(0, 0, 16), w, nullptr, y.slice(0, 0, 16), 0.0f);
+  EXPECT_EQ(CpuBackend::cached_matmuls(), grown);
 
   // Backends on several threads share the process-wide cache while creating and executing.
   const Tensor ref = ref_linear(x, w, nullptr, 0.0f, nullptr, true);

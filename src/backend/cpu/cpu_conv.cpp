@@ -3,9 +3,9 @@
 // Both 1-D convolutions are sums of per-tap GEMMs: tap k of w [K, Co, Ci] is a Linear weight
 // [Co, Ci] applied to a shifted range of input rows and accumulated (beta = 1) into a range of
 // output rows. Only the row ranges where the tap lands inside the signal are multiplied, so the
-// zero padding is never materialised. Time is processed in chunks whose input and output rows
-// stay cache-resident across the taps; this also bounds the scratch a GEMM needs for bf16
-// activations (the DAC decoder runs 720k steps).
+// zero padding is never materialised. Time is processed in chunks of output rows (~16 MB of
+// input + output rows, which stay in the last-level cache across the taps); this also bounds the
+// scratch a GEMM needs for bf16 activations (the DAC decoder runs 720k steps).
 #include <cmath>
 
 #include "backend/cpu/cpu_internal.h"
@@ -22,16 +22,18 @@ int64_t time_chunk(int64_t Ci, int64_t Co) {
   return std::max<int64_t>(1024, (int64_t{16} << 20) / (4 * (Ci + Co)));
 }
 
-// y rows [t0, t1) of one batch item = bias (or 0).
+// `rows` rows of y (row stride ldy) = bias (or 0), in parallel.
 void init_rows(float* y, int64_t ldy, int64_t rows, int64_t Co, const float* bias) {
-  for (int64_t t = 0; t < rows; ++t) {
-    float* r = y + t * ldy;
-    if (bias) {
-      std::memcpy(r, bias, size_t(Co) * 4);
-    } else {
-      std::memset(r, 0, size_t(Co) * 4);
+  parallel_for(rows, std::max<int64_t>(1, 16384 / Co), [&](int64_t r0, int64_t r1) {
+    for (int64_t t = r0; t < r1; ++t) {
+      float* r = y + t * ldy;
+      if (bias) {
+        std::memcpy(r, bias, size_t(Co) * 4);
+      } else {
+        std::memset(r, 0, size_t(Co) * 4);
+      }
     }
-  }
+  });
 }
 
 struct ConvArgs {
@@ -99,16 +101,25 @@ void CpuBackend::conv1d(const Tensor& x, const Tensor& w, const Tensor* bias, in
     float* yb = y.data<float>() + b * y.stride(0);
     for (int64_t c0 = 0; c0 < a.To; c0 += chunk) {
       const int64_t c1 = std::min(a.To, c0 + chunk);
-      init_rows(yb + c0 * ldy, ldy, c1 - c0, a.Co, a.bias);
-      for (int64_t k = 0; k < a.K; ++k) {
-        // Output t reads input t + off; keep the rows where that input exists.
-        const int64_t off = k * dilation - pad;
-        const int64_t t0 = std::max(c0, -off), t1 = std::min(c1, a.T - off);
-        if (t1 <= t0) continue;
-        g.M = t1 - t0;
-        g.x = xb + (t0 + off) * ldx;
+      // Output t reads input t + off(k); tap k is valid on rows [t0(k), t1(k)) of the chunk.
+      auto off = [&](int64_t k) { return k * dilation - pad; };
+      auto t0 = [&](int64_t k) { return std::max(c0, -off(k)); };
+      auto t1 = [&](int64_t k) { return std::min(c1, a.T - off(k)); };
+      // Away from the signal's ends some tap covers the whole chunk: it writes bias + product
+      // (beta = 0), saving a pass over y. Near the ends the rows start from the bias instead.
+      int64_t first = -1;
+      for (int64_t k = 0; k < a.K && first < 0; ++k)
+        if (t0(k) == c0 && t1(k) == c1) first = k;
+      if (first < 0) init_rows(yb + c0 * ldy, ldy, c1 - c0, a.Co, a.bias);
+      for (int64_t i = 0; i < a.K; ++i) {
+        const int64_t k = first < 0 ? i : (i == 0 ? first : (i <= first ? i - 1 : i));
+        if (t1(k) <= t0(k)) continue;
+        g.M = t1(k) - t0(k);
+        g.x = xb + (t0(k) + off(k)) * ldx;
         g.w = static_cast<const char*>(w.raw()) + size_t(k) * tap_bytes;
-        g.y = yb + t0 * ldy;
+        g.y = yb + t0(k) * ldy;
+        g.beta = (first >= 0 && i == 0) ? 0.0f : 1.0f;
+        g.bias = (first >= 0 && i == 0) ? a.bias : nullptr;
         gemm(g);
       }
     }

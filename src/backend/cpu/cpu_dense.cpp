@@ -3,8 +3,10 @@
 //
 // Weight dtypes: F32 runs an f32 matmul. BF16 converts the activations to bf16 and runs a
 // bf16 x bf16 -> f32 matmul (what PyTorch's bf16 autocast computes). F16, and BF16 on a CPU where
-// oneDNN only has its reference bf16 kernel, widen the weights to f32 in row chunks instead:
-// activations stay f32 (f16 activations could overflow), at the cost of one conversion pass.
+// oneDNN has no fast bf16 kernel, widen the weights to f32 in row chunks instead (for BF16 the
+// activations are rounded to bf16 values first, so the numerics stay those of the bf16 path; F16
+// keeps f32 activations, as f16 ones could overflow), at the cost of one conversion pass.
+// (oneDNN 2.6 has no bf16 matmul at all below AVX-512, not even a reference one.)
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -60,6 +62,7 @@ std::shared_ptr<const MatmulEntry> create_matmul(const dnnl::engine& engine, con
     ops.append_sum(k.beta);  // dst = matmul + bias + beta·dst
     attr.set_post_ops(ops);
   }
+  auto entry = std::make_shared<MatmulEntry>();
   dnnl::matmul::primitive_desc pd;
   try {
     if (k.bias) {
@@ -68,13 +71,12 @@ std::shared_ptr<const MatmulEntry> create_matmul(const dnnl::engine& engine, con
     } else {
       pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine);
     }
+    entry->prim = dnnl::matmul(pd);
   } catch (const dnnl::error& e) {
-    FOLEY_CHECK(false, "oneDNN matmul M=%lld N=%lld K=%lld unsupported: %s",
-                static_cast<long long>(k.M), static_cast<long long>(k.N),
-                static_cast<long long>(k.K), e.what());
+    entry->impl = e.what();
+    return entry;
   }
-  auto entry = std::make_shared<MatmulEntry>();
-  entry->prim = dnnl::matmul(pd);
+  entry->ok = true;
   entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
   entry->impl = pd.impl_info_str();
   entry->reference = entry->impl.rfind("ref", 0) == 0;
@@ -111,6 +113,9 @@ namespace {
 void run_matmul(MatmulCache& cache, Arena& scratch, const MatmulKey& key, const void* x,
                 const void* w, const float* bias, float* y) {
   auto entry = cache.get(key);
+  FOLEY_CHECK(entry->ok, "oneDNN has no matmul for M=%lld N=%lld K=%lld (%s)",
+              static_cast<long long>(key.M), static_cast<long long>(key.N),
+              static_cast<long long>(key.K), entry->impl.c_str());
   const dnnl::engine& eng = cache.engine();
   using dims = dnnl::memory::dims;
   Arena::Scope scope(scratch);
@@ -138,6 +143,16 @@ void rows_to_bf16(const float* x, int64_t ldx, int64_t rows, int64_t K, uint16_t
   parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)),
                [&](int64_t r0, int64_t r1) {
                  for (int64_t r = r0; r < r1; ++r) convert_f32_to_bf16(x + r * ldx, K, out + r * K);
+               });
+}
+
+// Rows of x rounded to bf16 values, kept as f32 [rows, K] contiguous, in parallel.
+void rows_round_bf16(const float* x, int64_t ldx, int64_t rows, int64_t K, float* out) {
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)),
+               [&](int64_t r0, int64_t r1) {
+                 for (int64_t r = r0; r < r1; ++r)
+                   for (int64_t k = 0; k < K; ++k)
+                     out[r * K + k] = bf16_to_f32(f32_to_bf16(x[r * ldx + k]));
                });
 }
 
@@ -173,18 +188,20 @@ void CpuBackend::gemm(const Gemm& g) {
               static_cast<long long>(g.ldy), static_cast<long long>(g.N));
   FOLEY_CHECK(g.ldw >= g.K || g.N == 1, "gemm: w row stride %lld < K %lld",
               static_cast<long long>(g.ldw), static_cast<long long>(g.K));
+  // A single row's stride is irrelevant: normalise it so such calls share one primitive.
+  const int64_t ldx = g.M == 1 ? g.K : g.ldx;
   MatmulKey key;
   key.N = g.N;
   key.K = g.K;
-  key.ldw = std::max(g.ldw, g.K);
-  key.ldy = std::max(g.ldy, g.N);
+  key.ldw = g.N == 1 ? g.K : g.ldw;
+  key.ldy = g.M == 1 ? g.N : g.ldy;
   key.bias = g.bias != nullptr;
   key.beta = g.beta;
   Arena& arena = scratch();
 
   if (g.wdt == DType::kF32) {
     key.M = g.M;
-    key.ldx = std::max(g.ldx, g.K);
+    key.ldx = ldx;
     run_matmul(*matmuls_, arena, key, g.x, g.w, g.bias, g.y);
     return;
   }
@@ -199,7 +216,8 @@ void CpuBackend::gemm(const Gemm& g) {
     key.wei = dt::bf16;
     key.ldx = g.K;
     key.M = chunk;
-    if (!matmuls_->get(key)->reference) {
+    const auto probe = matmuls_->get(key);
+    if (probe->ok && !probe->reference) {
       for (int64_t m0 = 0; m0 < g.M; m0 += chunk) {
         Arena::Scope scope(arena);
         key.M = std::min(chunk, g.M - m0);
@@ -212,20 +230,35 @@ void CpuBackend::gemm(const Gemm& g) {
   }
 
   // Widen the weight to f32 in row (output channel) chunks; each chunk is a GEMM on a column
-  // slice of y.
-  const int64_t chunk =
-      std::clamp<int64_t>(static_cast<int64_t>(kConvertChunkBytes) / (4 * g.K), 1, g.N);
+  // slice of y. With BF16 weights the activations are first rounded to bf16 values, so this
+  // path computes what the native bf16 one does: results do not depend on the CPU's ISA.
+  const bool round_x = g.wdt == DType::kBF16;
+  const int64_t rows_per_chunk = std::clamp<int64_t>(
+      static_cast<int64_t>(kConvertChunkBytes) / (4 * g.K), 1, std::max(g.M, g.N));
+  const int64_t mchunk = round_x ? std::min(rows_per_chunk, g.M) : g.M;
+  const int64_t nchunk = std::min(rows_per_chunk, g.N);
   key.src = dt::f32;
   key.wei = dt::f32;
-  key.M = g.M;
-  key.ldx = std::max(g.ldx, g.K);
   key.ldw = g.K;
-  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-    Arena::Scope scope(arena);
-    key.N = std::min(chunk, g.N - n0);
-    auto* wf = static_cast<float*>(arena.alloc_bytes(size_t(key.N * g.K) * 4));
-    rows_to_f32(static_cast<const uint16_t*>(g.w) + n0 * g.ldw, g.wdt, g.ldw, key.N, g.K, wf);
-    run_matmul(*matmuls_, arena, key, g.x, wf, g.bias ? g.bias + n0 : nullptr, g.y + n0);
+  for (int64_t m0 = 0; m0 < g.M; m0 += mchunk) {
+    Arena::Scope mscope(arena);
+    key.M = std::min(mchunk, g.M - m0);
+    const float* x = g.x + m0 * g.ldx;
+    key.ldx = key.M == 1 ? g.K : ldx;
+    if (round_x) {
+      auto* xr = static_cast<float*>(arena.alloc_bytes(size_t(key.M * g.K) * 4));
+      rows_round_bf16(x, g.ldx, key.M, g.K, xr);
+      x = xr;
+      key.ldx = g.K;
+    }
+    for (int64_t n0 = 0; n0 < g.N; n0 += nchunk) {
+      Arena::Scope nscope(arena);
+      key.N = std::min(nchunk, g.N - n0);
+      auto* wf = static_cast<float*>(arena.alloc_bytes(size_t(key.N * g.K) * 4));
+      rows_to_f32(static_cast<const uint16_t*>(g.w) + n0 * g.ldw, g.wdt, g.ldw, key.N, g.K, wf);
+      run_matmul(*matmuls_, arena, key, x, wf, g.bias ? g.bias + n0 : nullptr,
+                 g.y + m0 * g.ldy + n0);
+    }
   }
 }
 

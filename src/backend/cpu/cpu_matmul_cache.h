@@ -29,16 +29,17 @@ struct MatmulKeyHash {
 };
 
 struct MatmulEntry {
+  bool ok = false;  // false: oneDNN has no implementation (e.g. bf16 below AVX-512); impl says why
   dnnl::matmul prim;
   size_t scratchpad_bytes = 0;
-  bool reference = false;  // oneDNN picked its slow reference kernel (no ISA support)
+  bool reference = false;  // oneDNN picked its slow reference kernel
   std::string impl;
 };
 
 class MatmulCache {
  public:
   explicit MatmulCache(size_t capacity = 1024);
-  // The primitive for `key`, created on first use. Thread-safe.
+  // The primitive for `key`, created on first use (failures are cached too). Thread-safe.
   std::shared_ptr<const MatmulEntry> get(const MatmulKey& key);
   const dnnl::engine& engine() const { return engine_; }
   size_t size();
