@@ -99,3 +99,27 @@ TEST(ThreadPool, CoversRangeOnceAndPropagatesErrors) {
 
 }  // namespace
 }  // namespace foley
+
+namespace foley {
+namespace {
+
+// After a rewind, an allocation that overflows an early block moves on to the next existing
+// block instead of appending a new one.
+TEST(Arena, ReusesLaterBlocksAfterRewind) {
+  Arena arena(host_block_allocator());
+  {
+    Arena::Scope scope(arena);
+    arena.alloc({200 << 10}, DType::kF32);  // 800 KiB in the first 1 MiB block
+    arena.alloc({400 << 10}, DType::kF32);  // 1.6 MiB: a second block
+  }
+  const size_t reserved = arena.reserved();
+  for (int i = 0; i < 10; ++i) {
+    Arena::Scope scope(arena);
+    arena.alloc({200 << 10}, DType::kF32);
+    arena.alloc({400 << 10}, DType::kF32);
+  }
+  EXPECT_EQ(arena.reserved(), reserved);
+}
+
+}  // namespace
+}  // namespace foley

@@ -46,23 +46,29 @@ void Arena::add_block(size_t min_bytes) {
 
 void* Arena::alloc_bytes(size_t bytes) {
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  // Find the block that holds the current offset; skip to the next one if it does not fit.
   for (;;) {
-    for (const auto& b : blocks_) {
-      if (used_ >= b.start && used_ + bytes <= b.start + b.capacity) {
-        void* p = b.base + (used_ - b.start);
-        used_ += bytes;
-        high_water_ = std::max(high_water_, used_);
-        return p;
-      }
+    // The block holding the current offset: allocate there if it fits, otherwise skip its tail
+    // and try the next block (blocks are contiguous in the logical offset space).
+    const Block* current = nullptr;
+    for (const auto& b : blocks_)
+      if (used_ >= b.start && used_ < b.start + b.capacity) current = &b;
+    if (current && used_ + bytes <= current->start + current->capacity) {
+      void* p = current->base + (used_ - current->start);
+      used_ += bytes;
+      high_water_ = std::max(high_water_, used_);
+      return p;
+    }
+    const size_t end = blocks_.empty() ? 0 : blocks_.back().start + blocks_.back().capacity;
+    if (current && current->start + current->capacity < end) {
+      used_ = current->start + current->capacity;
+      continue;
     }
     if (frozen_)
       throw make_error(ErrorKind::kInternal,
                        "activation arena exhausted: %zu bytes requested with %zu of %zu in use "
                        "(the input is larger than the model was sized for)",
                        bytes, used_, reserved());
-    const size_t end = blocks_.empty() ? 0 : blocks_.back().start + blocks_.back().capacity;
-    if (used_ < end) used_ = end;  // abandon the tail of the last block
+    used_ = end;  // abandon the tail of the last block
     add_block(bytes);
   }
 }

@@ -1,47 +1,33 @@
-// A fixed pool of worker threads for the CPU kernels. parallel_for splits [0, n) into contiguous
-// chunks, runs them on the workers and the calling thread, and returns when all are done.
-// One pool is shared per process; nested parallel_for calls run serially in the caller.
+// The CPU worker threads. parallel_for splits [0, n) into contiguous chunks and runs them on a
+// team of threads (the caller included), returning when all are done.
+//
+// The team is OpenMP's: oneDNN (Debian's build) already runs its GEMMs on OpenMP threads, and a
+// second set of threads would fight them for the cores — libgomp's threads spin for a while
+// after each GEMM, which made small steps 30× slower on 2 cores with a separate pool. One
+// threading system keeps the cores for whoever runs next. Nested calls run serially.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
-#include <thread>
-#include <vector>
 
 namespace foley {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int threads);  // threads <= 0: hardware concurrency
-  ~ThreadPool();
+  explicit ThreadPool(int threads);  // threads <= 0: FOLEY_THREADS or the OpenMP default
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  int size() const { return threads_; }
 
-  // fn(begin, end) over chunks of at least `grain` items.
+  // fn(begin, end) over chunks of at least `grain` items. An exception thrown by fn is
+  // rethrown in the caller after every chunk has finished.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
   static ThreadPool& global();
 
  private:
-  void worker_loop(int index);
-
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
-  const std::function<void(int64_t, int64_t)>* task_ = nullptr;
-  int64_t n_ = 0;
-  int64_t chunk_ = 0;
-  int64_t chunks_ = 0;
-  int64_t next_chunk_ = 0;
-  int64_t pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  std::mutex call_mutex_;  // one parallel_for at a time
+  int threads_;
 };
 
 inline void parallel_for(int64_t n, int64_t grain,
