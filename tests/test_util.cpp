@@ -2,32 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <vector>
 
 #include "core/check.h"
+#include "core/host_values.h"
 
 namespace foley::test {
-namespace {
-
-float element_as_f32(const Tensor& t, int64_t offset) {
-  switch (t.dtype()) {
-    case DType::kF32:
-      return t.data<float>()[offset];
-    case DType::kBF16:
-      return bf16_to_f32(t.data<uint16_t>()[offset]);
-    case DType::kF16:
-      return f16_to_f32(t.data<uint16_t>()[offset]);
-    default:
-      FOLEY_CHECK(false, "to_f32: unsupported dtype %s", dtype_name(t.dtype()));
-  }
-  return 0;
-}
-
-}  // namespace
 
 Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, float lo, float hi) {
   std::mt19937_64 rng(seed);
@@ -55,18 +41,8 @@ Tensor random_tensor(const Shape& shape, DType dtype, uint64_t seed, float lo, f
 
 Tensor to_f32(const Tensor& t) {
   Tensor out = Tensor::empty(t.shape(), DType::kF32);
-  const int r = t.rank();
-  std::array<int64_t, kMaxRank> idx{};
-  const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < r; ++d) off += idx[static_cast<size_t>(d)] * t.stride(d);
-    out.data<float>()[i] = element_as_f32(t, off);
-    for (int d = r - 1; d >= 0; --d) {
-      if (++idx[static_cast<size_t>(d)] < t.dim(d)) break;
-      idx[static_cast<size_t>(d)] = 0;
-    }
-  }
+  const std::vector<float> v = host_values_f32(t);
+  std::copy(v.begin(), v.end(), out.data<float>());
   return out;
 }
 
@@ -86,7 +62,8 @@ double max_abs_error(const Tensor& a, const Tensor& b) {
 double max_rel_error(const Tensor& a, const Tensor& b) {
   Tensor fb = to_f32(b);
   double mb = 0;
-  for (int64_t i = 0; i < fb.numel(); ++i) mb = std::max(mb, std::fabs(double(fb.data<float>()[i])));
+  for (int64_t i = 0; i < fb.numel(); ++i)
+    mb = std::max(mb, std::fabs(double(fb.data<float>()[i])));
   const double abs = max_abs_error(a, b);
   return mb > 0 ? abs / mb : abs;
 }

@@ -17,6 +17,7 @@
 
 #include "convert/convert.h"
 #include "core/check.h"
+#include "core/host_values.h"
 #include "foley/golden.h"
 #include "models/dac_decoder.h"
 
@@ -25,46 +26,6 @@ namespace golden {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Host element reader over any strides for the dtypes golden tensors use.
-double element(const Tensor& t, int64_t offset) {
-  switch (t.dtype()) {
-    case DType::kF32:
-      return t.data<float>()[offset];
-    case DType::kF64:
-      return t.data<double>()[offset];
-    case DType::kBF16:
-      return bf16_to_f32(t.data<uint16_t>()[offset]);
-    case DType::kF16:
-      return f16_to_f32(t.data<uint16_t>()[offset]);
-    case DType::kI64:
-      return static_cast<double>(t.data<int64_t>()[offset]);
-    case DType::kI32:
-      return t.data<int32_t>()[offset];
-    case DType::kU8:
-      return t.data<uint8_t>()[offset];
-    default:
-      throw Error(ErrorKind::kUnsupported,
-                  std::string("golden compare: unsupported dtype ") + dtype_name(t.dtype()));
-  }
-}
-
-// All elements in row-major logical order.
-std::vector<double> values(const Tensor& t) {
-  FOLEY_CHECK(t.device() == DeviceKind::kCPU, "golden compare needs host tensors");
-  std::vector<double> out(static_cast<size_t>(t.numel()));
-  std::array<int64_t, kMaxRank> idx{};
-  for (size_t i = 0; i < out.size(); ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < t.rank(); ++d) off += idx[static_cast<size_t>(d)] * t.stride(d);
-    out[i] = element(t, off);
-    for (int d = t.rank() - 1; d >= 0; --d) {
-      if (++idx[static_cast<size_t>(d)] < t.dim(d)) break;
-      idx[static_cast<size_t>(d)] = 0;
-    }
-  }
-  return out;
-}
 
 // "rel 1e-4", "abs 0.0079 (two uint8 levels ...)", "exact".
 GoldenCheck parse_check(const std::string& tensor, const std::string& spec) {
@@ -85,7 +46,7 @@ void compare(GoldenCheck& c, const Tensor& ours, const Tensor& golden) {
     c.note = "shape " + ours.shape().str() + ", golden " + golden.shape().str();
     return;
   }
-  const std::vector<double> a = values(ours), b = values(golden);
+  const std::vector<double> a = host_values(ours), b = host_values(golden);
   if (c.metric == "exact") {
     size_t differ = 0;
     for (size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
@@ -109,7 +70,7 @@ void dump_outputs(const std::string& path, const std::vector<StageOutput>& outpu
   for (const auto& o : outputs) {
     const bool integer = o.ours.dtype() == DType::kI64 || o.ours.dtype() == DType::kI32;
     Tensor copy = Tensor::empty(o.ours.shape(), integer ? DType::kI64 : DType::kF32);
-    const std::vector<double> v = values(o.ours);
+    const std::vector<double> v = host_values(o.ours);
     for (size_t i = 0; i < v.size(); ++i) {
       if (integer) {
         copy.data<int64_t>()[i] = static_cast<int64_t>(v[i]);
@@ -168,7 +129,7 @@ std::vector<StageOutput> run_dac(const StageContext& ctx) {
   const Tensor golden = ctx.gcase.tensor("dac_in_latent");
   const int64_t channels = golden.dim(1), frames = golden.dim(2);
   Tensor latent_host = Tensor::empty({1, frames, channels}, DType::kF32);
-  const std::vector<double> v = values(golden.transpose(1, 2));
+  const std::vector<double> v = host_values(golden.transpose(1, 2));
   for (size_t i = 0; i < v.size(); ++i) latent_host.data<float>()[i] = static_cast<float>(v[i]);
 
   auto arena = dac.make_workspace(static_cast<int>(frames));
@@ -235,6 +196,8 @@ std::vector<Stage> all_stages() {
   std::vector<Stage> stages;
   register_dit_stages(stages);
   register_dac_stages(stages);
+  register_clap_stages(stages);
+  register_siglip2_stages(stages);
   return stages;
 }
 
@@ -286,6 +249,8 @@ GoldenReport run_golden_case(const std::string& case_dir, const GoldenOptions& o
     files.dit_config = gcase.checkpoint("config.yaml");
   }
   if (needed.count("dac")) files.dac_checkpoint = gcase.checkpoint("vae_128d_48k.pth");
+  if (needed.count("clap")) files.clap_dir = gcase.checkpoint("clap");
+  if (needed.count("siglip2")) files.siglip2_dir = gcase.checkpoint("siglip2");
   ConvertOptions convert_options;
   convert_options.dit_dtype = DType::kF32;  // the cases are float32 math on the stored values
   golden::TempDir tmp;

@@ -15,6 +15,7 @@
 
 #include "convert/convert.h"
 #include "core/check.h"
+#include "core/host_values.h"
 #include "models/dac_decoder.h"
 
 namespace foley {
@@ -27,18 +28,7 @@ class Src3 {
     for (int d = 0; d < 3; ++d) s_[d] = t.stride(d);
   }
   double at(int64_t i, int64_t j, int64_t k) const {
-    const int64_t off = i * s_[0] + j * s_[1] + k * s_[2];
-    switch (t_.dtype()) {
-      case DType::kF32:
-        return t_.data<float>()[off];
-      case DType::kBF16:
-        return bf16_to_f32(t_.data<uint16_t>()[off]);
-      case DType::kF16:
-        return f16_to_f32(t_.data<uint16_t>()[off]);
-      default:
-        FOLEY_CHECK(false, "unsupported source dtype");
-    }
-    return 0;
+    return host_element(t_, i * s_[0] + j * s_[1] + k * s_[2]);
   }
   int64_t dim(int d) const { return t_.dim(d); }
 

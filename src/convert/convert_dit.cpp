@@ -20,6 +20,7 @@
 
 #include "convert/convert.h"
 #include "core/check.h"
+#include "core/host_values.h"
 #include "models/mmdit.h"
 
 namespace foley {
@@ -39,38 +40,6 @@ struct Expected {
   Shape out_shape;  // bundle shape
   bool matrix = false;
 };
-
-float read_element(const Tensor& t, int64_t off) {
-  switch (t.dtype()) {
-    case DType::kF32:
-      return t.data<float>()[off];
-    case DType::kBF16:
-      return bf16_to_f32(t.data<uint16_t>()[off]);
-    case DType::kF16:
-      return f16_to_f32(t.data<uint16_t>()[off]);
-    default:
-      break;
-  }
-  throw make_error(ErrorKind::kInvalidInput, "dit checkpoint tensor has unsupported dtype %s",
-                   dtype_name(t.dtype()));
-}
-
-// The source tensor in its logical (row-major) order as F32, whatever its saved strides.
-std::vector<float> gather_f32(const Tensor& t) {
-  std::vector<float> out(static_cast<size_t>(t.numel()));
-  const int r = t.rank();
-  std::array<int64_t, kMaxRank> idx{};
-  for (size_t i = 0; i < out.size(); ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < r; ++d) off += idx[static_cast<size_t>(d)] * t.stride(d);
-    out[i] = read_element(t, off);
-    for (int d = r - 1; d >= 0; --d) {
-      if (++idx[static_cast<size_t>(d)] < t.dim(d)) break;
-      idx[static_cast<size_t>(d)] = 0;
-    }
-  }
-  return out;
-}
 
 void store(void* dst, DType dtype, size_t i, float v) {
   switch (dtype) {
@@ -92,7 +61,7 @@ void store(void* dst, DType dtype, size_t i, float v) {
 // Fills `dst` (out_shape, dtype) from the official tensor `src` with the given layout change.
 void convert_tensor(const Tensor& src, const Expected& e, int64_t head_dim, DType dtype,
                     void* dst) {
-  const std::vector<float> v = gather_f32(src);
+  const std::vector<float> v = host_values_f32(src);
   switch (e.layout) {
     case Layout::kSame:
       for (size_t i = 0; i < v.size(); ++i) store(dst, dtype, i, v[i]);
