@@ -82,7 +82,19 @@ ConvertSummary convert_model(const ConvertRequest& request) {
         summary.notes.push_back("no vae_128d_48k.pth in " + dir + ": DAC-VAE left out");
     }
   }
-  if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty())
+  // SigLIP2 is a separate HF download (google/siglip2-base-patch16-512); a model directory may
+  // hold it as a siglip2/ subfolder.
+  if (!dir.empty()) {
+    const fs::path siglip2 = fs::path(dir) / "siglip2";
+    if (fs::is_regular_file(siglip2 / "model.safetensors") &&
+        fs::is_regular_file(siglip2 / "config.json")) {
+      files.siglip2_dir = siglip2.string();
+    } else {
+      summary.notes.push_back("no siglip2/ (model.safetensors, config.json) in " + dir +
+                              ": SigLIP2 left out");
+    }
+  }
+  if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty() && files.siglip2_dir.empty())
     throw Error(ErrorKind::kInvalidInput,
                 "nothing to convert: give --model-dir or checkpoint paths" +
                     (summary.notes.empty() ? std::string() : " (" + summary.notes[0] + ")"));

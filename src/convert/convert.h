@@ -34,6 +34,7 @@ struct OfficialFiles {
   std::string dit_checkpoint;  // hunyuanvideo_foley.pth or hunyuanvideo_foley_xl.pth
   std::string dit_config;      // config.yaml (optional: "" means derive and cross-check nothing)
   std::string dac_checkpoint;  // vae_128d_48k.pth
+  std::string siglip2_dir;     // the HF SigLIP2 folder (model.safetensors, config.json)
 };
 
 // "dit." tensors; config from config.yaml's model_config.model_kwargs, cross-checked with shapes.
@@ -42,6 +43,11 @@ nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& confi
 // "dac." tensors (decoder + post_quant_conv only); config from the checkpoint's metadata.kwargs.
 nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& options,
                            SafetensorsWriter& out);
+
+// "siglip2." tensors (vision tower only, F32) from the HF SigLIP2 folder's model.safetensors;
+// config from config.json's vision_config (`hf_config` is the whole parsed config.json).
+nlohmann::json convert_siglip2(const SafetensorsFile& weights, const nlohmann::json& hf_config,
+                               SafetensorsWriter& out);
 
 // Writes the whole bundle (format, format_version, config metadata + all tensors) atomically.
 // Networks whose source path is empty are left out (at least one must be given).

@@ -1,5 +1,6 @@
 // Official checkpoints -> one foley bundle: runs each network's converter and writes the file.
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "convert/convert.h"
@@ -52,6 +53,29 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
                                    [options](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
                                      return convert_dac(ckpt, options, out);
                                    }));
+  }
+  if (!files.siglip2_dir.empty()) {
+    BundleSource s;
+    s.network = "siglip2";
+    s.files = {"siglip2/model.safetensors", "siglip2/config.json"};
+    const std::string dir = files.siglip2_dir;
+    s.convert = [dir](SafetensorsWriter& out,
+                      std::vector<std::shared_ptr<const void>>& keep_alive) {
+      const std::string json_path = (std::filesystem::path(dir) / "config.json").string();
+      std::ifstream in(json_path);
+      if (!in) throw Error(ErrorKind::kNotFound, "SigLIP2 config not found: " + json_path);
+      nlohmann::json config;
+      try {
+        config = nlohmann::json::parse(in);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(ErrorKind::kInvalidInput, json_path + ": " + e.what());
+      }
+      auto weights = std::make_shared<const SafetensorsFile>(SafetensorsFile::open(
+          (std::filesystem::path(dir) / "model.safetensors").string()));
+      keep_alive.push_back(weights);
+      return convert_siglip2(*weights, config, out);
+    };
+    sources.push_back(std::move(s));
   }
   return sources;
 }

@@ -16,7 +16,7 @@ Command add_convert_command(CLI::App& app) {
   auto no_dac = std::make_shared<bool>(false);
   cmd->add_option("--model-dir", req->model_dir,
                   "official model directory (hunyuanvideo_foley.pth, config.yaml, "
-                  "vae_128d_48k.pth)");
+                  "vae_128d_48k.pth; SigLIP2 and CLAP from siglip2/ and clap/ subfolders)");
   cmd->add_option("--model-size", req->model_size, "xxl (default) or xl")
       ->check(CLI::IsMember({"xxl", "xl"}));
   cmd->add_option("--dit", req->dit_checkpoint, "DiT checkpoint (overrides --model-dir)");

@@ -1,0 +1,132 @@
+#include "image/resize.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+
+namespace foley {
+namespace {
+
+// Pillow quantises its weights to this many fractional bits for 8-bit images (leaving headroom
+// for 8-bit pixel values and sign in a 32-bit accumulator); matching it matters for exact output.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+double triangle(double x) {
+  x = std::fabs(x);
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+// For one axis: each output index's first input index, tap count and fixed-point weights.
+struct AxisTaps {
+  int ksize = 0;
+  std::vector<int> first;
+  std::vector<int> count;
+  std::vector<int32_t> weights;  // [out_size, ksize]
+};
+
+AxisTaps axis_taps(int in_size, int out_size, ResizeFilter filter) {
+  FOLEY_CHECK(filter == ResizeFilter::kBilinear, "resize: unsupported filter");
+  const double filter_support = 1.0;  // bilinear = triangle on [-1, 1]
+  const double scale = static_cast<double>(in_size) / out_size;
+  // Downscaling widens the filter by the scale (antialiasing); upscaling keeps it at 1 pixel.
+  const double filterscale = std::max(scale, 1.0);
+  const double support = filter_support * filterscale;
+  AxisTaps t;
+  t.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.first.resize(static_cast<size_t>(out_size));
+  t.count.resize(static_cast<size_t>(out_size));
+  t.weights.assign(static_cast<size_t>(out_size) * static_cast<size_t>(t.ksize), 0);
+  std::vector<double> w(static_cast<size_t>(t.ksize));
+  const double inv = 1.0 / filterscale;
+  for (int o = 0; o < out_size; ++o) {
+    const double center = (o + 0.5) * scale;
+    // Truncating casts, as Pillow's C code does; both ends are then clipped to the image.
+    int lo = static_cast<int>(center - support + 0.5);
+    if (lo < 0) lo = 0;
+    int hi = static_cast<int>(center + support + 0.5);
+    if (hi > in_size) hi = in_size;
+    const int n = std::min(hi - lo, t.ksize);
+    double sum = 0;
+    for (int i = 0; i < n; ++i) {
+      w[static_cast<size_t>(i)] = triangle((i + lo - center + 0.5) * inv);
+      sum += w[static_cast<size_t>(i)];
+    }
+    int32_t* q = &t.weights[static_cast<size_t>(o) * static_cast<size_t>(t.ksize)];
+    for (int i = 0; i < n; ++i) {
+      const double v = (sum != 0 ? w[static_cast<size_t>(i)] / sum : w[static_cast<size_t>(i)]) *
+                       static_cast<double>(1 << kPrecisionBits);
+      // Round half away from zero, then truncate (Pillow's normalisation of the weights).
+      q[i] = static_cast<int32_t>(v < 0 ? v - 0.5 : v + 0.5);
+    }
+    t.first[static_cast<size_t>(o)] = lo;
+    t.count[static_cast<size_t>(o)] = n;
+  }
+  return t;
+}
+
+// Rounds the fixed-point accumulator (which started at one half) to a clamped uint8.
+inline uint8_t clamp8(int32_t acc) {
+  const int32_t v = acc >> kPrecisionBits;  // arithmetic shift: negative sums clamp to 0
+  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+}  // namespace
+
+void resize_u8(const uint8_t* in, int in_h, int in_w, int channels, int64_t in_stride, uint8_t* out,
+               int out_h, int out_w, ResizeFilter filter) {
+  FOLEY_CHECK(in_h > 0 && in_w > 0 && out_h > 0 && out_w > 0 && channels > 0 && channels <= 4,
+              "resize: bad sizes %dx%dx%d -> %dx%d", in_h, in_w, channels, out_h, out_w);
+  const AxisTaps ht = axis_taps(in_w, out_w, filter);
+  const AxisTaps vt = axis_taps(in_h, out_h, filter);
+  const int32_t half = int32_t{1} << (kPrecisionBits - 1);
+  // Only the input rows that some output row reads go through the horizontal pass.
+  const int row0 = vt.first.front();
+  const int row1 = vt.first.back() + vt.count.back();
+  const size_t tmp_row = static_cast<size_t>(out_w) * static_cast<size_t>(channels);
+  std::vector<uint8_t> tmp(static_cast<size_t>(row1 - row0) * tmp_row);
+  for (int y = row0; y < row1; ++y) {
+    const uint8_t* src = in + static_cast<int64_t>(y) * in_stride;
+    uint8_t* dst = tmp.data() + static_cast<size_t>(y - row0) * tmp_row;
+    for (int x = 0; x < out_w; ++x) {
+      const int lo = ht.first[static_cast<size_t>(x)], n = ht.count[static_cast<size_t>(x)];
+      const int32_t* k = &ht.weights[static_cast<size_t>(x) * static_cast<size_t>(ht.ksize)];
+      for (int c = 0; c < channels; ++c) {
+        int32_t acc = half;
+        for (int i = 0; i < n; ++i) acc += src[(lo + i) * channels + c] * k[i];
+        dst[x * channels + c] = clamp8(acc);
+      }
+    }
+  }
+  for (int y = 0; y < out_h; ++y) {
+    const int lo = vt.first[static_cast<size_t>(y)] - row0, n = vt.count[static_cast<size_t>(y)];
+    const int32_t* k = &vt.weights[static_cast<size_t>(y) * static_cast<size_t>(vt.ksize)];
+    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
+    for (size_t xc = 0; xc < tmp_row; ++xc) {
+      int32_t acc = half;
+      for (int i = 0; i < n; ++i) acc += tmp[static_cast<size_t>(lo + i) * tmp_row + xc] * k[i];
+      dst[xc] = clamp8(acc);
+    }
+  }
+}
+
+void siglip2_preprocess(const Tensor& frame, int size, float* out) {
+  FOLEY_CHECK(frame.device() == DeviceKind::kCPU && frame.dtype() == DType::kU8 &&
+                  frame.rank() == 3 && frame.dim(2) == 3 && frame.stride(2) == 1 &&
+                  frame.stride(1) == 3,
+              "siglip2_preprocess: expected a host U8 [H, W, 3] frame with packed pixels, got %s",
+              frame.describe().c_str());
+  const int h = static_cast<int>(frame.dim(0)), w = static_cast<int>(frame.dim(1));
+  std::vector<uint8_t> resized(static_cast<size_t>(size) * static_cast<size_t>(size) * 3);
+  resize_u8(frame.data<uint8_t>(), h, w, 3, frame.stride(0), resized.data(), size, size,
+            ResizeFilter::kBilinear);
+  const size_t plane = static_cast<size_t>(size) * static_cast<size_t>(size);
+  for (size_t p = 0; p < plane; ++p)
+    for (size_t c = 0; c < 3; ++c) {
+      // The same float32 steps as torchvision's ToTensor (/255) and Normalize(0.5, 0.5).
+      const float v = static_cast<float>(resized[p * 3 + c]) / 255.0f;
+      out[c * plane + p] = (v - 0.5f) / 0.5f;
+    }
+}
+
+}  // namespace foley
