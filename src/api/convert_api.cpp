@@ -94,7 +94,17 @@ ConvertSummary convert_model(const ConvertRequest& request) {
                               ": SigLIP2 left out");
     }
   }
-  if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty() && files.siglip2_dir.empty())
+  // CLAP (laion/larger_clap_general) is also a separate download: a clap/ subfolder.
+  if (!dir.empty()) {
+    const fs::path clap = fs::path(dir) / "clap";
+    if (fs::is_regular_file(clap / "pytorch_model.bin")) {
+      files.clap_dir = clap.string();
+    } else {
+      summary.notes.push_back("no clap/pytorch_model.bin in " + dir + ": CLAP left out");
+    }
+  }
+  if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty() && files.siglip2_dir.empty() &&
+      files.clap_dir.empty())
     throw Error(ErrorKind::kInvalidInput,
                 "nothing to convert: give --model-dir or checkpoint paths" +
                     (summary.notes.empty() ? std::string() : " (" + summary.notes[0] + ")"));

@@ -73,6 +73,7 @@ struct Stage {
 // Registration, one function per model area.
 void register_dac_stages(std::vector<Stage>& stages);  // golden.cpp: "dac"
 void register_dit_stages(std::vector<Stage>& stages);  // golden_dit.cpp: "dit", "sample"
+void register_clap_stages(std::vector<Stage>& stages);  // golden_clap.cpp: "clap"
 void register_siglip2_stages(std::vector<Stage>& stages);  // golden_siglip2.cpp: "siglip2"
 
 // The whole table, in the order the stages run.

@@ -34,6 +34,7 @@ struct OfficialFiles {
   std::string dit_checkpoint;  // hunyuanvideo_foley.pth or hunyuanvideo_foley_xl.pth
   std::string dit_config;      // config.yaml (optional: "" means derive and cross-check nothing)
   std::string dac_checkpoint;  // vae_128d_48k.pth
+  std::string clap_dir;        // HF CLAP folder: pytorch_model.bin, config.json, vocab/merges
   std::string siglip2_dir;     // the HF SigLIP2 folder (model.safetensors, config.json)
 };
 
@@ -48,6 +49,11 @@ nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& op
 // config from config.json's vision_config (`hf_config` is the whole parsed config.json).
 nlohmann::json convert_siglip2(const SafetensorsFile& weights, const nlohmann::json& hf_config,
                                SafetensorsWriter& out);
+
+// "clap." tensors (RoBERTa text tower, F32, q/k/v fused) plus the tokenizer's vocab.json and
+// merges.txt as U8 tensors; config from `clap_dir`/config.json.
+nlohmann::json convert_clap(const TorchCheckpoint& ckpt, const std::string& clap_dir,
+                            SafetensorsWriter& out);
 
 // Writes the whole bundle (format, format_version, config metadata + all tensors) atomically.
 // Networks whose source path is empty are left out (at least one must be given).

@@ -54,6 +54,15 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
                                      return convert_dac(ckpt, options, out);
                                    }));
   }
+  if (!files.clap_dir.empty()) {
+    const std::string dir = files.clap_dir;
+    sources.push_back(torch_source(
+        "clap", (std::filesystem::path(dir) / "pytorch_model.bin").string(),
+        {"clap/pytorch_model.bin", "clap/config.json", "clap/vocab.json", "clap/merges.txt"},
+        [dir](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+          return convert_clap(ckpt, dir, out);
+        }));
+  }
   if (!files.siglip2_dir.empty()) {
     BundleSource s;
     s.network = "siglip2";

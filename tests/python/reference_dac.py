@@ -18,8 +18,8 @@ Usage:
       decodes a seeded random latent [1, 128, FRAMES] (standard normal); OUT gets
       "latent" [1, 128, FRAMES] and "audio" [1, 1, FRAMES * hop]
   reference_dac.py make-case VAE.pth CASE_DIR FRAMES SEED
-      writes a golden case folder in the shared/golden layout with a "dac" stage (and a "clap"
-      stage nobody implements here), for testing the golden runner on any folder
+      writes a golden case folder in the shared/golden layout with a "dac" stage (and an
+      "unregistered" stage nobody implements), for testing the golden runner on any folder
 """
 
 import json
@@ -170,7 +170,7 @@ def main(argv):
         shutil.copyfile(vae, case + "/checkpoints/vae_128d_48k.pth")
         st_save(case + "/tensors.safetensors", {"dac_in_latent": z.numpy(), "dac_out_audio": audio.numpy()})
         stages = {
-            "clap": {"in": ["prompt"], "check": {"clap_hidden": "rel 1e-4"}},
+            "unregistered": {"in": [], "check": {"unregistered_out": "rel 1e-4"}},
             "dac": {"in": ["dac_in_latent"], "check": {"dac_out_audio": "rel 1e-4"}},
         }
         with open(case + "/case.json", "w") as f:
