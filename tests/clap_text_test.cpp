@@ -17,6 +17,7 @@
 #include "backend/backend.h"
 #include "convert/convert.h"
 #include "core/check.h"
+#include "foley/convert.h"
 #include "foley/golden.h"
 #include "models/text_features.h"
 #include "models/weight_store.h"
@@ -139,6 +140,25 @@ TEST(ClapText, ConverterReportsMissingTensor) {
 TEST(ClapText, ConverterReportsMisshapedTensor) {
   if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
   expect_convert_error("--reshape", "text_model.encoder.layer.0.output.dense.weight", "has shape");
+}
+
+// `foley convert --model-dir` takes CLAP from a clap/ subfolder (the golden case's checkpoints
+// folder has the official layout).
+TEST(ClapText, ModelDirPicksUpClapFolder) {
+  const fs::path dir = fs::path(FOLEY_SOURCE_DIR) / ".." / "shared" / "golden" / "tiny-a";
+  if (!fs::exists(dir / "checkpoints" / "clap" / "pytorch_model.bin"))
+    GTEST_SKIP() << "no shared golden case";
+  ConvertRequest req;
+  req.model_dir = (dir / "checkpoints").string();
+  req.include_dit = false;
+  req.include_dac = false;
+  req.output = test::temp_dir() + "/bundle.safetensors";
+  const ConvertSummary s = convert_model(req);
+  ASSERT_EQ(s.sources.count("clap"), 1u);
+  EXPECT_EQ(s.sources.at("clap").front(), "clap/pytorch_model.bin");
+  const auto weights = WeightStore::open(req.output);
+  EXPECT_TRUE(weights->has_network("clap"));
+  EXPECT_NO_THROW(load_clap_tokenizer(*weights));
 }
 
 TEST(ClapText, RejectsBadInputs) {
