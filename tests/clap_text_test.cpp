@@ -79,9 +79,14 @@ TEST(ClapText, MatchesPythonReference) {
   EXPECT_EQ(model.config().hidden_size, 48);
   EXPECT_EQ(model.config().num_layers, 3);
   Arena out(backend->block_allocator()), work(backend->block_allocator());
-  // The negative prompt is the longer one here, so the positive row carries the padding.
-  const TextFeatures f = encode_text_features(*tokenizer, model, "a noisy harp",
-                                              "noisy, harsh and very noisy and harsh", out, work);
+  // The negative prompt is the longer one here, so the positive row carries the padding; it is
+  // also longer than 77 tokens (this vocabulary is mostly single bytes), so the features are
+  // truncated hidden states of a full-context encoding.
+  const std::string negative =
+      "noisy, harsh and very noisy and harsh; a noisy room with harsh, noisy echoes and more "
+      "noise, then harsh noise again";
+  const TextFeatures f =
+      encode_text_features(*tokenizer, model, "a noisy harp", negative, out, work);
   ASSERT_EQ(f.tokens.rows, 2);
   const int64_t length = f.tokens.length;
   EXPECT_EQ(f.tokens.mask[static_cast<size_t>(2 * length - 1)], 0);  // row 1 is padded
@@ -110,7 +115,9 @@ TEST(ClapText, MatchesPythonReference) {
               static_cast<long long>(length), rel);
   EXPECT_LE(rel, 1e-5);
   // The features are the first min(L, 77) positions of each row.
-  EXPECT_EQ(f.cond.shape(), (Shape{1, length, 48}));
+  ASSERT_GT(length, kTextFeatureLength);
+  EXPECT_EQ(f.cond.shape(), (Shape{1, kTextFeatureLength, 48}));
+  EXPECT_EQ(f.uncond.shape(), (Shape{1, kTextFeatureLength, 48}));
   EXPECT_EQ(f.cond.data<float>(), f.hidden.data<float>() + length * 48);
   EXPECT_EQ(f.uncond.data<float>(), f.hidden.data<float>());
 }
