@@ -2,11 +2,13 @@
 // strictness on a synthetic SiglipModel file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <string>
 
 #include "convert/convert.h"
+#include "foley/convert.h"
 #include "foley/error.h"
 #include "foley/golden.h"
 #include "models/siglip2_vision.h"
@@ -29,6 +31,22 @@ TEST(Siglip2, GoldenStagePasses) {
   std::printf("%s", format_golden_stage(r.stages[0]).c_str());
   EXPECT_EQ(r.stages[0].status, GoldenStatus::kPass) << r.stages[0].message;
   EXPECT_EQ(r.stages[0].checks.size(), 2u);
+}
+
+TEST(Siglip2, ConvertModelDirTakesTheSiglip2Subfolder) {
+  const fs::path checkpoints = fs::path(kTinyCase) / "checkpoints";
+  if (!fs::exists(checkpoints / "siglip2/model.safetensors"))
+    GTEST_SKIP() << kTinyCase << " not present";
+  ConvertRequest req;
+  req.model_dir = checkpoints.string();
+  req.include_dit = false;
+  req.include_dac = false;
+  req.output = test::temp_dir() + "/bundle.safetensors";
+  const ConvertSummary s = convert_model(req);
+  EXPECT_NE(std::find(s.networks.begin(), s.networks.end(), "siglip2"), s.networks.end());
+  const SafetensorsFile bundle = SafetensorsFile::open(req.output);
+  EXPECT_TRUE(bundle.has("siglip2.head.probe"));
+  EXPECT_FALSE(bundle.has("siglip2.text_model.final_layer_norm.weight"));
 }
 
 // A tiny SiglipModel-style file: the vision tower of `vision`, plus text-tower and logit keys
