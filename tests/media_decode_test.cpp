@@ -320,6 +320,31 @@ TEST_F(MediaDecode, TruncatedFiles) {
     EXPECT_EQ(read_index(v.sync.frame(i), 128), int(v.sync.source_index[size_t(i)]));
 }
 
+TEST_F(MediaDecode, CorruptedFilesFailCleanlyOrDecode) {
+  // Random byte damage in the headers and in the data of MP4 and Matroska files: every outcome
+  // is either frames or a foley::Error that is not an internal one (and never a crash; the
+  // sanitizer build runs this too).
+  for (const std::string ext : {"mp4", "mkv"}) {
+    const std::string clean = dir_ + "/clean." + ext;
+    ffmpeg(index_source("25", 1.5) + " -c:v libx264 -preset ultrafast -crf 20 " + clean);
+    const std::string bytes = test::media::read_file(clean);
+    std::mt19937 rng(11);
+    for (int trial = 0; trial < 25; ++trial) {
+      std::string damaged = bytes;
+      const size_t region = trial % 2 ? damaged.size() : std::min<size_t>(damaged.size(), 2048);
+      for (int k = 0; k < 8; ++k) damaged[rng() % region] = char(rng());
+      const std::string path = dir_ + "/bad." + ext;
+      test::media::write_file(path, damaged);
+      try {
+        decode_video(path);
+      } catch (const Error& e) {
+        EXPECT_NE(e.kind(), ErrorKind::kInternal) << e.what();
+        EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+      }
+    }
+  }
+}
+
 TEST_F(MediaDecode, HugeDimensionsRefusedBeforeDecoding) {
   // Small files whose headers claim huge pictures: FFmpeg's own image-size check refuses the
   // first, the configured limit (8192×8192 by default) the second.
