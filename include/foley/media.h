@@ -228,6 +228,8 @@ struct MuxOptions {
 // stream of `video` copied packet for packet (no re-encoding; rotation and other stream side data
 // kept) and `samples` (mono float at `sample_rate`) encoded as the audio track. The audio is
 // trimmed or padded with silence to the video stream's duration. Atomic like write_audio.
+// MP4/MOV output keeps the rotation; FFmpeg 5.1's Matroska muxer cannot store a display matrix,
+// so .mkv/.webm output (like `ffmpeg -c copy` to .mkv) loses it.
 // Without FFmpeg: Error(kUnsupported, "built without FFmpeg").
 void mux_audio(const std::string& video, const float* samples, size_t count, int sample_rate,
                const std::string& output, const MuxOptions& options = {});
