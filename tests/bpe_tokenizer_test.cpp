@@ -42,6 +42,16 @@ TEST(BpeTokenizer, RejectsBadInput) {
   EXPECT_THROW(BpeTokenizer::from_strings(R"({"a":0})", "a b c\n"), Error);
 }
 
+// \s means Unicode White_Space, as in the references: U+0085 is a space, U+180E (PCRE2's \s
+// under UCP) and U+FEFF (JavaScript's \s) are not, so " \u180e" stays one piece and merges.
+TEST(BpeTokenizer, WhitespaceIsUnicodeWhiteSpace) {
+  auto t = BpeTokenizer::from_strings(
+      R"({"\u0120":0,"\u00e1":1,"\u0120\u00e1":2,"\u0142":3,"\u0130":4,"a":5,"b":6,"\u00c2":7,"\u0127":8})",
+      "\u0120 \u00e1\n");
+  EXPECT_EQ(t->encode_raw("a \xe1\xa0\x8e" "b"), (std::vector<int32_t>{5, 2, 3, 4, 6}));  // U+180E
+  EXPECT_EQ(t->encode_raw("a \xc2\x85" "b"), (std::vector<int32_t>{5, 0, 7, 8, 6}));     // U+0085
+}
+
 // The official tokenizer's ids for the golden prompt pair (tiny vocabulary in RoBERTa layout).
 TEST(BpeTokenizer, MatchesGoldenCase) {
   const std::string dir = test::source_path("../shared/golden/tiny-a/checkpoints/clap");

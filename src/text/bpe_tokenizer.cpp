@@ -17,8 +17,16 @@ namespace {
 
 // GPT-2's pre-tokeniser: contractions, letters, numbers, other symbols (each with an optional
 // leading space), then whitespace runs that are not followed by a non-space.
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// \s is spelled out as Unicode's White_Space property, which is what the references mean by it
+// (Python's `regex` module in GPT-2's encoder.py and the slow RoBERTa tokenizer; Oniguruma in HF
+// tokenizers). PCRE2's own \s under UCP also matches U+180E MONGOLIAN VOWEL SEPARATOR (no longer
+// White_Space since Unicode 6.3), which split "a \u180eb" as " " + "\u180e" instead of " \u180e".
+#define FOLEY_WS R"(\t-\r \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000})"
 constexpr const char* kPattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^)" FOLEY_WS R"(\p{L}\p{N}]+|[)" FOLEY_WS
+    R"(]+(?![^)" FOLEY_WS R"(])|[)" FOLEY_WS R"(]+)";
+#undef FOLEY_WS
 
 void append_utf8(std::string& s, uint32_t cp) {
   if (cp < 0x80) {
