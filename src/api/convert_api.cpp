@@ -94,6 +94,12 @@ ConvertSummary convert_model(const ConvertRequest& request) {
                               ": SigLIP2 left out");
     }
   }
+  // Synchformer's checkpoint ships in the HunyuanVideo-Foley directory itself.
+  if (!dir.empty()) {
+    files.synchformer_checkpoint = find_in(dir, {"synchformer_state_dict.pth"});
+    if (files.synchformer_checkpoint.empty())
+      summary.notes.push_back("no synchformer_state_dict.pth in " + dir + ": Synchformer left out");
+  }
   // CLAP (laion/larger_clap_general) is also a separate download: a clap/ subfolder.
   if (!dir.empty()) {
     const fs::path clap = fs::path(dir) / "clap";
@@ -104,7 +110,7 @@ ConvertSummary convert_model(const ConvertRequest& request) {
     }
   }
   if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty() && files.siglip2_dir.empty() &&
-      files.clap_dir.empty())
+      files.clap_dir.empty() && files.synchformer_checkpoint.empty())
     throw Error(ErrorKind::kInvalidInput,
                 "nothing to convert: give --model-dir or checkpoint paths" +
                     (summary.notes.empty() ? std::string() : " (" + summary.notes[0] + ")"));

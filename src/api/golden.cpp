@@ -198,6 +198,7 @@ std::vector<Stage> all_stages() {
   register_dac_stages(stages);
   register_clap_stages(stages);
   register_siglip2_stages(stages);
+  register_synchformer_stages(stages);
   return stages;
 }
 
@@ -251,6 +252,8 @@ GoldenReport run_golden_case(const std::string& case_dir, const GoldenOptions& o
   if (needed.count("dac")) files.dac_checkpoint = gcase.checkpoint("vae_128d_48k.pth");
   if (needed.count("clap")) files.clap_dir = gcase.checkpoint("clap");
   if (needed.count("siglip2")) files.siglip2_dir = gcase.checkpoint("siglip2");
+  if (needed.count("synchformer"))
+    files.synchformer_checkpoint = gcase.checkpoint("synchformer_state_dict.pth");
   ConvertOptions convert_options;
   convert_options.dit_dtype = DType::kF32;  // the cases are float32 math on the stored values
   golden::TempDir tmp;

@@ -75,6 +75,7 @@ void register_dac_stages(std::vector<Stage>& stages);  // golden.cpp: "dac"
 void register_dit_stages(std::vector<Stage>& stages);  // golden_dit.cpp: "dit", "sample"
 void register_clap_stages(std::vector<Stage>& stages);  // golden_clap.cpp: "clap"
 void register_siglip2_stages(std::vector<Stage>& stages);  // golden_siglip2.cpp: "siglip2"
+void register_synchformer_stages(std::vector<Stage>& stages);  // golden_synchformer.cpp
 
 // The whole table, in the order the stages run.
 std::vector<Stage> all_stages();

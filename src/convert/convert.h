@@ -36,6 +36,7 @@ struct OfficialFiles {
   std::string dac_checkpoint;  // vae_128d_48k.pth
   std::string clap_dir;        // HF CLAP folder: pytorch_model.bin, config.json, vocab/merges
   std::string siglip2_dir;     // the HF SigLIP2 folder (model.safetensors, config.json)
+  std::string synchformer_checkpoint;  // synchformer_state_dict.pth
 };
 
 // "dit." tensors; config from config.yaml's model_config.model_kwargs, cross-checked with shapes.
@@ -49,6 +50,9 @@ nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& op
 // config from config.json's vision_config (`hf_config` is the whole parsed config.json).
 nlohmann::json convert_siglip2(const SafetensorsFile& weights, const nlohmann::json& hf_config,
                                SafetensorsWriter& out);
+
+// "synchformer." tensors (visual MotionFormer only, F32); config derived from the shapes.
+nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, SafetensorsWriter& out);
 
 // "clap." tensors (RoBERTa text tower, F32, q/k/v fused) plus the tokenizer's vocab.json and
 // merges.txt as U8 tensors; config from `clap_dir`/config.json.

@@ -86,6 +86,13 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
     };
     sources.push_back(std::move(s));
   }
+  if (!files.synchformer_checkpoint.empty()) {
+    sources.push_back(torch_source("synchformer", files.synchformer_checkpoint,
+                                   {base_name(files.synchformer_checkpoint)},
+                                   [](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+                                     return convert_synchformer(ckpt, out);
+                                   }));
+  }
   return sources;
 }
 

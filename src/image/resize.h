@@ -28,4 +28,18 @@ void resize_u8(const uint8_t* in, int in_h, int in_w, int channels, int64_t in_s
 // memory). `frame` is a host U8 tensor [H, W, 3] (rows may be strided, pixels packed).
 void siglip2_preprocess(const Tensor& frame, int size, float* out);
 
+// torch's antialiased bicubic resize (a = −0.5, align_corners=False) of an interleaved 8-bit image,
+// reproducing its uint8 CPU path (what torchvision's v2.Resize runs on uint8 tensors): per-axis
+// weights computed in double and normalised, quantised to int16 with the largest precision that
+// keeps the largest weight below 2^15, a horizontal pass into a rounded and clamped uint8 image,
+// then a vertical pass. Same layout conventions as resize_u8.
+void resize_bicubic_aa_u8(const uint8_t* in, int in_h, int in_w, int channels, int64_t in_stride,
+                          uint8_t* out, int out_h, int out_w);
+
+// Synchformer preprocessing of one RGB frame (model-spec §1.3, §6 item 2): the shorter side
+// bicubic-resized to `size` (the longer to int(size·long/short), truncated), centre crop
+// size×size (torchvision's offsets: round((H − size)/2)), /255, (x − 0.5)/0.5, written
+// channel-first to `out` [3, size, size]. `frame` as in siglip2_preprocess.
+void synchformer_preprocess(const Tensor& frame, int size, float* out);
+
 }  // namespace foley
