@@ -2,10 +2,12 @@
 // converter's strictness on edited copies of its checkpoint (written by torch).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
 #include "convert/convert.h"
+#include "foley/convert.h"
 #include "foley/error.h"
 #include "foley/golden.h"
 #include "test_util.h"
@@ -30,6 +32,20 @@ TEST(Synchformer, GoldenStagePasses) {
   std::printf("%s", format_golden_stage(r.stages[0]).c_str());
   EXPECT_EQ(r.stages[0].status, GoldenStatus::kPass) << r.stages[0].message;
   EXPECT_EQ(r.stages[0].checks.size(), 2u);
+}
+
+TEST(Synchformer, ConvertModelDirTakesTheCheckpoint) {
+  if (!fs::exists(tiny_checkpoint())) GTEST_SKIP() << kTinyCase << " not present";
+  ConvertRequest req;
+  req.model_dir = (fs::path(kTinyCase) / "checkpoints").string();
+  req.include_dit = false;
+  req.include_dac = false;
+  req.output = test::temp_dir() + "/bundle.safetensors";
+  const ConvertSummary s = convert_model(req);
+  EXPECT_NE(std::find(s.networks.begin(), s.networks.end(), "synchformer"), s.networks.end());
+  const SafetensorsFile bundle = SafetensorsFile::open(req.output);
+  EXPECT_TRUE(bundle.has("synchformer.patch_embed_3d.proj.weight"));
+  EXPECT_FALSE(bundle.has("synchformer.patch_embed.proj.weight"));  // the unused 2-D one
 }
 
 // Converts a copy of the tiny checkpoint edited by the Python statement `edit` (on dict `sd`)

@@ -108,13 +108,9 @@ Synchformer::Synchformer(const WeightStore& weights, Backend& backend)
       for (int i = 0; i < d; ++i)
         patch_pos.data<float>()[(int64_t{t} * n + s) * d + i] =
             pos.data<float>()[int64_t{1 + s} * d + i] + temp.data<float>()[int64_t{t} * d + i];
+  // On the CPU these stay the host tensors made here, owned by the model.
   cls_pos_ = to_device(cls_pos);
   patch_pos_ = to_device(patch_pos);
-  if (backend_.device() == DeviceKind::kCPU) {
-    // Host tensors owned here (not views of the bundle): keep them alive with the model.
-    cls_pos_ = cls_pos;
-    patch_pos_ = patch_pos;
-  }
   for (int i = 0; i < c.depth; ++i) {
     const std::string b = "blocks." + std::to_string(i) + ".";
     Block blk;
