@@ -47,7 +47,7 @@ fi
 
 cat <<'MSG'
 == Not yet available: `foley generate VIDEO PROMPT` (video -> 48 kHz audio and the muxed clip)
-   needs the Synchformer encoder and the product surface, which are still open work. What ran
+   needs the pipeline that chains the networks and the product surface, still open work. What ran
    above is everything that exists today: conversion, inspection and the stage-by-stage parity
    check against the official implementation.
 MSG
