@@ -12,10 +12,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/dtype.h"
 #include "io/safetensors.h"
@@ -38,6 +37,10 @@ struct OfficialFiles {
   std::string siglip2_dir;     // the HF SigLIP2 folder (model.safetensors, config.json)
   std::string synchformer_checkpoint;  // synchformer_state_dict.pth
 };
+
+// Throws Error(kInvalidInput) "<heading>: p1; p2; ... and N more" (first 8 shown) when a
+// converter found problems with a checkpoint's key set; returns if there are none.
+void throw_if_key_problems(const std::vector<std::string>& problems, const std::string& heading);
 
 // "dit." tensors; config from config.yaml's model_config.model_kwargs, cross-checked with shapes.
 nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& config_yaml_path,
@@ -83,7 +86,7 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
                                            const ConvertOptions& options);
 
 struct BundleResult {
-  std::vector<std::string> networks;         // written, in order
+  std::vector<std::string> networks;          // written, in order
   std::map<std::string, std::string> failed;  // network -> error (only with skip_failed)
 };
 

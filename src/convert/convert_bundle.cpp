@@ -1,4 +1,5 @@
 // Official checkpoints -> one foley bundle: runs each network's converter and writes the file.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -79,8 +80,8 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
       } catch (const nlohmann::json::exception& e) {
         throw Error(ErrorKind::kInvalidInput, json_path + ": " + e.what());
       }
-      auto weights = std::make_shared<const SafetensorsFile>(SafetensorsFile::open(
-          (std::filesystem::path(dir) / "model.safetensors").string()));
+      auto weights = std::make_shared<const SafetensorsFile>(
+          SafetensorsFile::open((std::filesystem::path(dir) / "model.safetensors").string()));
       keep_alive.push_back(weights);
       return convert_siglip2(*weights, config, out);
     };
@@ -149,6 +150,15 @@ BundleResult write_bundle(const std::vector<BundleSource>& sources, const Conver
 void convert_bundle(const OfficialFiles& files, const ConvertOptions& options,
                     const std::string& output_path) {
   write_bundle(official_sources(files, options), options, output_path);
+}
+
+void throw_if_key_problems(const std::vector<std::string>& problems, const std::string& heading) {
+  if (problems.empty()) return;
+  std::string msg = heading + ": ";
+  const size_t shown = std::min<size_t>(problems.size(), 8);
+  for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems[i];
+  if (problems.size() > shown) msg += "; and " + std::to_string(problems.size() - shown) + " more";
+  throw Error(ErrorKind::kInvalidInput, msg);
 }
 
 }  // namespace foley

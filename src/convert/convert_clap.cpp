@@ -148,14 +148,8 @@ class ClapConverter {
         continue;
       problems_.push_back("unexpected tensor " + e.name + " " + e.shape.str());
     }
-    if (!problems_.empty()) {
-      std::string msg = "CLAP checkpoint does not match the RoBERTa text tower layout: ";
-      const size_t shown = std::min<size_t>(problems_.size(), 8);
-      for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems_[i];
-      if (problems_.size() > shown)
-        msg += "; and " + std::to_string(problems_.size() - shown) + " more";
-      throw Error(ErrorKind::kInvalidInput, msg);
-    }
+    throw_if_key_problems(problems_,
+                          "CLAP checkpoint does not match the RoBERTa text tower layout");
     for (auto& p : pending_) out.add("clap." + p.name, DType::kF32, p.shape, std::move(p.fill));
   }
 

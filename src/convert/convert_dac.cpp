@@ -79,14 +79,7 @@ class DacConverter {
       if (e.name.rfind("encoder.", 0) == 0 || e.name.rfind("quant_conv.", 0) == 0) continue;
       problems_.push_back("unexpected tensor " + e.name + " " + e.shape.str());
     }
-    if (!problems_.empty()) {
-      std::string msg = "DAC checkpoint does not match the official decoder layout: ";
-      const size_t shown = std::min<size_t>(problems_.size(), 8);
-      for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems_[i];
-      if (problems_.size() > shown)
-        msg += "; and " + std::to_string(problems_.size() - shown) + " more";
-      throw Error(ErrorKind::kInvalidInput, msg);
-    }
+    throw_if_key_problems(problems_, "DAC checkpoint does not match the official decoder layout");
     for (auto& p : pending_) out.add("dac." + p.name, DType::kF32, p.shape, std::move(p.fill));
   }
 

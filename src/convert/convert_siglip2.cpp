@@ -102,14 +102,8 @@ nlohmann::json convert_siglip2(const SafetensorsFile& weights, const nlohmann::j
   for (const auto& [name, shape] : expected)
     if (!found.count(name) && !weights.has(vp + name))
       problems.push_back("missing tensor " + vp + name + " " + shape.str());
-  if (!problems.empty()) {
-    std::string msg = "SigLIP2 checkpoint does not match the vision tower of its config.json: ";
-    const size_t shown = std::min<size_t>(problems.size(), 8);
-    for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems[i];
-    if (problems.size() > shown)
-      msg += "; and " + std::to_string(problems.size() - shown) + " more";
-    throw Error(ErrorKind::kInvalidInput, msg);
-  }
+  throw_if_key_problems(problems,
+                        "SigLIP2 checkpoint does not match the vision tower of its config.json");
 
   for (const auto& [name, shape] : expected) {
     const Tensor src = weights.tensor(vp + name);  // keeps the mapping alive until written

@@ -147,14 +147,7 @@ nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, SafetensorsWrite
   for (const auto& [name, shape] : expected)
     if (!found.count(name) && !ckpt.has(kPrefix + name))
       problems.push_back("missing tensor " + kPrefix + name + " " + shape.str());
-  if (!problems.empty()) {
-    std::string msg = "Synchformer checkpoint does not match its visual branch: ";
-    const size_t shown = std::min<size_t>(problems.size(), 8);
-    for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems[i];
-    if (problems.size() > shown)
-      msg += "; and " + std::to_string(problems.size() - shown) + " more";
-    throw Error(ErrorKind::kInvalidInput, msg);
-  }
+  throw_if_key_problems(problems, "Synchformer checkpoint does not match its visual branch");
   for (const auto& [name, shape] : expected) {
     const Tensor src = ckpt.tensor(kPrefix + name);
     out.add("synchformer." + name, DType::kF32, shape, [src](void* dst) {
