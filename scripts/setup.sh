@@ -12,6 +12,7 @@ PACKAGES=(
   libpcre2-dev libyaml-cpp-dev
   python3-numpy python3-torch python3-pil
   clang libclang-rt-14-dev
+  chromium
   hey
 )
 
