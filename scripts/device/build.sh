@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds foley ON THE DEVICE MACHINE (Ubuntu with CUDA, no Debian libraries): unpacks the carried
+# Debian packages (.devdeps/, made by scripts/device/fetch_deps.sh) into /tmp/foley-sysroot and
+# builds with the device's own nvcc and g++, FFmpeg and HTTP off, SASS for sm_90a only (fast
+# build; the release build keeps every architecture).
+#
+#   device run: carry [".devdeps"], command "bash scripts/device/build.sh [targets...] && ..."
+# Then: export LD_LIBRARY_PATH=/tmp/foley-sysroot/usr/lib/x86_64-linux-gnu (build.sh prints it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SYSROOT=/tmp/foley-sysroot
+DEBS=.devdeps
+[ -d "$DEBS" ] || DEBS=../../.devdeps  # building from .snap/src
+if [ ! -d "$SYSROOT/usr" ]; then
+  for f in "$DEBS"/*.deb; do dpkg -x "$f" "$SYSROOT"; done
+fi
+LIB=$SYSROOT/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PKG_CONFIG_PATH=$LIB/pkgconfig:$SYSROOT/usr/share/pkgconfig
+export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
+BUILD_DIR=${BUILD_DIR:-build-device}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$SYSROOT/usr;$LIB/cmake" \
+  -DFOLEY_CUDA=ON -DFOLEY_FFMPEG=OFF -DFOLEY_HTTP=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES=90a-real >"$BUILD_DIR.configure.log" 2>&1 ||
+  { tail -40 "$BUILD_DIR.configure.log"; exit 1; }
+if ! cmake --build "$BUILD_DIR" -j "$(nproc)" ${1:+--target "$@"} >"$BUILD_DIR.build.log" 2>&1; then
+  grep -E -A3 "error|FAILED" "$BUILD_DIR.build.log" | head -80
+  exit 1
+fi
+echo "built $BUILD_DIR; run with: export LD_LIBRARY_PATH=$LIB"
