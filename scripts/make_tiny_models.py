@@ -2,6 +2,9 @@
 """Generates a tiny model directory in the official HunyuanVideo-Foley file formats.
 
   make_tiny_models.py OUT_DIR [--seed N] [--decoder-dim 64] [--encoder-dim 8] [--no-dit]
+                      [--no-encoders]
+
+--no-dit writes only the DAC-VAE; --no-encoders leaves the three encoders out.
 
 OUT_DIR gets:
   vae_128d_48k.pth   {"state_dict": fp32 DAC-VAE weights with the official key names (old-style
@@ -11,6 +14,17 @@ OUT_DIR gets:
   hunyuanvideo_foley.pth + config.yaml
                      from scripts/tiny_models/dit.py (the DiT's generator) when that file exists,
                      called as `dit.py OUT_DIR --seed N`.
+  siglip2/           model.safetensors + config.json (scripts/tiny_models/siglip2.py): a whole
+                     SiglipModel, text tower included; vision hidden 64, 64x64 images, 16 patches.
+  clap/              pytorch_model.bin, config.json, vocab.json, merges.txt, tokenizer_config.json
+                     (scripts/tiny_models/clap.py): a whole ClapModel (audio side as a token),
+                     RoBERTa text tower hidden 64, a byte-level BPE vocabulary with 64 merges.
+  synchformer_state_dict.pth
+                     (scripts/tiny_models/synchformer.py): MotionFormer dim 64 (2 heads of 32),
+                     64x64 images, the official 16-frame segments (tubelet 2 x 8 frames), plus
+                     audio-branch / projection / global-transformer tensors to be dropped.
+The three encoders' widths (64) equal the DiT's clip_dim / sync_feat_dim / condition_dim, so
+`foley convert --model-dir OUT_DIR --dtype f32` gives a complete, consistent five-network bundle.
 
 Values are seeded per tensor (the seed mixed with a CRC of the tensor's name), so the output
 depends only on the arguments. The DAC weights are scaled so that activations stay O(1..10):
@@ -119,7 +133,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--decoder-dim", type=int, default=64)
     ap.add_argument("--encoder-dim", type=int, default=8)
-    ap.add_argument("--no-dit", action="store_true", help="only the DAC-VAE")
+    ap.add_argument("--no-dit", action="store_true",
+                    help="only the DAC-VAE (no DiT and no encoders; what the DAC tests use)")
+    ap.add_argument("--no-encoders", action="store_true",
+                    help="leave SigLIP2, CLAP and Synchformer out")
     args = ap.parse_args()
     if args.decoder_dim % 32:
         ap.error("--decoder-dim must be a multiple of 32 (five halvings)")
@@ -129,6 +146,15 @@ def main():
     dit = os.path.join(HERE, "tiny_models", "dit.py")
     if not args.no_dit and os.path.exists(dit):
         subprocess.run([sys.executable, dit, args.out_dir, "--seed", str(args.seed)], check=True)
+    if not args.no_dit and not args.no_encoders:
+        sys.path.insert(0, os.path.join(HERE, "tiny_models"))
+        import clap
+        import siglip2
+        import synchformer
+
+        siglip2.make_siglip2(args.out_dir, args.seed)
+        clap.make_clap(args.out_dir, args.seed)
+        synchformer.make_synchformer(args.out_dir, args.seed)
     return 0
 
 
