@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <string>
 
 #include "backend/backend.h"
@@ -20,6 +21,8 @@ void cuda_check(cudaError_t status, const char* what, const char* file, int line
 // computing something wrong.
 [[noreturn]] void not_supported(const char* op);
 
+struct DenseState;  // cuBLASLt handle, workspace and plan cache (cuda_dense.cu)
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device);
@@ -28,6 +31,7 @@ class CudaBackend final : public Backend {
   DeviceKind device() const override { return DeviceKind::kCUDA; }
   std::string name() const override { return "cuda:" + std::to_string(device_); }
   cudaStream_t stream() const { return stream_; }
+  DenseState& dense();  // created on first use (cuda_dense.cu)
 
   BlockAllocator block_allocator() override;
   void copy_from_host(const Tensor& dst, const Tensor& host_src) override;
@@ -77,6 +81,7 @@ class CudaBackend final : public Backend {
  private:
   int device_;
   cudaStream_t stream_ = nullptr;
+  std::shared_ptr<DenseState> dense_;  // shared_ptr: destructible where DenseState is incomplete
 };
 
 }  // namespace cuda
