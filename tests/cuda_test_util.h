@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -61,6 +62,21 @@ inline Tensor download(Backend& be, const Tensor& dev) {
   Tensor host = Tensor::empty(dev.shape(), dev.dtype());
   be.copy_to_host(host, dev);
   return host;
+}
+
+// The device view matching `host_view`, a view into `host_parent`, inside `dev_parent` (an upload
+// of host_parent): same offset, shape and strides.
+inline Tensor mirror_view(const Tensor& host_parent, const Tensor& dev_parent,
+                          const Tensor& host_view) {
+  const size_t es = dtype_size(host_view.dtype());
+  const int64_t off = (static_cast<const char*>(host_view.raw()) -
+                       static_cast<const char*>(host_parent.raw())) /
+                      int64_t(es);
+  std::array<int64_t, kMaxRank> strides{};
+  for (int d = 0; d < host_view.rank(); ++d) strides[size_t(d)] = host_view.stride(d);
+  const Tensor base(static_cast<char*>(dev_parent.raw()) + off * int64_t(es), host_view.dtype(),
+                    host_view.shape(), dev_parent.device());
+  return base.as_strided(host_view.shape(), strides);
 }
 
 // A device F32 tensor full of NaN: outputs start poisoned so unwritten elements show up.

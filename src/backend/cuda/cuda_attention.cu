@@ -1,12 +1,187 @@
-// CUDA attention. Not implemented yet.
-#include "backend/cuda/cuda_internal.h"
+// CUDA attention: out = softmax(q·kᵀ·scale)·v, per (batch, head) pair, no mask.
+//
+// The straightforward three-phase form, in F32 throughout (parity with the CPU oracle):
+//  1. pack q, k (rotated by the optional RoPE tables) and v from their strided [B, L, H, D]
+//     views into contiguous [pair, L, D] scratch panels (strided inputs such as slices of a fused
+//     QKV buffer cost nothing extra, and RoPE never touches the inputs);
+//  2. S = Q·Kᵀ as one strided-batched cuBLASLt GEMM over the pairs, a row softmax (one warp per
+//     row, max-subtracted, scaled) in place, then O = P·V as a second batched GEMM;
+//  3. scatter O into out's [B, Lq, H, Dv] view.
+// Pairs go in groups that bound the score scratch (~256 MB), so long sequences with many heads
+// and Synchformer's ~10⁵ tiny groups both fit.
+#include <algorithm>
+
+#include "backend/cuda/cuda_dense.h"
 
 namespace foley {
 namespace cuda {
 
-void CudaBackend::attention(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&,
-                            const RopeTable*, const RopeTable*) {
-  not_supported("attention");
+namespace {
+
+constexpr int64_t kScoreBudgetFloats = int64_t{64} << 20;
+
+// A [B, L, H, D] view: base pointer and element strides.
+struct HeadView {
+  const float* p;
+  int64_t sb, sl, sh;
+};
+
+HeadView head_view(const Tensor& t) {
+  return {t.data<float>(), t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// out[pair, l, d] = view[b, l, h, d] for pairs p0.. (pair = b·H + h), rotated when cos/sin given
+// (adjacent pairs: (x0, x1) -> (x0·c − x1·s, x1·c + x0·s)).
+__global__ void pack_heads(HeadView in, int64_t p0, int64_t pairs, int64_t H, int64_t L, int64_t D,
+                           const float* cos, const float* sin, int64_t ldc, int64_t lds,
+                           float* out) {
+  const int64_t n = pairs * L * D;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t d = i % D;
+    const int64_t l = (i / D) % L;
+    const int64_t pair = p0 + i / (D * L);
+    const float* row = in.p + (pair / H) * in.sb + l * in.sl + (pair % H) * in.sh;
+    float v = row[d];
+    if (cos) {
+      const float c = cos[l * ldc + d / 2], s = sin[l * lds + d / 2];
+      const float x0 = row[d & ~int64_t(1)], x1 = row[d | 1];
+      v = (d & 1) ? x1 * c + x0 * s : x0 * c - x1 * s;
+    }
+    out[i] = v;
+  }
+}
+
+// out view[b, l, h, d] = O[pair, l, d].
+__global__ void scatter_heads(const float* o, int64_t p0, int64_t pairs, int64_t H, int64_t L,
+                              int64_t D, float* out, int64_t sb, int64_t sl, int64_t sh) {
+  const int64_t n = pairs * L * D;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t d = i % D;
+    const int64_t l = (i / D) % L;
+    const int64_t pair = p0 + i / (D * L);
+    out[(pair / H) * sb + l * sl + (pair % H) * sh + d] = o[i];
+  }
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Rows of S [rows, n] -> softmax(S·scale), one warp per row.
+__global__ void softmax_rows(float* S, int64_t rows, int64_t n, float scale) {
+  const int64_t row = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  float* r = S + row * n;
+  float m = -INFINITY;
+  for (int64_t j = lane; j < n; j += 32) m = fmaxf(m, r[j] * scale);
+  m = warp_max(m);
+  float sum = 0.0f;
+  for (int64_t j = lane; j < n; j += 32) {
+    const float e = expf(r[j] * scale - m);
+    r[j] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / warp_sum(sum);
+  for (int64_t j = lane; j < n; j += 32) r[j] *= inv;
+}
+
+unsigned grid_stride_blocks(int64_t n) {
+  return static_cast<unsigned>(std::clamp<int64_t>((n + 255) / 256, 1, 65535));
+}
+
+void check_rope(const RopeTable& t, int64_t L, int64_t D, const char* what) {
+  FOLEY_CHECK(D % 2 == 0, "attention: RoPE needs an even head dim, got %lld",
+              static_cast<long long>(D));
+  for (const Tensor* p : {&t.cos, &t.sin}) {
+    check_activation(*p, "attention", what);
+    FOLEY_CHECK(p->rank() == 2 && p->dim(0) >= L && p->dim(1) == D / 2,
+                "attention: %s table must be F32 [>=%lld, %lld], got %s", what,
+                static_cast<long long>(L), static_cast<long long>(D / 2), p->describe().c_str());
+    check_unit_last(*p, "attention", what);
+  }
+}
+
+}  // namespace
+
+void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                            const Tensor& out, const RopeTable* rope_q, const RopeTable* rope_k) {
+  const char* op = "attention";
+  for (const Tensor* t : {&q, &k, &v, &out}) {
+    check_activation(*t, op, "q/k/v/out");
+    FOLEY_CHECK(t->rank() == 4, "attention: q/k/v/out must be [B, L, H, D], got %s",
+                t->describe().c_str());
+    check_unit_last(*t, op, "q/k/v/out");
+  }
+  const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3);
+  const int64_t Lk = k.dim(1), Dv = v.dim(3);
+  FOLEY_CHECK(k.shape() == Shape({B, Lk, H, D}) && v.shape() == Shape({B, Lk, H, Dv}) &&
+                  out.shape() == Shape({B, Lq, H, Dv}),
+              "attention: shapes q %s, k %s, v %s, out %s do not agree", q.describe().c_str(),
+              k.describe().c_str(), v.describe().c_str(), out.describe().c_str());
+  if (rope_q) check_rope(*rope_q, Lq, D, "rope_q");
+  if (rope_k) check_rope(*rope_k, Lk, D, "rope_k");
+  if (out.numel() == 0) return;
+  FOLEY_CHECK(Lk >= 1, "attention: no keys (Lk = 0) for %lld queries", static_cast<long long>(Lq));
+
+  const int64_t pairs = B * H;
+  const int64_t per_pair = Lq * D + Lk * D + Lk * Dv + Lq * Lk + Lq * Dv;
+  const int64_t group = std::clamp<int64_t>(kScoreBudgetFloats / per_pair, 1, pairs);
+  Arena::Scope scope(scratch());
+  float* qp = static_cast<float*>(scratch().alloc_bytes(size_t(group * per_pair) * 4));
+  float* kp = qp + group * Lq * D;
+  float* vp = kp + group * Lk * D;
+  float* sp = vp + group * Lk * Dv;
+  float* op_ = sp + group * Lq * Lk;
+  const cudaStream_t s = stream();
+  auto pack = [&](const Tensor& t, int64_t L, int64_t Dh, const RopeTable* rope, int64_t p0,
+                  int64_t np, float* dst) {
+    const int64_t n = np * L * Dh;
+    pack_heads<<<grid_stride_blocks(n), 256, 0, s>>>(
+        head_view(t), p0, np, H, L, Dh, rope ? rope->cos.data<float>() : nullptr,
+        rope ? rope->sin.data<float>() : nullptr, rope ? rope->cos.stride(0) : 0,
+        rope ? rope->sin.stride(0) : 0, dst);
+    FOLEY_CUDA_CHECK(cudaGetLastError());
+  };
+  for (int64_t p0 = 0; p0 < pairs; p0 += group) {
+    const int64_t np = std::min(group, pairs - p0);
+    pack(q, Lq, D, rope_q, p0, np, qp);
+    pack(k, Lk, D, rope_k, p0, np, kp);
+    pack(v, Lk, Dv, nullptr, p0, np, vp);
+
+    DeviceGemm g;  // S = Q·Kᵀ
+    g.batch = np;
+    g.M = Lq, g.N = Lk, g.K = D;
+    g.x = qp, g.ldx = D, g.sx = Lq * D;
+    g.w = kp, g.ldw = D, g.sw = Lk * D;
+    g.y = sp, g.ldy = Lk, g.sy = Lq * Lk;
+    run_gemm(*this, g);
+
+    const int64_t rows = np * Lq;
+    softmax_rows<<<blocks_for(rows * 32, 256), 256, 0, s>>>(sp, rows, Lk, scale);
+    FOLEY_CUDA_CHECK(cudaGetLastError());
+
+    DeviceGemm o;  // O = P·V
+    o.batch = np;
+    o.M = Lq, o.N = Dv, o.K = Lk;
+    o.x = sp, o.ldx = Lk, o.sx = Lq * Lk;
+    o.w = vp, o.ldw = Dv, o.sw = Lk * Dv, o.w_kn = true;
+    o.y = op_, o.ldy = Dv, o.sy = Lq * Dv;
+    run_gemm(*this, o);
+
+    const int64_t n = np * Lq * Dv;
+    scatter_heads<<<grid_stride_blocks(n), 256, 0, s>>>(op_, p0, np, H, Lq, Dv, out.data<float>(),
+                                                         out.stride(0), out.stride(1),
+                                                         out.stride(2));
+    FOLEY_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 }  // namespace cuda

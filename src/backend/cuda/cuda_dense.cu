@@ -1,11 +1,346 @@
-// CUDA dense layers (cuBLASLt): linear. Not implemented yet.
-#include "backend/cuda/cuda_internal.h"
+// CUDA dense layers through cuBLASLt: the raw GEMM every weighted op uses, and `linear`.
+//
+// Numerics mirror the CPU backend: F32 weights run a plain FP32 GEMM (no TF32 unless
+// FOLEY_CUDA_TF32=1), BF16/F16 weights multiply activations converted to the weight's dtype with
+// f32 accumulation (bf16 autocast). Row-major products are issued as their column-major
+// transposes: yᵀ[N,M] = W·xᵀ, so bias is cuBLASLt's per-row (N) epilogue and beta·y is its C.
+// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, strides,
+// dtypes and pointer alignment; the workspace is one allocation made at first use, so steady
+// state never allocates and every call is graph-capturable.
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <array>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "backend/cuda/cuda_dense.h"
 
 namespace foley {
 namespace cuda {
 
-void CudaBackend::linear(const Tensor&, const Tensor&, const Tensor*, const Tensor&, float) {
-  not_supported("linear");
+namespace {
+
+void lt_check(cublasStatus_t s, const char* what, const char* file, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw_check_failure(file, line, std::string(what) + ": cuBLAS status " + std::to_string(s));
+}
+#define FOLEY_LT_CHECK(expr) lt_check((expr), #expr, __FILE__, __LINE__)
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+using PlanKey = std::array<int64_t, 20>;
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+cudaDataType_t cuda_type(DType dt) {
+  switch (dt) {
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+    default:
+      throw Error(ErrorKind::kUnsupported, std::string("CUDA GEMM: unsupported dtype ") +
+                                               dtype_name(dt));
+  }
+}
+
+// Largest power of two (<= 256) dividing every value: cuBLASLt picks kernels by alignment.
+int64_t alignment(std::initializer_list<int64_t> values) {
+  int64_t a = 256;
+  for (int64_t v : values)
+    while (a > 1 && v % a != 0) a /= 2;
+  return a;
+}
+
+}  // namespace
+
+struct DenseState {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  bool tf32 = false;
+  std::mutex mutex;
+  std::map<PlanKey, Plan> plans;
+
+  DenseState() {
+    FOLEY_LT_CHECK(cublasLtCreate(&handle));
+    FOLEY_CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
+    const char* env = std::getenv("FOLEY_CUDA_TF32");
+    tf32 = env != nullptr && std::string(env) == "1";
+  }
+  ~DenseState() {
+    for (auto& [key, p] : plans) {
+      cublasLtMatrixLayoutDestroy(p.a);
+      cublasLtMatrixLayoutDestroy(p.b);
+      cublasLtMatrixLayoutDestroy(p.c);
+      cublasLtMatmulDescDestroy(p.desc);
+    }
+    cudaFree(workspace);
+    cublasLtDestroy(handle);
+  }
+};
+
+DenseState& CudaBackend::dense() {
+  if (!dense_) dense_ = std::make_shared<DenseState>();
+  return *dense_;
+}
+
+namespace {
+
+cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
+                                   int64_t batch, int64_t stride) {
+  cublasLtMatrixLayout_t l = nullptr;
+  FOLEY_LT_CHECK(cublasLtMatrixLayoutCreate(&l, type, uint64_t(rows), uint64_t(cols), ld));
+  if (batch > 1) {
+    const int32_t count = static_cast<int32_t>(batch);
+    FOLEY_LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                    sizeof count));
+    FOLEY_LT_CHECK(cublasLtMatrixLayoutSetAttribute(
+        l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+  }
+  return l;
+}
+
+Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
+  const int64_t align_a = key[16], align_b = key[17], align_c = key[18];
+  Plan p;
+  const bool f32 = g.wdt == DType::kF32;
+  const cublasComputeType_t compute =
+      f32 && st.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  FOLEY_LT_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
+  const cublasOperation_t ta = g.w_kn ? CUBLAS_OP_N : CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  if (g.bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bt = CUDA_R_32F;
+    FOLEY_LT_CHECK(
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                                  sizeof bt));
+    if (g.batch > 1) {
+      const int64_t zero = 0;  // one bias for every batch member
+      FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(
+          p.desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &zero, sizeof zero));
+    }
+  }
+  const cudaDataType_t in = cuda_type(g.wdt);
+  p.a = g.w_kn ? make_layout(in, g.N, g.K, g.ldw, g.batch, g.sw)
+               : make_layout(in, g.K, g.N, g.ldw, g.batch, g.sw);
+  p.b = make_layout(in, g.K, g.M, g.ldx, g.batch, g.sx);
+  p.c = make_layout(CUDA_R_32F, g.N, g.M, g.ldy, g.batch, g.sy);
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  FOLEY_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = kWorkspaceBytes;
+  const uint32_t aa = uint32_t(align_a), ab = uint32_t(align_b), ac = uint32_t(align_c);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                       sizeof ws);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa,
+                                       sizeof aa);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab,
+                                       sizeof ab);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac,
+                                       sizeof ac);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac,
+                                       sizeof ac);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(st.handle, p.desc, p.a, p.b, p.c, p.c,
+                                                          pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.c);
+    cublasLtMatmulDescDestroy(p.desc);
+    throw Error(ErrorKind::kUnsupported,
+                "cuBLASLt has no algorithm for M=" + std::to_string(g.M) + " N=" +
+                    std::to_string(g.N) + " K=" + std::to_string(g.K) + " (" +
+                    dtype_name(g.wdt) + ", status " + std::to_string(s) + ")");
+  }
+  p.algo = result.algo;
+  return p;
+}
+
+__global__ void rows_to_16bit(const float* x, int64_t rows, int64_t K, int64_t ldx, void* out,
+                              bool bf16) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= rows * K) return;
+  const float v = x[(i / K) * ldx + i % K];
+  if (bf16) {
+    static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
+  } else {
+    static_cast<__half*>(out)[i] = __float2half_rn(v);
+  }
+}
+
+__global__ void vector_to_f32(const uint16_t* v, int64_t n, bool bf16, float* out) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const uint16_t h = v[i];
+  out[i] = bf16 ? __bfloat162float(__ushort_as_bfloat16(h)) : __half2float(__ushort_as_half(h));
+}
+
+__global__ void init_rows_kernel(float* y, int64_t rows, int64_t N, int64_t ldy, const float* bias,
+                                 float beta) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= rows * N) return;
+  const int64_t n = i % N;
+  float& out = y[(i / N) * ldy + n];
+  out = (bias ? bias[n] : 0.0f) + (beta != 0.0f ? beta * out : 0.0f);
+}
+
+}  // namespace
+
+void convert_rows_to(CudaBackend& be, const float* x, int64_t rows, int64_t K, int64_t ldx,
+                     DType dt, void* out) {
+  FOLEY_CHECK(dt == DType::kBF16 || dt == DType::kF16, "convert_rows: to %s", dtype_name(dt));
+  if (rows * K == 0) return;
+  rows_to_16bit<<<blocks_for(rows * K, 256), 256, 0, be.stream()>>>(x, rows, K, ldx, out,
+                                                                    dt == DType::kBF16);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+void* convert_rows(CudaBackend& be, const float* x, int64_t rows, int64_t K, int64_t ldx,
+                   DType dt) {
+  void* out = be.scratch().alloc_bytes(size_t(rows * K) * 2);
+  convert_rows_to(be, x, rows, K, ldx, dt, out);
+  return out;
+}
+
+const float* vector_f32(CudaBackend& be, const Tensor& v) {
+  if (v.dtype() == DType::kF32) return v.data<float>();
+  FOLEY_CHECK(v.dtype() == DType::kBF16 || v.dtype() == DType::kF16,
+              "parameter vector of dtype %s", dtype_name(v.dtype()));
+  const int64_t n = v.numel();
+  float* out = static_cast<float*>(be.scratch().alloc_bytes(size_t(n) * 4));
+  if (n == 0) return out;
+  vector_to_f32<<<blocks_for(n, 256), 256, 0, be.stream()>>>(v.data<uint16_t>(), n,
+                                                           v.dtype() == DType::kBF16, out);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+  return out;
+}
+
+void init_rows(CudaBackend& be, float* y, int64_t rows, int64_t N, int64_t ldy, const float* bias,
+               float beta) {
+  if (rows * N == 0) return;
+  init_rows_kernel<<<blocks_for(rows * N, 256), 256, 0, be.stream()>>>(y, rows, N, ldy, bias, beta);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
+  FOLEY_CHECK(g0.M >= 0 && g0.N >= 0 && g0.K >= 0 && g0.batch >= 1, "gemm: bad sizes");
+  if (g0.M == 0 || g0.N == 0) return;
+  if (g0.K == 0) {
+    FOLEY_CHECK(g0.batch == 1, "gemm: K = 0 with a batch");
+    return init_rows(be, g0.y, g0.M, g0.N, g0.ldy, g0.bias, g0.beta);
+  }
+  DeviceGemm g = g0;
+  // A single row's (or column's) stride is irrelevant: normalise it so such calls share a plan
+  // and cuBLASLt's ld >= rows rule holds.
+  if (g.M == 1) g.ldx = g.K, g.ldy = g.N;
+  if (g.w_kn ? g.K == 1 : g.N == 1) g.ldw = g.w_kn ? g.N : g.K;
+  FOLEY_CHECK(g.ldx >= g.K && g.ldy >= g.N && g.ldw >= (g.w_kn ? g.N : g.K),
+              "gemm: row strides (x %lld, w %lld, y %lld) below the row widths",
+              static_cast<long long>(g.ldx), static_cast<long long>(g.ldw),
+              static_cast<long long>(g.ldy));
+
+  Arena::Scope scope(be.scratch());
+  if (g.xdt != g.wdt) {
+    FOLEY_CHECK(g.xdt == DType::kF32 && g.wdt != DType::kF32 && g.batch == 1,
+                "gemm: %s activations with %s weights", dtype_name(g.xdt), dtype_name(g.wdt));
+    g.x = convert_rows(be, static_cast<const float*>(g.x), g.M, g.K, g.ldx, g.wdt);
+    g.xdt = g.wdt;
+    g.ldx = g.K;
+  }
+  const int64_t es = int64_t(dtype_size(g.wdt));
+  PlanKey key{g.M,
+              g.N,
+              g.K,
+              g.ldx,
+              g.ldw,
+              g.ldy,
+              int64_t(g.wdt),
+              g.w_kn,
+              g.bias != nullptr,
+              g.batch,
+              g.batch > 1 ? g.sx : 0,
+              g.batch > 1 ? g.sw : 0,
+              g.batch > 1 ? g.sy : 0,
+              0,
+              0,
+              0,
+              alignment({int64_t(reinterpret_cast<uintptr_t>(g.w)), g.ldw * es, g.sw * es}),
+              alignment({int64_t(reinterpret_cast<uintptr_t>(g.x)), g.ldx * es, g.sx * es}),
+              alignment({int64_t(reinterpret_cast<uintptr_t>(g.y)), g.ldy * 4, g.sy * 4}),
+              0};
+  DenseState& st = be.dense();
+  std::lock_guard<std::mutex> lock(st.mutex);
+  auto it = st.plans.find(key);
+  if (it == st.plans.end()) it = st.plans.emplace(key, create_plan(st, g, key)).first;
+  Plan& p = it->second;
+  if (g.bias) {
+    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                  &g.bias, sizeof g.bias));
+  }
+  const float alpha = 1.0f, beta = g.beta;
+  FOLEY_LT_CHECK(cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c,
+                                g.y, p.c, &p.algo, st.workspace, kWorkspaceBytes, be.stream()));
+}
+
+void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
+                         float beta) {
+  const char* op = "linear";
+  check_activation(x, op, "x");
+  check_activation(y, op, "y");
+  check_param(w, op, "w");
+  FOLEY_CHECK(w.rank() == 2, "linear: w must be [N, K], got %s", w.describe().c_str());
+  check_unit_last(x, op, "x");
+  check_unit_last(y, op, "y");
+  check_unit_last(w, op, "w");
+  const int64_t N = w.dim(0), K = w.dim(1);
+  FOLEY_CHECK(x.dim(-1) == K, "linear: x %s does not match w %s (K = %lld)", x.describe().c_str(),
+              w.describe().c_str(), static_cast<long long>(K));
+  Shape ys;
+  for (int i = 0; i + 1 < x.rank(); ++i) ys.push_back(x.dim(i));
+  ys.push_back(N);
+  FOLEY_CHECK(y.shape() == ys, "linear: y %s, expected %s", y.describe().c_str(), ys.str().c_str());
+  if (bias) check_param_vector(*bias, N, op, "bias");
+  if (y.numel() == 0) return;
+
+  Arena::Scope scope(scratch());
+  DeviceGemm g;
+  g.N = N;
+  g.K = K;
+  g.w = w.raw();
+  g.wdt = w.dtype();
+  g.ldw = N > 1 ? w.stride(0) : K;
+  g.bias = bias ? vector_f32(*this, *bias) : nullptr;
+  g.beta = beta;
+  g.xdt = x.dtype();
+  // Leading dims merge into M where both x's and y's strides allow it; the innermost unmerged
+  // dim becomes a strided batch and any further ones an outer loop.
+  const RowNest nest = row_nest(x, y);
+  g.M = nest.rows;
+  g.ldx = nest.row_stride[0];
+  g.ldy = nest.row_stride[1];
+  const int64_t xes = int64_t(dtype_size(x.dtype()));
+  for (int64_t o = 0; o < nest.outer; ++o) {
+    const std::array<int64_t, 2> off = nest.offsets(o);
+    g.x = static_cast<const char*>(x.raw()) + off[0] * xes;
+    g.y = y.data<float>() + off[1];
+    run_gemm(*this, g);
+  }
 }
 
 }  // namespace cuda

@@ -1,0 +1,137 @@
+// The raw GEMM behind every weighted CUDA op (linear, the per-tap convolutions, patch embedding,
+// the attention products), plus the small conversion helpers those ops share.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "core/check.h"
+#include "core/dtype.h"
+
+#include "backend/cuda/cuda_internal.h"
+
+namespace foley {
+namespace cuda {
+
+// y[M,N] = x[M,K]·wᵀ (+ bias[N]) (+ beta·y), row-major with row strides, on the backend's stream.
+// w is [N,K] (a Linear weight) or, with w_kn, [K,N] (e.g. V in P·V). A strided batch of such
+// products runs as one call when batch > 1 (element strides sx, sw, sy between batch members).
+// x may be F32, BF16 or F16; when its dtype differs from the weight's 16-bit dtype the rows are
+// converted in scratch first (so a 16-bit weight always multiplies 16-bit activations, f32
+// accumulation). y is always F32.
+struct DeviceGemm {
+  int64_t M = 0, N = 0, K = 0;
+  const void* x = nullptr;
+  DType xdt = DType::kF32;
+  int64_t ldx = 0;
+  const void* w = nullptr;
+  DType wdt = DType::kF32;
+  int64_t ldw = 0;
+  bool w_kn = false;
+  const float* bias = nullptr;  // device, contiguous F32 [N]
+  float* y = nullptr;
+  int64_t ldy = 0;
+  float beta = 0.0f;
+  int64_t batch = 1, sx = 0, sw = 0, sy = 0;
+};
+void run_gemm(CudaBackend& be, const DeviceGemm& g);
+
+// rows × K elements of x (row stride ldx) converted to `dt` (BF16 or F16, round to nearest even)
+// into a contiguous scratch buffer; the caller holds an Arena::Scope on be.scratch().
+void* convert_rows(CudaBackend& be, const float* x, int64_t rows, int64_t K, int64_t ldx, DType dt);
+// The same into a caller-provided contiguous buffer.
+void convert_rows_to(CudaBackend& be, const float* x, int64_t rows, int64_t K, int64_t ldx,
+                     DType dt, void* out);
+
+// A contiguous F32 device copy of a 1-D parameter vector of any float dtype (the vector itself
+// when it already is one); scratch as above.
+const float* vector_f32(CudaBackend& be, const Tensor& v);
+
+// rows of y (row stride ldy, width N) = bias (or 0) + beta·y.
+void init_rows(CudaBackend& be, float* y, int64_t rows, int64_t N, int64_t ldy,
+               const float* bias, float beta);
+
+inline unsigned blocks_for(int64_t n, int threads) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
+}
+
+// ---- argument checks of the dense, attention and convolution ops ----------------------------
+
+// Activations: F32 in device memory.
+inline void check_activation(const Tensor& t, const char* op, const char* what) {
+  FOLEY_CHECK(t.defined() && t.device() == DeviceKind::kCUDA && t.dtype() == DType::kF32,
+              "%s: %s must be an F32 CUDA tensor, got %s", op, what, t.describe().c_str());
+}
+// Parameters: F32, BF16 or F16 in device memory.
+inline void check_param(const Tensor& t, const char* op, const char* what) {
+  FOLEY_CHECK(t.defined() && t.device() == DeviceKind::kCUDA &&
+                  (t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 ||
+                   t.dtype() == DType::kF16),
+              "%s: %s must be an F32/BF16/F16 CUDA tensor, got %s", op, what,
+              t.describe().c_str());
+}
+inline void check_param_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
+  check_param(t, op, what);
+  FOLEY_CHECK(t.rank() == 1 && t.dim(0) == n && (n <= 1 || t.stride(0) == 1),
+              "%s: %s must be a contiguous vector [%lld], got %s", op, what,
+              static_cast<long long>(n), t.describe().c_str());
+}
+inline void check_unit_last(const Tensor& t, const char* op, const char* what) {
+  FOLEY_CHECK(t.rank() >= 1 && (t.dim(-1) <= 1 || t.stride(-1) == 1),
+              "%s: %s %s needs a contiguous last dim", op, what, t.describe().c_str());
+}
+
+// The rows of two tensors with equal leading dims ([..., K] and [..., N]): leading dims merge
+// into `rows` rows with one row stride each where both tensors' strides allow it; the remaining
+// (outer) dims are enumerated by offsets().
+struct RowNest {
+  int64_t rows = 1;
+  int64_t row_stride[2] = {0, 0};
+  int64_t outer = 1;
+  int nouter = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t strides[2][kMaxRank] = {};
+
+  std::array<int64_t, 2> offsets(int64_t o) const {
+    std::array<int64_t, 2> off{0, 0};
+    for (int d = nouter - 1; d >= 0; --d) {
+      const int64_t i = o % dims[d];
+      o /= dims[d];
+      off[0] += i * strides[0][d];
+      off[1] += i * strides[1][d];
+    }
+    return off;
+  }
+};
+inline RowNest row_nest(const Tensor& a, const Tensor& b) {
+  RowNest n;
+  n.row_stride[0] = a.dim(-1);
+  n.row_stride[1] = b.dim(-1);
+  int d = a.rank() - 2;
+  for (; d >= 0 && a.dim(d) == 1; --d) {
+  }
+  if (d >= 0) {
+    n.rows = a.dim(d);
+    n.row_stride[0] = a.stride(d);
+    n.row_stride[1] = b.stride(d);
+    for (--d; d >= 0; --d) {
+      if (a.dim(d) == 1) continue;
+      if (a.stride(d) != n.row_stride[0] * n.rows || b.stride(d) != n.row_stride[1] * n.rows)
+        break;
+      n.rows *= a.dim(d);
+    }
+  }
+  // Dims 0..d (those of size > 1) are the outer loop, outermost first.
+  for (int e = 0; e <= d; ++e) {
+    if (a.dim(e) == 1) continue;
+    n.dims[n.nouter] = a.dim(e);
+    n.strides[0][n.nouter] = a.stride(e);
+    n.strides[1][n.nouter] = b.stride(e);
+    n.outer *= a.dim(e);
+    ++n.nouter;
+  }
+  return n;
+}
+
+}  // namespace cuda
+}  // namespace foley
