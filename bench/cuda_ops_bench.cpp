@@ -3,7 +3,8 @@
 //   CudaLinear/M/K/N/wdt     DiT XXL projections (hidden 1536, CFG batch 2 × (Ta + Tv) ≈ 1740
 //                            tokens): QKV, output, MLP up/down. wdt 0 = F32 (FOLEY_CUDA_TF32=1
 //                            switches it to TF32), 1 = BF16.
-//   CudaAttention/B/L/H/D/rope  DiT joint attention, B=2 H=12 L=870 D=128.
+//   CudaAttention/B/L/H/D/rope/flash  DiT joint attention, B=2 H=12 L=870 D=128; flash = 1 runs
+//                            the fused bf16 kernel (FOLEY_CUDA_ATTENTION=flash), 0 the F32 path.
 //   CudaConv1d/T/Ci/Co/K/wdt    DAC decoder residual convs (720k × 64, k=7) and its widest stage
 //                               (752 × 2048), the DiT's k=3 conv-MLP.
 //   CudaConvT/T/Ci/Co/stride/wdt  a DAC upsampling layer.
@@ -13,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 
 #include "backend/backend.h"
@@ -90,6 +92,12 @@ void BM_CudaAttention(benchmark::State& state) {
   if (!gpu()) return state.SkipWithError("no CUDA device");
   const int64_t B = state.range(0), L = state.range(1), H = state.range(2), D = state.range(3);
   const bool rope = state.range(4) != 0;
+  // The fused bf16 kernel is opt-in through the environment (read per call).
+  if (state.range(5)) {
+    setenv("FOLEY_CUDA_ATTENTION", "flash", 1);
+  } else {
+    unsetenv("FOLEY_CUDA_ATTENTION");
+  }
   const Tensor qkv = device_filled({B, L, 3, H, D}, DType::kF32);
   const Tensor q = qkv.select(2, 0), k = qkv.select(2, 1), v = qkv.select(2, 2);
   const Tensor out = device_filled({B, L, H, D}, DType::kF32);
@@ -108,9 +116,13 @@ void BM_CudaAttention(benchmark::State& state) {
   set_rates(state, 4.0 * B * H * L * L * D, double(4 * B * L * H * D * 4));
 }
 BENCHMARK(BM_CudaAttention)
-    ->Args({2, 870, 12, 128, 0})
-    ->Args({2, 870, 12, 128, 1})
-    ->Args({2, 1200, 12, 128, 1})
+    ->Args({2, 870, 12, 128, 0, 0})
+    ->Args({2, 870, 12, 128, 1, 0})
+    ->Args({2, 1200, 12, 128, 1, 0})
+    ->Args({2, 870, 12, 128, 0, 1})
+    ->Args({2, 870, 12, 128, 1, 1})
+    ->Args({2, 1200, 12, 128, 1, 1})
+    ->Args({2, 870, 12, 64, 1, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -9,9 +9,16 @@
 //  3. scatter O into out's [B, Lq, H, Dv] view.
 // Pairs go in groups that bound the score scratch (~256 MB), so long sequences with many heads
 // and Synchformer's ~10⁵ tiny groups both fit.
+// With FOLEY_CUDA_ATTENTION=flash, head dims 64 and 128 take the fused bf16 kernel instead
+// (cuda_flash_attention.cu) after packing bf16 panels with the same pack kernel.
+#include <cuda_bf16.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "backend/cuda/cuda_dense.h"
+#include "backend/cuda/cuda_flash_attention.h"
 
 namespace foley {
 namespace cuda {
@@ -32,9 +39,17 @@ HeadView head_view(const Tensor& t) {
 
 // out[pair, l, d] = view[b, l, h, d] for pairs p0.. (pair = b·H + h), rotated when cos/sin given
 // (adjacent pairs: (x0, x1) -> (x0·c − x1·s, x1·c + x0·s)).
+__device__ __forceinline__ void store(float* p, float v) {
+  *p = v;
+}
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+
+template <typename Out>
 __global__ void pack_heads(HeadView in, int64_t p0, int64_t pairs, int64_t H, int64_t L, int64_t D,
                            const float* cos, const float* sin, int64_t ldc, int64_t lds,
-                           float* out) {
+                           Out* out) {
   const int64_t n = pairs * L * D;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
@@ -48,7 +63,7 @@ __global__ void pack_heads(HeadView in, int64_t p0, int64_t pairs, int64_t H, in
       const float x0 = row[d & ~int64_t(1)], x1 = row[d | 1];
       v = (d & 1) ? x1 * c + x0 * s : x0 * c - x1 * s;
     }
-    out[i] = v;
+    store(out + i, v);
   }
 }
 
@@ -109,6 +124,13 @@ void check_rope(const RopeTable& t, int64_t L, int64_t D, const char* what) {
   }
 }
 
+// The fused bf16 kernel is opt-in (FOLEY_CUDA_ATTENTION=flash): it trades ~3e-3 relative error
+// against the F32 oracle for speed. Read per call so tests can switch it.
+bool use_flash(int64_t D, int64_t Dv) {
+  const char* mode = std::getenv("FOLEY_CUDA_ATTENTION");
+  return mode != nullptr && std::strcmp(mode, "flash") == 0 && flash_supports(D, Dv);
+}
+
 }  // namespace
 
 void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
@@ -132,6 +154,39 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
   FOLEY_CHECK(Lk >= 1, "attention: no keys (Lk = 0) for %lld queries", static_cast<long long>(Lq));
 
   const int64_t pairs = B * H;
+  const cudaStream_t s = stream();
+  auto pack = [&](const Tensor& t, int64_t L, int64_t Dh, const RopeTable* rope, int64_t p0,
+                  int64_t np, auto* dst) {
+    const int64_t n = np * L * Dh;
+    pack_heads<<<grid_stride_blocks(n), 256, 0, s>>>(
+        head_view(t), p0, np, H, L, Dh, rope ? rope->cos.data<float>() : nullptr,
+        rope ? rope->sin.data<float>() : nullptr, rope ? rope->cos.stride(0) : 0,
+        rope ? rope->sin.stride(0) : 0, dst);
+    FOLEY_CUDA_CHECK(cudaGetLastError());
+  };
+  if (use_flash(D, Dv)) {
+    // bf16 panels of every pair in groups of at most 65535 (the grid's y limit).
+    const int64_t group = std::min<int64_t>(pairs, 65535);
+    Arena::Scope scope(scratch());
+    auto* qb = static_cast<__nv_bfloat16*>(
+        scratch().alloc_bytes(size_t(group * (Lq + 2 * Lk) * D) * 2));
+    __nv_bfloat16* kb = qb + group * Lq * D;
+    __nv_bfloat16* vb = kb + group * Lk * D;
+    for (int64_t p0 = 0; p0 < pairs; p0 += group) {
+      const int64_t np = std::min(group, pairs - p0);
+      pack(q, Lq, D, rope_q, p0, np, qb);
+      pack(k, Lk, D, rope_k, p0, np, kb);
+      pack(v, Lk, D, nullptr, p0, np, vb);
+      FlashArgs a;
+      a.q = qb, a.k = kb, a.v = vb;
+      a.Lq = Lq, a.Lk = Lk, a.D = D, a.scale = scale;
+      a.p0 = p0, a.pairs = np, a.H = H;
+      a.out = out.data<float>(), a.osb = out.stride(0), a.osl = out.stride(1),
+      a.osh = out.stride(2);
+      flash_attention(a, s);
+    }
+    return;
+  }
   const int64_t per_pair = Lq * D + Lk * D + Lk * Dv + Lq * Lk + Lq * Dv;
   const int64_t group = std::clamp<int64_t>(kScoreBudgetFloats / per_pair, 1, pairs);
   Arena::Scope scope(scratch());
@@ -140,16 +195,6 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
   float* vp = kp + group * Lk * D;
   float* sp = vp + group * Lk * Dv;
   float* op_ = sp + group * Lq * Lk;
-  const cudaStream_t s = stream();
-  auto pack = [&](const Tensor& t, int64_t L, int64_t Dh, const RopeTable* rope, int64_t p0,
-                  int64_t np, float* dst) {
-    const int64_t n = np * L * Dh;
-    pack_heads<<<grid_stride_blocks(n), 256, 0, s>>>(
-        head_view(t), p0, np, H, L, Dh, rope ? rope->cos.data<float>() : nullptr,
-        rope ? rope->sin.data<float>() : nullptr, rope ? rope->cos.stride(0) : 0,
-        rope ? rope->sin.stride(0) : 0, dst);
-    FOLEY_CUDA_CHECK(cudaGetLastError());
-  };
   for (int64_t p0 = 0; p0 < pairs; p0 += group) {
     const int64_t np = std::min(group, pairs - p0);
     pack(q, Lq, D, rope_q, p0, np, qp);
