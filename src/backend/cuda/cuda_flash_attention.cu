@@ -8,8 +8,9 @@
 // parity budget says otherwise.
 //
 // One block = 64 queries of one (batch, head) pair, 4 warps of 16 query rows each; key/value
-// tiles of 64 rows go through shared memory (rows padded by 8 elements so ldmatrix is free of
-// bank conflicts).
+// tiles of 64 rows stream through two shared-memory buffers with cp.async, the next tile loading
+// while the current one is multiplied (rows padded by 8 elements so ldmatrix is free of bank
+// conflicts).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -54,18 +55,27 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// rows [r0, r0 + kRows) of a contiguous [L, D] bf16 panel into shared memory (row stride D + 8),
-// rows past L zero-filled.
+// Asynchronous copy of rows [r0, r0 + kRows) of a contiguous [L, D] bf16 panel into shared
+// memory (row stride D + 8); rows past L are zero-filled (source size 0).
 template <int D>
-__device__ __forceinline__ void load_tile(const __nv_bfloat16* panel, int64_t L, int64_t r0,
-                                          __nv_bfloat16* s) {
+__device__ __forceinline__ void load_tile_async(const __nv_bfloat16* panel, int64_t L, int64_t r0,
+                                                __nv_bfloat16* s) {
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
+#pragma unroll
   for (int i = threadIdx.x; i < kRows * kChunks; i += kWarps * 32) {
     const int r = i / kChunks, c = i % kChunks;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r0 + r < L) v = *reinterpret_cast<const uint4*>(panel + (r0 + r) * D + c * 8);
-    *reinterpret_cast<uint4*>(s + r * (D + 8) + c * 8) = v;
+    const bool inside = r0 + r < L;
+    const __nv_bfloat16* src = panel + (inside ? (r0 + r) * D + c * 8 : 0);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
+                     smem_addr(s + r * (D + 8) + c * 8)),
+                 "l"(src), "r"(inside ? 16 : 0));
   }
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.wait_group 0;\n" ::);
 }
 
 template <int D>
@@ -75,9 +85,9 @@ __global__ void __launch_bounds__(kWarps * 32)
                   int64_t osb, int64_t osl, int64_t osh) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kLd = D + 8;
+  // Q, then two buffers of (K, V) tiles: the next tile loads while this one is multiplied.
   __nv_bfloat16* sq = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  __nv_bfloat16* sk = sq + kRows * kLd;
-  __nv_bfloat16* sv = sk + kRows * kLd;
+  __nv_bfloat16* skv = sq + kRows * kLd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t group_pair = blockIdx.y;
   const int64_t q0 = int64_t(blockIdx.x) * kRows;
@@ -85,7 +95,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   const __nv_bfloat16* kp = k + group_pair * Lk * D;
   const __nv_bfloat16* vp = v + group_pair * Lk * D;
 
-  load_tile<D>(qp, Lq, q0, sq);
+  load_tile_async<D>(qp, Lq, q0, sq);
+  load_tile_async<D>(kp, Lk, 0, skv);
+  load_tile_async<D>(vp, Lk, 0, skv + kRows * kLd);
+  cp_async_commit();
+  cp_async_wait_all();
   __syncthreads();
   // This warp's 16 query rows as A fragments, one per 16-wide slice of D.
   uint32_t qa[D / 16][4];
@@ -98,11 +112,17 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-  for (int64_t k0 = 0; k0 < Lk; k0 += kRows) {
-    __syncthreads();  // the previous tile is no longer read
-    load_tile<D>(kp, Lk, k0, sk);
-    load_tile<D>(vp, Lk, k0, sv);
-    __syncthreads();
+  int buf = 0;
+  for (int64_t k0 = 0; k0 < Lk; k0 += kRows, buf ^= 1) {
+    // The other buffer was last read in the previous iteration, which ended in a barrier.
+    if (k0 + kRows < Lk) {
+      __nv_bfloat16* next = skv + (buf ^ 1) * 2 * kRows * kLd;
+      load_tile_async<D>(kp, Lk, k0 + kRows, next);
+      load_tile_async<D>(vp, Lk, k0 + kRows, next + kRows * kLd);
+      cp_async_commit();
+    }
+    const __nv_bfloat16* sk = skv + buf * 2 * kRows * kLd;
+    const __nv_bfloat16* sv = sk + kRows * kLd;
 
     // S = Q·Kᵀ for 16 rows × 64 keys: 8 n-tiles of 8 keys.
     float s[8][4];
@@ -168,6 +188,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         mma_bf16(o[n + 1], pa[i], b[2], b[3]);
       }
     }
+    cp_async_wait_all();
+    __syncthreads();
   }
   float inv[2];
 #pragma unroll
@@ -194,7 +216,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 template <int D>
 void launch(const FlashArgs& a, cudaStream_t stream) {
-  const int smem = 3 * kRows * (D + 8) * 2;
+  const int smem = 5 * kRows * (D + 8) * 2;  // Q + two (K, V) buffers
   static const bool configured = [&] {
     FOLEY_CUDA_CHECK(cudaFuncSetAttribute(flash_forward<D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
