@@ -46,39 +46,46 @@ __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
   *p = __float2bfloat16_rn(v);
 }
 
+// Rows are spread as grid (ceil(L / 8), pairs) × block (32, 8): one row per threadIdx.y, the
+// lanes over d, so no per-element 64-bit division (which dominated a flat-index version).
+constexpr int kRowsPerBlock = 8;
+
 template <typename Out>
-__global__ void pack_heads(HeadView in, int64_t p0, int64_t pairs, int64_t H, int64_t L, int64_t D,
+__global__ void pack_heads(HeadView in, int64_t p0, int64_t H, int64_t L, int64_t D,
                            const float* cos, const float* sin, int64_t ldc, int64_t lds,
                            Out* out) {
-  const int64_t n = pairs * L * D;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t d = i % D;
-    const int64_t l = (i / D) % L;
-    const int64_t pair = p0 + i / (D * L);
-    const float* row = in.p + (pair / H) * in.sb + l * in.sl + (pair % H) * in.sh;
+  const int64_t l = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.y;
+  if (l >= L) return;
+  const int64_t pair = p0 + blockIdx.y;
+  const float* row = in.p + (pair / H) * in.sb + l * in.sl + (pair % H) * in.sh;
+  Out* dst = out + (int64_t(blockIdx.y) * L + l) * D;
+  for (int64_t d = threadIdx.x; d < D; d += 32) {
     float v = row[d];
     if (cos) {
       const float c = cos[l * ldc + d / 2], s = sin[l * lds + d / 2];
       const float x0 = row[d & ~int64_t(1)], x1 = row[d | 1];
       v = (d & 1) ? x1 * c + x0 * s : x0 * c - x1 * s;
     }
-    store(out + i, v);
+    store(dst + d, v);
   }
 }
 
-// out view[b, l, h, d] = O[pair, l, d].
-__global__ void scatter_heads(const float* o, int64_t p0, int64_t pairs, int64_t H, int64_t L,
-                              int64_t D, float* out, int64_t sb, int64_t sl, int64_t sh) {
-  const int64_t n = pairs * L * D;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t d = i % D;
-    const int64_t l = (i / D) % L;
-    const int64_t pair = p0 + i / (D * L);
-    out[(pair / H) * sb + l * sl + (pair % H) * sh + d] = o[i];
-  }
+// out view[b, l, h, d] = O[pair, l, d], same launch shape as pack_heads.
+__global__ void scatter_heads(const float* o, int64_t p0, int64_t H, int64_t L, int64_t D,
+                              float* out, int64_t sb, int64_t sl, int64_t sh) {
+  const int64_t l = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.y;
+  if (l >= L) return;
+  const int64_t pair = p0 + blockIdx.y;
+  const float* src = o + (int64_t(blockIdx.y) * L + l) * D;
+  float* dst = out + (pair / H) * sb + l * sl + (pair % H) * sh;
+  for (int64_t d = threadIdx.x; d < D; d += 32) dst[d] = src[d];
 }
+
+dim3 row_grid(int64_t L, int64_t pairs) {
+  return dim3(static_cast<unsigned>((L + kRowsPerBlock - 1) / kRowsPerBlock),
+              static_cast<unsigned>(pairs));
+}
+const dim3 kRowBlock(32, kRowsPerBlock);
 
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -106,10 +113,6 @@ __global__ void softmax_rows(float* S, int64_t rows, int64_t n, float scale) {
   }
   const float inv = 1.0f / warp_sum(sum);
   for (int64_t j = lane; j < n; j += 32) r[j] *= inv;
-}
-
-unsigned grid_stride_blocks(int64_t n) {
-  return static_cast<unsigned>(std::clamp<int64_t>((n + 255) / 256, 1, 65535));
 }
 
 void check_rope(const RopeTable& t, int64_t L, int64_t D, const char* what) {
@@ -157,9 +160,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
   const cudaStream_t s = stream();
   auto pack = [&](const Tensor& t, int64_t L, int64_t Dh, const RopeTable* rope, int64_t p0,
                   int64_t np, auto* dst) {
-    const int64_t n = np * L * Dh;
-    pack_heads<<<grid_stride_blocks(n), 256, 0, s>>>(
-        head_view(t), p0, np, H, L, Dh, rope ? rope->cos.data<float>() : nullptr,
+    pack_heads<<<row_grid(L, np), kRowBlock, 0, s>>>(
+        head_view(t), p0, H, L, Dh, rope ? rope->cos.data<float>() : nullptr,
         rope ? rope->sin.data<float>() : nullptr, rope ? rope->cos.stride(0) : 0,
         rope ? rope->sin.stride(0) : 0, dst);
     FOLEY_CUDA_CHECK(cudaGetLastError());
@@ -188,7 +190,9 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
     return;
   }
   const int64_t per_pair = Lq * D + Lk * D + Lk * Dv + Lq * Lk + Lq * Dv;
-  const int64_t group = std::clamp<int64_t>(kScoreBudgetFloats / per_pair, 1, pairs);
+  // At most 65535 pairs per group: the pack and scatter grids' y limit.
+  const int64_t group =
+      std::clamp<int64_t>(kScoreBudgetFloats / per_pair, 1, std::min<int64_t>(pairs, 65535));
   Arena::Scope scope(scratch());
   float* qp = static_cast<float*>(scratch().alloc_bytes(size_t(group * per_pair) * 4));
   float* kp = qp + group * Lq * D;
@@ -221,10 +225,9 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
     o.y = op_, o.ldy = Dv, o.sy = Lq * Dv;
     run_gemm(*this, o);
 
-    const int64_t n = np * Lq * Dv;
-    scatter_heads<<<grid_stride_blocks(n), 256, 0, s>>>(op_, p0, np, H, Lq, Dv, out.data<float>(),
-                                                         out.stride(0), out.stride(1),
-                                                         out.stride(2));
+    scatter_heads<<<row_grid(Lq, np), kRowBlock, 0, s>>>(op_, p0, H, Lq, Dv, out.data<float>(),
+                                                          out.stride(0), out.stride(1),
+                                                          out.stride(2));
     FOLEY_CUDA_CHECK(cudaGetLastError());
   }
 }

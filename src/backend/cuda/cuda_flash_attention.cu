@@ -141,12 +141,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     // Online softmax; this thread holds rows lane/4 (r = 0) and lane/4 + 8 (r = 1), columns
     // 8j + 2(lane%4) + {0, 1}.
     float mx[2] = {m[0], m[1]};
+    const int valid = Lk - k0 < kRows ? int(Lk - k0) : kRows;  // keys of this tile
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int64_t col = k0 + 8 * j + 2 * (lane % 4) + (e & 1);
-        const float val = col < Lk ? s[j][e] * scale_log2 : -INFINITY;
+        const int col = 8 * j + 2 * (lane % 4) + (e & 1);
+        const float val = col < valid ? s[j][e] * scale_log2 : -INFINITY;
         s[j][e] = val;
         mx[e / 2] = fmaxf(mx[e / 2], val);
       }
