@@ -2,9 +2,11 @@
 // ops live in the sibling files named in cuda_internal.h.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_strided.h"
 
 namespace foley {
 namespace cuda {
@@ -21,18 +23,133 @@ void not_supported(const char* op) {
 
 namespace {
 
-__global__ void fill_f32(float* p, int64_t n, float v) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) p[i] = v;
-}
-
 void check_transfer(const Tensor& dst, const Tensor& src) {
   FOLEY_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(),
               "transfer between %s and %s", dst.describe().c_str(), src.describe().c_str());
   FOLEY_CHECK(dst.is_contiguous() && src.is_contiguous(), "transfers need contiguous tensors");
 }
 
+// Same-dtype strided copy of elements of type T (the dtype only matters for its size).
+template <typename T>
+__global__ void copy_same(StridedNd L, T* dst, const T* src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t off[2];
+    nd_offsets<2>(L, i, off);
+    dst[off[0]] = src[off[1]];
+  }
+}
+
+// Converting copy between float dtypes; every value goes through F32 (exact for BF16 and F16).
+__global__ void copy_convert(StridedNd L, void* dst, int dst_dtype, FloatIn src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t off[2];
+    nd_offsets<2>(L, i, off);
+    const float v = load_float(src, off[1]);
+    if (dst_dtype == static_cast<int>(DType::kF32)) {
+      static_cast<float*>(dst)[off[0]] = v;
+    } else {
+      static_cast<uint16_t*>(dst)[off[0]] =
+          dst_dtype == static_cast<int>(DType::kBF16) ? f32_to_bf16_bits(v) : f32_to_f16_bits(v);
+    }
+  }
+}
+
+template <typename T>
+__global__ void fill_bits(StridedNd L, T* dst, T bits, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    dst[nd_offset(L, 0, i)] = bits;
+}
+
 }  // namespace
+
+// ---- shared helpers of cuda_strided.h ----------------------------------------------------------
+
+StridedNd make_nd(std::initializer_list<const Tensor*> ops, bool skip_last) {
+  StridedNd L;
+  L.nops = static_cast<int>(ops.size());
+  FOLEY_CHECK(L.nops >= 1 && L.nops <= kMaxOps, "make_nd: bad operand count");
+  const Tensor& ref = **ops.begin();
+  const int r = ref.rank() - (skip_last ? 1 : 0);
+  for (const Tensor* t : ops) {
+    bool same = t->rank() == ref.rank();
+    for (int d = 0; same && d < r; ++d) same = t->dim(d) == ref.dim(d);
+    FOLEY_CHECK(same && (skip_last || t->shape() == ref.shape()), "operand %s, expected %s%s",
+                t->describe().c_str(), ref.shape().str().c_str(),
+                skip_last ? " (last dim aside)" : "");
+  }
+  // Non-trivial dims outermost first, merged into the previous one whenever
+  // outer_stride == inner_stride · inner_dim holds for every operand.
+  for (int d = 0; d < r; ++d) {
+    if (ref.dim(d) == 1) continue;
+    int64_t s[kMaxOps] = {};
+    int o = 0;
+    for (const Tensor* t : ops) s[o++] = t->stride(d);
+    if (L.rank > 0) {
+      const int prev = L.rank - 1;
+      bool merge = true;
+      for (int k = 0; k < L.nops; ++k) merge = merge && L.strides[k][prev] == s[k] * ref.dim(d);
+      if (merge) {
+        L.dims[prev] *= ref.dim(d);
+        for (int k = 0; k < L.nops; ++k) L.strides[k][prev] = s[k];
+        continue;
+      }
+    }
+    L.dims[L.rank] = ref.dim(d);
+    for (int k = 0; k < L.nops; ++k) L.strides[k][L.rank] = s[k];
+    ++L.rank;
+  }
+  if (L.rank == 0) {  // a scalar, or every dim of size 1 (a zero-size dim is never dropped)
+    L.rank = 1;
+    L.dims[0] = 1;
+    for (int k = 0; k < L.nops; ++k) L.strides[k][0] = 1;
+  }
+  return L;
+}
+
+void check_device(const Tensor& t, const char* op, const char* what) {
+  FOLEY_CHECK(t.defined(), "%s: %s is undefined", op, what);
+  FOLEY_CHECK(t.device() == DeviceKind::kCUDA, "%s: %s %s is not in CUDA device memory", op, what,
+              t.describe().c_str());
+}
+
+void check_device_f32(const Tensor& t, const char* op, const char* what) {
+  check_device(t, op, what);
+  FOLEY_CHECK(t.dtype() == DType::kF32, "%s: %s must be F32, got %s", op, what,
+              t.describe().c_str());
+}
+
+void check_device_float(const Tensor& t, const char* op, const char* what) {
+  check_device(t, op, what);
+  FOLEY_CHECK(is_float_compute(t.dtype()), "%s: %s must be F32, BF16 or F16, got %s", op, what,
+              t.describe().c_str());
+}
+
+void check_same_shape(const Tensor& t, const Shape& shape, const char* op, const char* what) {
+  FOLEY_CHECK(t.shape() == shape, "%s: %s has shape %s, expected %s", op, what,
+              t.shape().str().c_str(), shape.str().c_str());
+}
+
+void check_writable(const Tensor& t, const char* op, const char* what) {
+  for (int i = 0; i < t.rank(); ++i)
+    FOLEY_CHECK(t.dim(i) <= 1 || t.stride(i) != 0,
+                "%s: %s %s is a broadcast view (stride 0 in dim %d)", op, what,
+                t.describe().c_str(), i);
+}
+
+void check_last_contiguous(const Tensor& t, const char* op, const char* what) {
+  FOLEY_CHECK(t.rank() >= 1 && (t.dim(-1) <= 1 || t.stride(-1) == 1),
+              "%s: %s %s needs a contiguous last dim", op, what, t.describe().c_str());
+}
+
+void check_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
+  check_device_float(t, op, what);
+  FOLEY_CHECK(t.rank() == 1 && t.dim(0) == n && t.is_contiguous(),
+              "%s: %s must be a contiguous vector [%lld], got %s", op, what,
+              static_cast<long long>(n), t.describe().c_str());
+}
 
 CudaBackend::CudaBackend(int device) : device_(device) {
   FOLEY_CUDA_CHECK(cudaSetDevice(device_));
@@ -70,22 +187,69 @@ void CudaBackend::copy_to_host(const Tensor& dst, const Tensor& src) {
   FOLEY_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaBackend::synchronize() { FOLEY_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize() {
+  FOLEY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 void CudaBackend::copy(const Tensor& dst, const Tensor& src) {
-  if (!(dst.is_contiguous() && src.is_contiguous() && dst.dtype() == src.dtype() &&
-        dst.shape() == src.shape()))
-    not_supported("copy (strided or converting)");
-  FOLEY_CUDA_CHECK(
-      cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+  const char* op = "copy";
+  check_device(dst, op, "dst");
+  check_device(src, op, "src");
+  check_same_shape(src, dst.shape(), op, "src");
+  check_writable(dst, op, "dst");
+  const int64_t n = dst.numel();
+  if (n == 0) return;
+  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
+    if (dst.raw() != src.raw())
+      FOLEY_CUDA_CHECK(
+          cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+    return;
+  }
+  const StridedNd L = make_nd({&dst, &src});
+  const unsigned grid = grid_for(n);
+  if (dst.dtype() == src.dtype()) {
+    switch (dtype_size(dst.dtype())) {
+      case 1:
+        copy_same<<<grid, kThreads, 0, stream_>>>(L, dst.data<uint8_t>(), src.data<uint8_t>(), n);
+        break;
+      case 2:
+        copy_same<<<grid, kThreads, 0, stream_>>>(L, dst.data<uint16_t>(), src.data<uint16_t>(), n);
+        break;
+      case 4:
+        copy_same<<<grid, kThreads, 0, stream_>>>(L, dst.data<uint32_t>(), src.data<uint32_t>(), n);
+        break;
+      case 8:
+        copy_same<<<grid, kThreads, 0, stream_>>>(L, dst.data<uint64_t>(), src.data<uint64_t>(), n);
+        break;
+      default:
+        not_supported("copy (element size)");
+    }
+  } else {
+    FOLEY_CHECK(is_float_compute(dst.dtype()) && is_float_compute(src.dtype()),
+                "copy: cannot convert %s to %s (float dtypes only)", dtype_name(src.dtype()),
+                dtype_name(dst.dtype()));
+    copy_convert<<<grid, kThreads, 0, stream_>>>(L, dst.raw(), static_cast<int>(dst.dtype()),
+                                                 float_in(src), n);
+  }
+  FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
 void CudaBackend::fill(const Tensor& dst, float value) {
-  if (!(dst.is_contiguous() && dst.dtype() == DType::kF32)) not_supported("fill (non-F32)");
+  const char* op = "fill";
+  check_device_float(dst, op, "dst");
+  check_writable(dst, op, "dst");
   const int64_t n = dst.numel();
   if (n == 0) return;
-  fill_f32<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream_>>>(dst.data<float>(), n,
-                                                                        value);
+  const StridedNd L = make_nd({&dst});
+  const unsigned grid = grid_for(n);
+  if (dst.dtype() == DType::kF32) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, 4);
+    fill_bits<<<grid, kThreads, 0, stream_>>>(L, dst.data<uint32_t>(), bits, n);
+  } else {
+    const uint16_t bits = dst.dtype() == DType::kBF16 ? f32_to_bf16(value) : f32_to_f16(value);
+    fill_bits<<<grid, kThreads, 0, stream_>>>(L, dst.data<uint16_t>(), bits, n);
+  }
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,22 +1,218 @@
-// CUDA elementwise kernels. Not implemented yet.
+// CUDA elementwise kernels. Every operand has the output's exact shape; broadcasting is a
+// stride-0 view, which the strided kernel reads through like any other stride. Inputs may be F32,
+// BF16 or F16 (converted on load); the output and the math are F32.
+//
+// Two paths: all operands F32 and contiguous (the common case: activations in an arena) run a
+// float4 kernel; anything else runs one generic strided kernel with per-element index math.
+// Products and sums that the CPU oracle rounds separately use __fmul_rn/__fadd_rn, so nvcc does
+// not contract them into FMAs and the two backends round alike.
+#include <cmath>
+
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_strided.h"
 
 namespace foley {
 namespace cuda {
+namespace {
 
-void CudaBackend::activation(Activation, const Tensor&, const Tensor&) {
-  not_supported("activation");
+template <int N>
+struct Inputs {
+  FloatIn in[N];
+};
+template <int N>
+struct Ptrs {
+  const float* p[N];
+};
+
+template <Activation A>
+struct ActivationF {
+  __device__ float operator()(const float* v) const {
+    const float x = v[0];
+    if constexpr (A == Activation::kGeluTanh) {
+      // x·sigmoid(2u) = 0.5·x·(1 + tanh(u)), the CPU oracle's form.
+      const float x3 = __fmul_rn(__fmul_rn(__fmul_rn(0.044715f, x), x), x);
+      const float u = __fmul_rn(0.7978845608028654f, __fadd_rn(x, x3));
+      return x / (1.0f + expf(-2.0f * u));
+    } else if constexpr (A == Activation::kGeluErf) {
+      return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    } else if constexpr (A == Activation::kSilu) {
+      return x / (1.0f + expf(-x));
+    } else {
+      return tanhf(x);
+    }
+  }
+};
+
+struct SwigluF {
+  __device__ float operator()(const float* v) const {
+    return __fmul_rn(v[0] / (1.0f + expf(-v[0])), v[1]);
+  }
+};
+struct AddF {
+  __device__ float operator()(const float* v) const { return __fadd_rn(v[0], v[1]); }
+};
+struct MulF {
+  __device__ float operator()(const float* v) const { return __fmul_rn(v[0], v[1]); }
+};
+// r + g·v
+struct GatedResidualF {
+  __device__ float operator()(const float* v) const {
+    return __fadd_rn(v[0], __fmul_rn(v[1], v[2]));
+  }
+};
+// x·(1 + scale) + shift, operands (x, shift, scale)
+struct ModulateF {
+  __device__ float operator()(const float* v) const {
+    return __fadd_rn(__fmul_rn(v[0], __fadd_rn(1.0f, v[2])), v[1]);
+  }
+};
+// x + 1/(alpha + 1e-9)·sin(alpha·x)², operands (x, alpha)
+struct SnakeF {
+  __device__ float operator()(const float* v) const {
+    const float inv = 1.0f / __fadd_rn(v[1], 1e-9f);
+    const float s = sinf(__fmul_rn(v[1], v[0]));
+    return __fadd_rn(v[0], __fmul_rn(inv, __fmul_rn(s, s)));
+  }
+};
+
+template <int N, typename F>
+__global__ void map_strided(StridedNd L, float* y, Inputs<N> in, int64_t n, F f) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t off[N + 1];
+    nd_offsets<N + 1>(L, i, off);
+    float v[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = load_float(in.in[k], off[k + 1]);
+    y[off[0]] = f(v);
+  }
 }
-void CudaBackend::swiglu(const Tensor&, const Tensor&, const Tensor&) { not_supported("swiglu"); }
-void CudaBackend::add(const Tensor&, const Tensor&, const Tensor&) { not_supported("add"); }
-void CudaBackend::mul(const Tensor&, const Tensor&, const Tensor&) { not_supported("mul"); }
-void CudaBackend::gated_residual(const Tensor&, const Tensor&, const Tensor&) {
-  not_supported("gated_residual");
+
+// All operands F32, contiguous and 16-byte aligned: four elements per thread per iteration.
+template <int N, typename F>
+__global__ void map_vec4(float* y, Ptrs<N> in, int64_t n4, F f) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n4;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float4 a[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) a[k] = reinterpret_cast<const float4*>(in.p[k])[i];
+    float v[N], r[4];
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = a[k].x;
+    r[0] = f(v);
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = a[k].y;
+    r[1] = f(v);
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = a[k].z;
+    r[2] = f(v);
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = a[k].w;
+    r[3] = f(v);
+    reinterpret_cast<float4*>(y)[i] = make_float4(r[0], r[1], r[2], r[3]);
+  }
 }
-void CudaBackend::modulate(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
-  not_supported("modulate");
+
+template <int N, typename F>
+__global__ void map_contiguous(float* y, Ptrs<N> in, int64_t begin, int64_t n, F f) {
+  for (int64_t i = begin + blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float v[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) v[k] = in.p[k][i];
+    y[i] = f(v);
+  }
 }
-void CudaBackend::snake(const Tensor&, const Tensor&, const Tensor&) { not_supported("snake"); }
+
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+
+// y = f(in...) over y's shape. Checks: y F32 and writable, inputs float of y's shape, all on
+// the device.
+template <int N, typename F>
+void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* const (&in)[N], F f) {
+  check_device_f32(y, op, "y");
+  check_writable(y, op, "y");
+  for (int k = 0; k < N; ++k) {
+    check_device_float(*in[k], op, "input");
+    check_same_shape(*in[k], y.shape(), op, "input");
+  }
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  StridedNd L;
+  if constexpr (N == 1) L = make_nd({&y, in[0]});
+  if constexpr (N == 2) L = make_nd({&y, in[0], in[1]});
+  if constexpr (N == 3) L = make_nd({&y, in[0], in[1], in[2]});
+  bool fast = L.contiguous() && aligned16(y.raw());
+  for (int k = 0; k < N; ++k)
+    fast = fast && in[k]->dtype() == DType::kF32 && aligned16(in[k]->raw());
+  if (fast) {
+    // After coalescing, a contiguous nest starts at each tensor's data pointer.
+    Ptrs<N> p;
+    for (int k = 0; k < N; ++k) p.p[k] = in[k]->template data<float>();
+    const int64_t n4 = n / 4;
+    if (n4 > 0) map_vec4<N><<<grid_for(n4), kThreads, 0, stream>>>(y.data<float>(), p, n4, f);
+    if (n4 * 4 < n) map_contiguous<N><<<1, 32, 0, stream>>>(y.data<float>(), p, n4 * 4, n, f);
+  } else {
+    Inputs<N> ins;
+    for (int k = 0; k < N; ++k) ins.in[k] = float_in(*in[k]);
+    map_strided<N><<<grid_for(n), kThreads, 0, stream>>>(L, y.data<float>(), ins, n, f);
+  }
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void CudaBackend::activation(Activation act, const Tensor& x, const Tensor& y) {
+  const Tensor* in[1] = {&x};
+  switch (act) {
+    case Activation::kGeluTanh:
+      return map(stream_, "activation", y, in, ActivationF<Activation::kGeluTanh>{});
+    case Activation::kGeluErf:
+      return map(stream_, "activation", y, in, ActivationF<Activation::kGeluErf>{});
+    case Activation::kSilu:
+      return map(stream_, "activation", y, in, ActivationF<Activation::kSilu>{});
+    case Activation::kTanh:
+      return map(stream_, "activation", y, in, ActivationF<Activation::kTanh>{});
+  }
+  FOLEY_CHECK(false, "activation: unknown kind %d", static_cast<int>(act));
+}
+
+void CudaBackend::swiglu(const Tensor& a, const Tensor& b, const Tensor& y) {
+  const Tensor* in[2] = {&a, &b};
+  map(stream_, "swiglu", y, in, SwigluF{});
+}
+
+void CudaBackend::add(const Tensor& a, const Tensor& b, const Tensor& y) {
+  const Tensor* in[2] = {&a, &b};
+  map(stream_, "add", y, in, AddF{});
+}
+
+void CudaBackend::mul(const Tensor& a, const Tensor& b, const Tensor& y) {
+  const Tensor* in[2] = {&a, &b};
+  map(stream_, "mul", y, in, MulF{});
+}
+
+void CudaBackend::gated_residual(const Tensor& x, const Tensor& gate, const Tensor& y) {
+  const Tensor* in[3] = {&x, &gate, &y};
+  map(stream_, "gated_residual", x, in, GatedResidualF{});
+}
+
+void CudaBackend::modulate(const Tensor& x, const Tensor& shift, const Tensor& scale,
+                           const Tensor& y) {
+  const Tensor* in[3] = {&x, &shift, &scale};
+  map(stream_, "modulate", y, in, ModulateF{});
+}
+
+void CudaBackend::snake(const Tensor& x, const Tensor& alpha, const Tensor& y) {
+  const char* op = "snake";
+  FOLEY_CHECK(x.rank() >= 1, "snake: x must have rank >= 1");
+  check_vector(alpha, x.dim(-1), op, "alpha");
+  const Tensor a = alpha.expand(y.shape());
+  const Tensor* in[2] = {&x, &a};
+  map(stream_, op, y, in, SnakeF{});
+}
 
 }  // namespace cuda
 }  // namespace foley

@@ -1,21 +1,290 @@
-// CUDA normalisation, softmax and RoPE kernels (F32 math). Not implemented yet.
+// CUDA normalisation, softmax and RoPE kernels (F32 math).
+//
+// Row-wise ops run one thread block per row (rows may be strided; the last dim is contiguous),
+// with statistics accumulated in double in two passes, as the CPU oracle does, so the two
+// backends differ only by summation order. A row's statistics are complete (a block-wide
+// reduction with barriers) before any output is written, so every op here works in place.
+#include <cmath>
+
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_strided.h"
 
 namespace foley {
 namespace cuda {
+namespace {
 
-void CudaBackend::layer_norm(const Tensor&, const Tensor*, const Tensor*, float, const Tensor&) {
-  not_supported("layer_norm");
+// Sum over the block; every thread gets the total. blockDim.x is a multiple of 32.
+__device__ double block_sum(double v) {
+  __shared__ double partial[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // the previous call's readers are done with `partial`
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : 0.0;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
 }
-void CudaBackend::rms_norm(const Tensor&, const Tensor*, float, const Tensor&) {
-  not_supported("rms_norm");
+
+__device__ float block_max(float v) {
+  __shared__ float partial[32];
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < static_cast<int>(blockDim.x >> 5) ? partial[lane] : -INFINITY;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
 }
-void CudaBackend::layer_norm_modulate(const Tensor&, float, const Tensor&, const Tensor&,
-                                      const Tensor&) {
-  not_supported("layer_norm_modulate");
+
+struct Moments {
+  float mean, rstd;
+};
+
+// Two-pass mean and 1/sqrt(var + eps) of one row, in double.
+__device__ Moments row_moments(const float* x, int64_t C, float eps) {
+  double s = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
+  const double mean = block_sum(s) / static_cast<double>(C);
+  double q = 0;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    const double d = x[c] - mean;
+    q += d * d;
+  }
+  const double var = block_sum(q) / static_cast<double>(C);
+  return {static_cast<float>(mean), static_cast<float>(1.0 / sqrt(var + eps))};
 }
-void CudaBackend::softmax(const Tensor&, const Tensor&) { not_supported("softmax"); }
-void CudaBackend::rope(const Tensor&, const RopeTable&, const Tensor&) { not_supported("rope"); }
+
+// Optional parameter vector (weight or bias) in any float dtype.
+struct OptVec {
+  FloatIn v;
+  bool present;
+};
+
+__global__ void layer_norm_rows(StridedNd rows, int64_t nrows, float* y, const float* x, int64_t C,
+                                float eps, OptVec w, OptVec b) {
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    int64_t off[2];
+    nd_offsets<2>(rows, r, off);
+    float* yr = y + off[0];
+    const float* xr = x + off[1];
+    const Moments m = row_moments(xr, C, eps);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      float v = __fmul_rn(__fsub_rn(xr[c], m.mean), m.rstd);
+      if (w.present) v = __fmul_rn(v, load_float(w.v, c));
+      if (b.present) v = __fadd_rn(v, load_float(b.v, c));
+      yr[c] = v;
+    }
+  }
+}
+
+__global__ void rms_norm_rows(StridedNd rows, int64_t nrows, float* y, const float* x, int64_t C,
+                              float eps, OptVec w) {
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    int64_t off[2];
+    nd_offsets<2>(rows, r, off);
+    float* yr = y + off[0];
+    const float* xr = x + off[1];
+    double q = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) q += double(xr[c]) * xr[c];
+    const float inv = static_cast<float>(1.0 / sqrt(block_sum(q) / static_cast<double>(C) + eps));
+    // (x·r)·w, normalise first and scale after, as the reference RMSNorm.
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      const float v = __fmul_rn(xr[c], inv);
+      yr[c] = w.present ? __fmul_rn(v, load_float(w.v, c)) : v;
+    }
+  }
+}
+
+// y = LN(x)·(1 + scale) + shift; shift and scale rows may broadcast (stride-0 row dims).
+__global__ void layer_norm_modulate_rows(StridedNd rows, int64_t nrows, float* y, const float* x,
+                                         FloatIn shift, FloatIn scale, int64_t C, float eps) {
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    int64_t off[4];
+    nd_offsets<4>(rows, r, off);
+    float* yr = y + off[0];
+    const float* xr = x + off[1];
+    const Moments m = row_moments(xr, C, eps);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      const float n = __fmul_rn(__fsub_rn(xr[c], m.mean), m.rstd);
+      const float sc = load_float(scale, off[3] + c), sh = load_float(shift, off[2] + c);
+      yr[c] = __fadd_rn(__fmul_rn(n, __fadd_rn(1.0f, sc)), sh);
+    }
+  }
+}
+
+__global__ void softmax_rows(StridedNd rows, int64_t nrows, float* y, const float* x, int64_t C) {
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    int64_t off[2];
+    nd_offsets<2>(rows, r, off);
+    float* yr = y + off[0];
+    const float* xr = x + off[1];
+    float mx = -INFINITY;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) mx = fmaxf(mx, xr[c]);
+    mx = block_max(mx);
+    double s = 0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += expf(xr[c] - mx);
+    const float inv = static_cast<float>(1.0 / block_sum(s));
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) yr[c] = __fmul_rn(expf(xr[c] - mx), inv);
+  }
+}
+
+// One thread per (b, l, h, pair); x and y are [B, L, H, D] views with a unit last stride.
+struct RopeArgs {
+  int64_t L, H, half;
+  int64_t xs[3], ys[3];  // element strides of b, l, h
+  const float* x;
+  float* y;
+  const float* cos;
+  const float* sin;
+  int64_t cos_stride, sin_stride;
+};
+
+__global__ void rope_pairs(RopeArgs a, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t q = i;
+    const int64_t p = q % a.half;
+    q /= a.half;
+    const int64_t h = q % a.H;
+    q /= a.H;
+    const int64_t l = q % a.L;
+    const int64_t b = q / a.L;
+    const float* xp = a.x + b * a.xs[0] + l * a.xs[1] + h * a.xs[2] + 2 * p;
+    float* yp = a.y + b * a.ys[0] + l * a.ys[1] + h * a.ys[2] + 2 * p;
+    const float c = a.cos[l * a.cos_stride + p], s = a.sin[l * a.sin_stride + p];
+    const float x0 = xp[0], x1 = xp[1];
+    yp[0] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+    yp[1] = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
+  }
+}
+
+// Threads per row block: enough to cover a row in a few iterations, at least one warp.
+int row_threads(int64_t C) {
+  if (C <= 64) return 32;
+  if (C <= 256) return 64;
+  if (C <= 1024) return 128;
+  return 256;
+}
+
+unsigned row_grid(int64_t nrows) {
+  return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(nrows, 1), 1 << 20));
+}
+
+void check_row_op(const Tensor& x, const Tensor& y, const char* op) {
+  check_device_f32(x, op, "x");
+  check_device_f32(y, op, "y");
+  FOLEY_CHECK(x.rank() >= 1, "%s: x must have rank >= 1", op);
+  check_same_shape(y, x.shape(), op, "y");
+  check_last_contiguous(x, op, "x");
+  check_last_contiguous(y, op, "y");
+  check_writable(y, op, "y");
+}
+
+OptVec opt_vec(const Tensor* t, int64_t C, const char* op, const char* what) {
+  if (!t) return {{nullptr, 0}, false};
+  check_vector(*t, C, op, what);
+  return {float_in(*t), true};
+}
+
+}  // namespace
+
+void CudaBackend::layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
+                             const Tensor& y) {
+  const char* op = "layer_norm";
+  check_row_op(x, y, op);
+  const int64_t C = x.dim(-1);
+  const OptVec w = opt_vec(weight, C, op, "weight"), b = opt_vec(bias, C, op, "bias");
+  if (x.numel() == 0) return;
+  const StridedNd rows = make_nd({&y, &x}, true);
+  const int64_t n = rows.numel();
+  layer_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, y.data<float>(),
+                                                               x.data<float>(), C, eps, w, b);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+void CudaBackend::rms_norm(const Tensor& x, const Tensor* weight, float eps, const Tensor& y) {
+  const char* op = "rms_norm";
+  check_row_op(x, y, op);
+  const int64_t C = x.dim(-1);
+  const OptVec w = opt_vec(weight, C, op, "weight");
+  if (x.numel() == 0) return;
+  const StridedNd rows = make_nd({&y, &x}, true);
+  const int64_t n = rows.numel();
+  rms_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, y.data<float>(),
+                                                             x.data<float>(), C, eps, w);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+void CudaBackend::layer_norm_modulate(const Tensor& x, float eps, const Tensor& shift,
+                                      const Tensor& scale, const Tensor& y) {
+  const char* op = "layer_norm_modulate";
+  check_row_op(x, y, op);
+  check_device_float(shift, op, "shift");
+  check_device_float(scale, op, "scale");
+  check_same_shape(shift, x.shape(), op, "shift");
+  check_same_shape(scale, x.shape(), op, "scale");
+  check_last_contiguous(shift, op, "shift");
+  check_last_contiguous(scale, op, "scale");
+  const int64_t C = x.dim(-1);
+  if (x.numel() == 0) return;
+  const StridedNd rows = make_nd({&y, &x, &shift, &scale}, true);
+  const int64_t n = rows.numel();
+  layer_norm_modulate_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(
+      rows, n, y.data<float>(), x.data<float>(), float_in(shift), float_in(scale), C, eps);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+void CudaBackend::softmax(const Tensor& x, const Tensor& y) {
+  const char* op = "softmax";
+  check_row_op(x, y, op);
+  const int64_t C = x.dim(-1);
+  if (x.numel() == 0) return;
+  const StridedNd rows = make_nd({&y, &x}, true);
+  const int64_t n = rows.numel();
+  softmax_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, y.data<float>(),
+                                                            x.data<float>(), C);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
+void CudaBackend::rope(const Tensor& x, const RopeTable& table, const Tensor& y) {
+  const char* op = "rope";
+  check_device_f32(x, op, "x");
+  check_device_f32(y, op, "y");
+  FOLEY_CHECK(x.rank() == 4, "rope: x must be [B, L, H, D], got %s", x.describe().c_str());
+  check_same_shape(y, x.shape(), op, "y");
+  check_last_contiguous(x, op, "x");
+  check_last_contiguous(y, op, "y");
+  check_writable(y, op, "y");
+  const int64_t B = x.dim(0), L = x.dim(1), H = x.dim(2), D = x.dim(3);
+  FOLEY_CHECK(D % 2 == 0, "rope: RoPE needs an even head dim, got %lld", static_cast<long long>(D));
+  for (const Tensor* t : {&table.cos, &table.sin}) {
+    check_device_f32(*t, op, "table");
+    FOLEY_CHECK(t->rank() == 2 && t->dim(0) >= L && t->dim(1) == D / 2,
+                "rope: table must be F32 [>=%lld, %lld], got %s", static_cast<long long>(L),
+                static_cast<long long>(D / 2), t->describe().c_str());
+    check_last_contiguous(*t, op, "table");
+  }
+  const int64_t n = B * L * H * (D / 2);
+  if (n == 0) return;
+  RopeArgs a;
+  a.L = L;
+  a.H = H;
+  a.half = D / 2;
+  for (int d = 0; d < 3; ++d) {
+    a.xs[d] = x.stride(d);
+    a.ys[d] = y.stride(d);
+  }
+  a.x = x.data<float>();
+  a.y = y.data<float>();
+  a.cos = table.cos.data<float>();
+  a.sin = table.sin.data<float>();
+  a.cos_stride = table.cos.stride(0);
+  a.sin_stride = table.sin.stride(0);
+  rope_pairs<<<grid_for(n), kThreads, 0, stream_>>>(a, n);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
 
 }  // namespace cuda
 }  // namespace foley
