@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "models/device_weights.h"
 
 namespace foley {
 namespace {
@@ -62,22 +63,22 @@ nlohmann::json ClapTextConfig::to_json() const {
 
 Tensor ClapTextModel::load(const WeightStore& weights, const std::string& name,
                            const Shape& shape) {
-  Tensor host = weights.get("clap." + name, shape, {DType::kF32});
-  if (backend_.device() == DeviceKind::kCPU) return host;  // zero-copy view of the bundle
-  if (!device_weights_) device_weights_ = std::make_unique<Arena>(backend_.block_allocator());
-  Tensor dev = device_weights_->alloc(shape, DType::kF32);
-  backend_.copy_from_host(dev, host);
-  return dev;
+  // A view of the bundle when it already is where the backend computes, else a device copy
+  // (the embedding tables stay on the host, so they get no room in the device arena).
+  return place_weight(
+      backend_, weights.get("clap." + name, shape, {DType::kF32}), device_weights_, [&] {
+        return weight_arena_bytes(weights, {"clap.embeddings.LayerNorm.", "clap.encoder."});
+      });
 }
 
 ClapTextModel::ClapTextModel(const WeightStore& weights, Backend& backend)
     : config_(ClapTextConfig::from_json(weights.config("clap"))), backend_(backend) {
   const int64_t h = config_.hidden_size, inter = config_.intermediate_size;
-  word_ =
-      weights.get("clap.embeddings.word_embeddings.weight", {config_.vocab_size, h}, {DType::kF32});
-  position_ = weights.get("clap.embeddings.position_embeddings.weight",
+  word_ = host_weight(weights, "clap.embeddings.word_embeddings.weight", {config_.vocab_size, h},
+                      {DType::kF32});
+  position_ = host_weight(weights, "clap.embeddings.position_embeddings.weight",
                           {config_.max_position_embeddings, h}, {DType::kF32});
-  token_type_ = weights.get("clap.embeddings.token_type_embeddings.weight",
+  token_type_ = host_weight(weights, "clap.embeddings.token_type_embeddings.weight",
                             {config_.type_vocab_size, h}, {DType::kF32});
   emb_ln_w_ = load(weights, "embeddings.LayerNorm.weight", {h});
   emb_ln_b_ = load(weights, "embeddings.LayerNorm.bias", {h});

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "models/device_weights.h"
 
 namespace foley {
 namespace {
@@ -59,12 +60,9 @@ nlohmann::json DacConfig::to_json() const {
 // ---- construction -----------------------------------------------------------------------------
 
 Tensor DacDecoder::load(const WeightStore& weights, const std::string& name, const Shape& shape) {
-  Tensor host = weights.get("dac." + name, shape, {DType::kF32});
-  if (backend_.device() == DeviceKind::kCPU) return host;  // zero-copy view of the bundle
-  if (!device_weights_) device_weights_ = std::make_unique<Arena>(backend_.block_allocator());
-  Tensor dev = device_weights_->alloc(shape, DType::kF32);
-  backend_.copy_from_host(dev, host);
-  return dev;
+  // A view of the bundle when it already is where the backend computes, else a device copy.
+  return place_weight(backend_, weights.get("dac." + name, shape, {DType::kF32}), device_weights_,
+                      [&] { return weight_arena_bytes(weights, {"dac."}); });
 }
 
 DacDecoder::Conv DacDecoder::load_conv(const WeightStore& weights, const std::string& prefix, int k,

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "models/device_weights.h"
 #include "models/mmdit_internal.h"
 #include "models/rope.h"
 
@@ -32,6 +33,21 @@ struct ArenaBytes {
     return *this;
   }
 };
+
+// Weights from a bundle, on the backend's device: views of the bundle where it already is there,
+// else copies in one device arena sized for every "dit." tensor. The arena is owned jointly by
+// the tensors handed out (their `owner`), so it lives as long as the model keeps any of them.
+DitWeightGetter store_getter(const WeightStore& store, Backend& backend) {
+  auto arena = std::make_shared<std::unique_ptr<Arena>>();
+  return [&store, &backend, arena](const std::string& name, const Shape& shape, bool matrix) {
+    const Tensor t =
+        matrix ? store.get("dit." + name, shape) : store.get("dit." + name, shape, {DType::kF32});
+    const Tensor placed =
+        place_weight(backend, t, *arena, [&] { return weight_arena_bytes(store, {"dit."}); });
+    if (placed.raw() == t.raw()) return placed;
+    return Tensor(placed.raw(), placed.dtype(), placed.shape(), placed.device(), arena);
+  };
+}
 
 }  // namespace
 
@@ -80,13 +96,7 @@ nlohmann::json MmditConfig::to_json() const {
 // ---- construction -------------------------------------------------------------------------------
 
 Mmdit::Mmdit(const WeightStore& store, Backend& backend)
-    : Mmdit(
-          MmditConfig::from_json(store.config("dit")),
-          [&store](const std::string& name, const Shape& shape, bool matrix) {
-            if (matrix) return store.get("dit." + name, shape);
-            return store.get("dit." + name, shape, {DType::kF32});
-          },
-          backend) {
+    : Mmdit(MmditConfig::from_json(store.config("dit")), store_getter(store, backend), backend) {
   store.expect_all_used("dit.");
 }
 
@@ -103,6 +113,8 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
   auto vec = [&](const std::string& name, int64_t n) {
     Tensor t = get(name, {n}, false);
     FOLEY_CHECK(t.dtype() == DType::kF32, "dit vector %s must be F32", name.c_str());
+    FOLEY_CHECK(t.device() == backend_.device(), "dit vector %s is not on the %s device",
+                name.c_str(), backend_.name().c_str());
     return t;
   };
   auto lin = [&](const std::string& name, int64_t n, int64_t k, bool bias = true) {
@@ -125,6 +137,8 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
   w.sync_w2 = lin("sync_in.2.w2", H, c.sync_mlp_hidden, false);
   w.sync_w3 = lin("sync_in.2.w3", c.sync_mlp_hidden, H, false);
   w.sync_pos_emb = get("sync_pos_emb", {kSyncSegment, c.sync_dim}, false);
+  FOLEY_CHECK(w.sync_pos_emb.device() == backend_.device(),
+              "dit sync_pos_emb is not on the %s device", backend_.name().c_str());
   w.empty_clip = vec("empty_clip_feat", c.clip_dim);
   w.empty_sync = vec("empty_sync_feat", c.sync_dim);
 

@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "image/resize.h"
+#include "models/device_weights.h"
 
 namespace foley {
 namespace {
@@ -69,12 +70,9 @@ nlohmann::json Siglip2VisionConfig::to_json() const {
 
 Tensor Siglip2Vision::load(const WeightStore& weights, const std::string& name,
                            const Shape& shape) {
-  Tensor host = weights.get("siglip2." + name, shape, {DType::kF32});
-  if (backend_.device() == DeviceKind::kCPU) return host;  // zero-copy view of the bundle
-  if (!device_weights_) device_weights_ = std::make_unique<Arena>(backend_.block_allocator());
-  Tensor dev = device_weights_->alloc(shape, DType::kF32);
-  backend_.copy_from_host(dev, host);
-  return dev;
+  // A view of the bundle when it already is where the backend computes, else a device copy.
+  return place_weight(backend_, weights.get("siglip2." + name, shape, {DType::kF32}),
+                      device_weights_, [&] { return weight_arena_bytes(weights, {"siglip2."}); });
 }
 
 Siglip2Vision::Linear Siglip2Vision::load_linear(const WeightStore& weights,

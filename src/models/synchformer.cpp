@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "image/resize.h"
+#include "models/device_weights.h"
 
 namespace foley {
 namespace {
@@ -66,16 +67,27 @@ nlohmann::json SynchformerConfig::to_json() const {
 
 // ---- construction -----------------------------------------------------------------------------
 
+namespace {
+
+// Device bytes of the two embeddings folded at load time (CLS + pos, pos + temp).
+size_t folded_bytes(const SynchformerConfig& c) {
+  return sizeof(float) * static_cast<size_t>(c.dim) *
+             (static_cast<size_t>(c.num_frames) * c.spatial_tokens() + 1) +
+         2 * Arena::kAlignment;
+}
+
+}  // namespace
+
 Tensor Synchformer::to_device(const Tensor& host) {
-  if (backend_.device() == DeviceKind::kCPU) return host;
-  if (!device_weights_) device_weights_ = std::make_unique<Arena>(backend_.block_allocator());
-  Tensor dev = device_weights_->alloc(host.shape(), DType::kF32);
-  backend_.copy_from_host(dev, host);
-  return dev;
+  return place_weight(backend_, host, device_weights_, [&] { return folded_bytes(config_); });
 }
 
 Tensor Synchformer::load(const WeightStore& weights, const std::string& name, const Shape& shape) {
-  return to_device(weights.get("synchformer." + name, shape, {DType::kF32}));
+  // A view of the bundle when it already is where the backend computes, else a device copy into
+  // an arena with room for the bundle's tensors and the folded embeddings.
+  return place_weight(
+      backend_, weights.get("synchformer." + name, shape, {DType::kF32}), device_weights_,
+      [&] { return weight_arena_bytes(weights, {"synchformer."}, folded_bytes(config_)); });
 }
 
 Synchformer::Linear Synchformer::load_linear(const WeightStore& weights, const std::string& prefix,
@@ -96,9 +108,9 @@ Synchformer::Synchformer(const WeightStore& weights, Backend& backend)
   patch_b_ = load(weights, "patch_embed_3d.proj.bias", {d});
   // The embeddings are folded on the host once: CLS + pos[0], and pos[1 + s] + temp[t] for the
   // token (t, s), the same sums the reference adds per forward.
-  const Tensor cls = weights.get("synchformer.cls_token", {1, 1, d}, {DType::kF32});
-  const Tensor pos = weights.get("synchformer.pos_embed", {1, 1 + n, d}, {DType::kF32});
-  const Tensor temp = weights.get("synchformer.temp_embed", {1, f, d}, {DType::kF32});
+  const Tensor cls = host_weight(weights, "synchformer.cls_token", {1, 1, d}, {DType::kF32});
+  const Tensor pos = host_weight(weights, "synchformer.pos_embed", {1, 1 + n, d}, {DType::kF32});
+  const Tensor temp = host_weight(weights, "synchformer.temp_embed", {1, f, d}, {DType::kF32});
   Tensor cls_pos = Tensor::empty({1, d}, DType::kF32);
   Tensor patch_pos = Tensor::empty({int64_t{f} * n, d}, DType::kF32);
   for (int i = 0; i < d; ++i)

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "models/device_weights.h"
 
 namespace foley {
 namespace {
@@ -14,7 +15,7 @@ std::string bundle_text(const WeightStore& weights, const char* name) {
                                               " (the CLAP tokenizer); reconvert with `foley "
                                               "convert`");
   const Shape shape = weights.file().entry(name).shape;
-  const Tensor t = weights.get(name, shape, {DType::kU8});
+  const Tensor t = host_weight(weights, name, shape, {DType::kU8});
   if (t.rank() != 1)
     throw Error(ErrorKind::kInvalidInput, std::string("weight bundle tensor ") + name +
                                               " must be 1-D bytes, is " + t.describe());
