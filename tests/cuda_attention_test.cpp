@@ -73,14 +73,13 @@ void run_case(Backend& gpu, const AttnCase& c, double tol = kTol) {
   cpu_oracle().attention(qh, kh, vh, scale, want, c.rope_q ? &rq : nullptr,
                          c.rope_k ? &rk : nullptr);
   const Tensor out = test::device_poisoned(gpu, want.shape());
-  gpu.attention(qd, kd, vd, scale, out, c.rope_q ? &rq_dev : nullptr,
-                c.rope_k ? &rk_dev : nullptr);
+  gpu.attention(qd, kd, vd, scale, out, c.rope_q ? &rq_dev : nullptr, c.rope_k ? &rk_dev : nullptr);
   char what[160];
   std::snprintf(what, sizeof what, "attention B=%lld Lq=%lld Lk=%lld H=%lld D=%lld Dv=%lld %s%s%s",
                 static_cast<long long>(c.B), static_cast<long long>(c.Lq),
                 static_cast<long long>(c.Lk), static_cast<long long>(c.H),
-                static_cast<long long>(c.D), static_cast<long long>(c.Dv),
-                c.fused ? "fused " : "", c.rope_q ? "rope_q " : "", c.rope_k ? "rope_k" : "");
+                static_cast<long long>(c.D), static_cast<long long>(c.Dv), c.fused ? "fused " : "",
+                c.rope_q ? "rope_q " : "", c.rope_k ? "rope_k" : "");
   const double err = expect_parity(download(gpu, out), want, tol, what);
   std::printf("  %-80s rel err %.2e\n", what, err);
 }
@@ -121,8 +120,8 @@ TEST(CudaAttention, FlashKernelMatchesCpu) {
       {2, 130, 130, 2, 128, 128, true, true, true},
       {1, 200, 64, 2, 128, 128, false, true, false},
       {1, 300, 300, 2, 128, 128, true, true, true},
-      {300, 9, 9, 2, 64, 64, true, false, false},   // many small groups
-      {1, 40, 40, 2, 32, 32, true, true, true},      // unsupported head dim: the F32 path
+      {300, 9, 9, 2, 64, 64, true, false, false},  // many small groups
+      {1, 40, 40, 2, 32, 32, true, true, true},    // unsupported head dim: the F32 path
   };
   for (const AttnCase& c : cases) run_case(gpu, c, c.D == 32 ? kTol : kFlashTol);
 }

@@ -102,8 +102,8 @@ TEST(CudaConv, ConvTranspose1dMatchesCpu) {
 
 TEST(CudaConv, ResampleNearestExactMatchesCpu) {
   FOLEY_CUDA_OR_SKIP(gpu);
-  const int64_t shapes[][4] = {{1, 1, 1, 1}, {2, 10, 3, 37}, {1, 37, 5, 10}, {3, 250, 8, 751},
-                               {1, 7, 4, 7}};
+  const int64_t shapes[][4] = {
+      {1, 1, 1, 1}, {2, 10, 3, 37}, {1, 37, 5, 10}, {3, 250, 8, 751}, {1, 7, 4, 7}};
   for (const auto& s : shapes) {
     const Tensor xp = random_tensor({s[0], s[1], s[2] + 2}, DType::kF32, g_seed += 3);
     const Tensor x = xp.slice(2, 1, s[2]);

@@ -77,13 +77,13 @@ double run_case(Backend& gpu, const LinearCase& c) {
   char what[160];
   std::snprintf(what, sizeof what, "linear %s K=%lld N=%lld %s bias=%d beta=%g pad=%lld slice=%d",
                 xs.str().c_str(), static_cast<long long>(c.K), static_cast<long long>(c.N),
-                dtype_name(c.wdt), c.bias, c.beta, static_cast<long long>(c.x_pad),
-                c.slice_time);
+                dtype_name(c.wdt), c.bias, c.beta, static_cast<long long>(c.x_pad), c.slice_time);
   const double err = expect_parity(test::to_f32(got), test::to_f32(y_cpu), tolerance(c.wdt), what);
   // Rows outside a time slice must be untouched (still y0 or NaN-poisoned).
-  if (c.slice_time && c.beta != 0.0f)
+  if (c.slice_time && c.beta != 0.0f) {
     EXPECT_EQ(test::max_abs_error(y_gpu.slice(1, 0, 2), test::to_f32(y0).slice(1, 0, 2)), 0.0)
         << what;
+  }
   std::printf("  %-90s rel err %.2e\n", what, err);
   return err;
 }
@@ -101,7 +101,7 @@ TEST(CudaDense, LinearMatchesCpuAcrossShapesAndDtypes) {
         {{2, 6}, 48, 40, wdt, true, 1.0f, 0, true},
         {{2, 5}, 31, 19, wdt, false, 0.0f, 2, true},
         {{64}, 1536, 256, wdt, true, 0.0f, 1536 * 2, false},  // a slice of a fused QKV buffer
-        {{128}, 2048, 24, wdt, false, 0.0f, 0, false},       // long K
+        {{128}, 2048, 24, wdt, false, 0.0f, 0, false},        // long K
     };
     for (const LinearCase& c : cases) run_case(gpu, c);
   }

@@ -32,7 +32,7 @@ inline CpuBackend& cpu_oracle() {
 }
 
 // Declares `Backend& name` bound to the CUDA backend, or skips the test when there is none.
-#define FOLEY_CUDA_OR_SKIP(name)                                            \
+#define FOLEY_CUDA_OR_SKIP(name)                                                  \
   if (::foley::test::cuda_backend() == nullptr) GTEST_SKIP() << "no CUDA device"; \
   ::foley::Backend& name = *::foley::test::cuda_backend()
 
@@ -69,9 +69,9 @@ inline Tensor download(Backend& be, const Tensor& dev) {
 inline Tensor mirror_view(const Tensor& host_parent, const Tensor& dev_parent,
                           const Tensor& host_view) {
   const size_t es = dtype_size(host_view.dtype());
-  const int64_t off = (static_cast<const char*>(host_view.raw()) -
-                       static_cast<const char*>(host_parent.raw())) /
-                      int64_t(es);
+  const int64_t off =
+      (static_cast<const char*>(host_view.raw()) - static_cast<const char*>(host_parent.raw())) /
+      int64_t(es);
   std::array<int64_t, kMaxRank> strides{};
   for (int d = 0; d < host_view.rank(); ++d) strides[size_t(d)] = host_view.stride(d);
   const Tensor base(static_cast<char*>(dev_parent.raw()) + off * int64_t(es), host_view.dtype(),

@@ -52,8 +52,7 @@ constexpr int kRowsPerBlock = 8;
 
 template <typename Out>
 __global__ void pack_heads(HeadView in, int64_t p0, int64_t H, int64_t L, int64_t D,
-                           const float* cos, const float* sin, int64_t ldc, int64_t lds,
-                           Out* out) {
+                           const float* cos, const float* sin, int64_t ldc, int64_t lds, Out* out) {
   const int64_t l = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.y;
   if (l >= L) return;
   const int64_t pair = p0 + blockIdx.y;
@@ -170,8 +169,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
     // bf16 panels of every pair in groups of at most 65535 (the grid's y limit).
     const int64_t group = std::min<int64_t>(pairs, 65535);
     Arena::Scope scope(scratch());
-    auto* qb = static_cast<__nv_bfloat16*>(
-        scratch().alloc_bytes(size_t(group * (Lq + 2 * Lk) * D) * 2));
+    auto* qb =
+        static_cast<__nv_bfloat16*>(scratch().alloc_bytes(size_t(group * (Lq + 2 * Lk) * D) * 2));
     __nv_bfloat16* kb = qb + group * Lq * D;
     __nv_bfloat16* vb = kb + group * Lk * D;
     for (int64_t p0 = 0; p0 < pairs; p0 += group) {
@@ -225,9 +224,8 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
     o.y = op_, o.ldy = Dv, o.sy = Lq * Dv;
     run_gemm(*this, o);
 
-    scatter_heads<<<row_grid(Lq, np), kRowBlock, 0, s>>>(op_, p0, H, Lq, Dv, out.data<float>(),
-                                                          out.stride(0), out.stride(1),
-                                                          out.stride(2));
+    scatter_heads<<<row_grid(Lq, np), kRowBlock, 0, s>>>(
+        op_, p0, H, Lq, Dv, out.data<float>(), out.stride(0), out.stride(1), out.stride(2));
     FOLEY_CUDA_CHECK(cudaGetLastError());
   }
 }

@@ -55,8 +55,8 @@ struct ConvInput {
   int64_t ldx, sb;  // elements
 };
 ConvInput conv_input(CudaBackend& be, const Tensor& x, DType wdt) {
-  if (wdt == DType::kF32) return {static_cast<const char*>(x.raw()), DType::kF32, row_stride(x),
-                                  x.stride(0)};
+  if (wdt == DType::kF32)
+    return {static_cast<const char*>(x.raw()), DType::kF32, row_stride(x), x.stride(0)};
   const int64_t B = x.dim(0), T = x.dim(1), Ci = x.dim(2);
   char* out = static_cast<char*>(be.scratch().alloc_bytes(size_t(B * T * Ci) * 2));
   for (int64_t b = 0; b < B; ++b)
@@ -87,7 +87,8 @@ __global__ void im2col(const float* x, int64_t sc, int64_t st, int64_t sh, int64
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / Kd, j = i % Kd;
-    const int64_t dw = j % kw, dh = (j / kw) % kh, dt = (j / (kw * kh)) % kt, c = j / (kw * kh * kt);
+    const int64_t dw = j % kw, dh = (j / kw) % kh, dt = (j / (kw * kh)) % kt,
+                  c = j / (kw * kh * kt);
     const int64_t n = n0 + r;
     const int64_t pt = n / (Hp * Wp), ph = (n / Wp) % Hp, pw = n % Wp;
     cols[i] = x[c * sc + (pt * kt + dt) * st + (ph * kh + dh) * sh + (pw * kw + dw) * sw];
@@ -150,8 +151,8 @@ void CudaBackend::conv1d(const Tensor& x, const Tensor& w, const Tensor* bias, i
   }
 }
 
-void CudaBackend::conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias,
-                                   int stride, int pad, int output_padding, const Tensor& y) {
+void CudaBackend::conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride,
+                                   int pad, int output_padding, const Tensor& y) {
   const char* op = "conv_transpose1d";
   const ConvArgs a = check_conv(x, w, bias, y, op);
   FOLEY_CHECK(stride >= 1 && pad >= 0 && output_padding >= 0 &&

@@ -49,8 +49,8 @@ cudaDataType_t cuda_type(DType dt) {
     case DType::kF16:
       return CUDA_R_16F;
     default:
-      throw Error(ErrorKind::kUnsupported, std::string("CUDA GEMM: unsupported dtype ") +
-                                               dtype_name(dt));
+      throw Error(ErrorKind::kUnsupported,
+                  std::string("CUDA GEMM: unsupported dtype ") + dtype_name(dt));
   }
 }
 
@@ -104,8 +104,8 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
     const int32_t count = static_cast<int32_t>(batch);
     FOLEY_LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
                                                     sizeof count));
-    FOLEY_LT_CHECK(cublasLtMatrixLayoutSetAttribute(
-        l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    FOLEY_LT_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                    &stride, sizeof stride));
   }
   return l;
 }
@@ -118,8 +118,10 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
       f32 && st.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   FOLEY_LT_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
   const cublasOperation_t ta = g.w_kn ? CUBLAS_OP_N : CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-  FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  FOLEY_LT_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+  FOLEY_LT_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
   if (g.bias) {
     const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     const cudaDataType_t bt = CUDA_R_32F;
@@ -129,8 +131,8 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
                                                   sizeof bt));
     if (g.batch > 1) {
       const int64_t zero = 0;  // one bias for every batch member
-      FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(
-          p.desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, &zero, sizeof zero));
+      FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
+                                                    &zero, sizeof zero));
     }
   }
   const cudaDataType_t in = cuda_type(g.wdt);
@@ -143,16 +145,16 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
   FOLEY_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = kWorkspaceBytes;
   const uint32_t aa = uint32_t(align_a), ab = uint32_t(align_b), ac = uint32_t(align_c);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                       sizeof ws);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa,
-                                       sizeof aa);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab,
-                                       sizeof ab);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac,
-                                       sizeof ac);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac,
-                                       sizeof ac);
+  auto set = [&](cublasLtMatmulPreferenceAttributes_t attr, const void* value, size_t size) {
+    const cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(pref, attr, value, size);
+    if (st != CUBLAS_STATUS_SUCCESS) cublasLtMatmulPreferenceDestroy(pref);
+    FOLEY_LT_CHECK(st);
+  };
+  set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+  set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
+  set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
+  set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac);
+  set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac);
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(st.handle, p.desc, p.a, p.b, p.c, p.c,
@@ -164,8 +166,8 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
     cublasLtMatrixLayoutDestroy(p.c);
     cublasLtMatmulDescDestroy(p.desc);
     throw Error(ErrorKind::kUnsupported,
-                "cuBLASLt has no algorithm for M=" + std::to_string(g.M) + " N=" +
-                    std::to_string(g.N) + " K=" + std::to_string(g.K) + " (" +
+                "cuBLASLt has no algorithm for M=" + std::to_string(g.M) +
+                    " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) + " (" +
                     dtype_name(g.wdt) + ", status " + std::to_string(s) + ")");
   }
   p.algo = result.algo;
@@ -220,13 +222,13 @@ void* convert_rows(CudaBackend& be, const float* x, int64_t rows, int64_t K, int
 
 const float* vector_f32(CudaBackend& be, const Tensor& v) {
   if (v.dtype() == DType::kF32) return v.data<float>();
-  FOLEY_CHECK(v.dtype() == DType::kBF16 || v.dtype() == DType::kF16,
-              "parameter vector of dtype %s", dtype_name(v.dtype()));
+  FOLEY_CHECK(v.dtype() == DType::kBF16 || v.dtype() == DType::kF16, "parameter vector of dtype %s",
+              dtype_name(v.dtype()));
   const int64_t n = v.numel();
   float* out = static_cast<float*>(be.scratch().alloc_bytes(size_t(n) * 4));
   if (n == 0) return out;
   vector_to_f32<<<blocks_for(n, 256), 256, 0, be.stream()>>>(v.data<uint16_t>(), n,
-                                                           v.dtype() == DType::kBF16, out);
+                                                             v.dtype() == DType::kBF16, out);
   FOLEY_CUDA_CHECK(cudaGetLastError());
   return out;
 }
@@ -294,8 +296,8 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
                                                   &g.bias, sizeof g.bias));
   }
   const float alpha = 1.0f, beta = g.beta;
-  FOLEY_LT_CHECK(cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c,
-                                g.y, p.c, &p.algo, st.workspace, kWorkspaceBytes, be.stream()));
+  FOLEY_LT_CHECK(cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c, g.y,
+                                p.c, &p.algo, st.workspace, kWorkspaceBytes, be.stream()));
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,

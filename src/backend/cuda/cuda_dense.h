@@ -5,10 +5,9 @@
 #include <array>
 #include <cstdint>
 
+#include "backend/cuda/cuda_internal.h"
 #include "core/check.h"
 #include "core/dtype.h"
-
-#include "backend/cuda/cuda_internal.h"
 
 namespace foley {
 namespace cuda {
@@ -48,8 +47,8 @@ void convert_rows_to(CudaBackend& be, const float* x, int64_t rows, int64_t K, i
 const float* vector_f32(CudaBackend& be, const Tensor& v);
 
 // rows of y (row stride ldy, width N) = bias (or 0) + beta·y.
-void init_rows(CudaBackend& be, float* y, int64_t rows, int64_t N, int64_t ldy,
-               const float* bias, float beta);
+void init_rows(CudaBackend& be, float* y, int64_t rows, int64_t N, int64_t ldy, const float* bias,
+               float beta);
 
 inline unsigned blocks_for(int64_t n, int threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);
@@ -64,11 +63,10 @@ inline void check_activation(const Tensor& t, const char* op, const char* what) 
 }
 // Parameters: F32, BF16 or F16 in device memory.
 inline void check_param(const Tensor& t, const char* op, const char* what) {
-  FOLEY_CHECK(t.defined() && t.device() == DeviceKind::kCUDA &&
-                  (t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 ||
-                   t.dtype() == DType::kF16),
-              "%s: %s must be an F32/BF16/F16 CUDA tensor, got %s", op, what,
-              t.describe().c_str());
+  FOLEY_CHECK(
+      t.defined() && t.device() == DeviceKind::kCUDA &&
+          (t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 || t.dtype() == DType::kF16),
+      "%s: %s must be an F32/BF16/F16 CUDA tensor, got %s", op, what, t.describe().c_str());
 }
 inline void check_param_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
   check_param(t, op, what);
@@ -116,8 +114,7 @@ inline RowNest row_nest(const Tensor& a, const Tensor& b) {
     n.row_stride[1] = b.stride(d);
     for (--d; d >= 0; --d) {
       if (a.dim(d) == 1) continue;
-      if (a.stride(d) != n.row_stride[0] * n.rows || b.stride(d) != n.row_stride[1] * n.rows)
-        break;
+      if (a.stride(d) != n.row_stride[0] * n.rows || b.stride(d) != n.row_stride[1] * n.rows) break;
       n.rows *= a.dim(d);
     }
   }

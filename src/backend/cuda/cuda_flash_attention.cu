@@ -66,9 +66,9 @@ __device__ __forceinline__ void load_tile_async(const __nv_bfloat16* panel, int6
     const int r = i / kChunks, c = i % kChunks;
     const bool inside = r0 + r < L;
     const __nv_bfloat16* src = panel + (inside ? (r0 + r) * D + c * 8 : 0);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                     smem_addr(s + r * (D + 8) + c * 8)),
-                 "l"(src), "r"(inside ? 16 : 0));
+    asm volatile(
+        "cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(s + r * (D + 8) + c * 8)),
+        "l"(src), "r"(inside ? 16 : 0));
   }
 }
 __device__ __forceinline__ void cp_async_commit() {
@@ -133,7 +133,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int j = 0; j < 8; j += 2) {
         uint32_t b[4];  // keys of n-tiles j and j+1, d slice kk (low and high halves)
-        ldmatrix_x4(b, sk + (8 * (j + lane / 16) + lane % 8) * kLd + kk * 16 + ((lane / 8) % 2) * 8);
+        ldmatrix_x4(b,
+                    sk + (8 * (j + lane / 16) + lane % 8) * kLd + kk * 16 + ((lane / 8) % 2) * 8);
         mma_bf16(s[j], qa[kk], b[0], b[1]);
         mma_bf16(s[j + 1], qa[kk], b[2], b[3]);
       }
@@ -183,8 +184,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int n = 0; n < D / 8; n += 2) {
         uint32_t b[4];
-        ldmatrix_x4_trans(b, sv + (16 * i + lane % 8 + ((lane / 8) % 2) * 8) * kLd +
-                                 8 * (n + lane / 16));
+        ldmatrix_x4_trans(
+            b, sv + (16 * i + lane % 8 + ((lane / 8) % 2) * 8) * kLd + 8 * (n + lane / 16));
         mma_bf16(o[n], pa[i], b[0], b[1]);
         mma_bf16(o[n + 1], pa[i], b[2], b[3]);
       }
@@ -219,16 +220,17 @@ template <int D>
 void launch(const FlashArgs& a, cudaStream_t stream) {
   const int smem = 5 * kRows * (D + 8) * 2;  // Q + two (K, V) buffers
   static const bool configured = [&] {
-    FOLEY_CUDA_CHECK(cudaFuncSetAttribute(flash_forward<D>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    FOLEY_CUDA_CHECK(
+        cudaFuncSetAttribute(flash_forward<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)configured;
-  const dim3 grid(static_cast<unsigned>((a.Lq + kRows - 1) / kRows), static_cast<unsigned>(a.pairs));
+  const dim3 grid(static_cast<unsigned>((a.Lq + kRows - 1) / kRows),
+                  static_cast<unsigned>(a.pairs));
   flash_forward<D><<<grid, kWarps * 32, smem, stream>>>(
       static_cast<const __nv_bfloat16*>(a.q), static_cast<const __nv_bfloat16*>(a.k),
-      static_cast<const __nv_bfloat16*>(a.v), a.Lq, a.Lk, a.scale * 1.4426950408889634f, a.p0,
-      a.H, a.out, a.osb, a.osl, a.osh);
+      static_cast<const __nv_bfloat16*>(a.v), a.Lq, a.Lk, a.scale * 1.4426950408889634f, a.p0, a.H,
+      a.out, a.osb, a.osl, a.osh);
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
