@@ -190,6 +190,33 @@ TEST(ClapText, RejectsBadInputs) {
   EXPECT_THROW(run(), Error);
 }
 
+// The generator behind make_tiny_models.py writes the hub's layout: a whole ClapModel (audio side
+// and projections dropped), a nested ClapConfig (text_config), and a BPE vocabulary whose merges
+// the tokenizer applies.
+TEST(ClapText, TinyModelGeneratorFolderConvertsAndRuns) {
+  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  const std::string dir = test::temp_dir();
+  std::string log;
+  ASSERT_EQ(test::run_command(python() + " " + test::source_path("scripts/tiny_models/clap.py") +
+                                  " " + dir + " --seed 2 2>&1",
+                              &log),
+            0)
+      << log;
+  const auto weights = WeightStore::open(convert_clap_dir(dir + "/clap"));
+  auto backend = make_cpu_backend();
+  const auto tokenizer = load_clap_tokenizer(*weights);
+  const ClapTextModel model(*weights, *backend);
+  EXPECT_EQ(model.config().hidden_size, 64);
+  Arena out(backend->block_allocator()), work(backend->block_allocator());
+  const std::string prompt = "the dog barks and footsteps on the wooden floor";
+  const TextFeatures f = encode_text_features(*tokenizer, model, prompt, "noisy, harsh", out, work);
+  // <s> + tokens + </s>: the merges learned from the generator's corpus shorten the words.
+  EXPECT_LT(f.tokens.length, static_cast<int64_t>(prompt.size()) / 2);
+  EXPECT_EQ(f.cond.shape(), (Shape{1, f.tokens.length, 64}));
+  for (int64_t i = 0; i < f.hidden.numel(); ++i)
+    ASSERT_TRUE(std::isfinite(f.hidden.data<float>()[i])) << i;
+}
+
 // CPU time of one forward at the real size (RoBERTa-base, random weights) on a batch of two
 // ~20-token prompts. Opt-in: FOLEY_CLAP_TIMING=1 (building the 500 MB bundle takes a while).
 TEST(ClapText, FullSizeTiming) {

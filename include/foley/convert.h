@@ -24,7 +24,10 @@ struct ConvertRequest {
   bool include_dac = true;
 
   std::string dtype = "bf16";  // storage of the DiT's matmul weights: "bf16" or "f32"
-  std::string output;          // the bundle path (.safetensors), written atomically
+  // Synchformer attention heads: no tensor carries the count. 0 = guess from the width (heads of
+  // 64 at dim >= 768, as the official ViT-B; heads of 32 below); the summary notes which was used.
+  int synchformer_heads = 0;
+  std::string output;  // the bundle path (.safetensors), written atomically
 };
 
 struct ConvertSummary {

@@ -1,5 +1,6 @@
 // The public conversion API: resolves an official model directory into file paths and hands them
 // to the bundle converter.
+#include <algorithm>
 #include <filesystem>
 
 #include "convert/convert.h"
@@ -42,6 +43,11 @@ ConvertSummary convert_model(const ConvertRequest& request) {
     throw Error(ErrorKind::kInvalidInput,
                 "dtype must be \"bf16\" or \"f32\", got \"" + request.dtype + "\"");
   }
+  if (request.synchformer_heads < 0)
+    throw Error(ErrorKind::kInvalidInput,
+                "synchformer heads must be >= 0 (0: guess from the width), got " +
+                    std::to_string(request.synchformer_heads));
+  options.synchformer_heads = request.synchformer_heads;
   if (!request.model_dir.empty() && !fs::is_directory(request.model_dir))
     throw Error(ErrorKind::kNotFound, "model directory not found: " + request.model_dir);
 
@@ -120,6 +126,14 @@ ConvertSummary convert_model(const ConvertRequest& request) {
   summary.networks = result.networks;
   for (const auto& s : sources) summary.sources[s.network] = s.files;
   summary.bytes = fs::file_size(request.output);
+  if (std::find(result.networks.begin(), result.networks.end(), "synchformer") !=
+      result.networks.end()) {
+    // The head count is the one Synchformer setting no tensor carries: say where it came from.
+    const nlohmann::json c = nlohmann::json::parse(
+        SafetensorsFile::open(request.output).metadata().at("config"))["synchformer"];
+    summary.notes.push_back("Synchformer: " + std::to_string(c.value("num_heads", 0)) +
+                            " attention heads (" + c.value("num_heads_source", "") + ")");
+  }
   return summary;
 }
 

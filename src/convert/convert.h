@@ -26,6 +26,7 @@ struct ConvertOptions {
   // Storage dtype of the big matmul weights (DiT). F32 reproduces the reference bit-for-bit in
   // expectation; BF16 halves memory and is what the official code runs in.
   DType dit_dtype = DType::kBF16;
+  int synchformer_heads = 0;  // 0: guess from the width (see convert_synchformer)
 };
 
 // Official paths of one model directory (as distributed on the HF hub).
@@ -54,8 +55,10 @@ nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& op
 nlohmann::json convert_siglip2(const SafetensorsFile& weights, const nlohmann::json& hf_config,
                                SafetensorsWriter& out);
 
-// "synchformer." tensors (visual MotionFormer only, F32); config derived from the shapes.
-nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, SafetensorsWriter& out);
+// "synchformer." tensors (visual MotionFormer only, F32); config derived from the shapes, the
+// head count from options.synchformer_heads or guessed (config "num_heads_source" says which).
+nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, const ConvertOptions& options,
+                                   SafetensorsWriter& out);
 
 // "clap." tensors (RoBERTa text tower, F32, q/k/v fused) plus the tokenizer's vocab.json and
 // merges.txt as U8 tensors; config from `clap_dir`/config.json.

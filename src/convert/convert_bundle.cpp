@@ -90,8 +90,8 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
   if (!files.synchformer_checkpoint.empty()) {
     sources.push_back(torch_source("synchformer", files.synchformer_checkpoint,
                                    {base_name(files.synchformer_checkpoint)},
-                                   [](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
-                                     return convert_synchformer(ckpt, out);
+                                   [options](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+                                     return convert_synchformer(ckpt, options, out);
                                    }));
   }
   return sources;

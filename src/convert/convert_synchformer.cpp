@@ -5,7 +5,9 @@
 // The pipeline only calls the visual extractor, so the audio branch (afeat_extractor.*), the
 // projections and the global transformer are dropped explicitly, as is the unused 2-D
 // patch_embed of the visual branch; any other key is reported. There is no config file: the
-// config comes from the shapes, except the head count, which no tensor carries (see below).
+// config comes from the shapes, except the head count, which no tensor carries: it is given
+// (`foley convert --synchformer-heads N`) or guessed from the width (see derive_config), and the
+// bundle config's "num_heads_source" records which.
 #include <cmath>
 #include <map>
 #include <set>
@@ -39,7 +41,7 @@ int64_t dim_at(const Shape& s, int i, const std::string& name, int rank) {
   return s[i];
 }
 
-SynchformerConfig derive_config(const TorchCheckpoint& ckpt) {
+SynchformerConfig derive_config(const TorchCheckpoint& ckpt, int given_heads) {
   SynchformerConfig c;
   const std::string pos = kPrefix + "pos_embed", temp = kPrefix + "temp_embed";
   const std::string patch = kPrefix + "patch_embed_3d.proj.weight";
@@ -66,11 +68,20 @@ SynchformerConfig derive_config(const TorchCheckpoint& ckpt) {
   // No tensor carries the head count. The official ViT-B has heads of 64 (12 × 64 = 768); the
   // narrower test checkpoints use heads of 32 (tiny-a: dim 64 = 2 heads; 1, 4 and 8 heads miss
   // its reference output by 65–92 % relative, 2 heads match).
+  if (given_heads > 0) {
+    if (c.dim % given_heads != 0)
+      throw Error(ErrorKind::kInvalidInput, "Synchformer: dim " + std::to_string(c.dim) +
+                                                " is not a multiple of the " +
+                                                std::to_string(given_heads) + " heads given");
+    c.num_heads = given_heads;
+    return c;
+  }
   const int head_dim = c.dim >= 768 ? 64 : 32;
   if (c.dim % head_dim != 0)
     throw Error(ErrorKind::kInvalidInput, "Synchformer: dim " + std::to_string(c.dim) +
                                               " is not a multiple of the head size " +
-                                              std::to_string(head_dim));
+                                              std::to_string(head_dim) +
+                                              " (give the head count explicitly)");
   c.num_heads = c.dim / head_dim;
   return c;
 }
@@ -115,8 +126,9 @@ std::map<std::string, Shape> expected_keys(const SynchformerConfig& c) {
 
 }  // namespace
 
-nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
-  const SynchformerConfig config = derive_config(ckpt);
+nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, const ConvertOptions& options,
+                                   SafetensorsWriter& out) {
+  const SynchformerConfig config = derive_config(ckpt, options.synchformer_heads);
   const std::map<std::string, Shape> expected = expected_keys(config);
   std::vector<std::string> problems;
   std::set<std::string> found;
@@ -155,7 +167,13 @@ nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, SafetensorsWrite
       std::copy(v.begin(), v.end(), static_cast<float*>(dst));
     });
   }
-  return config.to_json();
+  nlohmann::json j = config.to_json();
+  j["num_heads_source"] = options.synchformer_heads > 0
+                              ? std::string("given")
+                              : "guessed from dim " + std::to_string(config.dim) + ": heads of " +
+                                    std::to_string(config.head_dim()) +
+                                    "; override with --synchformer-heads";
+  return j;
 }
 
 }  // namespace foley

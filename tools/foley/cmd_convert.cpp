@@ -26,6 +26,10 @@ Command add_convert_command(CLI::App& app) {
   cmd->add_flag("--no-vae", *no_dac, "leave the DAC-VAE out");
   cmd->add_option("--dtype", req->dtype, "storage of the DiT weights: bf16 (default) or f32")
       ->check(CLI::IsMember({"bf16", "f32"}));
+  cmd->add_option("--synchformer-heads", req->synchformer_heads,
+                  "Synchformer attention heads (no tensor carries them; default: guess from the "
+                  "width, heads of 64 at dim >= 768 as the official model, 32 below)")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("-o,--output", req->output, "bundle to write (.safetensors)")->required();
   return {cmd, [req, no_dit, no_dac]() {
             req->include_dit = !*no_dit;
