@@ -1,5 +1,7 @@
 #include "models/weight_store.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 
 namespace foley {
@@ -24,7 +26,7 @@ std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
                     std::to_string(kBundleFormatVersion) + "; re-run `foley convert`");
   // Read before the file is moved into the store: `meta` refers to the file's own map.
   const std::string config = field("config");
-  std::shared_ptr<WeightStore> store(new WeightStore(std::move(file)));
+  std::shared_ptr<WeightStore> store(new WeightStore(std::move(file), path));
   try {
     store->config_ = nlohmann::json::parse(config);
   } catch (const nlohmann::json::exception& e) {
@@ -32,6 +34,35 @@ std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
   }
   if (!store->config_.is_object())
     throw Error(ErrorKind::kInvalidInput, path + ": bundle config is not a JSON object");
+  return store;
+}
+
+std::shared_ptr<WeightStore> WeightStore::open_on_cuda(const std::string& path, int device_index,
+                                                      const RingOptions& options,
+                                                      UploadStats* stats) {
+  return open(path)->upload_to_cuda(device_index, options, stats);
+}
+
+uint64_t WeightStore::blob_bytes() const {
+  uint64_t end = 0;
+  for (const auto& e : file_.entries()) end = std::max(end, e.end);
+  return end;
+}
+
+std::shared_ptr<WeightStore> WeightStore::upload_to_cuda(int device_index,
+                                                        const RingOptions& options,
+                                                        UploadStats* stats) const {
+  return with_device_copy(upload_file_range_to_cuda(path_, file_.data_offset(), blob_bytes(),
+                                                    device_index, options, stats));
+}
+
+std::shared_ptr<WeightStore> WeightStore::with_device_copy(DeviceBlob blob) const {
+  FOLEY_CHECK(blob.defined() || blob_bytes() == 0, "device copy of %s is empty", path_.c_str());
+  FOLEY_CHECK(blob.bytes == blob_bytes(), "device copy of %s has %zu bytes, the blob %llu",
+              path_.c_str(), blob.bytes, static_cast<unsigned long long>(blob_bytes()));
+  std::shared_ptr<WeightStore> store(new WeightStore(file_, path_));
+  store->config_ = config_;
+  store->device_ = std::move(blob);
   return store;
 }
 
@@ -48,6 +79,14 @@ const nlohmann::json& WeightStore::config(const std::string& network) const {
 
 Tensor WeightStore::get(const std::string& name, const Shape& shape,
                         std::initializer_list<DType> allowed) const {
+  const Tensor host = get_host(name, shape, allowed);
+  if (!device_.defined()) return host;
+  const SafetensorsEntry& e = file_.entry(name);
+  return Tensor(device_.data + e.begin, e.dtype, e.shape, device_.device, device_.memory);
+}
+
+Tensor WeightStore::get_host(const std::string& name, const Shape& shape,
+                             std::initializer_list<DType> allowed) const {
   if (!file_.has(name))
     throw Error(ErrorKind::kInvalidInput, "weight bundle is missing tensor " + name);
   const SafetensorsEntry& e = file_.entry(name);

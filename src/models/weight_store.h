@@ -7,6 +7,10 @@
 // zero-copy views and is strict — a tensor must exist with exactly the shape and dtype the model
 // asks for, and after construction every tensor under the network's prefix must have been taken,
 // so a file the code does not understand is refused instead of half-used.
+//
+// On a GPU the store holds a device copy of the data blob (one allocation, filled by the parallel
+// loader in backend/device_upload.h) and get() hands out views of it with the same names, shapes
+// and dtypes: models take their weights the same way on every backend.
 #pragma once
 
 #include <memory>
@@ -15,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/device_upload.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
 
@@ -26,6 +31,26 @@ class WeightStore {
  public:
   // Throws Error(kInvalidInput) if the file is not a foley bundle of a supported version.
   static std::shared_ptr<WeightStore> open(const std::string& path);
+  // open() and then the whole data blob copied to CUDA device `device_index` (context creation
+  // overlapped with the reads); get() returns device views. Throws kUnsupported without CUDA.
+  static std::shared_ptr<WeightStore> open_on_cuda(const std::string& path, int device_index = 0,
+                                                   const RingOptions& options = {},
+                                                   UploadStats* stats = nullptr);
+
+  // A second store over the same bundle (shared mapping and config, its own record of used
+  // tensors) whose get() returns views of this bundle's blob copied to a CUDA device.
+  std::shared_ptr<WeightStore> upload_to_cuda(int device_index = 0,
+                                              const RingOptions& options = {},
+                                              UploadStats* stats = nullptr) const;
+  // The same with a device copy made elsewhere; it must hold exactly blob_bytes() bytes.
+  std::shared_ptr<WeightStore> with_device_copy(DeviceBlob blob) const;
+
+  // Where get() hands out views: kCPU (the mapping) or the device copy's device.
+  DeviceKind device() const { return device_.defined() ? device_.device : DeviceKind::kCPU; }
+  const DeviceBlob& device_copy() const { return device_; }
+  // Size of the data blob: every tensor's bytes plus alignment gaps.
+  uint64_t blob_bytes() const;
+  const std::string& path() const { return path_; }
 
   // The config object of one network, e.g. config("dit"); throws if absent.
   const nlohmann::json& config(const std::string& network) const;
@@ -35,14 +60,21 @@ class WeightStore {
   // of `allowed` (empty: any float compute dtype).
   Tensor get(const std::string& name, const Shape& shape,
              std::initializer_list<DType> allowed = {}) const;
+  // The same checks, but always the host (mapped) view, also on a device store: for tables a
+  // model reads on the host (embedding lookups, tokenizer files).
+  Tensor get_host(const std::string& name, const Shape& shape,
+                  std::initializer_list<DType> allowed = {}) const;
   // Throws naming the first tensor under `prefix` that get() never handed out.
   void expect_all_used(const std::string& prefix) const;
 
   const SafetensorsFile& file() const { return file_; }
 
  private:
-  explicit WeightStore(SafetensorsFile file) : file_(std::move(file)) {}
+  WeightStore(SafetensorsFile file, std::string path)
+      : file_(std::move(file)), path_(std::move(path)) {}
   SafetensorsFile file_;
+  std::string path_;
+  DeviceBlob device_;
   nlohmann::json config_;
   mutable std::set<std::string> used_;
 };
