@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The GPU benchmark behind BENCHMARKS.md, run ON THE DEVICE MACHINE in one call (the machine
+# forgets everything between calls): build, generate a full-size model with seeded random weights
+# in the official formats, convert it to a bf16 bundle, then measure foley (loader, MMDiT,
+# pipeline) and the PyTorch baselines. Every result line lands in $OUT/bench.txt.
+#
+#   SIZE=xxl|small  PARTS="tests model read load dit pipeline torch"  bash bench/run_h100.sh
+#
+# Cold runs evict the files from the page cache with posix_fadvise(DONTNEED) (no privileges
+# needed); /proc/sys/vm/drop_caches is tried too and its outcome logged.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/foley-bench-out}
+SIZE=${SIZE:-xxl}
+PARTS=${PARTS:-tests model read load dit pipeline torch}
+W=${WORK:-$PWD/.bench-work}  # on the checkout's disk: /tmp may be a tmpfs (no O_DIRECT, no cold reads)
+mkdir -p "$OUT" "$W"
+LOG=$OUT/bench.txt
+T0=$(date +%s)
+say() { echo "== $* (t=$(($(date +%s) - T0)) s)" | tee -a "$LOG"; }
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+run() { "$@" 2>&1 | tee -a "$LOG"; }
+# Wall time of a whole process, exec to exit, in seconds.
+wall() {
+  local a b
+  a=$(date +%s.%N)
+  "$@" 2>&1 | tee -a "$LOG"
+  b=$(date +%s.%N)
+  echo "process_wall_s $(awk "BEGIN{print $b - $a}")" | tee -a "$LOG"
+}
+drop_caches() {
+  sync
+  if echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then echo "drop_caches ok"; else
+    echo "drop_caches refused (using posix_fadvise eviction)"; fi | tee -a "$LOG"
+}
+
+say "build"
+bash scripts/device/build.sh foley_cli e2e_bench foley_tests 2>&1 | tail -5 | tee -a "$LOG"
+# Separately: the whole-pipeline bench needs src/pipeline, which may not be there yet.
+if has pipeline; then
+  bash scripts/device/build.sh pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
+fi
+export LD_LIBRARY_PATH=/tmp/foley-sysroot/usr/lib/x86_64-linux-gnu
+B=build-device
+[ -x $B/bin/e2e_bench ] || { say "build failed"; exit 1; }
+run nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+run bash -c "nproc; free -g | head -2; df -hT $W /tmp | tail -2"
+
+if has tests; then
+  say "loader tests"
+  run $B/tests/foley_tests --gtest_filter='Loader*:CudaLoader*' --gtest_brief=1
+fi
+
+BUNDLE=$W/bundle.safetensors
+if has model; then
+  say "generate $SIZE model"
+  run python3 bench/make_full_model.py "$W/model" --size "$SIZE"
+  say "convert"
+  run $B/bin/foley convert --model-dir "$W/model" --dtype bf16 -o "$BUNDLE"
+  run ls -la "$W/model" "$BUNDLE"
+fi
+[ -f "$BUNDLE" ] || { say "no bundle"; exit 1; }
+
+if has read; then
+  say "disk read time of the bundle (cold, O_DIRECT, 8 readers) and page-cache read (warm)"
+  drop_caches
+  run $B/bin/e2e_bench evict "$BUNDLE"
+  run $B/bin/e2e_bench read_direct "$BUNDLE"
+  run $B/bin/e2e_bench evict "$BUNDLE"
+  run dd if="$BUNDLE" of=/dev/null bs=64M iflag=direct
+  cat "$BUNDLE" >/dev/null
+  run $B/bin/e2e_bench read "$BUNDLE"
+fi
+if has load; then
+  say "loader sweep (warm page cache) + byte check"
+  cat "$BUNDLE" >/dev/null
+  run $B/bin/e2e_bench load "$BUNDLE" verify
+fi
+if has dit; then
+  say "MMDiT start->ready, cold (evicted)"
+  run $B/bin/e2e_bench evict "$BUNDLE"
+  wall $B/bin/e2e_bench dit "$BUNDLE" ready
+  say "MMDiT start->ready warm + steps + sampling + drift"
+  cat "$BUNDLE" >/dev/null
+  wall $B/bin/e2e_bench dit "$BUNDLE"
+fi
+if has pipeline && [ -x $B/bin/pipeline_bench ]; then
+  say "pipeline (Generator on CUDA)"
+  python3 - "$W" <<'EOF'
+import sys
+import numpy as np
+w, h = 320, 240
+for sec in (5, 10, 15):
+    with open("%s/clip%d.y4m" % (sys.argv[1], sec), "wb") as f:
+        f.write(b"YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\n" % (w, h))
+        for i in range(sec * 25):
+            y = ((np.arange(w)[None, :] + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
+            f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
+EOF
+  cat "$BUNDLE" >/dev/null
+  wall timeout 240 $B/bin/pipeline_bench "$BUNDLE" "$W/clip5.y4m" "$W/clip10.y4m" "$W/clip15.y4m"
+fi
+if has torch; then
+  say "PyTorch baselines"
+  run timeout 200 python3 bench/torch_baseline.py "$W/model" ${TORCH_ARGS:-}
+fi
+say "done"
