@@ -43,7 +43,7 @@ struct GenerationParams {
   std::string prompt;                          // may be empty
   std::string negative_prompt = "noisy, harsh";  // the official default
   int steps = 50;                              // 1..200
-  float guidance = 4.5f;                       // 1..20; <= 1 disables CFG
+  float guidance = 4.5f;                       // 0..30; <= 1 disables CFG
   uint64_t seed = 0;
   double max_clip_seconds = 15.0;  // video seconds used (end_sec), <= the generator's limit
 };
@@ -100,12 +100,14 @@ class Generator {
                                            const GeneratorOptions& options = {});
   virtual ~Generator() = default;
 
-  // One full generation at the largest shape, then arenas are frozen: later requests allocate
-  // nothing. Call before reporting ready.
+  // One full generation at the largest shape (a synthetic clip of max_clip_seconds, CFG on, one
+  // denoising step: every step has the same shapes), then arenas are frozen: later requests
+  // allocate no arena memory. Call before reporting ready.
   virtual void warm_up() = 0;
 
   // video file (any container FFmpeg reads, or Y4M without FFmpeg) -> audio. Bad video or
-  // parameters throw Error(kInvalidInput); cancellation throws Error(kCancelled).
+  // parameters throw Error(kInvalidInput); cancellation throws Error(kCancelled). Calls on one
+  // Generator are serialised; different Generators (even of one Model) run concurrently.
   virtual GenerationResult generate(const std::string& video_path, const GenerationParams& params,
                                     const GenerationCallbacks& callbacks = {}) = 0;
 

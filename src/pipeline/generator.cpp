@@ -1,0 +1,227 @@
+// Generator: the networks bound to one backend, the arenas sized for the longest clip, frame
+// buffers, warm-up, and decoding into encoder-sized frames.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/check.h"
+#include "image/resize.h"
+#include "media/common/sampling.h"
+#include "models/text_features.h"
+#include "pipeline/pipeline.h"
+
+namespace foley {
+namespace pipeline {
+namespace {
+
+size_t aligned(size_t bytes) {
+  return (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+}
+
+std::unique_ptr<Arena> frozen_arena(Backend& be, size_t bytes) {
+  auto arena = std::make_unique<Arena>(be.block_allocator());
+  arena->freeze(bytes);
+  return arena;
+}
+
+// Synchformer's resize geometry (image/resize.cpp synchformer_preprocess): shorter side to
+// `size`, the other truncated, then the centre crop offsets with Python's round().
+struct SyncGeometry {
+  int rh, rw, top, left;
+};
+SyncGeometry sync_geometry(int h, int w, int size) {
+  SyncGeometry g{size, size, 0, 0};
+  if (h <= w)
+    g.rw = static_cast<int>(static_cast<int64_t>(size) * w / h);
+  else
+    g.rh = static_cast<int>(static_cast<int64_t>(size) * h / w);
+  g.top = static_cast<int>(std::nearbyint((g.rh - size) / 2.0));
+  g.left = static_cast<int>(std::nearbyint((g.rw - size) / 2.0));
+  return g;
+}
+
+}  // namespace
+
+GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
+                             const GeneratorOptions& options, std::unique_ptr<Backend> backend)
+    : model_(std::move(model)), options_(options), backend_(std::move(backend)) {
+  const WeightStore& w = model_->weights();
+  {
+    std::lock_guard<std::mutex> lock(model_->construction_mutex());
+    siglip_ = std::make_unique<Siglip2Vision>(w, *backend_);
+    sync_ = std::make_unique<Synchformer>(w, *backend_);
+    clap_ = std::make_unique<ClapTextModel>(w, *backend_);
+    tokenizer_ = load_clap_tokenizer(w);
+    dit_ = std::make_unique<Mmdit>(w, *backend_);
+    dac_ = std::make_unique<DacDecoder>(w, *backend_);
+  }
+  const media::FrameSelector longest(8.0, 25.0, options_.max_clip_seconds);
+  max_tv_ = longest.max_semantic();
+  max_t25_ = longest.max_sync();
+  if (max_t25_ < 16)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "max_clip_seconds must be at least 0.64 s (16 frames at 25 fps), got %g",
+                     options_.max_clip_seconds);
+  max_ta_ = clip_timing(max_t25_).latent_frames;
+  if (max_ta_ > DacDecoder::kMaxFrames)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "max_clip_seconds %g is beyond the model's 15 s (%d latent frames)",
+                     options_.max_clip_seconds, DacDecoder::kMaxFrames);
+
+  Backend& be = *backend_;
+  // Encoders run fixed-size chunks of frames, so their workspace does not depend on the clip
+  // length; warm-up measures it and freezes.
+  visual_arena_ = std::make_unique<Arena>(
+      be.block_allocator(), siglip_->workspace_bytes(Siglip2Vision::kDefaultChunk));
+  sync_arena_ = std::make_unique<Arena>(be.block_allocator(),
+                                        sync_->workspace_bytes(Synchformer::kDefaultChunk));
+  const ClapTextConfig& cc = clap_->config();
+  text_work_arena_ = std::make_unique<Arena>(be.block_allocator());
+  clap_->reserve(*text_work_arena_, 2, cc.max_length());
+  text_out_arena_ = frozen_arena(
+      be, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
+  // The sampler freezes a growth-mode step arena at the first request's shape, so it is frozen
+  // here at the largest: CFG batch 2, longest latent and visual sequence.
+  step_arena_ = frozen_arena(be, dit_->step_arena_bytes(2, max_ta_, max_tv_));
+  dac_arena_ = dac_->make_workspace(max_ta_);
+  const MmditConfig& dc = dit_->config();
+  io_arena_ = frozen_arena(
+      be, aligned(size_t(max_ta_) * dc.latent_dim * sizeof(float)) +
+              aligned(size_t(max_ta_) * dac_->config().hop() * sizeof(float)));
+
+  const int ss = siglip_->config().image_size, sy = sync_->config().image_size;
+  semantic_buffer_ = Tensor::empty({max_tv_, ss, ss, 3}, DType::kU8);
+  sync_buffer_ = Tensor::empty({max_t25_, sy, sy, 3}, DType::kU8);
+}
+
+GeneratorImpl::~GeneratorImpl() = default;
+
+std::string GeneratorImpl::device_name() const { return backend_->name(); }
+
+int64_t GeneratorImpl::device_bytes() const {
+  if (backend_->device() == DeviceKind::kCPU) return 0;
+  // Weights: every network copies its tensors once, except CLAP's host-side embedding tables
+  // and the tokenizer (see clap_text.h).
+  int64_t bytes = 0;
+  for (const auto& e : model_->weights().file().entries()) {
+    if (e.name.rfind("clap.tokenizer.", 0) == 0 || e.name.rfind("clap.embeddings.word", 0) == 0 ||
+        e.name.rfind("clap.embeddings.position", 0) == 0 ||
+        e.name.rfind("clap.embeddings.token_type", 0) == 0)
+      continue;
+    bytes += static_cast<int64_t>(e.end - e.begin);
+  }
+  for (const ArenaStat& a : arena_stats()) bytes += static_cast<int64_t>(a.reserved);
+  return bytes;
+}
+
+std::vector<ArenaStat> GeneratorImpl::arena_stats() const {
+  std::vector<ArenaStat> out;
+  auto add = [&](const char* name, const Arena& a) {
+    out.push_back({name, a.reserved(), a.high_water(), a.frozen()});
+  };
+  add("visual", *visual_arena_);
+  add("sync", *sync_arena_);
+  add("text_work", *text_work_arena_);
+  add("text_out", *text_out_arena_);
+  add("step", *step_arena_);
+  add("dac", *dac_arena_);
+  add("io", *io_arena_);
+  return out;
+}
+
+ClipFrames GeneratorImpl::synthetic_clip(int tv, int t25) const {
+  // Smooth moving gradients: content does not change the work, but it keeps every network in
+  // its ordinary numeric range.
+  ClipFrames c;
+  const int ss = siglip_->config().image_size, sy = sync_->config().image_size;
+  c.semantic = Tensor::empty({tv, ss, ss, 3}, DType::kU8);
+  c.sync = Tensor::empty({t25, sy, sy, 3}, DType::kU8);
+  for (Tensor* t : {&c.semantic, &c.sync}) {
+    const int64_t n = t->dim(0), s = t->dim(1);
+    uint8_t* p = t->data<uint8_t>();
+    for (int64_t f = 0; f < n; ++f)
+      for (int64_t y = 0; y < s; ++y)
+        for (int64_t x = 0; x < s; ++x)
+          for (int64_t ch = 0; ch < 3; ++ch)
+            *p++ = static_cast<uint8_t>((x * 255 / s + y * 97 / s + f * 7 + ch * 60) & 0xFF);
+  }
+  c.timing = clip_timing(t25);
+  return c;
+}
+
+ClipFrames GeneratorImpl::decode(const std::string& video_path, double max_clip_seconds) {
+  DecodeOptions opts;
+  opts.end_sec = max_clip_seconds;
+  const int ss = siglip_->config().image_size, sy = sync_->config().image_size;
+  const size_t sem_bytes = size_t(ss) * ss * 3, sync_bytes = size_t(sy) * sy * 3;
+  uint8_t* sem = semantic_buffer_.data<uint8_t>();
+  uint8_t* syn = sync_buffer_.data<uint8_t>();
+  std::vector<uint8_t> resized;  // the uncropped Synchformer resize of one frame
+  auto sink = [&](const SampledFrame& f) {
+    FOLEY_CHECK(f.semantic_first + f.semantic_count <= max_tv_ &&
+                    f.sync_first + f.sync_count <= max_t25_,
+                "decoded past the generator's frame buffers");
+    if (f.semantic_count > 0) {
+      uint8_t* dst = sem + size_t(f.semantic_first) * sem_bytes;
+      resize_u8(f.rgb, f.height, f.width, 3, int64_t{f.width} * 3, dst, ss, ss,
+                ResizeFilter::kBilinear);
+      for (int i = 1; i < f.semantic_count; ++i) std::memcpy(dst + i * sem_bytes, dst, sem_bytes);
+    }
+    if (f.sync_count > 0) {
+      const SyncGeometry g = sync_geometry(f.height, f.width, sy);
+      resized.resize(size_t(g.rh) * size_t(g.rw) * 3);
+      resize_bicubic_aa_u8(f.rgb, f.height, f.width, 3, int64_t{f.width} * 3, resized.data(),
+                           g.rh, g.rw);
+      uint8_t* dst = syn + size_t(f.sync_first) * sync_bytes;
+      for (int y = 0; y < sy; ++y)
+        std::memcpy(dst + size_t(y) * sy * 3,
+                    &resized[(size_t(y + g.top) * size_t(g.rw) + size_t(g.left)) * 3],
+                    size_t(sy) * 3);
+      for (int i = 1; i < f.sync_count; ++i)
+        std::memcpy(dst + i * sync_bytes, dst, sync_bytes);
+    }
+  };
+  const SamplingResult r = decode_video_frames(video_path, opts, sink);
+  ClipFrames c;
+  c.timing = clip_timing(r.sync_frames);  // "clip too short: needs at least 0.64 s ..."
+  if (r.semantic_frames < 1)
+    throw Error(ErrorKind::kInvalidInput, "video has no frame at 8 fps within the clip");
+  c.semantic = semantic_buffer_.slice(0, 0, r.semantic_frames);
+  c.sync = sync_buffer_.slice(0, 0, r.sync_frames);
+  return c;
+}
+
+void GeneratorImpl::warm_up() {
+  GenerationParams p;
+  // One denoising step: every step has the same shapes, so more would only cost time.
+  p.steps = 1;
+  p.guidance = 4.5f;  // CFG on: the batch of 2 is the larger one
+  p.max_clip_seconds = options_.max_clip_seconds;
+  generate_frames(synthetic_clip(max_tv_, max_t25_), p);
+  std::lock_guard<std::mutex> lock(busy_);
+  for (Arena* a : {visual_arena_.get(), sync_arena_.get(), text_work_arena_.get()})
+    if (!a->frozen()) a->freeze();
+}
+
+}  // namespace pipeline
+
+std::unique_ptr<Generator> Generator::create(std::shared_ptr<const Model> model,
+                                             const GeneratorOptions& options) {
+  auto impl = std::dynamic_pointer_cast<const pipeline::ModelImpl>(model);
+  if (!impl) throw Error(ErrorKind::kInvalidInput, "Generator::create: no model loaded");
+  if (!std::isfinite(options.max_clip_seconds) || options.max_clip_seconds <= 0 ||
+      options.max_clip_seconds > 15.0)
+    throw make_error(ErrorKind::kInvalidInput, "max_clip_seconds must be in (0, 15], got %g",
+                     options.max_clip_seconds);
+  std::unique_ptr<Backend> backend;
+  if (options.device == DeviceType::kCuda) {
+    backend = make_cuda_backend(options.device_index);
+    if (!backend)
+      throw Error(ErrorKind::kUnsupported, "CUDA not available in this build/machine");
+  } else {
+    backend = make_cpu_backend();
+  }
+  return std::make_unique<pipeline::GeneratorImpl>(std::move(impl), options, std::move(backend));
+}
+
+}  // namespace foley

@@ -1,0 +1,115 @@
+// Model::load (open the bundle, require all five networks, summarise it) and the request
+// parameter checks.
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "core/check.h"
+#include "pipeline/pipeline.h"
+
+namespace foley {
+namespace pipeline {
+namespace {
+
+// The official DiT widths are 1536 (XL) and 2048 (XXL); `scripts/make_tiny_models.py` and the
+// golden cases write much narrower ones, whose output is noise.
+constexpr int64_t kSmallestOfficialHidden = 1536;
+
+ModelInfo summarise(const std::string& path, const WeightStore& store) {
+  ModelInfo info;
+  info.bundle_path = path;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  info.bundle_bytes = ec ? 0 : static_cast<int64_t>(size);
+  for (const auto& e : store.file().entries()) {
+    // The CLAP tokenizer's vocab/merges are stored as U8 tensors: bytes, not parameters.
+    if (e.name.rfind("clap.tokenizer.", 0) == 0) continue;
+    int64_t n = 1;
+    for (int64_t d : e.shape) n *= d;
+    info.parameters += n;
+  }
+  const MmditConfig dit = MmditConfig::from_json(store.config("dit"));
+  info.dit_summary = "MMDiT hidden " + std::to_string(dit.hidden) + ", " +
+                     std::to_string(dit.depth_triple) + "+" + std::to_string(dit.depth_single) +
+                     " blocks";
+  const auto& meta = store.file().metadata();
+  const auto tiny = meta.find("tiny");
+  info.is_tiny = dit.hidden < kSmallestOfficialHidden ||
+                 (tiny != meta.end() && (tiny->second == "true" || tiny->second == "1"));
+  return info;
+}
+
+}  // namespace
+
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    int extra;
+    uint32_t cp, min;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      extra = 1, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    if (i + static_cast<size_t>(extra) >= n) return false;
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned cc = p[i + static_cast<size_t>(k)];
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += static_cast<size_t>(extra) + 1;
+  }
+  return true;
+}
+
+void validate_params(const GenerationParams& p, double generator_max_seconds) {
+  auto bad = [](const std::string& message) { throw Error(ErrorKind::kInvalidInput, message); };
+  if (p.steps < 1 || p.steps > 200)
+    bad("steps must be in 1..200, got " + std::to_string(p.steps));
+  if (!std::isfinite(p.guidance) || p.guidance < 0.0f || p.guidance > 30.0f)
+    bad("guidance must be a finite number in 0..30 (<= 1 disables CFG), got " +
+        std::to_string(p.guidance));
+  constexpr size_t kMaxPromptBytes = 4096;
+  for (const auto& [field, text] : {std::pair<const char*, const std::string*>{"prompt", &p.prompt},
+                                    {"negative_prompt", &p.negative_prompt}}) {
+    if (text->size() > kMaxPromptBytes)
+      bad(std::string(field) + " is longer than 4096 bytes (" + std::to_string(text->size()) +
+          ")");
+    if (!valid_utf8(*text)) bad(std::string(field) + " is not valid UTF-8");
+  }
+  if (!std::isfinite(p.max_clip_seconds) || p.max_clip_seconds <= 0 ||
+      p.max_clip_seconds > generator_max_seconds)
+    bad("max_clip_seconds must be in (0, " + std::to_string(generator_max_seconds) +
+        "], got " + std::to_string(p.max_clip_seconds));
+}
+
+}  // namespace pipeline
+
+std::shared_ptr<const Model> Model::load(const ModelOptions& options) {
+  if (options.bundle_path.empty())
+    throw Error(ErrorKind::kInvalidInput, "model: no bundle path given");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(options.bundle_path, ec))
+    throw Error(ErrorKind::kNotFound, "model bundle not found: " + options.bundle_path);
+  std::shared_ptr<WeightStore> store = WeightStore::open(options.bundle_path);
+  for (const char* network : pipeline::kNetworks)
+    if (!store->has_network(network))
+      throw Error(ErrorKind::kInvalidInput,
+                  options.bundle_path + ": the bundle has no \"" + network +
+                      "\" network; generation needs all five (dit, dac, clap, siglip2, "
+                      "synchformer): convert with --model-dir pointing at the full model folder");
+  ModelInfo info = pipeline::summarise(options.bundle_path, *store);
+  return std::make_shared<pipeline::ModelImpl>(std::move(store), std::move(info));
+}
+
+}  // namespace foley

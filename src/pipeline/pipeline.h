@@ -1,0 +1,158 @@
+// The generation pipeline behind foley::Model / foley::Generator (include/foley/foley.h).
+//
+//   video ─decode (one pass, frames reduced on the fly to each encoder's input size)─►
+//   SigLIP2 features [Tv, C] (8 fps) ─┐
+//   Synchformer features [S·8, C] (25 fps) ─┼─► flow sampler (MMDiT, Euler, CFG) ─► latent
+//   CLAP text [negative, prompt] ─┘                         [128, Ta] ─► DAC ─► Ta·960 samples
+//
+// Exactly the order and shapes of model-spec §1 and §3. Internal entry points below take decoded
+// frames or ready features so that tests and warm-up can run without a video file.
+//
+// Threading: a Model is immutable after load except for one thing: WeightStore records which
+// tensors a network took (for its strictness check), so network construction is serialised by
+// the Model's mutex. After construction, Generators share only the mapped weights (read-only)
+// and, on the CPU, the process-wide oneDNN primitive cache (locked internally) and OpenMP's
+// thread team (each calling thread gets its own team). Everything a request writes (backend
+// scratch, arenas, frame buffers, the DiT's per-request context) belongs to one Generator, and
+// a Generator serialises its own requests with a mutex, so Generators can run concurrently in
+// different threads.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "foley/foley.h"
+#include "foley/media.h"
+#include "models/clap_text.h"
+#include "models/dac_decoder.h"
+#include "models/flow_sampler.h"
+#include "models/mmdit.h"
+#include "models/siglip2_vision.h"
+#include "models/synchformer.h"
+#include "models/weight_store.h"
+#include "text/bpe_tokenizer.h"
+
+namespace foley::pipeline {
+
+// The five networks a bundle must hold, by config/prefix name.
+inline constexpr const char* kNetworks[] = {"dit", "dac", "clap", "siglip2", "synchformer"};
+
+class ModelImpl final : public Model {
+ public:
+  ModelImpl(std::shared_ptr<WeightStore> store, ModelInfo info)
+      : store_(std::move(store)), info_(std::move(info)) {}
+  ModelInfo info() const override { return info_; }
+  const WeightStore& weights() const { return *store_; }
+  // Held while networks are built from weights() (see the threading note above).
+  std::mutex& construction_mutex() const { return construction_; }
+
+ private:
+  std::shared_ptr<WeightStore> store_;
+  ModelInfo info_;
+  mutable std::mutex construction_;
+};
+
+// One clip's frames, already reduced to the encoders' input sizes: SigLIP2's PIL bilinear
+// stretch to S×S and Synchformer's bicubic shorter-side resize + centre crop, both kept as U8.
+// Running an encoder's own preprocessing again on these is the identity (a same-size resize has
+// one tap of weight 1), so features equal those of the native-resolution frames; the pipeline
+// test checks that bitwise.
+struct ClipFrames {
+  Tensor semantic;  // host U8 [Tv, S_siglip, S_siglip, 3]
+  Tensor sync;      // host U8 [T25, S_sync, S_sync, 3]
+  ClipTiming timing;
+};
+
+// Host F32 conditioning for the sampler (FlowConditions) plus the clip's latent length.
+struct ClipFeatures {
+  FlowConditions cond;
+  int audio_len = 0;  // Ta
+  double audio_seconds = 0;
+};
+
+struct ArenaStat {
+  std::string name;
+  size_t reserved = 0;
+  size_t high_water = 0;
+  bool frozen = false;
+};
+
+class GeneratorImpl final : public Generator {
+ public:
+  GeneratorImpl(std::shared_ptr<const ModelImpl> model, const GeneratorOptions& options,
+                std::unique_ptr<Backend> backend);
+  ~GeneratorImpl() override;
+
+  void warm_up() override;
+  GenerationResult generate(const std::string& video_path, const GenerationParams& params,
+                            const GenerationCallbacks& callbacks = {}) override;
+  std::string device_name() const override;
+  int64_t device_bytes() const override;
+
+  // ---- internal entry points (tests, warm-up) -----------------------------------------------
+  // Everything after decoding. `frames` may be views of this generator's frame buffers.
+  GenerationResult generate_frames(const ClipFrames& frames, const GenerationParams& params,
+                                   const GenerationCallbacks& callbacks = {});
+  // Only the "denoise" and "vae" stages; `noise` [1, 128, Ta] or nullptr (drawn from the seed).
+  GenerationResult generate_features(const ClipFeatures& features, const GenerationParams& params,
+                                     const GenerationCallbacks& callbacks = {},
+                                     const Tensor* noise = nullptr);
+  // Decodes a file into this generator's frame buffers (valid until the next decode).
+  ClipFrames decode(const std::string& video_path, double max_clip_seconds);
+  // A deterministic synthetic clip of `t25` frames at 25 fps and `tv` at 8 fps (own buffers).
+  ClipFrames synthetic_clip(int tv, int t25) const;
+
+  std::vector<ArenaStat> arena_stats() const;
+  int max_semantic_frames() const { return max_tv_; }
+  int max_sync_frames() const { return max_t25_; }
+  int max_latent_frames() const { return max_ta_; }
+  const Siglip2Vision& siglip() const { return *siglip_; }
+  const Synchformer& synchformer() const { return *sync_; }
+  const Mmdit& dit() const { return *dit_; }
+  const DacDecoder& dac() const { return *dac_; }
+  Backend& backend() const { return *backend_; }
+
+ private:
+  struct Run;  // one request's timings, callbacks and cancellation (stages.cpp)
+
+  GenerationResult run_frames(Run& run, const ClipFrames& frames, const GenerationParams& params);
+  GenerationResult run_features(Run& run, const ClipFeatures& features,
+                                const GenerationParams& params, const Tensor* noise);
+  Tensor encode_visual(const ClipFrames& frames);
+  Tensor encode_sync(const ClipFrames& frames);
+  void encode_text(const GenerationParams& params, Tensor& text, Tensor& uncond_text);
+  Tensor denoise(Run& run, const ClipFeatures& features, const GenerationParams& params,
+                 const Tensor* noise);
+  std::vector<float> decode_audio(const Tensor& latent, int audio_len);
+
+  std::shared_ptr<const ModelImpl> model_;
+  GeneratorOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Siglip2Vision> siglip_;
+  std::unique_ptr<Synchformer> sync_;
+  std::unique_ptr<ClapTextModel> clap_;
+  std::unique_ptr<BpeTokenizer> tokenizer_;
+  std::unique_ptr<Mmdit> dit_;
+  std::unique_ptr<DacDecoder> dac_;
+
+  int max_tv_ = 0, max_t25_ = 0, max_ta_ = 0;
+  // Arenas, all sized at creation; warm_up() freezes the ones that start in growth mode.
+  std::unique_ptr<Arena> visual_arena_, sync_arena_, text_work_arena_, text_out_arena_;
+  std::unique_ptr<Arena> step_arena_, dac_arena_, io_arena_;
+  // Host frame buffers for the longest clip: [max_tv, S, S, 3] and [max_t25, S', S', 3].
+  Tensor semantic_buffer_, sync_buffer_;
+  std::mutex busy_;  // one request at a time
+};
+
+// Parameter checks shared by generate and the CLI's batch mode: Error(kInvalidInput) naming the
+// field. `generator_max_seconds` bounds max_clip_seconds.
+void validate_params(const GenerationParams& params, double generator_max_seconds);
+// True if `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool valid_utf8(const std::string& s);
+
+}  // namespace foley::pipeline

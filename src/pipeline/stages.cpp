@@ -1,0 +1,183 @@
+// The request path: decode -> SigLIP2 -> Synchformer -> CLAP text -> flow sampler -> DAC, with
+// per-stage timings, progress and cancellation (model-spec §1, §3).
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "core/check.h"
+#include "models/text_features.h"
+#include "pipeline/pipeline.h"
+
+namespace foley {
+namespace pipeline {
+
+struct GeneratorImpl::Run {
+  const GenerationCallbacks& callbacks;
+  std::vector<StageTiming> timings;
+
+  void check_cancel() const {
+    if (callbacks.cancel && callbacks.cancel->load())
+      throw Error(ErrorKind::kCancelled, "generation cancelled");
+  }
+  void report(const char* stage, int step = 0, int total = 0) const {
+    if (callbacks.progress) callbacks.progress(GenerationProgress{stage, step, total});
+  }
+  // Runs one stage: cancellation check, progress, timing.
+  template <typename F>
+  auto stage(const char* name, F&& body, int total_steps = 0) {
+    check_cancel();
+    report(name, 0, total_steps);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto result = body();
+    timings.push_back(
+        {name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+    return result;
+  }
+};
+
+GenerationResult GeneratorImpl::generate(const std::string& video_path,
+                                         const GenerationParams& params,
+                                         const GenerationCallbacks& callbacks) {
+  std::lock_guard<std::mutex> lock(busy_);
+  validate_params(params, options_.max_clip_seconds);
+  Run run{callbacks, {}};
+  const ClipFrames frames =
+      run.stage("decode", [&] { return decode(video_path, params.max_clip_seconds); });
+  return run_frames(run, frames, params);
+}
+
+GenerationResult GeneratorImpl::generate_frames(const ClipFrames& frames,
+                                                const GenerationParams& params,
+                                                const GenerationCallbacks& callbacks) {
+  std::lock_guard<std::mutex> lock(busy_);
+  validate_params(params, options_.max_clip_seconds);
+  Run run{callbacks, {}};
+  return run_frames(run, frames, params);
+}
+
+GenerationResult GeneratorImpl::generate_features(const ClipFeatures& features,
+                                                  const GenerationParams& params,
+                                                  const GenerationCallbacks& callbacks,
+                                                  const Tensor* noise) {
+  std::lock_guard<std::mutex> lock(busy_);
+  validate_params(params, options_.max_clip_seconds);
+  Run run{callbacks, {}};
+  return run_features(run, features, params, noise);
+}
+
+GenerationResult GeneratorImpl::run_frames(Run& run, const ClipFrames& frames,
+                                           const GenerationParams& params) {
+  if (frames.semantic.dim(0) > max_tv_ || frames.sync.dim(0) > max_t25_ ||
+      frames.timing.sync_frames != frames.sync.dim(0))
+    throw make_error(ErrorKind::kInvalidInput,
+                     "clip of %lld/%lld frames does not fit this generator (at most %d/%d)",
+                     static_cast<long long>(frames.semantic.dim(0)),
+                     static_cast<long long>(frames.sync.dim(0)), max_tv_, max_t25_);
+  ClipFeatures f;
+  f.audio_len = frames.timing.latent_frames;
+  f.audio_seconds = frames.timing.audio_seconds;
+  f.cond.clip = run.stage("visual", [&] { return encode_visual(frames); });
+  f.cond.sync = run.stage("sync", [&] { return encode_sync(frames); });
+  run.stage("text", [&] {
+    encode_text(params, f.cond.text, f.cond.uncond_text);
+    return 0;
+  });
+  return run_features(run, f, params, nullptr);
+}
+
+GenerationResult GeneratorImpl::run_features(Run& run, const ClipFeatures& features,
+                                             const GenerationParams& params, const Tensor* noise) {
+  if (features.audio_len < 1 || features.audio_len > max_ta_)
+    throw make_error(ErrorKind::kInvalidInput, "latent length %d is outside 1..%d",
+                     features.audio_len, max_ta_);
+  const Tensor latent = run.stage(
+      "denoise", [&] { return denoise(run, features, params, noise); }, params.steps);
+  std::vector<float> audio =
+      run.stage("vae", [&] { return decode_audio(latent, features.audio_len); });
+  GenerationResult r;
+  r.audio = std::move(audio);
+  r.sample_rate = dac_->config().sample_rate;
+  r.audio_seconds = features.audio_seconds;
+  r.timings = std::move(run.timings);
+  return r;
+}
+
+Tensor GeneratorImpl::encode_visual(const ClipFrames& frames) {
+  const Tensor out = siglip_->encode_frames(frames.semantic, *visual_arena_);
+  return out.reshape({out.dim(1), out.dim(2)});
+}
+
+Tensor GeneratorImpl::encode_sync(const ClipFrames& frames) {
+  const Tensor out = sync_->encode_frames(frames.sync, *sync_arena_);
+  return out.reshape({out.dim(1), out.dim(2)});
+}
+
+void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text,
+                                Tensor& uncond_text) {
+  // The text tower has a fixed position table; a longer batch is refused up front (the
+  // reference has no truncation either, model-spec §1.4).
+  const int64_t length = tokenizer_->encode_batch({params.negative_prompt, params.prompt}).length;
+  const int max_length = clap_->config().max_length();
+  if (length > max_length)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "prompt is too long: %lld tokens with the negative prompt's padding, the "
+                     "text encoder takes at most %d",
+                     static_cast<long long>(length), max_length);
+  Arena::Scope scope(*text_out_arena_);
+  const TextFeatures f = encode_text_features(*tokenizer_, *clap_, params.prompt,
+                                              params.negative_prompt, *text_out_arena_,
+                                              *text_work_arena_);
+  Tensor hidden = Tensor::empty(f.hidden.shape(), DType::kF32);
+  backend_->copy_to_host(hidden, f.hidden);
+  backend_->synchronize();
+  // text_feat = hidden[1:, :77], uncond_text_feat = hidden[:1, :77], as contiguous [keep, H].
+  const int64_t keep = f.cond.dim(1), h = hidden.dim(2), l = hidden.dim(1);
+  text = Tensor::empty({keep, h}, DType::kF32);
+  uncond_text = Tensor::empty({keep, h}, DType::kF32);
+  std::memcpy(uncond_text.data<float>(), hidden.data<float>(), size_t(keep * h) * sizeof(float));
+  std::memcpy(text.data<float>(), hidden.data<float>() + l * h, size_t(keep * h) * sizeof(float));
+}
+
+Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
+                              const GenerationParams& params, const Tensor* noise) {
+  FlowSampleParams sp;
+  sp.steps = params.steps;
+  sp.guidance = params.guidance;
+  sp.seed = params.seed;
+  FlowCallbacks fc;
+  fc.cancel = run.callbacks.cancel;
+  fc.progress = [&](int done, int total) { run.report("denoise", done, total); };
+  return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *step_arena_, fc);
+}
+
+std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_len) {
+  // The sampler's latent is channel-first [1, 128, Ta]; the DAC takes channel-last [1, Ta, 128].
+  const int64_t c = latent.dim(1), ta = latent.dim(2);
+  FOLEY_CHECK(latent.rank() == 3 && ta == audio_len, "latent %s for Ta %d",
+              latent.describe().c_str(), audio_len);
+  Tensor host = Tensor::empty({1, ta, c}, DType::kF32);
+  const float* src = latent.data<float>();
+  float* dst = host.data<float>();
+  for (int64_t t = 0; t < ta; ++t)
+    for (int64_t k = 0; k < c; ++k) dst[t * c + k] = src[k * ta + t];
+  const int64_t hop = dac_->config().hop();
+  Arena::Scope scope(*io_arena_);
+  const Tensor lat = io_arena_->alloc({1, ta, c}, DType::kF32);
+  const Tensor audio = io_arena_->alloc({1, ta * hop}, DType::kF32);
+  backend_->copy_from_host(lat, host);
+  dac_->decode(lat, audio, *dac_arena_);
+  // Ta·960 samples at 48 kHz (model-spec §1.7: the reference's trim is a no-op).
+  const int64_t samples = std::min<int64_t>(ta * hop, int64_t{audio_len} * 960);
+  std::vector<float> out(static_cast<size_t>(ta * hop));
+  backend_->copy_to_host(Tensor(out.data(), DType::kF32, {1, ta * hop}, DeviceKind::kCPU), audio);
+  backend_->synchronize();
+  out.resize(static_cast<size_t>(samples));
+  for (float v : out)
+    if (!std::isfinite(v) || std::fabs(v) > 1.0f)
+      throw Error(ErrorKind::kInternal, "the decoder produced samples outside [-1, 1]");
+  return out;
+}
+
+}  // namespace pipeline
+}  // namespace foley
