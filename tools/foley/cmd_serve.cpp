@@ -1,0 +1,197 @@
+// foley serve: the HTTP service. Startup order matters: the socket is bound and /health/live
+// answers before the model loads; /health/ready turns 200 only after every worker's Generator is
+// created and warmed. SIGTERM/SIGINT drain: new work gets 503, queued jobs are cancelled,
+// running ones get --drain-seconds to finish and are then cancelled at their next step.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "foley/foley.h"
+
+#ifdef FOLEY_HAVE_HTTP
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <filesystem>
+#include <thread>
+
+#include "server/app.h"
+#endif
+
+namespace foley_cli {
+
+#ifdef FOLEY_HAVE_HTTP
+namespace {
+
+namespace fs = std::filesystem;
+
+void make_private_dir(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec || ::chmod(path.c_str(), 0700) != 0)
+    throw foley::Error(foley::ErrorKind::kInvalidInput, "cannot create directory " + path);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int run_server(foley_server::ServerOptions o) {
+  if (o.token.empty())
+    if (const char* env = std::getenv("FOLEY_API_TOKEN")) o.token = env;
+  const bool cuda = o.device == "cuda";
+  const int workers = o.jobs_per_device > 0 ? o.jobs_per_device : (cuda ? 4 : 1);
+
+  // Every thread started from here on inherits this mask; one thread takes the signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  bool temp_data_dir = false;
+  if (o.data_dir.empty()) {
+    char tmpl[] = "/tmp/foley-serve-XXXXXX";  // mkdtemp makes it 0700
+    if (!::mkdtemp(tmpl))
+      throw foley::Error(foley::ErrorKind::kInternal, "cannot create a temporary directory");
+    o.data_dir = tmpl;
+    temp_data_dir = true;
+  }
+  make_private_dir(o.data_dir);
+  const std::string uploads = o.data_dir + "/uploads", results = o.data_dir + "/results";
+  make_private_dir(uploads);
+  make_private_dir(results);
+  std::string media_root;
+  if (!o.media_root.empty()) {
+    char resolved[PATH_MAX];
+    if (!::realpath(o.media_root.c_str(), resolved) || !fs::is_directory(resolved))
+      throw foley::Error(foley::ErrorKind::kNotFound, "--media-root is not a directory");
+    media_root = resolved;
+  }
+
+  foley_server::App app(o, uploads, results, media_root);
+  const int port = app.bind();
+  if (port < 0)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "cannot listen on " + o.host + ":" + std::to_string(o.port));
+  const std::string url = "http://" + o.host + ":" + std::to_string(port);
+  std::printf("foley serve: listening on %s (loading %s)\n", url.c_str(), o.model.c_str());
+  std::fflush(stdout);
+  std::thread http([&app] { app.listen(); });
+
+  std::atomic<bool> signalled{false};
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    signalled = true;
+  });
+  auto shut_down = [&](int code) {
+    app.drain();
+    app.stop();
+    http.join();
+    if (!signalled) pthread_kill(signal_waiter.native_handle(), SIGTERM);
+    signal_waiter.join();
+    if (temp_data_dir) {
+      std::error_code ec;
+      fs::remove_all(o.data_dir, ec);
+    }
+    return code;
+  };
+
+  try {
+    const auto t_load = std::chrono::steady_clock::now();
+    foley::ModelOptions mo;
+    mo.bundle_path = o.model;
+    const auto model = foley::Model::load(mo);
+    app.metrics().model_load_seconds = seconds_since(t_load);
+
+    const auto t_warm = std::chrono::steady_clock::now();
+    std::vector<std::unique_ptr<foley::Generator>> generators;
+    int64_t device_bytes = 0;
+    for (int i = 0; i < workers && !signalled; ++i) {
+      foley::GeneratorOptions go;
+      go.device = cuda ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+      go.max_clip_seconds = o.max_clip_seconds;
+      auto g = foley::Generator::create(model, go);
+      g->warm_up();
+      device_bytes += g->device_bytes();
+      generators.push_back(std::move(g));
+    }
+    const double warm = seconds_since(t_warm);
+    app.metrics().warmup_seconds = warm;
+    app.metrics().device_memory_bytes = device_bytes;
+    if (!signalled) {
+      app.start_workers(std::move(generators));
+      app.set_ready();
+      std::printf("foley serve: ready on %s (model %s, %d workers, warmed in %.1f s)\n",
+                  url.c_str(), fs::path(o.model).filename().c_str(), workers, warm);
+      std::fflush(stdout);
+    }
+  } catch (...) {
+    shut_down(0);
+    throw;  // main() prints it and picks the exit code
+  }
+  while (!signalled) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::printf("foley serve: draining (up to %.0f s for running jobs)\n", o.drain_seconds);
+  std::fflush(stdout);
+  const int code = shut_down(0);
+  std::printf("foley serve: stopped\n");
+  return code;
+}
+
+}  // namespace
+#endif
+
+Command add_serve_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "HTTP service: queued generations, SSE progress, metrics");
+#ifdef FOLEY_HAVE_HTTP
+  auto o = std::make_shared<foley_server::ServerOptions>();
+  cmd->add_option("--model", o->model, "bundle written by `foley convert`")->required();
+  cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->port, "port (0: pick a free one and print it)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--jobs-per-device", o->jobs_per_device,
+                  "concurrent jobs, one warmed Generator each (default 4 on cuda, 1 on cpu)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--queue-size", o->queue_size, "queued jobs before 429")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--threads", o->http_threads, "HTTP worker threads (each SSE stream holds one)")
+      ->capture_default_str()->check(CLI::Range(4, 1024));
+  cmd->add_option("--max-upload-mb", o->max_upload_mb, "request body cap (413 above)")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--data-dir", o->data_dir,
+                  "uploads and results (default: a private temporary directory)");
+  cmd->add_option("--media-root", o->media_root,
+                  "folder JSON requests may name files in (video_path); absent: refused");
+  cmd->add_option("--result-ttl", o->result_ttl_seconds, "seconds results are kept")
+      ->capture_default_str()->check(CLI::Range(1.0, 1e7));
+  cmd->add_option("--disk-budget-mb", o->disk_budget_mb, "results kept within this size")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--drain-seconds", o->drain_seconds,
+                  "on SIGTERM, time running jobs get before they are cancelled")
+      ->capture_default_str()->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--token", o->token,
+                  "bearer token for /v1/*, /generate, /metrics (or env FOLEY_API_TOKEN)");
+  cmd->add_option("--max-clip-seconds", o->max_clip_seconds, "longest video span used")
+      ->capture_default_str()->check(CLI::Range(1.0, 15.0));
+  cmd->add_option("--io-timeout", o->io_timeout_seconds, "socket read/write timeout, seconds")
+      ->capture_default_str()->check(CLI::Range(1, 3600));
+  return {cmd, [o]() { return run_server(*o); }};
+#else
+  return {cmd, []() -> int {
+            throw foley::Error(foley::ErrorKind::kUnsupported,
+                               "this build has no HTTP server (configured with FOLEY_HTTP=OFF)");
+          }};
+#endif
+}
+
+}  // namespace foley_cli

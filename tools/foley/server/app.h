@@ -1,0 +1,78 @@
+// The HTTP side of `foley serve`: routes, auth, readiness, SSE, and the lifecycle (loading ->
+// ready -> draining) that cmd_serve.cpp drives.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <httplib.h>
+
+#include "metrics.h"
+#include "requests.h"
+#include "scheduler.h"
+
+namespace foley_server {
+
+struct ServerOptions {
+  std::string model;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string device = "cpu";
+  int http_threads = 64;
+  size_t queue_size = 16;
+  int jobs_per_device = 0;  // 0: 4 on CUDA, 1 on the CPU
+  int64_t max_upload_mb = 256;
+  std::string data_dir;    // empty: a private temporary directory
+  std::string media_root;  // empty: JSON video_path refused
+  double result_ttl_seconds = 3600;
+  int64_t disk_budget_mb = 2048;
+  double drain_seconds = 30;
+  std::string token;
+  double max_clip_seconds = 15;
+  int io_timeout_seconds = 60;
+};
+
+enum class Phase { kLoading, kReady, kDraining };
+
+class App {
+ public:
+  App(const ServerOptions& options, const std::string& uploads_dir,
+      const std::string& results_dir, const std::string& media_root_real);
+  ~App();
+
+  int bind();     // the port actually bound (for --port 0)
+  void listen();  // blocks until stop()
+  void stop();
+
+  void set_ready() { phase_ = Phase::kReady; metrics_.ready = true; }
+  void start_workers(std::vector<std::unique_ptr<foley::Generator>> generators);
+  // Stops taking work (ready -> 503 draining), then drains the scheduler within the budget.
+  void drain();
+
+  Metrics& metrics() { return metrics_; }
+
+ private:
+  void routes();
+  bool authorized(const httplib::Request& req) const;
+  void post_generation(const httplib::Request& req, httplib::Response& res, bool synchronous);
+  void get_job(const httplib::Request& req, httplib::Response& res);
+  void get_events(const httplib::Request& req, httplib::Response& res);
+  void get_file(const httplib::Request& req, httplib::Response& res, bool video);
+  void delete_job(const httplib::Request& req, httplib::Response& res);
+  std::shared_ptr<Job> job_or_404(const httplib::Request& req, httplib::Response& res);
+
+  ServerOptions options_;
+  RequestLimits limits_;
+  Metrics metrics_;
+  Scheduler scheduler_;
+  httplib::Server http_;
+  std::atomic<Phase> phase_{Phase::kLoading};
+  std::atomic<bool> stopping_{false};
+};
+
+const std::string& openapi_json();
+
+}  // namespace foley_server

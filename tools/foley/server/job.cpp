@@ -1,0 +1,101 @@
+#include "job.h"
+
+#include <ctime>
+
+namespace foley_server {
+
+const char* state_name(JobState s) {
+  switch (s) {
+    case JobState::kQueued: return "queued";
+    case JobState::kRunning: return "running";
+    case JobState::kSucceeded: return "succeeded";
+    case JobState::kFailed: return "failed";
+    case JobState::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+void Job::emit_locked(const std::string& name, nlohmann::json data) {
+  events.push_back({name, std::move(data)});
+  changed.notify_all();
+}
+
+namespace {
+
+nlohmann::json iso_time(Clock::time_point t) {
+  if (t == Clock::time_point{}) return nullptr;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = std::time_t(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, int(ms % 1000));
+  return buf;
+}
+
+}  // namespace
+
+double overall_fraction(const foley::GenerationProgress& p) {
+  // Stage order and a rough share of a CPU run each; denoising dominates.
+  struct Share {
+    const char* stage;
+    double weight;
+  };
+  static const Share kShares[] = {{"decode", 0.05}, {"visual", 0.1}, {"sync", 0.1},
+                                  {"text", 0.05},   {"denoise", 0.6}, {"vae", 0.1}};
+  double before = 0;
+  for (const auto& s : kShares) {
+    if (p.stage == s.stage) {
+      double within = 0;
+      if (p.total_steps > 0) within = double(p.step) / double(p.total_steps);
+      return std::min(1.0, before + s.weight * within);
+    }
+    before += s.weight;
+  }
+  return 0;
+}
+
+nlohmann::json progress_json_locked(const Job& job) {
+  return {{"stage", job.progress.stage.empty() ? nlohmann::json(nullptr)
+                                                : nlohmann::json(job.progress.stage)},
+          {"step", job.progress.step},
+          {"total_steps", job.progress.total_steps},
+          {"fraction", job.state == JobState::kSucceeded ? 1.0 : job.fraction}};
+}
+
+nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix) {
+  const std::string base = url_prefix + "/v1/generations/" + job.id;
+  nlohmann::json timings = nlohmann::json::object();
+  for (const auto& t : job.timings) timings[t.stage] = t.seconds;
+  const auto& p = job.request.params;
+  nlohmann::json j = {
+      {"id", job.id},
+      {"state", state_name(job.state)},
+      {"progress", progress_json_locked(job)},
+      {"timings", timings},
+      {"created_at", iso_time(job.created_at)},
+      {"started_at", iso_time(job.started_at)},
+      {"finished_at", iso_time(job.finished_at)},
+      {"status_url", base},
+      {"events_url", base + "/events"},
+      {"audio_url", base + "/audio"},
+      {"params",
+       {{"prompt", p.prompt},
+        {"negative_prompt", p.negative_prompt},
+        {"steps", p.steps},
+        {"guidance", p.guidance},
+        {"seed", p.seed},
+        {"max_seconds", p.max_clip_seconds},
+        {"format", job.request.format == OutputFormat::kFlac ? "flac" : "wav"}}},
+  };
+  if (job.state == JobState::kSucceeded) j["audio_seconds"] = job.audio_seconds;
+  // The muxed clip is announced only once it exists (it needs FFmpeg and a muxable input).
+  if (!job.video_path.empty() || (job.request.mux && !is_terminal(job.state))) j["video_url"] = base + "/video";
+  if (job.state == JobState::kFailed || job.state == JobState::kCancelled)
+    j["error"] = {{"code", job.error_code}, {"message", job.error_message}};
+  return j;
+}
+
+}  // namespace foley_server

@@ -1,0 +1,77 @@
+// One generation request as the server tracks it: parameters, state, progress, the event log that
+// SSE clients replay, and the result files. Every mutable field is guarded by `mutex`; `changed`
+// wakes SSE streams and synchronous waiters.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "foley/foley.h"
+
+namespace foley_server {
+
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+const char* state_name(JobState s);
+inline bool is_terminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+enum class OutputFormat { kWav, kFlac };
+
+struct JobRequest {
+  foley::GenerationParams params;
+  OutputFormat format = OutputFormat::kWav;
+  std::string video_path;      // an upload in the data dir, or a file under --media-root
+  bool owns_video = false;     // delete video_path when the job is finished
+  bool synchronous = false;    // POST /generate: no mux, removed once answered
+  bool mux = false;            // also write the clip with the audio muxed in
+};
+
+struct JobEvent {
+  std::string name;  // queued, running, progress, done, failed, cancelled
+  nlohmann::json data;
+};
+
+using Clock = std::chrono::system_clock;
+
+struct Job {
+  std::string id;
+  JobRequest request;
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  JobState state = JobState::kQueued;
+  foley::GenerationProgress progress;
+  double fraction = 0;  // of the whole job, for progress bars
+  std::vector<foley::StageTiming> timings;
+  std::string error_code, error_message;  // when failed or cancelled
+  int error_status = 0;                   // the HTTP status POST /generate answers with
+  Clock::time_point created_at = Clock::now(), started_at{}, finished_at{};
+  std::string audio_path;  // set when succeeded
+  std::string video_path;  // muxed clip, when muxing worked
+  double audio_seconds = 0;
+  int64_t result_bytes = 0;
+  std::vector<JobEvent> events;  // every event so far, for SSE replay
+
+  std::atomic<bool> cancel{false};
+
+  // Appends an event and wakes waiters; the caller holds `mutex`.
+  void emit_locked(const std::string& name, nlohmann::json data);
+};
+
+// The public JSON of a job (GET /v1/generations/{id}); the caller holds job.mutex.
+nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix);
+
+// Overall completion in [0, 1] for a progress report (stage weights are rough CPU shares).
+double overall_fraction(const foley::GenerationProgress& p);
+
+nlohmann::json progress_json_locked(const Job& job);
+
+}  // namespace foley_server

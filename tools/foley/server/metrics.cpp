@@ -1,0 +1,100 @@
+#include "metrics.h"
+
+#include <cstdio>
+
+namespace foley_server {
+
+namespace {
+
+std::string number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::string with_labels(const std::string& labels, const std::string& extra) {
+  if (labels.empty()) return "{" + extra + "}";
+  return "{" + labels + "," + extra + "}";
+}
+
+const std::vector<double> kStageBounds = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name,
+                       const std::string& labels) const {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    const std::string le = i < bounds_.size() ? number(bounds_[i]) : "+Inf";
+    out += name + "_bucket" + with_labels(labels, "le=\"" + le + "\"") + " " +
+           std::to_string(cumulative) + "\n";
+  }
+  const std::string l = labels.empty() ? "" : "{" + labels + "}";
+  out += name + "_sum" + l + " " + number(sum_) + "\n";
+  out += name + "_count" + l + " " + std::to_string(count_) + "\n";
+}
+
+void Metrics::observe_stage(const std::string& stage, double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stages_.try_emplace(stage, kStageBounds).first->second.observe(seconds);
+}
+
+void Metrics::observe_request(double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  requests_.observe(seconds);
+}
+
+void Metrics::count_finished(const std::string& state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++finished_[state];
+}
+
+std::string Metrics::render(size_t queue_depth,
+                            const std::map<std::string, size_t>& jobs_by_state) const {
+  std::string out;
+  auto gauge = [&](const char* name, const char* help, double v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n" + name +
+           " " + number(v) + "\n";
+  };
+  gauge("foley_queue_depth", "Jobs waiting for a worker.", double(queue_depth));
+  out += "# HELP foley_jobs Jobs currently known to the server, by state.\n";
+  out += "# TYPE foley_jobs gauge\n";
+  for (const char* s : {"queued", "running", "succeeded", "failed", "cancelled"}) {
+    const auto it = jobs_by_state.find(s);
+    out += std::string("foley_jobs{state=\"") + s + "\"} " +
+           std::to_string(it == jobs_by_state.end() ? 0 : it->second) + "\n";
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  out += "# HELP foley_jobs_total Jobs accepted since start, and finished ones by outcome.\n";
+  out += "# TYPE foley_jobs_total counter\n";
+  out += "foley_jobs_total{state=\"submitted\"} " + std::to_string(jobs_submitted.load()) + "\n";
+  for (const auto& [state, n] : finished_)
+    out += "foley_jobs_total{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP foley_stage_seconds Time per pipeline stage of finished jobs.\n";
+  out += "# TYPE foley_stage_seconds histogram\n";
+  for (const auto& [stage, h] : stages_) h.render(out, "foley_stage_seconds", "stage=\"" + stage + "\"");
+  out += "# HELP foley_request_seconds Time from submission to the end of a job.\n";
+  out += "# TYPE foley_request_seconds histogram\n";
+  requests_.render(out, "foley_request_seconds", "");
+  gauge("foley_model_load_seconds", "Time to load the model bundle.", model_load_seconds.load());
+  gauge("foley_warmup_seconds", "Time to create and warm every worker.", warmup_seconds.load());
+  gauge("foley_device_memory_bytes", "Device memory held by the workers (0 on the CPU).",
+        double(device_memory_bytes.load()));
+  gauge("foley_ready", "1 once every worker is warm and the server takes jobs.",
+        ready.load() ? 1 : 0);
+  return out;
+}
+
+}  // namespace foley_server

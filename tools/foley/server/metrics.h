@@ -1,0 +1,49 @@
+// Prometheus metrics of the server, rendered as text format 0.0.4 by GET /metrics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace foley_server {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double value);
+  // Lines for `name{labels,le=...}`, `_sum` and `_count`; `labels` is "" or `k="v"`.
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  void observe_stage(const std::string& stage, double seconds);
+  void observe_request(double seconds);
+  void count_finished(const std::string& state);  // succeeded, failed, cancelled
+
+  std::atomic<double> model_load_seconds{0};
+  std::atomic<double> warmup_seconds{0};
+  std::atomic<int64_t> device_memory_bytes{0};
+  std::atomic<bool> ready{false};
+  std::atomic<uint64_t> jobs_submitted{0};
+
+  // `jobs_by_state` is the current count per state, `queue_depth` the queued ones.
+  std::string render(size_t queue_depth, const std::map<std::string, size_t>& jobs_by_state) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, Histogram> stages_;
+  Histogram requests_{{0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300}};
+  std::map<std::string, uint64_t> finished_;
+};
+
+}  // namespace foley_server

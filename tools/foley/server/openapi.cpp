@@ -1,0 +1,122 @@
+// GET /openapi.json: the API description, written by hand next to the handlers it describes.
+#include "app.h"
+
+namespace foley_server {
+
+namespace {
+
+const char* const kOpenApi = R"json({
+  "openapi": "3.0.3",
+  "info": {
+    "title": "foley serve",
+    "version": "1",
+    "description": "Video + text prompt -> Foley audio (HunyuanVideo-Foley). Jobs are queued (bounded), run by a fixed set of warmed workers, and their results kept for a TTL. When the server runs with --token, /v1/*, /generate and /metrics need 'Authorization: Bearer <token>'."
+  },
+  "components": {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "schemas": {
+      "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
+        "required": ["code", "message"], "properties": {
+          "code": {"type": "string", "enum": ["invalid_input", "not_found", "too_large", "queue_full", "unauthorized", "cancelled", "unavailable", "internal"]},
+          "message": {"type": "string"}}}}},
+      "Progress": {"type": "object", "properties": {
+        "stage": {"type": "string", "nullable": true, "enum": ["decode", "visual", "sync", "text", "denoise", "vae"]},
+        "step": {"type": "integer", "description": "finished denoising steps (during denoise)"},
+        "total_steps": {"type": "integer"},
+        "fraction": {"type": "number", "minimum": 0, "maximum": 1, "description": "rough overall completion"}}},
+      "GenerationFields": {"type": "object", "required": ["prompt"], "properties": {
+        "prompt": {"type": "string", "maxLength": 4096, "description": "required; may be empty"},
+        "negative_prompt": {"type": "string", "maxLength": 4096, "default": "noisy, harsh"},
+        "steps": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+        "guidance": {"type": "number", "minimum": 0, "maximum": 30, "default": 4.5, "description": "<= 1 disables classifier-free guidance"},
+        "seed": {"type": "integer", "minimum": 0, "default": 0},
+        "max_seconds": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 15, "description": "seconds of video used"},
+        "format": {"type": "string", "enum": ["wav", "flac"], "default": "wav"}}},
+      "Upload": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video"],
+        "properties": {"video": {"type": "string", "format": "binary", "description": "any container FFmpeg reads"}}}]},
+      "ServerFile": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video_path"],
+        "properties": {"video_path": {"type": "string", "description": "a file under the server's --media-root (refused without it)"}}}]},
+      "Job": {"type": "object", "required": ["id", "state"], "properties": {
+        "id": {"type": "string"},
+        "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "progress": {"$ref": "#/components/schemas/Progress"},
+        "timings": {"type": "object", "additionalProperties": {"type": "number"}, "description": "seconds per stage"},
+        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time", "nullable": true},
+        "finished_at": {"type": "string", "format": "date-time", "nullable": true},
+        "audio_seconds": {"type": "number"},
+        "status_url": {"type": "string"}, "events_url": {"type": "string"},
+        "audio_url": {"type": "string"},
+        "video_url": {"type": "string", "description": "present when a muxed MP4 is (or will be) available"},
+        "params": {"type": "object"}}}
+    },
+    "responses": {
+      "Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+      "QueueFull": {"description": "queue full; see Retry-After", "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    },
+    "parameters": {"id": {"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}}
+  },
+  "security": [{"bearer": []}],
+  "paths": {
+    "/": {"get": {"summary": "The browser page", "security": [], "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+    "/health/live": {"get": {"summary": "Liveness (200 from the first moment)", "security": [],
+      "responses": {"200": {"description": "{\"status\":\"live\"}"}}}},
+    "/health/ready": {"get": {"summary": "Readiness: 200 once every worker is loaded and warmed", "security": [],
+      "responses": {"200": {"description": "{\"status\":\"ready\"}"}, "503": {"description": "{\"status\":\"loading\"} or {\"status\":\"draining\"}"}}}},
+    "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.0"}}}},
+    "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_model_load_seconds, foley_warmup_seconds, foley_device_memory_bytes, foley_ready",
+      "content": {"text/plain": {}}}, "401": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/generations": {"post": {"summary": "Queue a generation",
+      "requestBody": {"required": true, "content": {
+        "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/ServerFile"}}}},
+      "responses": {
+        "202": {"description": "queued", "headers": {"Location": {"schema": {"type": "string"}}},
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
+        "403": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+        "422": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/QueueFull"},
+        "503": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/generations/{id}": {
+      "parameters": [{"$ref": "#/components/parameters/id"}],
+      "get": {"summary": "State, progress, timings and error of a job",
+        "responses": {"200": {"description": "job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+          "404": {"$ref": "#/components/responses/Error"}}},
+      "delete": {"summary": "Cancel: a queued job is dropped, a running one stops at its next step; a finished job is forgotten and its files deleted",
+        "responses": {"202": {"description": "cancelled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+          "200": {"description": "finished job deleted"}, "404": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/generations/{id}/events": {
+      "parameters": [{"$ref": "#/components/parameters/id"}],
+      "get": {"summary": "Server-Sent Events: the current state first, then queued, running, progress (data = Progress), done (data = Job), failed (data = {error}), cancelled; the stream ends after a terminal event; ': keep-alive' comments every 10 s",
+        "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}, "404": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/generations/{id}/audio": {
+      "parameters": [{"$ref": "#/components/parameters/id"}],
+      "get": {"summary": "The generated audio (attachment)",
+        "responses": {"200": {"description": "audio", "content": {"audio/wav": {}, "audio/flac": {}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/generations/{id}/video": {
+      "parameters": [{"$ref": "#/components/parameters/id"}],
+      "get": {"summary": "The uploaded clip with the generated audio muxed in (video stream copied)",
+        "responses": {"200": {"description": "MP4", "content": {"video/mp4": {}}},
+          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}},
+    "/generate": {"post": {"summary": "Synchronous convenience: same fields as POST /v1/generations, answers with the audio",
+      "requestBody": {"required": true, "content": {
+        "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/ServerFile"}}}},
+      "responses": {"200": {"description": "audio", "content": {"audio/wav": {}, "audio/flac": {}}},
+        "400": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+        "422": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/QueueFull"},
+        "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}}
+  }
+})json";
+
+}  // namespace
+
+const std::string& openapi_json() {
+  static const std::string text = kOpenApi;
+  return text;
+}
+
+}  // namespace foley_server

@@ -1,0 +1,81 @@
+// The job store and its workers: a bounded FIFO of queued jobs, one worker thread per Generator
+// (so at most that many jobs run at once), finished results kept for a TTL and within a disk
+// budget by a janitor thread, and the drain that SIGTERM starts.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "foley/foley.h"
+#include "job.h"
+#include "metrics.h"
+
+namespace foley_server {
+
+struct SchedulerOptions {
+  size_t queue_size = 16;
+  std::string results_dir;
+  double result_ttl_seconds = 3600;
+  int64_t disk_budget_bytes = int64_t{1} << 30;
+};
+
+enum class SubmitResult { kAccepted, kQueueFull, kDraining };
+
+class Scheduler {
+ public:
+  Scheduler(SchedulerOptions options, Metrics& metrics);
+  ~Scheduler();
+
+  // Starts one worker thread per (warmed) generator, and the janitor.
+  void start(std::vector<std::unique_ptr<foley::Generator>> generators);
+
+  std::shared_ptr<Job> make_job(JobRequest request);  // with a fresh random id, not yet queued
+  SubmitResult submit(const std::shared_ptr<Job>& job);
+  std::shared_ptr<Job> find(const std::string& id) const;
+  // Queued: removed from the queue and cancelled now. Running: asked to stop at the next step.
+  // Returns false when the job is already finished.
+  bool cancel(const std::shared_ptr<Job>& job);
+  // Forgets a finished job and deletes its files.
+  void remove(const std::string& id);
+
+  size_t queue_depth() const;
+  std::map<std::string, size_t> jobs_by_state() const;
+  int retry_after_seconds() const;  // a guess at when a queue slot frees up
+  bool draining() const;
+
+  // Stops taking jobs, cancels queued ones, lets running jobs finish within `budget_seconds`,
+  // cancels what is still running, and joins every thread.
+  void drain(double budget_seconds);
+
+ private:
+  void worker_loop(foley::Generator* generator);
+  void run_job(foley::Generator* generator, const std::shared_ptr<Job>& job);
+  void janitor_loop();
+  void finish_cancelled_locked(Job& job, const std::string& message);
+  void delete_files_locked(Job& job);
+
+  SchedulerOptions options_;
+  Metrics& metrics_;
+  std::vector<std::unique_ptr<foley::Generator>> generators_;
+  std::vector<std::thread> workers_;
+  std::thread janitor_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable queue_changed_;  // workers and the janitor wait on it
+  std::condition_variable running_changed_;  // drain waits on it
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;
+  size_t running_ = 0;
+  double mean_job_seconds_ = 0;
+  bool draining_ = false;
+  bool stop_ = false;
+};
+
+}  // namespace foley_server
