@@ -199,6 +199,13 @@ void GeneratorImpl::warm_up() {
   p.max_clip_seconds = options_.max_clip_seconds;
   generate_frames(synthetic_clip(max_tv_, max_t25_), p);
   std::lock_guard<std::mutex> lock(busy_);
+  {
+    // The warm-up prompt is short; the text arenas are reserved for the longest text, which is
+    // taken once here so that their high-water marks are final too.
+    const ClapTextConfig& cc = clap_->config();
+    Arena::Scope scope(*text_out_arena_);
+    text_out_arena_->alloc({2, cc.max_length(), cc.hidden_size}, DType::kF32);
+  }
   for (Arena* a : {visual_arena_.get(), sync_arena_.get(), text_work_arena_.get()})
     if (!a->frozen()) a->freeze();
 }

@@ -16,6 +16,7 @@ struct Command {
 Command add_inspect_command(CLI::App& app);
 Command add_convert_command(CLI::App& app);
 Command add_golden_command(CLI::App& app);
+Command add_generate_command(CLI::App& app);
 Command add_serve_command(CLI::App& app);
 
 }  // namespace foley_cli

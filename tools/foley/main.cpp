@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
       foley_cli::add_inspect_command(app),
       foley_cli::add_convert_command(app),
       foley_cli::add_golden_command(app),
+      foley_cli::add_generate_command(app),
       foley_cli::add_serve_command(app),
   };
   try {

@@ -1,0 +1,91 @@
+#!/bin/sh
+# `foley generate` end to end on the complete tiny model: a single clip (WAV + muxed MP4 checked
+# with ffprobe when the ffmpeg CLI is there, Y4M input otherwise), a JSONL batch with one bad line
+# (nonzero exit, the good outputs written, nothing for the bad one), a CSV batch, and bad flags
+# (exit 2). Usage: generate_cli.sh FOLEY PYTHON SOURCE_DIR WORK_DIR. Exit 77 = skipped.
+set -eu
+FOLEY=$1 PY=$2 SRC=$3 WORK=$4
+"$PY" -c 'import torch' 2>/dev/null || { echo "python3-torch missing"; exit 77; }
+rm -rf "$WORK" && mkdir -p "$WORK"
+cd "$WORK"
+fail() { echo "FAIL: $*"; exit 1; }
+
+# The tiny model depends only on its generator scripts: cached in /tmp under their hash.
+key=$(cat "$SRC"/scripts/make_tiny_models.py "$SRC"/scripts/tiny_models/*.py | sha1sum | cut -c1-16)
+tiny=/tmp/foley-tiny-cli-$key
+if [ ! -f "$tiny/synchformer_state_dict.pth" ]; then
+  tmp=$(mktemp -d /tmp/foley-tiny-XXXXXX)
+  "$PY" "$SRC/scripts/make_tiny_models.py" "$tmp" --seed 3 >/dev/null
+  mv -T "$tmp" "$tiny" 2>/dev/null || rm -rf "$tmp"
+fi
+"$FOLEY" convert --model-dir "$tiny" --dtype f32 -o tiny.safetensors >/dev/null
+
+# MP4 in and out needs FFmpeg in foley and the ffmpeg CLI here; otherwise a Y4M clip and WAV.
+have_ffmpeg=0
+if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && \
+   ! "$FOLEY" generate --model none --video none --format mp4 2>&1 | grep -q "needs FFmpeg"; then
+  have_ffmpeg=1
+fi
+echo "FFmpeg paths: $have_ffmpeg"
+if [ $have_ffmpeg = 1 ]; then
+  ffmpeg -nostdin -y -v error -f lavfi -i testsrc2=size=96x64:rate=25:duration=2 \
+    -f lavfi -i sine=frequency=440:duration=2 -c:v libx264 -pix_fmt yuv420p -c:a aac \
+    -shortest clip.mp4
+  clip=clip.mp4
+else
+  "$PY" - <<'PY'
+w, h = 96, 64
+with open("clip.y4m", "wb") as f:
+    f.write(b"YUV4MPEG2 W96 H64 F25:1 Ip A1:1 C420jpeg\n")
+    for i in range(50):
+        f.write(b"FRAME\n" + bytes((x + 3 * i) % 256 for x in range(w * h)) + bytes([128]) * (w * h // 2))
+PY
+  clip=clip.y4m
+fi
+
+# ---- one clip --------------------------------------------------------------------------------
+"$FOLEY" generate --model tiny.safetensors --video $clip --prompt "a ticking clock" --steps 2 \
+  --seed 1 -o out/one --verbose 2>err.txt || { cat err.txt; fail "generate exited $?"; }
+grep -q "timings: decode" err.txt || fail "no stage timings with --verbose"
+grep -q "noise" err.txt || fail "no note that the tiny model's output is noise"
+[ -s out/one.wav ] || fail "no out/one.wav"
+if [ $have_ffmpeg = 1 ]; then
+  "$FOLEY" generate --model tiny.safetensors --video $clip --steps 1 --format flac -o out/probe
+  [ -s out/one.mp4 ] || fail "no out/one.mp4"
+  streams=$(ffprobe -v error -show_entries stream=codec_type -of csv=p=0 out/one.mp4 | sort | tr '\n' ' ')
+  [ "$streams" = "audio video " ] || fail "out/one.mp4 streams: $streams"
+  [ -s out/probe.flac ] || fail "no out/probe.flac"
+  [ -e out/probe.wav ] && fail "--format flac also wrote a WAV"
+  echo "checked: out/one.mp4 has $streams"
+fi
+
+# ---- bad flags: exit 2, nothing written ------------------------------------------------------
+set +e
+"$FOLEY" generate --model tiny.safetensors --video $clip --steps 0 -o out/bad 2>err.txt
+rc=$?
+set -e
+[ $rc = 2 ] || fail "--steps 0 exited $rc"
+grep -q steps err.txt || fail "the error does not name steps"
+ls out/bad* >/dev/null 2>&1 && fail "output written for bad flags"
+
+# ---- JSONL batch with one bad line -----------------------------------------------------------
+cat > list.jsonl <<JSON
+{"video": "$clip", "prompt": "rain", "steps": 2, "output": "first"}
+{"video": "missing.mp4", "prompt": "nothing", "steps": 2, "output": "second"}
+{"video": "$clip", "prompt": "wind", "steps": 2, "seed": 5, "guidance": 1, "output": "third", "format": "x"}
+{"video": "$clip", "prompt": "wind", "steps": 2, "seed": 5, "guidance": 1, "output": "fourth"}
+JSON
+set +e
+"$FOLEY" generate --model tiny.safetensors --batch list.jsonl --output-dir batch --format wav 2>err.txt
+rc=$?
+set -e
+[ $rc = 2 ] || { cat err.txt; fail "batch with bad lines exited $rc"; }
+[ -s batch/first.wav ] && [ -s batch/fourth.wav ] || fail "good batch outputs missing"
+ls batch/second* batch/third* >/dev/null 2>&1 && fail "outputs written for bad lines"
+grep -q "list.jsonl:2" err.txt && grep -q "list.jsonl:3" err.txt || { cat err.txt; fail "bad lines not reported"; }
+
+# ---- CSV batch ---------------------------------------------------------------------------------
+printf 'video,prompt,steps,output\n%s,"footsteps, on gravel",2,csv_out\n' $clip > list.csv
+"$FOLEY" generate --model tiny.safetensors --batch list.csv --output-dir batch --format wav
+[ -s batch/csv_out.wav ] || fail "CSV batch output missing"
+echo OK

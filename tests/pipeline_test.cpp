@@ -1,0 +1,402 @@
+// The generation pipeline (src/pipeline) on a complete tiny model from
+// scripts/make_tiny_models.py (all five networks, converted to F32): output lengths, determinism,
+// CFG, cancellation, parameter and video errors, frozen arenas, concurrency, and parity of the
+// denoise + VAE stages with the networks run directly.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "backend/backend.h"
+#include "foley/convert.h"
+#include "foley/foley.h"
+#include "foley/media.h"
+#include "media_clips.h"
+#include "pipeline/pipeline.h"
+#include "test_util.h"
+
+namespace foley::test {
+namespace {
+
+namespace fs = std::filesystem;
+using pipeline::GeneratorImpl;
+
+// The tiny model directory depends only on the generator scripts, so it is cached in /tmp under
+// a hash of them (Python with torch is most of the time); the conversion runs in every process.
+struct TinyModel {
+  std::string bundle;
+  std::shared_ptr<const Model> model;
+
+  static const TinyModel* get() {
+    static std::unique_ptr<TinyModel> tiny = []() -> std::unique_ptr<TinyModel> {
+      std::string key;
+      for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
+                            "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
+                            "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
+        std::ifstream in(source_path(f), std::ios::binary);
+        key += std::string(std::istreambuf_iterator<char>(in), {});
+      }
+      const std::string source =
+          "/tmp/foley-tiny-full-" + std::to_string(std::hash<std::string>()(key));
+      if (!fs::exists(source + "/synchformer_state_dict.pth")) {
+        const std::string tmp = temp_dir();
+        const std::string cmd = std::string(FOLEY_PYTHON) + " " +
+                                source_path("scripts/make_tiny_models.py") + " " + tmp +
+                                " --seed 3 2>&1";
+        std::string out;
+        if (run_command(cmd, &out) != 0) {
+          ADD_FAILURE() << cmd << "\n" << out;
+          return nullptr;
+        }
+        std::error_code ec;
+        fs::rename(tmp, source, ec);  // losing a race to another process is fine
+      }
+      auto t = std::make_unique<TinyModel>();
+      t->bundle = temp_dir() + "/tiny.safetensors";
+      ConvertRequest req;
+      req.model_dir = source;
+      req.dtype = "f32";
+      req.output = t->bundle;
+      convert_model(req);
+      t->model = Model::load({t->bundle});
+      return t;
+    }();
+    return tiny.get();
+  }
+};
+
+#define TINY_OR_SKIP()                          \
+  const TinyModel* tiny = TinyModel::get();     \
+  if (!tiny) GTEST_SKIP() << "no tiny model"; \
+  (void)tiny
+
+// One warmed-up generator for clips up to 4 s, shared by the tests that do not look at arenas
+// (warming up at 15 s would cost more than the tests themselves on the tiny model).
+constexpr double kSharedMaxSeconds = 4.0;
+GeneratorImpl& shared_generator() {
+  static std::unique_ptr<Generator> g = [] {
+    GeneratorOptions o;
+    o.max_clip_seconds = kSharedMaxSeconds;
+    auto gen = Generator::create(TinyModel::get()->model, o);
+    gen->warm_up();
+    return gen;
+  }();
+  return static_cast<GeneratorImpl&>(*g);
+}
+
+// A Y4M clip of `frames` frames at 25 fps (readable with and without FFmpeg).
+std::string clip(int frames) {
+  static const std::string dir = temp_dir();
+  const std::string path = dir + "/clip" + std::to_string(frames) + ".y4m";
+  if (!fs::exists(path)) media::write_index_y4m(path, frames, "25:1");
+  return path;
+}
+
+GenerationParams quick(uint64_t seed = 7) {
+  GenerationParams p;
+  p.prompt = "footsteps on gravel";
+  p.steps = 2;
+  p.seed = seed;
+  p.max_clip_seconds = kSharedMaxSeconds;
+  return p;
+}
+
+// Audio samples the reference would produce for a clip: T25 from media's own frame sampler
+// (the accumulated 25 fps clock takes 24 targets from 25 frames at 0..0.96 s).
+ClipTiming expected_timing(const std::string& path, double max_seconds) {
+  DecodeOptions o;
+  o.end_sec = max_seconds;
+  return clip_timing(decode_video(path, o).sync.count);
+}
+int64_t expected_samples(const std::string& path, double max_seconds) {
+  return expected_timing(path, max_seconds).audio_samples;
+}
+
+void expect_valid_audio(const GenerationResult& r, int64_t samples) {
+  ASSERT_EQ(static_cast<int64_t>(r.audio.size()), samples);
+  EXPECT_EQ(r.sample_rate, 48000);
+  for (float v : r.audio) {
+    ASSERT_TRUE(std::isfinite(v));
+    ASSERT_LE(std::fabs(v), 1.0f);
+  }
+}
+
+template <typename F>
+void expect_error(ErrorKind kind, const std::string& needle, F&& f) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(kind)) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Pipeline, ModelInfoAndMissingNetworks) {
+  TINY_OR_SKIP();
+  const ModelInfo info = tiny->model->info();
+  EXPECT_TRUE(info.is_tiny);
+  EXPECT_GT(info.parameters, 10000);
+  EXPECT_GT(info.bundle_bytes, info.parameters * 4 - 1);
+  EXPECT_NE(info.dit_summary.find("MMDiT hidden"), std::string::npos);
+  expect_error(ErrorKind::kNotFound, "not found", [] { Model::load({"/nonexistent.safetensors"}); });
+  // A DAC-only bundle is a valid bundle but cannot generate.
+  const std::string partial = temp_dir() + "/dac_only.safetensors";
+  const std::string dir = temp_dir();
+  ASSERT_EQ(run_command(std::string(FOLEY_PYTHON) + " " +
+                        source_path("scripts/make_tiny_models.py") + " " + dir + " --no-dit"),
+            0);
+  ConvertRequest dac_only;
+  dac_only.model_dir = dir;
+  dac_only.output = partial;
+  convert_model(dac_only);
+  expect_error(ErrorKind::kInvalidInput, "\"dit\"", [&] { Model::load({partial}); });
+}
+
+TEST(Pipeline, OutputLengthFollowsTheClipAndIsCappedAt15s) {
+  TINY_OR_SKIP();
+  // A 15 s generator, used without warm-up (its arenas grow on the first request).
+  auto gen = Generator::create(tiny->model);
+  auto& g = static_cast<GeneratorImpl&>(*gen);
+  EXPECT_EQ(g.max_latent_frames(), 752);
+  EXPECT_EQ(g.max_semantic_frames(), 121);
+  EXPECT_EQ(g.max_sync_frames(), 376);
+  // 1 s, 2.52 s and 16 s of video; the last is capped at 15 s (T25 = 376, Ta = 752).
+  for (int frames : {25, 63, 400}) {
+    SCOPED_TRACE(frames);
+    GenerationParams p = quick();
+    p.steps = 1;
+    p.max_clip_seconds = 15.0;
+    const GenerationResult r = g.generate(clip(frames), p);
+    const int64_t samples = expected_samples(clip(frames), 15.0);
+    expect_valid_audio(r, samples);
+    if (frames == 25) EXPECT_EQ(samples, 48 * 960);
+    if (frames == 400) EXPECT_EQ(samples, 752 * 960);
+    EXPECT_DOUBLE_EQ(r.audio_seconds, expected_timing(clip(frames), 15.0).audio_seconds);
+    std::vector<std::string> stages;
+    for (const auto& s : r.timings) stages.push_back(s.stage);
+    EXPECT_EQ(stages, (std::vector<std::string>{"decode", "visual", "sync", "text", "denoise",
+                                                "vae"}));
+  }
+}
+
+TEST(Pipeline, SeedDeterminesTheOutputAndCfgMatters) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  const std::string c = clip(25);
+  const GenerationResult a = g.generate(c, quick(7));
+  const GenerationResult b = g.generate(c, quick(7));
+  const GenerationResult other = g.generate(c, quick(8));
+  EXPECT_EQ(a.audio, b.audio);
+  EXPECT_NE(a.audio, other.audio);
+  GenerationParams off = quick(7);
+  off.guidance = 1.0f;
+  const GenerationResult no_cfg = g.generate(c, off);
+  expect_valid_audio(no_cfg, expected_samples(clip(25), kSharedMaxSeconds));
+  EXPECT_NE(a.audio, no_cfg.audio);
+}
+
+TEST(Pipeline, ProgressAndCancellation) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  std::vector<std::string> seen;
+  std::atomic<bool> cancel{false};
+  GenerationCallbacks cb;
+  cb.cancel = &cancel;
+  cb.progress = [&](const GenerationProgress& p) {
+    seen.push_back(p.stage + ":" + std::to_string(p.step) + "/" + std::to_string(p.total_steps));
+    if (p.stage == "denoise" && p.step == 2) cancel = true;
+  };
+  GenerationParams p = quick();
+  p.steps = 5;
+  expect_error(ErrorKind::kCancelled, "cancelled", [&] { g.generate(clip(25), p, cb); });
+  EXPECT_EQ(seen, (std::vector<std::string>{"decode:0/0", "visual:0/0", "sync:0/0", "text:0/0",
+                                            "denoise:0/5", "denoise:1/5", "denoise:2/5"}));
+  // Cancelled before it starts: nothing runs.
+  seen.clear();
+  expect_error(ErrorKind::kCancelled, "cancelled", [&] { g.generate(clip(25), p, cb); });
+  EXPECT_TRUE(seen.empty());
+  // The generator is usable afterwards.
+  cancel = false;
+  cb.progress = nullptr;
+  expect_valid_audio(g.generate(clip(25), quick(), cb), expected_samples(clip(25), kSharedMaxSeconds));
+}
+
+TEST(Pipeline, BadParametersNameTheField) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  const std::string c = clip(25);
+  auto with = [&](auto edit, const char* field) {
+    GenerationParams p = quick();
+    edit(p);
+    expect_error(ErrorKind::kInvalidInput, field, [&] { g.generate(c, p); });
+  };
+  with([](GenerationParams& p) { p.steps = 0; }, "steps");
+  with([](GenerationParams& p) { p.steps = 201; }, "steps");
+  with([](GenerationParams& p) { p.guidance = std::nanf(""); }, "guidance");
+  with([](GenerationParams& p) { p.guidance = 31.0f; }, "guidance");
+  with([](GenerationParams& p) { p.guidance = -1.0f; }, "guidance");
+  with([](GenerationParams& p) { p.prompt = std::string(4097, 'a'); }, "prompt");
+  with([](GenerationParams& p) { p.prompt = "bad \xC3\x28 utf8"; }, "prompt");
+  with([](GenerationParams& p) { p.prompt = "surrogate \xED\xA0\x80"; }, "prompt");
+  with([](GenerationParams& p) { p.negative_prompt = "overlong \xC0\xAF"; }, "negative_prompt");
+  with([](GenerationParams& p) { p.max_clip_seconds = 0; }, "max_clip_seconds");
+  with([](GenerationParams& p) { p.max_clip_seconds = 4.5; }, "max_clip_seconds");
+  EXPECT_TRUE(pipeline::valid_utf8("h\xC3\xA9llo \xF0\x9F\x94\x8A"));
+  GenerationParams empty = quick();
+  empty.prompt = "";
+  expect_valid_audio(g.generate(c, empty), expected_samples(clip(25), kSharedMaxSeconds));
+}
+
+TEST(Pipeline, UnusableVideosAreInvalidInput) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  expect_error(ErrorKind::kInvalidInput, "0.64 s", [&] { g.generate(clip(8), quick()); });
+  const std::string text = temp_dir() + "/notes.mp4";
+  media::write_file(text, "this is not a video, just some text\n");
+  try {
+    g.generate(text, quick());
+    ADD_FAILURE() << "a text file was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(ErrorKind::kInvalidInput)) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+  }
+  expect_error(ErrorKind::kNotFound, "", [&] { g.generate("/nonexistent/clip.mp4", quick()); });
+}
+
+TEST(Pipeline, EncoderSizedFramesGiveTheNativeFramesFeatures) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  // 128x96 frames: SigLIP2's stretch and Synchformer's resize + crop both do work.
+  const std::string path = temp_dir() + "/wide.y4m";
+  media::write_index_y4m(path, 30, "25:1");
+  const pipeline::ClipFrames compact = g.decode(path, kSharedMaxSeconds);
+  const DecodedVideo native = decode_video(path);
+  ASSERT_EQ(compact.semantic.dim(0), native.semantic.count);
+  ASSERT_EQ(compact.sync.dim(0), native.sync.count);
+  auto stack = [](const FrameStack& s) {
+    return Tensor(const_cast<uint8_t*>(s.rgb.data()), DType::kU8, {s.count, s.height, s.width, 3},
+                  DeviceKind::kCPU);
+  };
+  Arena a(g.backend().block_allocator());
+  const Tensor f1 = g.siglip().encode_frames(compact.semantic, a);
+  const Tensor f2 = g.siglip().encode_frames(stack(native.semantic), a);
+  EXPECT_EQ(max_abs_error(f1, f2), 0.0);
+  const Tensor s1 = g.synchformer().encode_frames(compact.sync, a);
+  const Tensor s2 = g.synchformer().encode_frames(stack(native.sync), a);
+  EXPECT_EQ(max_abs_error(s1, s2), 0.0);
+}
+
+TEST(Pipeline, DenoiseAndVaeMatchTheNetworksRunDirectly) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  const MmditConfig& c = g.dit().config();
+  const int ta = 50;
+  pipeline::ClipFeatures f;
+  f.audio_len = ta;
+  f.audio_seconds = 1.0;
+  f.cond.clip = random_tensor({8, c.clip_dim}, DType::kF32, 1);
+  f.cond.sync = random_tensor({16, c.sync_dim}, DType::kF32, 2);
+  f.cond.text = random_tensor({9, c.text_dim}, DType::kF32, 3);
+  f.cond.uncond_text = random_tensor({9, c.text_dim}, DType::kF32, 4);
+  const Tensor noise = flow_initial_noise(c.latent_dim, ta, 11);
+  GenerationParams p = quick();
+  const GenerationResult r = g.generate_features(f, p, {}, &noise);
+
+  // The same computation with fresh networks on a fresh backend.
+  const auto& model = static_cast<const pipeline::ModelImpl&>(*TinyModel::get()->model);
+  auto be = make_cpu_backend();
+  const Mmdit dit(model.weights(), *be);
+  const DacDecoder dac(model.weights(), *be);
+  FlowSampleParams sp;
+  sp.steps = p.steps;
+  sp.guidance = p.guidance;
+  Arena step(be->block_allocator());
+  const Tensor latent = flow_sample(dit, f.cond, sp, ta, &noise, step);
+  Tensor lat = Tensor::empty({1, ta, c.latent_dim}, DType::kF32);
+  for (int64_t t = 0; t < ta; ++t)
+    for (int64_t k = 0; k < c.latent_dim; ++k)
+      lat.data<float>()[t * c.latent_dim + k] = latent.data<float>()[k * ta + t];
+  Tensor audio = Tensor::empty({1, int64_t{ta} * 960}, DType::kF32);
+  auto ws = dac.make_workspace(ta);
+  dac.decode(lat, audio, *ws);
+  ASSERT_EQ(static_cast<int64_t>(r.audio.size()), audio.numel());
+  double worst = 0;
+  for (int64_t i = 0; i < audio.numel(); ++i)
+    worst = std::max(worst, std::fabs(double(r.audio[size_t(i)]) - audio.data<float>()[i]));
+  // Same ops in the same order; only the step arena's size differs. Tolerance 1e-6 absolute.
+  EXPECT_LE(worst, 1e-6);
+}
+
+TEST(Pipeline, ArenasAreFrozenByWarmUpAndNeverGrow) {
+  TINY_OR_SKIP();
+  GeneratorOptions o;
+  o.max_clip_seconds = kSharedMaxSeconds;
+  auto gen = Generator::create(tiny->model, o);
+  auto& g = static_cast<GeneratorImpl&>(*gen);
+  EXPECT_EQ(g.max_sync_frames(), 100);
+  gen->warm_up();
+  const auto before = g.arena_stats();
+  for (const auto& a : before) EXPECT_TRUE(a.frozen) << a.name;
+  g.generate(clip(63), quick());
+  g.generate(clip(400), quick());  // capped at 4 s: the largest shape again
+  GenerationParams long_text = quick();
+  long_text.prompt = std::string(300, 'x') + " a long prompt with many words";
+  g.generate(clip(25), long_text);
+  const auto after = g.arena_stats();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].reserved, after[i].reserved) << before[i].name;
+    EXPECT_EQ(before[i].high_water, after[i].high_water) << before[i].name;
+  }
+  GenerationParams too_long = quick();
+  too_long.max_clip_seconds = kSharedMaxSeconds + 1;
+  expect_error(ErrorKind::kInvalidInput, "max_clip_seconds", [&] { g.generate(clip(25), too_long); });
+  GeneratorOptions bad;
+  bad.max_clip_seconds = 0.5;
+  expect_error(ErrorKind::kInvalidInput, "0.64", [&] { Generator::create(tiny->model, bad); });
+}
+
+TEST(Pipeline, GeneratorsRunConcurrentlyWithTheSameResults) {
+  TINY_OR_SKIP();
+  const std::string c = clip(25);
+  const GenerationResult serial = shared_generator().generate(c, quick(3));
+  std::vector<GenerationResult> results(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        GeneratorOptions o;
+        o.max_clip_seconds = kSharedMaxSeconds;
+        auto gen = Generator::create(tiny->model, o);
+        results[size_t(i)] = gen->generate(c, quick(3));
+      } catch (const std::exception& e) {
+        errors[size_t(i)] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(errors[size_t(i)], "");
+    EXPECT_EQ(results[size_t(i)].audio, serial.audio) << "thread " << i;
+  }
+}
+
+#ifndef FOLEY_HAVE_CUDA
+TEST(Pipeline, CudaIsUnsupportedWithoutCuda) {
+  TINY_OR_SKIP();
+  GeneratorOptions o;
+  o.device = DeviceType::kCuda;
+  expect_error(ErrorKind::kUnsupported, "CUDA not available",
+               [&] { Generator::create(tiny->model, o); });
+}
+#endif
+
+}  // namespace
+}  // namespace foley::test

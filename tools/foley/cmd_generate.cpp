@@ -1,0 +1,396 @@
+// foley generate: video + prompt -> Foley audio (WAV/FLAC) and the video with it muxed in.
+// One clip from flags, or many from a JSONL/CSV list (--batch) with the model loaded once.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "foley/foley.h"
+#include "foley/media.h"
+
+namespace foley_cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_cancel{false};
+extern "C" void on_interrupt(int) { g_cancel = true; }
+
+struct Options {
+  std::string model, video, prompt, output, format, batch, output_dir, device = "cpu";
+  std::string negative_prompt = foley::GenerationParams().negative_prompt;
+  int steps = 50;
+  float guidance = 4.5f;
+  uint64_t seed = 0;
+  double max_seconds = 15.0;
+  bool verbose = false;
+};
+
+// One clip to generate: parameters plus where its outputs go (a path without extension).
+struct Job {
+  std::string where;  // "LIST:line" in batch mode, for messages
+  std::string video;
+  std::string output_base;
+  std::string format;  // "wav", "flac", "mp4" or "" (the default pair)
+  foley::GenerationParams params;
+};
+
+// ---- progress ----------------------------------------------------------------------------------
+
+class Progress {
+ public:
+  explicit Progress(bool verbose) : tty_(isatty(STDERR_FILENO) == 1), verbose_(verbose) {}
+  void operator()(const foley::GenerationProgress& p) {
+    if (tty_) {
+      std::string bar;
+      if (p.total_steps > 0) {
+        const int width = 30, done = p.step * width / p.total_steps;
+        bar = " [" + std::string(size_t(done), '#') + std::string(size_t(width - done), ' ') +
+              "] " + std::to_string(p.step) + "/" + std::to_string(p.total_steps);
+      }
+      std::fprintf(stderr, "\r\033[K%-8s%s", p.stage.c_str(), bar.c_str());
+      std::fflush(stderr);
+      dirty_ = true;
+    } else if (verbose_ && (p.total_steps == 0 || p.step == 0 || p.step == p.total_steps ||
+                            p.step % std::max(1, p.total_steps / 10) == 0)) {
+      if (p.total_steps > 0)
+        std::fprintf(stderr, "foley: %s %d/%d\n", p.stage.c_str(), p.step, p.total_steps);
+      else
+        std::fprintf(stderr, "foley: %s\n", p.stage.c_str());
+    }
+  }
+  void finish() {
+    if (dirty_) std::fprintf(stderr, "\r\033[K");
+    dirty_ = false;
+  }
+
+ private:
+  bool tty_, verbose_, dirty_ = false;
+};
+
+// ---- outputs -----------------------------------------------------------------------------------
+
+// The audio/video files for one result. `format` "" = WAV, plus MP4 when FFmpeg is built in
+// (skipped with a note if the input's video cannot be copied into MP4).
+std::vector<std::string> write_outputs(const Job& job, const foley::GenerationResult& r,
+                                       const std::string& format) {
+  std::vector<std::string> written;
+  const fs::path dir = fs::path(job.output_base).parent_path();
+  std::error_code ec;
+  if (!dir.empty()) fs::create_directories(dir, ec);
+  if (ec)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "cannot create " + dir.string() + ": " + ec.message());
+  const auto audio = [&](const std::string& ext) {
+    const std::string path = job.output_base + ext;
+    foley::AudioWriteOptions o;
+    o.format = foley::audio_format_for_path(path);
+    o.sample_rate = r.sample_rate;
+    foley::write_audio(path, r.audio.data(), r.audio.size(), o);
+    written.push_back(path);
+  };
+  const auto video = [&](bool optional) {
+    const std::string path = job.output_base + ".mp4";
+    try {
+      foley::mux_audio(job.video, r.audio.data(), r.audio.size(), r.sample_rate, path);
+      written.push_back(path);
+    } catch (const foley::Error& e) {
+      if (!optional) throw;
+      std::fprintf(stderr, "foley: note: no .mp4 for %s: %s\n", job.video.c_str(), e.what());
+    }
+  };
+  if (format == "wav" || format.empty()) audio(".wav");
+  if (format == "flac") audio(".flac");
+  if (format == "mp4") video(false);
+  if (format.empty() && foley::media_has_ffmpeg()) video(true);
+  return written;
+}
+
+// OUT may carry the format's extension ("-o out.flac"): it then picks the format.
+void split_output(const std::string& output, std::string& base, std::string& format) {
+  const std::string ext = fs::path(output).extension().string();
+  base = output;
+  for (const char* f : {"wav", "flac", "mp4"})
+    if (ext == std::string(".") + f) {
+      base = output.substr(0, output.size() - ext.size());
+      if (format.empty()) format = f;
+      if (format != f)
+        throw foley::Error(foley::ErrorKind::kInvalidInput,
+                           "-o " + output + " contradicts --format " + format);
+    }
+}
+
+// ---- batch lists -------------------------------------------------------------------------------
+
+// One CSV record (RFC 4180 quoting; no newlines inside fields).
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> out(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        out.back() += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        out.back() += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      out.emplace_back();
+    } else if (c != '\r') {
+      out.back() += c;
+    }
+  }
+  if (quoted) throw foley::Error(foley::ErrorKind::kInvalidInput, "unterminated quote");
+  return out;
+}
+
+// Fields of one list entry as strings (JSON numbers kept in their JSON spelling).
+using Fields = std::map<std::string, std::string>;
+
+Fields json_fields(const std::string& line) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw foley::Error(foley::ErrorKind::kInvalidInput, std::string("bad JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw foley::Error(foley::ErrorKind::kInvalidInput, "not a JSON object");
+  Fields f;
+  for (const auto& [key, value] : j.items())
+    f[key] = value.is_string() ? value.get<std::string>() : value.dump();
+  return f;
+}
+
+template <typename T>
+T parse_number(const Fields& f, const std::string& key, T fallback) {
+  const auto it = f.find(key);
+  if (it == f.end() || it->second.empty()) return fallback;
+  std::istringstream in(it->second);
+  T v{};
+  in >> v;
+  if (in.fail() || !in.eof())
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       key + " is not a valid number: " + it->second);
+  return v;
+}
+
+Job job_from_fields(const Fields& f, const Options& o, const fs::path& list_dir,
+                    const std::string& where) {
+  static const std::set<std::string> known = {"video",    "prompt", "negative_prompt", "steps",
+                                              "guidance", "seed",   "output"};
+  for (const auto& [key, value] : f)
+    if (!known.count(key))
+      throw foley::Error(foley::ErrorKind::kInvalidInput, "unknown field \"" + key + "\"");
+  const auto video = f.find("video");
+  if (video == f.end() || video->second.empty())
+    throw foley::Error(foley::ErrorKind::kInvalidInput, "missing \"video\"");
+  Job job;
+  job.where = where;
+  fs::path v(video->second);
+  job.video = (v.is_relative() ? list_dir / v : v).string();
+  job.params.prompt = f.count("prompt") ? f.at("prompt") : "";
+  job.params.negative_prompt = f.count("negative_prompt") ? f.at("negative_prompt")
+                                                          : o.negative_prompt;
+  job.params.steps = parse_number<int>(f, "steps", o.steps);
+  job.params.guidance = parse_number<float>(f, "guidance", o.guidance);
+  job.params.seed = parse_number<uint64_t>(f, "seed", o.seed);
+  job.params.max_clip_seconds = o.max_seconds;
+  const std::string out = f.count("output") && !f.at("output").empty()
+                              ? f.at("output")
+                              : fs::path(video->second).stem().string();
+  std::string base, format = o.format;
+  split_output((fs::path(o.output_dir) / out).string(), base, format);
+  job.output_base = base;
+  job.format = format;
+  return job;
+}
+
+// Reads the list; entries that cannot be parsed are reported and counted as failures.
+std::vector<Job> read_batch(const Options& o, int& failures) {
+  std::ifstream in(o.batch);
+  if (!in)
+    throw foley::Error(foley::ErrorKind::kNotFound, "batch list not found: " + o.batch);
+  const bool csv = fs::path(o.batch).extension() == ".csv";
+  const fs::path list_dir = fs::absolute(o.batch).parent_path();
+  std::vector<Job> jobs;
+  std::vector<std::string> header;
+  std::set<std::string> outputs;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string where = o.batch + ":" + std::to_string(n);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      if (csv && header.empty()) {
+        header = csv_fields(line);
+        continue;
+      }
+      Fields f;
+      if (csv) {
+        const auto values = csv_fields(line);
+        if (values.size() != header.size())
+          throw foley::Error(foley::ErrorKind::kInvalidInput,
+                             std::to_string(values.size()) + " fields, the header has " +
+                                 std::to_string(header.size()));
+        for (size_t i = 0; i < values.size(); ++i) f[header[i]] = values[i];
+      } else {
+        f = json_fields(line);
+      }
+      Job job = job_from_fields(f, o, list_dir, where);
+      if (!outputs.insert(job.output_base).second)
+        throw foley::Error(foley::ErrorKind::kInvalidInput,
+                           "output " + job.output_base + " is already used by an earlier line");
+      jobs.push_back(std::move(job));
+    } catch (const foley::Error& e) {
+      std::fprintf(stderr, "foley: %s: skipped: %s\n", where.c_str(), e.what());
+      ++failures;
+    }
+  }
+  return jobs;
+}
+
+// ---- running -----------------------------------------------------------------------------------
+
+void print_timings(const foley::GenerationResult& r, double total) {
+  std::string line;
+  for (const auto& t : r.timings) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%s %.3f s", line.empty() ? "" : ", ", t.stage.c_str(),
+                  t.seconds);
+    line += buf;
+  }
+  std::fprintf(stderr, "foley: timings: %s; total %.3f s\n", line.c_str(), total);
+}
+
+int run(const Options& o) {
+  if (o.batch.empty() == o.video.empty())
+    throw foley::Error(foley::ErrorKind::kInvalidInput, "give either --video or --batch");
+  if (!o.batch.empty() && o.output_dir.empty())
+    throw foley::Error(foley::ErrorKind::kInvalidInput, "--batch needs --output-dir");
+  if (o.format == "flac" && !foley::media_has_ffmpeg())
+    throw foley::Error(foley::ErrorKind::kUnsupported, "FLAC output needs FFmpeg (not built in)");
+  if (o.format == "mp4" && !foley::media_has_ffmpeg())
+    throw foley::Error(foley::ErrorKind::kUnsupported, "MP4 output needs FFmpeg (not built in)");
+
+  int failures = 0;
+  std::vector<Job> jobs;
+  if (!o.batch.empty()) {
+    jobs = read_batch(o, failures);
+    std::error_code ec;
+    fs::create_directories(o.output_dir, ec);
+    if (ec)
+      throw foley::Error(foley::ErrorKind::kInvalidInput,
+                         "cannot create --output-dir " + o.output_dir + ": " + ec.message());
+  } else {
+    Job job;
+    job.where = o.video;
+    job.video = o.video;
+    job.params.prompt = o.prompt;
+    job.params.negative_prompt = o.negative_prompt;
+    job.params.steps = o.steps;
+    job.params.guidance = o.guidance;
+    job.params.seed = o.seed;
+    job.params.max_clip_seconds = o.max_seconds;
+    job.format = o.format;
+    split_output(o.output.empty() ? fs::path(o.video).stem().string() + "_foley" : o.output,
+                 job.output_base, job.format);
+    jobs.push_back(job);
+  }
+
+  const auto model = foley::Model::load({o.model});
+  const foley::ModelInfo info = model->info();
+  if (info.is_tiny)
+    std::fprintf(stderr, "foley: note: %s is a tiny test model: its output is noise\n",
+                 o.model.c_str());
+  foley::GeneratorOptions go;
+  go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+  go.max_clip_seconds = o.max_seconds;
+  const auto generator = foley::Generator::create(model, go);
+
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+  int worst = 0;
+  for (const Job& job : jobs) {
+    Progress progress(o.verbose);
+    foley::GenerationCallbacks cb;
+    cb.cancel = &g_cancel;
+    cb.progress = [&](const foley::GenerationProgress& p) { progress(p); };
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      const foley::GenerationResult r = generator->generate(job.video, job.params, cb);
+      progress.finish();
+      const auto files = write_outputs(job, r, job.format);
+      const double total =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      for (const auto& f : files)
+        std::printf("wrote %s (%.2f s of audio)\n", f.c_str(), r.audio_seconds);
+      std::fflush(stdout);
+      if (o.verbose) print_timings(r, total);
+    } catch (const foley::Error& e) {
+      progress.finish();
+      if (e.kind() == foley::ErrorKind::kCancelled) {
+        std::fprintf(stderr, "foley: cancelled; nothing written for %s\n", job.where.c_str());
+        return 130;
+      }
+      if (o.batch.empty()) throw;
+      std::fprintf(stderr, "foley: %s: failed: %s\n", job.where.c_str(), e.what());
+      ++failures;
+      worst = std::max(worst, e.kind() == foley::ErrorKind::kInternal ? 3 : 2);
+    }
+  }
+  if (failures) {
+    std::fprintf(stderr, "foley: %d entr%s failed or skipped\n", failures,
+                 failures == 1 ? "y" : "ies");
+    return std::max(worst, 2);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_generate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Generate Foley audio for a video and a prompt");
+  auto o = std::make_shared<Options>();
+  cmd->add_option("--model", o->model, "model bundle (.safetensors from `foley convert`)")
+      ->required();
+  cmd->add_option("--video", o->video, "input video");
+  cmd->add_option("--prompt", o->prompt, "what the audio should sound like");
+  cmd->add_option("--negative-prompt", o->negative_prompt, "what to avoid (default: \"noisy, harsh\")");
+  cmd->add_option("--steps", o->steps, "denoising steps, 1..200 (default 50)");
+  cmd->add_option("--guidance", o->guidance, "CFG scale, 0..30; <= 1 disables CFG (default 4.5)");
+  cmd->add_option("--seed", o->seed, "noise seed (default 0)");
+  cmd->add_option("--max-seconds", o->max_seconds, "video seconds used, up to 15 (default 15)");
+  cmd->add_option("--device", o->device, "cpu (default) or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("-o,--output", o->output,
+                  "output path without extension (default: VIDEO-NAME_foley); an extension "
+                  ".wav/.flac/.mp4 picks the format");
+  cmd->add_option("--format", o->format,
+                  "wav, flac or mp4 (default: .wav, plus .mp4 when FFmpeg is built in)")
+      ->check(CLI::IsMember({"wav", "flac", "mp4"}));
+  cmd->add_flag("--verbose", o->verbose, "progress lines and per-stage timings on stderr");
+  cmd->add_option("--batch", o->batch,
+                  "JSONL (objects) or CSV (header row) list: video, prompt, and optionally "
+                  "negative_prompt, steps, guidance, seed, output; relative video paths are "
+                  "taken from the list's folder");
+  cmd->add_option("--output-dir", o->output_dir, "where --batch writes its outputs");
+  return {cmd, [o]() { return run(*o); }};
+}
+
+}  // namespace foley_cli
