@@ -14,6 +14,8 @@ LIGHT_REQUESTS=${LIGHT_REQUESTS:-20000}
 GEN_REQUESTS=${GEN_REQUESTS:-48}
 GEN_STEPS=${GEN_STEPS:-4}
 JOBS_PER_DEVICE=${JOBS_PER_DEVICE:-2}
+# Sleeping OpenMP waits: on a shared, oversubscribed box spinning waits slow everything down.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 command -v hey >/dev/null || { echo "load_test: needs hey (apt-get install hey)" >&2; exit 1; }
 [ -x "$FOLEY" ] || { echo "load_test: $FOLEY not built" >&2; exit 1; }
 
