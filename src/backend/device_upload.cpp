@@ -82,8 +82,10 @@ size_t pread_full(int fd, uint8_t* dst, size_t want, uint64_t offset) {
 StagingRing::StagingRing(int slots, size_t slot_bytes) : slots_(slots), slot_bytes_(slot_bytes) {
   FOLEY_CHECK(slots > 0 && slot_bytes > 0 && slot_bytes % kIoAlign == 0,
               "staging ring of %d x %zu bytes", slots, slot_bytes);
-  void* p = mmap(nullptr, total_bytes(), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  // Not populated here: the first reads fault the pages in (or cudaHostRegister does), in
+  // parallel with context creation rather than before it.
+  void* p = mmap(nullptr, total_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
   if (p == MAP_FAILED) throw_errno("staging ring: mmap of " + std::to_string(total_bytes()));
   base_ = static_cast<uint8_t*>(p);
 }

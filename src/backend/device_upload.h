@@ -68,7 +68,7 @@ struct RingSink {
 };
 
 // Staging memory: `slots` buffers of `slot_bytes` each, 4 KiB aligned (page-aligned anonymous
-// memory, populated up front so that pinning it later does not fault).
+// memory).
 class StagingRing {
  public:
   StagingRing(int slots, size_t slot_bytes);

@@ -76,6 +76,9 @@ DeviceBlob upload_file_range_to_cuda(const std::string& path, uint64_t offset, u
   o.readers = std::max(1, o.readers);
   o.slots = std::max(o.slots, o.readers + 1);
   o.chunk_bytes = (std::max<size_t>(o.chunk_bytes, 4096) + 4095) / 4096 * 4096;
+  // A small bundle needs no more staging than it has chunks (pinning costs time per byte).
+  const uint64_t chunks = std::max<uint64_t>(1, (size + o.chunk_bytes - 1) / o.chunk_bytes);
+  o.slots = static_cast<int>(std::min<uint64_t>(uint64_t(o.slots), chunks + 1));
   StagingRing ring(o.slots, o.chunk_bytes);
 
   CopyContext ctx;
