@@ -120,7 +120,7 @@ int mode_read(const std::string& path, bool direct) {
 
 int mode_load(const std::string& path, bool verify) {
   const size_t total = WeightStore::open(path)->blob_bytes();
-  const int readers[] = {4, 8, 12, 16};
+  const int readers[] = {4, 8, 16};
   const size_t chunks[] = {16, 32, 64};
   for (int r : readers)
     for (size_t c : chunks) {
@@ -224,7 +224,7 @@ int mode_dit(const std::string& path, bool ready_only) {
     const double before = used_gb();
     std::vector<double> times;
     const auto t_loop = Clock::now();
-    for (int i = 0; i < 20 && secs(t_loop) < 90; ++i) {
+    for (int i = 0; i < 20 && secs(t_loop) < 45; ++i) {
       const auto t0 = Clock::now();
       p.seed = uint64_t(i + 1);
       Tensor lat = flow_sample(model, cond, p, s10.ta, nullptr, step);

@@ -54,9 +54,9 @@ fi
 BUNDLE=$W/bundle.safetensors
 if has model; then
   say "generate $SIZE model"
-  run python3 bench/make_full_model.py "$W/model" --size "$SIZE"
+  run timeout 240 python3 bench/make_full_model.py "$W/model" --size "$SIZE"
   say "convert"
-  run $B/bin/foley convert --model-dir "$W/model" --dtype bf16 -o "$BUNDLE"
+  run timeout 200 $B/bin/foley convert --model-dir "$W/model" --dtype bf16 -o "$BUNDLE"
   run ls -la "$W/model" "$BUNDLE"
 fi
 [ -f "$BUNDLE" ] || { say "no bundle"; exit 1; }
@@ -74,15 +74,20 @@ fi
 if has load; then
   say "loader sweep (warm page cache) + byte check"
   cat "$BUNDLE" >/dev/null
-  run $B/bin/e2e_bench load "$BUNDLE" verify
+  run timeout 90 $B/bin/e2e_bench load "$BUNDLE" verify
 fi
 if has dit; then
   say "MMDiT start->ready, cold (evicted)"
+  drop_caches
   run $B/bin/e2e_bench evict "$BUNDLE"
-  wall $B/bin/e2e_bench dit "$BUNDLE" ready
+  wall timeout 60 $B/bin/e2e_bench dit "$BUNDLE" ready
   say "MMDiT start->ready warm + steps + sampling + drift"
   cat "$BUNDLE" >/dev/null
-  wall $B/bin/e2e_bench dit "$BUNDLE"
+  wall timeout 200 $B/bin/e2e_bench dit "$BUNDLE"
+fi
+if has torch; then
+  say "PyTorch baselines"
+  run timeout 150 python3 bench/torch_baseline.py "$W/model" ${TORCH_ARGS:-}
 fi
 if has pipeline && [ -x $B/bin/pipeline_bench ]; then
   say "pipeline (Generator on CUDA)"
@@ -98,10 +103,6 @@ for sec in (5, 10, 15):
             f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
 EOF
   cat "$BUNDLE" >/dev/null
-  wall timeout 240 $B/bin/pipeline_bench "$BUNDLE" "$W/clip5.y4m" "$W/clip10.y4m" "$W/clip15.y4m"
-fi
-if has torch; then
-  say "PyTorch baselines"
-  run timeout 200 python3 bench/torch_baseline.py "$W/model" ${TORCH_ARGS:-}
+  wall timeout 150 $B/bin/pipeline_bench "$BUNDLE" "$W/clip5.y4m" "$W/clip10.y4m" "$W/clip15.y4m"
 fi
 say "done"
