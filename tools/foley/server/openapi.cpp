@@ -35,7 +35,7 @@ const char* const kOpenApi = R"json({
       "Upload": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video"],
         "properties": {"video": {"type": "string", "format": "binary", "description": "any container FFmpeg reads"}}}]},
       "ServerFile": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video_path"],
-        "properties": {"video_path": {"type": "string", "description": "a file under the server's --media-root (refused without it)"}}}]},
+        "properties": {"video_path": {"type": "string", "description": "a file under the server's --media-root, relative to it or absolute (403 without --media-root; 404 when missing or outside it)"}}}]},
       "Job": {"type": "object", "required": ["id", "state"], "properties": {
         "id": {"type": "string"},
         "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},

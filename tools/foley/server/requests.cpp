@@ -171,12 +171,13 @@ ParsedRequest parse_json(const httplib::Request& req, const RequestLimits& limit
     return fail(403, "invalid_input", "video_path: reading server files is disabled (no --media-root)");
   const std::string joined =
       it->second[0] == '/' ? it->second : limits.media_root + "/" + it->second;
+  // Missing and outside-the-root get the same answer, so the API reveals nothing about files
+  // elsewhere on the server.
   char resolved[PATH_MAX];
-  if (!::realpath(joined.c_str(), resolved))
+  const bool exists = ::realpath(joined.c_str(), resolved) != nullptr;
+  if (!exists || std::string(resolved).rfind(limits.media_root + "/", 0) != 0)
     return fail(404, "not_found", "video_path: no such file under the media root");
   const std::string path = resolved;
-  if (path.rfind(limits.media_root + "/", 0) != 0)
-    return fail(403, "invalid_input", "video_path: outside the media root");
   r.request.video_path = path;
   r.request.owns_video = false;
   return probe_or_fail(std::move(r));
