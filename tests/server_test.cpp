@@ -76,8 +76,12 @@ class ServerProcess {
   }
   ~ServerProcess() {
     if (pid_ > 0 && exit_code_ == kRunning) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
+      // A drained exit removes the server's temporary data directory; SIGKILL only if stuck.
+      kill(pid_, SIGTERM);
+      if (wait_exit(10) == -1 && exit_code_ == kRunning) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+      }
     }
     if (reader_.joinable()) reader_.join();
   }
