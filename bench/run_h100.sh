@@ -5,6 +5,7 @@
 # pipeline) and the PyTorch baselines. Every result line lands in $OUT/bench.txt.
 #
 #   SIZE=xxl|small  PARTS="tests model read load dit pipeline torch"  bash bench/run_h100.sh
+#   (PARTS="model read ready": start->ready alone, cold and warm)
 #
 # Cold runs evict the files from the page cache with posix_fadvise(DONTNEED) (no privileges
 # needed); /proc/sys/vm/drop_caches is tried too and its outcome logged.
@@ -62,7 +63,7 @@ fi
 [ -f "$BUNDLE" ] || { say "no bundle"; exit 1; }
 
 if has read; then
-  say "disk read time of the bundle (cold, O_DIRECT, 8 readers) and page-cache read (warm)"
+  say "disk read time of the bundle (cold, O_DIRECT) and page-cache read (warm), default readers"
   drop_caches
   run $B/bin/e2e_bench evict "$BUNDLE"
   run $B/bin/e2e_bench read_direct "$BUNDLE"
@@ -75,6 +76,15 @@ if has load; then
   say "loader sweep (warm page cache) + byte check"
   cat "$BUNDLE" >/dev/null
   run timeout 90 $B/bin/e2e_bench load "$BUNDLE" verify
+fi
+if has ready; then
+  say "start->ready only (MMDiT): cold, then warm twice"
+  drop_caches
+  run $B/bin/e2e_bench evict "$BUNDLE"
+  wall timeout 60 $B/bin/e2e_bench dit "$BUNDLE" ready
+  cat "$BUNDLE" >/dev/null
+  wall timeout 60 $B/bin/e2e_bench dit "$BUNDLE" ready
+  wall timeout 60 $B/bin/e2e_bench dit "$BUNDLE" ready
 fi
 if has dit; then
   say "MMDiT start->ready, cold (evicted)"
