@@ -102,12 +102,18 @@ try {
   await cancelJob(blocker);
   log("cancel of a queued job: ok");
 
-  // Every text the status line shows, to check that progress arrived step by step.
+  // Every text the status line shows, to check that progress arrived step by step. Events that
+  // arrive in one network read are handled in one task, and a MutationObserver callback comes
+  // once per task: read every record's text, not the line's final text.
   await page.evaluate(() => {
     window.statusLog = [];
     const s = document.getElementById("status");
-    new MutationObserver(() => window.statusLog.push(s.textContent))
-      .observe(s, { childList: true, characterData: true, subtree: true });
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.type === "characterData") window.statusLog.push(r.target.data);
+        else for (const n of r.addedNodes) window.statusLog.push(n.textContent);
+      }
+    }).observe(s, { childList: true, characterData: true, subtree: true });
   });
   blocker = await submitBlocker();
   const started = Date.now();
