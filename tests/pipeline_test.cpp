@@ -266,7 +266,11 @@ TEST(Pipeline, UnusableVideosAreInvalidInput) {
     g.generate(text, quick());
     ADD_FAILURE() << "a text file was accepted";
   } catch (const Error& e) {
-    EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(ErrorKind::kInvalidInput)) << e.what();
+    // Without FFmpeg only Y4M is read: anything else is "built without FFmpeg" (kUnsupported).
+    if (media_has_ffmpeg() || e.kind() != ErrorKind::kUnsupported) {
+      EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(ErrorKind::kInvalidInput))
+          << e.what();
+    }
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
   }
   expect_error(ErrorKind::kNotFound, "", [&] { g.generate("/nonexistent/clip.mp4", quick()); });

@@ -44,8 +44,11 @@ SyncGeometry sync_geometry(int h, int w, int size) {
 
 GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
                              const GeneratorOptions& options, std::unique_ptr<Backend> backend)
-    : model_(std::move(model)), options_(options), backend_(std::move(backend)) {
-  const WeightStore& w = model_->weights();
+    : model_(std::move(model)),
+      options_(options),
+      backend_(std::move(backend)),
+      weights_(model_->weights_for(*backend_, options.device_index)) {
+  const WeightStore& w = *weights_;
   {
     std::lock_guard<std::mutex> lock(model_->construction_mutex());
     siglip_ = std::make_unique<Siglip2Vision>(w, *backend_);
@@ -100,16 +103,10 @@ std::string GeneratorImpl::device_name() const { return backend_->name(); }
 
 int64_t GeneratorImpl::device_bytes() const {
   if (backend_->device() == DeviceKind::kCPU) return 0;
-  // Weights: every network copies its tensors once, except CLAP's host-side embedding tables
-  // and the tokenizer (see clap_text.h).
-  int64_t bytes = 0;
-  for (const auto& e : model_->weights().file().entries()) {
-    if (e.name.rfind("clap.tokenizer.", 0) == 0 || e.name.rfind("clap.embeddings.word", 0) == 0 ||
-        e.name.rfind("clap.embeddings.position", 0) == 0 ||
-        e.name.rfind("clap.embeddings.token_type", 0) == 0)
-      continue;
-    bytes += static_cast<int64_t>(e.end - e.begin);
-  }
+  // The weights are one device blob per device, shared by the Generators there (the networks
+  // use views of it; CLAP's embedding tables and the tokenizer stay host views, see
+  // clap_text.h); counted once here. Tensors a network derives at load time (small) are not.
+  int64_t bytes = static_cast<int64_t>(weights_->blob_bytes());
   for (const ArenaStat& a : arena_stats()) bytes += static_cast<int64_t>(a.reserved);
   return bytes;
 }
@@ -189,25 +186,6 @@ ClipFrames GeneratorImpl::decode(const std::string& video_path, double max_clip_
   c.semantic = semantic_buffer_.slice(0, 0, r.semantic_frames);
   c.sync = sync_buffer_.slice(0, 0, r.sync_frames);
   return c;
-}
-
-void GeneratorImpl::warm_up() {
-  GenerationParams p;
-  // One denoising step: every step has the same shapes, so more would only cost time.
-  p.steps = 1;
-  p.guidance = 4.5f;  // CFG on: the batch of 2 is the larger one
-  p.max_clip_seconds = options_.max_clip_seconds;
-  generate_frames(synthetic_clip(max_tv_, max_t25_), p);
-  std::lock_guard<std::mutex> lock(busy_);
-  {
-    // The warm-up prompt is short; the text arenas are reserved for the longest text, which is
-    // taken once here so that their high-water marks are final too.
-    const ClapTextConfig& cc = clap_->config();
-    Arena::Scope scope(*text_out_arena_);
-    text_out_arena_->alloc({2, cc.max_length(), cc.hidden_size}, DType::kF32);
-  }
-  for (Arena* a : {visual_arena_.get(), sync_arena_.get(), text_work_arena_.get()})
-    if (!a->frozen()) a->freeze();
 }
 
 }  // namespace pipeline

@@ -41,6 +41,15 @@ ModelInfo summarise(const std::string& path, const WeightStore& store) {
 
 }  // namespace
 
+std::shared_ptr<const WeightStore> ModelImpl::weights_for(const Backend& backend,
+                                                          int device_index) const {
+  if (backend.device() == DeviceKind::kCPU) return store_;
+  std::lock_guard<std::mutex> lock(device_stores_mutex_);
+  auto& dev = device_stores_[device_index];
+  if (!dev) dev = store_->upload_to_cuda(device_index);
+  return dev;
+}
+
 bool valid_utf8(const std::string& s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();

@@ -18,6 +18,7 @@
 // different threads.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,13 +49,20 @@ class ModelImpl final : public Model {
       : store_(std::move(store)), info_(std::move(info)) {}
   ModelInfo info() const override { return info_; }
   const WeightStore& weights() const { return *store_; }
-  // Held while networks are built from weights() (see the threading note above).
+  // The store to build networks from for `backend`: the host store on the CPU; on CUDA a store
+  // over the whole blob uploaded once to that device (first call per device, serialised) and
+  // shared by every Generator there, so that networks use device views instead of copying each
+  // tensor into their own arenas.
+  std::shared_ptr<const WeightStore> weights_for(const Backend& backend, int device_index) const;
+  // Held while networks are built from a store (see the threading note above).
   std::mutex& construction_mutex() const { return construction_; }
 
  private:
   std::shared_ptr<WeightStore> store_;
   ModelInfo info_;
   mutable std::mutex construction_;
+  mutable std::mutex device_stores_mutex_;
+  mutable std::map<int, std::shared_ptr<const WeightStore>> device_stores_;
 };
 
 // One clip's frames, already reduced to the encoders' input sizes: SigLIP2's PIL bilinear
@@ -133,6 +141,7 @@ class GeneratorImpl final : public Generator {
   std::shared_ptr<const ModelImpl> model_;
   GeneratorOptions options_;
   std::unique_ptr<Backend> backend_;
+  std::shared_ptr<const WeightStore> weights_;  // the networks' store: host, or on the device
   std::unique_ptr<Siglip2Vision> siglip_;
   std::unique_ptr<Synchformer> sync_;
   std::unique_ptr<ClapTextModel> clap_;

@@ -1,5 +1,6 @@
 // The request path: decode -> SigLIP2 -> Synchformer -> CLAP text -> flow sampler -> DAC, with
 // per-stage timings, progress and cancellation (model-spec §1, §3).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -11,6 +12,21 @@
 
 namespace foley {
 namespace pipeline {
+namespace {
+
+// The rows of host F32 `src` [n, C] repeated in order up to [rows, C].
+Tensor tile_rows(const Tensor& src, int64_t rows) {
+  const int64_t n = src.dim(0), c = src.dim(1);
+  FOLEY_CHECK(src.rank() == 2 && n > 0 && src.is_contiguous(), "tile_rows of %s",
+              src.describe().c_str());
+  Tensor out = Tensor::empty({rows, c}, DType::kF32);
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(out.data<float>() + r * c, src.data<float>() + (r % n) * c,
+                size_t(c) * sizeof(float));
+  return out;
+}
+
+}  // namespace
 
 struct GeneratorImpl::Run {
   const GenerationCallbacks& callbacks;
@@ -177,6 +193,46 @@ std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_l
     if (!std::isfinite(v) || std::fabs(v) > 1.0f)
       throw Error(ErrorKind::kInternal, "the decoder produced samples outside [-1, 1]");
   return out;
+}
+
+void GeneratorImpl::warm_up() {
+  std::lock_guard<std::mutex> lock(busy_);
+  const GenerationCallbacks none;
+  Run run{none, {}};
+  GenerationParams p;
+  p.steps = 1;        // every step has the same shapes, so more would only cost time
+  p.guidance = 4.5f;  // CFG on: the batch of 2 is the larger one
+  p.max_clip_seconds = options_.max_clip_seconds;
+  // The encoders run fixed-size chunks, so one full chunk each sizes their workspaces for any
+  // clip length: a short clip of SigLIP2's chunk of frames and Synchformer's chunk of segments.
+  const SynchformerConfig& sc = sync_->config();
+  const int t25 = std::min(max_t25_, sc.segment + (Synchformer::kDefaultChunk - 1) * sc.stride);
+  const int tv = std::min(max_tv_, Siglip2Vision::kDefaultChunk);
+  const ClipFrames frames = synthetic_clip(tv, t25);
+  const Tensor clip = encode_visual(frames);
+  const Tensor sync = encode_sync(frames);
+  ClipFeatures f;
+  encode_text(p, f.cond.text, f.cond.uncond_text);
+  // The DiT, the sampler and the DAC at the largest shape: the short clip's features repeated
+  // to the longest clip's lengths (real features keep the networks in their usual range).
+  const ClipTiming longest = clip_timing(max_t25_);
+  const int64_t sync_per_segment = sync.dim(0) / clip_timing(t25).sync_segments;
+  f.audio_len = longest.latent_frames;
+  f.audio_seconds = longest.audio_seconds;
+  f.cond.clip = tile_rows(clip, max_tv_);
+  f.cond.sync = tile_rows(sync, longest.sync_segments * sync_per_segment);
+  FOLEY_CHECK(f.audio_len == max_ta_, "warm-up latent length %d, expected %d", f.audio_len,
+              max_ta_);
+  run_features(run, f, p, nullptr);
+  {
+    // The warm-up prompt is short; the text arenas are reserved for the longest text, which is
+    // taken once here so that their high-water marks are final too.
+    const ClapTextConfig& cc = clap_->config();
+    Arena::Scope scope(*text_out_arena_);
+    text_out_arena_->alloc({2, cc.max_length(), cc.hidden_size}, DType::kF32);
+  }
+  for (Arena* a : {visual_arena_.get(), sync_arena_.get(), text_work_arena_.get()})
+    if (!a->frozen()) a->freeze();
 }
 
 }  // namespace pipeline
