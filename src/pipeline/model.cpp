@@ -45,8 +45,12 @@ std::shared_ptr<const WeightStore> ModelImpl::weights_for(const Backend& backend
                                                           int device_index) const {
   if (backend.device() == DeviceKind::kCPU) return store_;
   std::lock_guard<std::mutex> lock(device_stores_mutex_);
-  auto& dev = device_stores_[device_index];
-  if (!dev) dev = store_->upload_to_cuda(device_index);
+  std::weak_ptr<const WeightStore>& cached = device_stores_[device_index];
+  std::shared_ptr<const WeightStore> dev = cached.lock();
+  if (!dev) {
+    dev = store_->upload_to_cuda(device_index);
+    cached = dev;
+  }
   return dev;
 }
 

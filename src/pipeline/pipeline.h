@@ -52,7 +52,8 @@ class ModelImpl final : public Model {
   // The store to build networks from for `backend`: the host store on the CPU; on CUDA a store
   // over the whole blob uploaded once to that device (first call per device, serialised) and
   // shared by every Generator there, so that networks use device views instead of copying each
-  // tensor into their own arenas.
+  // tensor into their own arenas. The Model keeps only a weak reference: the device copy is
+  // freed with the last Generator that uses it.
   std::shared_ptr<const WeightStore> weights_for(const Backend& backend, int device_index) const;
   // Held while networks are built from a store (see the threading note above).
   std::mutex& construction_mutex() const { return construction_; }
@@ -62,7 +63,7 @@ class ModelImpl final : public Model {
   ModelInfo info_;
   mutable std::mutex construction_;
   mutable std::mutex device_stores_mutex_;
-  mutable std::map<int, std::shared_ptr<const WeightStore>> device_stores_;
+  mutable std::map<int, std::weak_ptr<const WeightStore>> device_stores_;
 };
 
 // One clip's frames, already reduced to the encoders' input sizes: SigLIP2's PIL bilinear
