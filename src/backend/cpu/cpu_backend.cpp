@@ -32,28 +32,9 @@ void check_float(const Tensor& t, const char* op, const char* what) {
               t.describe().c_str());
 }
 
-void check_shape(const Tensor& t, const Shape& shape, const char* op, const char* what) {
-  FOLEY_CHECK(t.shape() == shape, "%s: %s must have shape %s, got %s", op, what,
-              shape.str().c_str(), t.describe().c_str());
-}
-
-void check_rank(const Tensor& t, int rank, const char* op, const char* what) {
-  FOLEY_CHECK(t.rank() == rank, "%s: %s must have rank %d, got %s", op, what, rank,
-              t.describe().c_str());
-}
-
-void check_last_contiguous(const Tensor& t, const char* op, const char* what) {
-  FOLEY_CHECK(t.rank() >= 1, "%s: %s must have rank >= 1", op, what);
-  FOLEY_CHECK(t.dim(-1) <= 1 || t.stride(-1) == 1,
-              "%s: %s %s needs a contiguous last dim (stride %lld)", op, what, t.describe().c_str(),
-              static_cast<long long>(t.stride(-1)));
-}
-
 void check_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
   check_float(t, op, what);
-  FOLEY_CHECK(t.rank() == 1 && t.dim(0) == n, "%s: %s must be a vector [%lld], got %s", op, what,
-              static_cast<long long>(n), t.describe().c_str());
-  FOLEY_CHECK(n <= 1 || t.stride(0) == 1, "%s: %s must be contiguous", op, what);
+  check_vector_shape(t, n, op, what);
 }
 
 // ---- dtype helpers ---------------------------------------------------------------------------

@@ -209,26 +209,10 @@ void CpuBackend::patch_embed(const Tensor& x, const Tensor& w, const Tensor* bia
   check_f32(x, op, "x");
   check_float(w, op, "w");
   check_f32(y, op, "y");
-  FOLEY_CHECK((x.rank() == 4 && w.rank() == 4) || (x.rank() == 5 && w.rank() == 5),
-              "patch_embed: expected x [B,C,H,W] with w [D,C,kh,kw] or x [B,C,T,H,W] with w "
-              "[D,C,kt,kh,kw], got x %s, w %s",
-              x.describe().c_str(), w.describe().c_str());
-  FOLEY_CHECK(w.is_contiguous(), "patch_embed: w must be contiguous");
-  const bool is3d = x.rank() == 5;
-  // Everything as 3-D: a 2-D input is a single frame with kt = 1.
-  const int64_t B = x.dim(0), C = x.dim(1), D = w.dim(0);
-  const int64_t T = is3d ? x.dim(2) : 1, Hh = x.dim(-2), Ww = x.dim(-1);
-  const int64_t kt = is3d ? w.dim(2) : 1, kh = w.dim(-2), kw = w.dim(-1);
-  const int64_t st = is3d ? x.stride(2) : 0, sh = x.stride(-2), sw = x.stride(-1);
-  FOLEY_CHECK(w.dim(1) == C, "patch_embed: w %s does not match x %s (channels)",
-              w.describe().c_str(), x.describe().c_str());
-  FOLEY_CHECK(kt >= 1 && kh >= 1 && kw >= 1, "patch_embed: empty kernel");
-  // Like a strided PyTorch conv, trailing pixels that do not fill a patch are dropped.
-  const int64_t Tp = T / kt, Hp = Hh / kh, Wp = Ww / kw, N = Tp * Hp * Wp;
-  const int64_t Kd = C * kt * kh * kw;
-  check_shape(y, {B, N, D}, op, "y");
-  check_last_contiguous(y, op, "y");
-  if (bias) check_vector(*bias, D, op, "bias");
+  if (bias) check_float(*bias, op, "bias");
+  const PatchEmbedGeometry pg = check_patch_embed_shapes(x, w, bias, y);
+  const int64_t B = pg.B, C = pg.C, D = pg.D, kt = pg.kt, kh = pg.kh, kw = pg.kw;
+  const int64_t st = pg.st, sh = pg.sh, sw = pg.sw, Hp = pg.Hp, Wp = pg.Wp, N = pg.N, Kd = pg.Kd;
   if (y.numel() == 0) return;
 
   Arena::Scope scope(scratch());

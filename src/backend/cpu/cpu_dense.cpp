@@ -268,20 +268,8 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, co
   check_f32(x, op, "x");
   check_float(w, op, "w");
   check_f32(y, op, "y");
-  check_rank(w, 2, op, "w");
-  check_last_contiguous(x, op, "x");
-  check_last_contiguous(y, op, "y");
-  check_last_contiguous(w, op, "w");
-  const int64_t N = w.dim(0), K = w.dim(1);
-  FOLEY_CHECK(x.dim(-1) == K, "linear: x %s does not match w %s (K = %lld)", x.describe().c_str(),
-              w.describe().c_str(), static_cast<long long>(K));
-  Shape ys;
-  for (int i = 0; i + 1 < x.rank(); ++i) ys.push_back(x.dim(i));
-  ys.push_back(N);
-  check_shape(y, ys, op, "y");
-  FOLEY_CHECK(N <= 1 || w.stride(0) >= K, "linear: w rows overlap (stride %lld < K %lld)",
-              static_cast<long long>(w.stride(0)), static_cast<long long>(K));
-  if (bias) check_vector(*bias, N, op, "bias");
+  if (bias) check_float(*bias, op, "bias");
+  const int64_t N = check_linear_shapes(x, w, bias, y), K = w.dim(1);
 
   Arena::Scope scope(scratch());
   Gemm g;

@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "backend/op_checks.h"
 #include "core/thread_pool.h"
 
 namespace foley::cpu {
@@ -23,10 +24,7 @@ void check_host(const Tensor& t, const char* op, const char* what);
 void check_f32(const Tensor& t, const char* op, const char* what);
 // A defined host tensor of F32, BF16 or F16 (weights and other parameters).
 void check_float(const Tensor& t, const char* op, const char* what);
-void check_shape(const Tensor& t, const Shape& shape, const char* op, const char* what);
-void check_rank(const Tensor& t, int rank, const char* op, const char* what);
-// Last dim has stride 1 (or size <= 1), as every row-wise kernel reads rows with plain pointers.
-void check_last_contiguous(const Tensor& t, const char* op, const char* what);
+// Shape, rank and stride checks are the backend-neutral ones of backend/op_checks.h.
 // A contiguous 1-D parameter vector of length n in any float dtype.
 void check_vector(const Tensor& t, int64_t n, const char* op, const char* what);
 

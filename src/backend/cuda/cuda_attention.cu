@@ -122,7 +122,7 @@ void check_rope(const RopeTable& t, int64_t L, int64_t D, const char* what) {
     FOLEY_CHECK(p->rank() == 2 && p->dim(0) >= L && p->dim(1) == D / 2,
                 "attention: %s table must be F32 [>=%lld, %lld], got %s", what,
                 static_cast<long long>(L), static_cast<long long>(D / 2), p->describe().c_str());
-    check_unit_last(*p, "attention", what);
+    check_last_contiguous(*p, "attention", what);
   }
 }
 
@@ -142,7 +142,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
     check_activation(*t, op, "q/k/v/out");
     FOLEY_CHECK(t->rank() == 4, "attention: q/k/v/out must be [B, L, H, D], got %s",
                 t->describe().c_str());
-    check_unit_last(*t, op, "q/k/v/out");
+    check_last_contiguous(*t, op, "q/k/v/out");
   }
   const int64_t B = q.dim(0), Lq = q.dim(1), H = q.dim(2), D = q.dim(3);
   const int64_t Lk = k.dim(1), Dv = v.dim(3);

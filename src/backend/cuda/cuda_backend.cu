@@ -127,11 +127,6 @@ void check_device_float(const Tensor& t, const char* op, const char* what) {
               t.describe().c_str());
 }
 
-void check_same_shape(const Tensor& t, const Shape& shape, const char* op, const char* what) {
-  FOLEY_CHECK(t.shape() == shape, "%s: %s has shape %s, expected %s", op, what,
-              t.shape().str().c_str(), shape.str().c_str());
-}
-
 void check_writable(const Tensor& t, const char* op, const char* what) {
   for (int i = 0; i < t.rank(); ++i)
     FOLEY_CHECK(t.dim(i) <= 1 || t.stride(i) != 0,
@@ -139,16 +134,9 @@ void check_writable(const Tensor& t, const char* op, const char* what) {
                 t.describe().c_str(), i);
 }
 
-void check_last_contiguous(const Tensor& t, const char* op, const char* what) {
-  FOLEY_CHECK(t.rank() >= 1 && (t.dim(-1) <= 1 || t.stride(-1) == 1),
-              "%s: %s %s needs a contiguous last dim", op, what, t.describe().c_str());
-}
-
 void check_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
   check_device_float(t, op, what);
-  FOLEY_CHECK(t.rank() == 1 && t.dim(0) == n && t.is_contiguous(),
-              "%s: %s must be a contiguous vector [%lld], got %s", op, what,
-              static_cast<long long>(n), t.describe().c_str());
+  check_vector_shape(t, n, op, what);
 }
 
 CudaBackend::CudaBackend(int device) : device_(device) {
@@ -195,7 +183,7 @@ void CudaBackend::copy(const Tensor& dst, const Tensor& src) {
   const char* op = "copy";
   check_device(dst, op, "dst");
   check_device(src, op, "src");
-  check_same_shape(src, dst.shape(), op, "src");
+  check_shape(src, dst.shape(), op, "src");
   check_writable(dst, op, "dst");
   const int64_t n = dst.numel();
   if (n == 0) return;

@@ -25,8 +25,8 @@ ConvArgs check_conv(const Tensor& x, const Tensor& w, const Tensor* bias, const 
   FOLEY_CHECK(x.rank() == 3 && y.rank() == 3 && w.rank() == 3,
               "%s: expected x [B,T,Ci], w [K,Co,Ci], y [B,To,Co], got %s, %s, %s", op,
               x.describe().c_str(), w.describe().c_str(), y.describe().c_str());
-  check_unit_last(x, op, "x");
-  check_unit_last(y, op, "y");
+  check_last_contiguous(x, op, "x");
+  check_last_contiguous(y, op, "y");
   FOLEY_CHECK(w.is_contiguous(), "%s: w %s must be contiguous [K, Co, Ci]", op,
               w.describe().c_str());
   ConvArgs a{x.dim(0), x.dim(1), x.dim(2), y.dim(1), w.dim(1), w.dim(0)};
@@ -206,8 +206,8 @@ void CudaBackend::resample_nearest_exact(const Tensor& x, const Tensor& y) {
   FOLEY_CHECK(x.rank() == 3 && y.rank() == 3 && y.dim(0) == x.dim(0) && y.dim(2) == x.dim(2),
               "resample_nearest_exact: y %s does not match x %s", y.describe().c_str(),
               x.describe().c_str());
-  check_unit_last(x, op, "x");
-  check_unit_last(y, op, "y");
+  check_last_contiguous(x, op, "x");
+  check_last_contiguous(y, op, "y");
   const int64_t B = x.dim(0), T = x.dim(1), C = x.dim(2), To = y.dim(1);
   if (y.numel() == 0) return;
   FOLEY_CHECK(T >= 1, "resample_nearest_exact: empty input");
@@ -228,26 +228,10 @@ void CudaBackend::patch_embed(const Tensor& x, const Tensor& w, const Tensor* bi
   check_activation(x, op, "x");
   check_activation(y, op, "y");
   check_param(w, op, "w");
-  FOLEY_CHECK((x.rank() == 4 && w.rank() == 4) || (x.rank() == 5 && w.rank() == 5),
-              "patch_embed: expected x [B,C,H,W] with w [D,C,kh,kw] or x [B,C,T,H,W] with w "
-              "[D,C,kt,kh,kw], got x %s, w %s",
-              x.describe().c_str(), w.describe().c_str());
-  FOLEY_CHECK(w.is_contiguous(), "patch_embed: w must be contiguous");
-  const bool is3d = x.rank() == 5;
-  const int64_t B = x.dim(0), C = x.dim(1), D = w.dim(0);
-  const int64_t T = is3d ? x.dim(2) : 1, Hh = x.dim(-2), Ww = x.dim(-1);
-  const int64_t kt = is3d ? w.dim(2) : 1, kh = w.dim(-2), kw = w.dim(-1);
-  const int64_t st = is3d ? x.stride(2) : 0, sh = x.stride(-2), sw = x.stride(-1);
-  FOLEY_CHECK(w.dim(1) == C, "patch_embed: w %s does not match x %s (channels)",
-              w.describe().c_str(), x.describe().c_str());
-  FOLEY_CHECK(kt >= 1 && kh >= 1 && kw >= 1, "patch_embed: empty kernel");
-  const int64_t Tp = T / kt, Hp = Hh / kh, Wp = Ww / kw, N = Tp * Hp * Wp;
-  const int64_t Kd = C * kt * kh * kw;
-  FOLEY_CHECK(y.shape() == Shape({B, N, D}), "patch_embed: y %s, expected [%lld, %lld, %lld]",
-              y.describe().c_str(), static_cast<long long>(B), static_cast<long long>(N),
-              static_cast<long long>(D));
-  check_unit_last(y, op, "y");
-  if (bias) check_param_vector(*bias, D, op, "bias");
+  if (bias) check_param(*bias, op, "bias");
+  const PatchEmbedGeometry pg = check_patch_embed_shapes(x, w, bias, y);
+  const int64_t B = pg.B, C = pg.C, D = pg.D, kt = pg.kt, kh = pg.kh, kw = pg.kw;
+  const int64_t st = pg.st, sh = pg.sh, sw = pg.sw, Hp = pg.Hp, Wp = pg.Wp, N = pg.N, Kd = pg.Kd;
   if (y.numel() == 0) return;
 
   Arena::Scope scope(scratch());

@@ -306,18 +306,8 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, c
   check_activation(x, op, "x");
   check_activation(y, op, "y");
   check_param(w, op, "w");
-  FOLEY_CHECK(w.rank() == 2, "linear: w must be [N, K], got %s", w.describe().c_str());
-  check_unit_last(x, op, "x");
-  check_unit_last(y, op, "y");
-  check_unit_last(w, op, "w");
-  const int64_t N = w.dim(0), K = w.dim(1);
-  FOLEY_CHECK(x.dim(-1) == K, "linear: x %s does not match w %s (K = %lld)", x.describe().c_str(),
-              w.describe().c_str(), static_cast<long long>(K));
-  Shape ys;
-  for (int i = 0; i + 1 < x.rank(); ++i) ys.push_back(x.dim(i));
-  ys.push_back(N);
-  FOLEY_CHECK(y.shape() == ys, "linear: y %s, expected %s", y.describe().c_str(), ys.str().c_str());
-  if (bias) check_param_vector(*bias, N, op, "bias");
+  if (bias) check_param(*bias, op, "bias");
+  const int64_t N = check_linear_shapes(x, w, bias, y), K = w.dim(1);
   if (y.numel() == 0) return;
 
   Arena::Scope scope(scratch());

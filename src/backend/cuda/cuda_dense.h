@@ -70,13 +70,7 @@ inline void check_param(const Tensor& t, const char* op, const char* what) {
 }
 inline void check_param_vector(const Tensor& t, int64_t n, const char* op, const char* what) {
   check_param(t, op, what);
-  FOLEY_CHECK(t.rank() == 1 && t.dim(0) == n && (n <= 1 || t.stride(0) == 1),
-              "%s: %s must be a contiguous vector [%lld], got %s", op, what,
-              static_cast<long long>(n), t.describe().c_str());
-}
-inline void check_unit_last(const Tensor& t, const char* op, const char* what) {
-  FOLEY_CHECK(t.rank() >= 1 && (t.dim(-1) <= 1 || t.stride(-1) == 1),
-              "%s: %s %s needs a contiguous last dim", op, what, t.describe().c_str());
+  check_vector_shape(t, n, op, what);
 }
 
 // The rows of two tensors with equal leading dims ([..., K] and [..., N]): leading dims merge

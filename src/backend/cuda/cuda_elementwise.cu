@@ -136,7 +136,7 @@ void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* con
   check_writable(y, op, "y");
   for (int k = 0; k < N; ++k) {
     check_device_float(*in[k], op, "input");
-    check_same_shape(*in[k], y.shape(), op, "input");
+    check_shape(*in[k], y.shape(), op, "input");
   }
   const int64_t n = y.numel();
   if (n == 0) return;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/op_checks.h"
 #include "core/check.h"
 
 namespace foley {

@@ -176,7 +176,7 @@ void check_row_op(const Tensor& x, const Tensor& y, const char* op) {
   check_device_f32(x, op, "x");
   check_device_f32(y, op, "y");
   FOLEY_CHECK(x.rank() >= 1, "%s: x must have rank >= 1", op);
-  check_same_shape(y, x.shape(), op, "y");
+  check_shape(y, x.shape(), op, "y");
   check_last_contiguous(x, op, "x");
   check_last_contiguous(y, op, "y");
   check_writable(y, op, "y");
@@ -223,8 +223,8 @@ void CudaBackend::layer_norm_modulate(const Tensor& x, float eps, const Tensor& 
   check_row_op(x, y, op);
   check_device_float(shift, op, "shift");
   check_device_float(scale, op, "scale");
-  check_same_shape(shift, x.shape(), op, "shift");
-  check_same_shape(scale, x.shape(), op, "scale");
+  check_shape(shift, x.shape(), op, "shift");
+  check_shape(scale, x.shape(), op, "scale");
   check_last_contiguous(shift, op, "shift");
   check_last_contiguous(scale, op, "scale");
   const int64_t C = x.dim(-1);
@@ -253,7 +253,7 @@ void CudaBackend::rope(const Tensor& x, const RopeTable& table, const Tensor& y)
   check_device_f32(x, op, "x");
   check_device_f32(y, op, "y");
   FOLEY_CHECK(x.rank() == 4, "rope: x must be [B, L, H, D], got %s", x.describe().c_str());
-  check_same_shape(y, x.shape(), op, "y");
+  check_shape(y, x.shape(), op, "y");
   check_last_contiguous(x, op, "x");
   check_last_contiguous(y, op, "y");
   check_writable(y, op, "y");

@@ -121,11 +121,8 @@ void check_device(const Tensor& t, const char* op, const char* what);
 void check_device_f32(const Tensor& t, const char* op, const char* what);
 // ... of dtype F32, BF16 or F16 (parameters and second operands).
 void check_device_float(const Tensor& t, const char* op, const char* what);
-void check_same_shape(const Tensor& t, const Shape& shape, const char* op, const char* what);
 // No dim of size > 1 with stride 0: writing through it would race.
 void check_writable(const Tensor& t, const char* op, const char* what);
-// Last dim has unit stride (or size <= 1).
-void check_last_contiguous(const Tensor& t, const char* op, const char* what);
 // A contiguous 1-D parameter vector of length n in any float dtype.
 void check_vector(const Tensor& t, int64_t n, const char* op, const char* what);
 
