@@ -33,33 +33,23 @@ then amplifies rounding noise to ~1e-4 of the output, which would hide real erro
 """
 
 import argparse
-import collections
 import math
 import os
 import subprocess
 import sys
-import zlib
 
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "tiny_models"))
+from seeded import Maker  # noqa: E402
 
 
-class Maker:
-    """Builds a state dict in insertion order with per-name deterministic random values."""
-
-    def __init__(self, seed):
-        self.seed = seed
-        self.sd = collections.OrderedDict()
-
-    def _gen(self, name):
-        return torch.Generator().manual_seed(self.seed * 1000003 + zlib.crc32(name.encode()))
+class DacMaker(Maker):
+    """seeded.Maker plus uniform draws, old-style weight-normed convs and Snake alphas."""
 
     def uniform(self, name, shape, lo, hi):
         self.sd[name] = torch.rand(*shape, generator=self._gen(name)) * (hi - lo) + lo
-
-    def normal(self, name, shape, std):
-        self.sd[name] = torch.randn(*shape, generator=self._gen(name)) * std
 
     def wn_conv(self, prefix, c_in, c_out, k, gain, transpose=False):
         """Weight-normed conv: v random, g = gain·U(0.8, 1.2) per dim-0 row, small bias.
@@ -91,7 +81,7 @@ def make_vae(path, seed, encoder_dim, decoder_dim):
         "sample_rate": 48000,
         "continuous": True,
     }
-    m = Maker(seed)
+    m = DacMaker(seed)
     # Encoder (unused at inference; present so converters must skip it).
     d = encoder_dim
     m.wn_conv("encoder.block.0", 1, d, 7, 1.0)
@@ -147,7 +137,6 @@ def main():
     if not args.no_dit and os.path.exists(dit):
         subprocess.run([sys.executable, dit, args.out_dir, "--seed", str(args.seed)], check=True)
     if not args.no_dit and not args.no_encoders:
-        sys.path.insert(0, os.path.join(HERE, "tiny_models"))
         import clap
         import siglip2
         import synchformer

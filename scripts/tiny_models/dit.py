@@ -20,9 +20,10 @@ import collections
 import math
 import os
 import sys
-import zlib
 
 import torch
+
+from seeded import Maker
 
 CONFIG_TEMPLATE = """\
 model_config:
@@ -82,16 +83,8 @@ def conv_mlp_width(hidden_arg):
     return 256 * ((h + 255) // 256)
 
 
-class _Maker:
-    def __init__(self, seed):
-        self.seed = seed
-        self.sd = collections.OrderedDict()
-
-    def _gen(self, name):
-        return torch.Generator().manual_seed(self.seed * 1000003 + zlib.crc32(name.encode()))
-
-    def normal(self, name, shape, std, mean=0.0):
-        self.sd[name] = torch.randn(*shape, generator=self._gen(name)) * std + mean
+class _Maker(Maker):
+    """seeded.Maker with the DiT's k-tap conv projections and bias-free RMS norms."""
 
     def linear(self, name, n_out, n_in, bias=True, k=None):
         shape = (n_out, n_in) if k is None else (n_out, n_in, k)
