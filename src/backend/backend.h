@@ -2,7 +2,8 @@
 //
 // Conventions shared by every op (and by every implementation, CPU and CUDA):
 // - Tensors are row-major; outputs are preallocated by the caller with the exact shape.
-// - Activations are F32 on the CPU backend (BF16 storage is allowed on CUDA); weights may be F32,
+// - Activations are F32; a backend with supports_16bit_activations() also takes BF16/F16 ones
+//   where an op says "16-bit ok" (outputs rounded once from the F32 math). Weights may be F32,
 //   BF16 or F16. Accumulation, norms, softmax and RoPE are always computed in F32.
 // - Sequence tensors are channel-last: [B, T, C]. Attention tensors are [B, L, H, D] and may be
 //   strided views (e.g. slices of a fused QKV buffer); the last dim must be contiguous.
@@ -35,6 +36,11 @@ class Backend {
   virtual ~Backend() = default;
   virtual DeviceKind device() const = 0;
   virtual std::string name() const = 0;
+  // True where linear (x, y with 16-bit weights of the same dtype), conv1d/conv_transpose1d (x),
+  // layer_norm / layer_norm_modulate (y), rms_norm and rope (x, y), the elementwise ops (any
+  // operand but gated_residual's x) and attention (q, k, v, out) accept 16-bit activations. The
+  // CPU backend, the oracle, computes in F32 only.
+  virtual bool supports_16bit_activations() const { return false; }
 
   // ---- memory -------------------------------------------------------------------------------
   virtual BlockAllocator block_allocator() = 0;

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
 
 #include "core/check.h"
 #include "models/device_weights.h"
@@ -24,15 +27,24 @@ int64_t need_int(const nlohmann::json& j, const char* key) {
   return v;
 }
 
-// Bytes an Arena hands out for a sequence of F32 allocations (each rounded to its alignment).
+// Bytes an Arena hands out for a sequence of allocations (each rounded to its alignment).
 struct ArenaBytes {
   size_t total = 0;
-  ArenaBytes& f32(int64_t n) {
-    const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  ArenaBytes& of(int64_t n, DType dt) {
+    const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
     total += (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
     return *this;
   }
+  ArenaBytes& f32(int64_t n) { return of(n, DType::kF32); }
 };
+
+// The activation dtype for these weights on this backend (see mmdit.h).
+DType activation_dtype_for(const Backend& backend, DType weights) {
+  const char* force = std::getenv("FOLEY_DIT_F32_ACTIVATIONS");
+  if (force != nullptr && std::strcmp(force, "1") == 0) return DType::kF32;
+  const bool half = weights == DType::kBF16 || weights == DType::kF16;
+  return half && backend.supports_16bit_activations() ? weights : DType::kF32;
+}
 
 // Weights from a bundle, on the backend's device: views of the bundle where it already is there,
 // else copies in one device arena sized for every "dit." tensor. The arena is owned jointly by
@@ -104,10 +116,15 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     : config_(config), backend_(backend), w_(std::make_unique<Weights>()) {
   const MmditConfig& c = config_;
   const int64_t H = c.hidden, D = c.head_dim;
+  // One dtype shared by every matrix, or none (mixed): 16-bit activations need a uniform one.
+  std::optional<DType> matrix_dtype;
+  bool mixed = false;
   auto mat = [&](const std::string& name, const Shape& shape) {
     Tensor t = get(name, shape, true);
     FOLEY_CHECK(t.device() == backend_.device(), "dit weight %s is not on the %s device",
                 name.c_str(), backend_.name().c_str());
+    if (!matrix_dtype) matrix_dtype = t.dtype();
+    mixed = mixed || *matrix_dtype != t.dtype();
     return t;
   };
   auto vec = [&](const std::string& name, int64_t n) {
@@ -186,6 +203,7 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
   // final_layer.adaLN_modulation is not loaded: the official FinalLayer1D's modulation is a
   // no-op (see convert_dit.cpp), so the converter leaves it out of the bundle.
   w.final_linear = lin("final_layer.linear", c.latent_dim, H);
+  act_ = mixed ? DType::kF32 : activation_dtype_for(backend_, *matrix_dtype);
 }
 
 Mmdit::~Mmdit() = default;
@@ -222,7 +240,7 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
   const int64_t half = c.head_dim / 2, S = S8 / kSyncSegment;
   ArenaBytes persistent;
   for (int64_t n : {Tv + Ta, Tv + Ta, Ta, L}) persistent.f32(n * half).f32(n * half);
-  for (int64_t i = 0; i < c.depth_triple; ++i) persistent.f32(B * L * 2 * H);
+  for (int64_t i = 0; i < c.depth_triple; ++i) persistent.of(B * L * 2 * H, act_);
   persistent.f32(B * Tv * H).f32(B * Ta * H);
   const size_t temporaries = std::max({ArenaBytes().f32(B * L * H).f32(B * L * H).total,
                                        ArenaBytes().f32(B * Tv * H).f32(B * Tv * H).total,
@@ -254,7 +272,7 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
   ctx->single_rope_ = upload_rope(linear_positions(Ta));
   const RopeTable text_rope = upload_rope(linear_positions(L));
   for (int64_t i = 0; i < c.depth_triple; ++i)
-    ctx->text_kv_.push_back(arena.alloc({B, L, 2 * H}, DType::kF32));
+    ctx->text_kv_.push_back(arena.alloc({B, L, 2 * H}, act_));
   ctx->visual_ = arena.alloc({B, Tv, H}, DType::kF32);
   ctx->sync_a_ = arena.alloc({B, Ta, H}, DType::kF32);
 
@@ -312,21 +330,26 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
 size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len) const {
   const MmditConfig& c = config_;
   const int64_t B = batch, Ta = audio_len, Tv = visual_len, H = c.hidden, L = Tv + Ta;
+  const DType a = act_;
   using A = ArenaBytes;
-  const size_t base = A().f32(B * kTimeFreqDim).f32(B * H).f32(B * H).f32(B * Ta * H).total;
+  const size_t base = A().f32(B * kTimeFreqDim).f32(B * H).of(B * H, a).f32(B * Ta * H).total;
   const size_t embed = A().f32(B * Ta * c.latent_dim).total;
   const size_t visual = A().f32(B * Tv * H).total;
-  auto mlp = [&](int64_t T) { return A().f32(B * T * H).f32(B * T * c.mlp_hidden).total; };
+  auto mlp = [&](int64_t T) { return A().of(B * T * H, a).of(B * T * c.mlp_hidden, a).total; };
   const size_t triple =
-      A().f32(B * 9 * H).f32(B * 9 * H).f32(B * Ta * H).f32(B * Tv * H).f32(B * L * H).total +
-      std::max({A().f32(B * L * 3 * H).total,
-                A().f32(B * L * H).f32(B * Tv * H).f32(B * Ta * H).total, mlp(Ta), mlp(Tv)});
-  const size_t single =
-      A().f32(B * Ta * 6 * H).f32(B * Ta * H).f32(B * Ta * H).total +
-      std::max(A().f32(B * Ta * 3 * H).f32(B * Ta * H).total,
-               A().f32(B * Ta * c.conv_mlp_hidden).f32(B * Ta * c.conv_mlp_hidden).total);
-  const size_t tok = A().f32(B * Ta * H).total;
-  const size_t final_layer = A().f32(B * Ta * H).f32(B * Ta * c.latent_dim).total;
+      A().of(B * 9 * H, a).of(B * 9 * H, a).of(B * Ta * H, a).of(B * Tv * H, a).of(B * L * H, a)
+          .total +
+      std::max({A().of(B * L * 3 * H, a).total,
+                A().of(B * L * H, a).of(B * Tv * H, a).of(B * Ta * H, a).total, mlp(Ta),
+                mlp(Tv)});
+  const int64_t F = c.conv_mlp_hidden;
+  A conv_mlp;
+  conv_mlp.f32(B * Ta * F).f32(B * Ta * F);
+  if (a != DType::kF32) conv_mlp.of(B * Ta * F, a);
+  const size_t single = A().of(B * Ta * 6 * H, a).of(B * Ta * H, a).f32(B * Ta * H).total +
+                        std::max(A().of(B * Ta * 3 * H, a).of(B * Ta * H, a).total, conv_mlp.total);
+  const size_t tok = A().of(B * Ta * H, a).total;
+  const size_t final_layer = A().of(B * Ta * H, a).f32(B * Ta * c.latent_dim).total;
   return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));
 }
 
@@ -359,7 +382,8 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, cons
       temb, Tensor(ctx.temb_host_.data(), DType::kF32, {B, kTimeFreqDim}, DeviceKind::kCPU));
   const Tensor vec = arena.alloc({B, H}, DType::kF32);
   DitStepState s;
-  s.silu_vec = arena.alloc({B, H}, DType::kF32);
+  s.act = act_;
+  s.silu_vec = arena.alloc({B, H}, act_);
   be.linear(temb, w.time_1.w, w.time_1.bias(), s.silu_vec);
   be.activation(Activation::kSilu, s.silu_vec, s.silu_vec);
   be.linear(s.silu_vec, w.time_2.w, w.time_2.bias(), vec);
@@ -384,7 +408,7 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, cons
 
   // Single blocks and the final layer condition per token on vec + sync_a; only SiLU of it is
   // ever used.
-  s.silu_vec_tok = arena.alloc({B, Ta, H}, DType::kF32);
+  s.silu_vec_tok = arena.alloc({B, Ta, H}, act_);
   be.add(ctx.sync_a_, vec.unsqueeze(1).expand({B, Ta, H}), s.silu_vec_tok);
   be.activation(Activation::kSilu, s.silu_vec_tok, s.silu_vec_tok);
   for (const DitSingleBlock& blk : w.single)
@@ -392,7 +416,7 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, cons
 
   // Final layer: LN (no affine) -> Linear. The official FinalLayer1D computes a shift/scale but
   // its `modulate` drops per-token (3-D) modulation, so none is applied.
-  const Tensor xn = arena.alloc({B, Ta, H}, DType::kF32);
+  const Tensor xn = arena.alloc({B, Ta, H}, act_);
   be.layer_norm(s.audio, nullptr, nullptr, kDitLayerNormEps, xn);
   const Tensor out = arena.alloc({B, Ta, c.latent_dim}, DType::kF32);
   be.linear(xn, w.final_linear.w, w.final_linear.bias(), out);

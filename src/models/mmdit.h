@@ -14,8 +14,11 @@
 // modulation, because the official FinalLayer1D's `modulate` discards per-token (3-D)
 // shift/scale; the golden case confirms it (see convert_dit.cpp).
 //
-// Layouts follow backend.h: activations channel-last F32 on the backend's device; the latent
-// x and the velocity are [B, 128, Ta] (channel-first) as in the official model.
+// Layouts follow backend.h: activations channel-last on the backend's device; the latent x and
+// the velocity are [B, 128, Ta] (channel-first) F32 as in the official model. With 16-bit
+// weights on a backend that takes 16-bit activations, everything between layers is kept in the
+// weights' dtype as the reference's bf16 autocast does (residual streams stay F32; see
+// activation_dtype()); otherwise F32 throughout. FOLEY_DIT_F32_ACTIVATIONS=1 forces F32.
 #pragma once
 
 #include <functional>
@@ -91,6 +94,8 @@ class Mmdit {
 
   const MmditConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
+  // Dtype of the activations between layers (F32, or the weights' BF16/F16).
+  DType activation_dtype() const { return act_; }
 
   // Learned unconditional features (F32 [clip_dim], [sync_dim]) for the CFG branch.
   const Tensor& empty_clip_feat() const;
@@ -119,6 +124,7 @@ class Mmdit {
   MmditConfig config_;
   Backend& backend_;
   std::unique_ptr<Weights> w_;
+  DType act_ = DType::kF32;
 };
 
 }  // namespace foley

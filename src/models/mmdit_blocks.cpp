@@ -26,11 +26,12 @@ Tensor mod_chunk(const Tensor& mod, int k, int64_t hidden, int64_t tokens) {
 
 // x += gate ⊙ MLP(LN(x)·(1+scale)+shift), the triple blocks' GELU(tanh) MLP.
 void gated_mlp(Backend& be, const DitStream& s, const Tensor& x, const Tensor& shift,
-               const Tensor& scale, const Tensor& gate, int64_t mlp_hidden, Arena& arena) {
+               const Tensor& scale, const Tensor& gate, int64_t mlp_hidden, DType act,
+               Arena& arena) {
   Arena::Scope scope(arena);
-  const Tensor xm = arena.alloc(x.shape(), DType::kF32);
+  const Tensor xm = arena.alloc(x.shape(), act);
   be.layer_norm_modulate(x, kDitLayerNormEps, shift, scale, xm);
-  const Tensor h = arena.alloc({x.dim(0), x.dim(1), mlp_hidden}, DType::kF32);
+  const Tensor h = arena.alloc({x.dim(0), x.dim(1), mlp_hidden}, act);
   be.linear(xm, s.fc1.w, s.fc1.bias(), h);
   be.activation(Activation::kGeluTanh, h, h);
   be.linear(h, s.fc2.w, s.fc2.bias(), xm);
@@ -51,25 +52,26 @@ void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock&
   const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1), Tv = s.visual.dim(1);
   const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, L = Tv + Ta;
   const float scale = dit_attention_scale(D);
+  const DType act = s.act;
 
   // Modulations come from the timestep alone (sync_modulation is off): one row per sample.
-  const Tensor mod_a = arena.alloc({B, 9 * H}, DType::kF32);
-  const Tensor mod_v = arena.alloc({B, 9 * H}, DType::kF32);
+  const Tensor mod_a = arena.alloc({B, 9 * H}, act);
+  const Tensor mod_v = arena.alloc({B, 9 * H}, act);
   be.linear(s.silu_vec, blk.audio.mod.w, blk.audio.mod.bias(), mod_a);
   be.linear(s.silu_vec, blk.visual.mod.w, blk.visual.mod.bias(), mod_v);
   auto ma = [&](int k) { return mod_chunk(mod_a, k, H, Ta); };
   auto mv = [&](int k) { return mod_chunk(mod_v, k, H, Tv); };
 
-  const Tensor xm_a = arena.alloc({B, Ta, H}, DType::kF32);
-  const Tensor xm_v = arena.alloc({B, Tv, H}, DType::kF32);
-  const Tensor out = arena.alloc({B, L, nh, D}, DType::kF32);
+  const Tensor xm_a = arena.alloc({B, Ta, H}, act);
+  const Tensor xm_v = arena.alloc({B, Tv, H}, act);
+  const Tensor out = arena.alloc({B, L, nh, D}, act);
   const Tensor out3 = out.reshape({B, L, H});
 
   // 1. Joint self-attention over [visual; audio]. Both streams project straight into one
   //    [B, L, 3H] buffer so that q, k, v of the joint sequence are plain strided views.
   {
     Arena::Scope inner(arena);
-    const Tensor qkv = arena.alloc({B, L, 3 * H}, DType::kF32);
+    const Tensor qkv = arena.alloc({B, L, 3 * H}, act);
     be.layer_norm_modulate(s.visual, kDitLayerNormEps, mv(0), mv(1), xm_v);
     be.layer_norm_modulate(s.audio, kDitLayerNormEps, ma(0), ma(1), xm_a);
     linear_rows(be, xm_v, blk.visual.qkv, qkv.slice(1, 0, Tv));
@@ -91,9 +93,9 @@ void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock&
   // 2. Cross-attention of [visual; audio] queries to the cached text K/V.
   {
     Arena::Scope inner(arena);
-    const Tensor q = arena.alloc({B, L, H}, DType::kF32);
-    const Tensor xm2_v = arena.alloc({B, Tv, H}, DType::kF32);
-    const Tensor xm2_a = arena.alloc({B, Ta, H}, DType::kF32);
+    const Tensor q = arena.alloc({B, L, H}, act);
+    const Tensor xm2_v = arena.alloc({B, Tv, H}, act);
+    const Tensor xm2_a = arena.alloc({B, Ta, H}, act);
     be.layer_norm_modulate(s.visual, kDitLayerNormEps, mv(3), mv(4), xm2_v);
     be.layer_norm_modulate(s.audio, kDitLayerNormEps, ma(3), ma(4), xm2_a);
     linear_rows(be, xm2_v, blk.visual.cross_q, q.slice(1, 0, Tv));
@@ -111,8 +113,8 @@ void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock&
   be.gated_residual(s.audio, ma(5), xm_a);
 
   // 3. MLPs.
-  gated_mlp(be, blk.audio, s.audio, ma(6), ma(7), ma(8), cfg.mlp_hidden, arena);
-  gated_mlp(be, blk.visual, s.visual, mv(6), mv(7), mv(8), cfg.mlp_hidden, arena);
+  gated_mlp(be, blk.audio, s.audio, ma(6), ma(7), ma(8), cfg.mlp_hidden, act, arena);
+  gated_mlp(be, blk.visual, s.visual, mv(6), mv(7), mv(8), cfg.mlp_hidden, act, arena);
 }
 
 void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock& blk,
@@ -120,23 +122,24 @@ void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock&
   Arena::Scope scope(arena);
   const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1);
   const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, F = cfg.conv_mlp_hidden;
+  const DType act = s.act;
 
   // Per-token modulation from SiLU(sync_a + vec): (shift, scale, gate) × (attention, MLP).
-  const Tensor mod = arena.alloc({B, Ta, 6 * H}, DType::kF32);
+  const Tensor mod = arena.alloc({B, Ta, 6 * H}, act);
   be.linear(s.silu_vec_tok, blk.mod.w, blk.mod.bias(), mod);
   auto m = [&](int k) { return mod.slice(2, k * H, H); };
 
-  const Tensor xn = arena.alloc({B, Ta, H}, DType::kF32);
+  const Tensor xn = arena.alloc({B, Ta, H}, act);
   const Tensor y = arena.alloc({B, Ta, H}, DType::kF32);
   {
     Arena::Scope inner(arena);
     be.layer_norm_modulate(s.audio, kDitSingleLayerNormEps, m(0), m(1), xn);
-    const Tensor qkv = arena.alloc({B, Ta, 3 * H}, DType::kF32);
+    const Tensor qkv = arena.alloc({B, Ta, 3 * H}, act);
     be.linear(xn, blk.qkv.w, blk.qkv.bias(), qkv);
     const Tensor q = dit_heads(qkv, 0, nh, D), k = dit_heads(qkv, H, nh, D);
     be.rms_norm(q, &blk.q_norm, kDitSingleRmsEps, q);
     be.rms_norm(k, &blk.k_norm, kDitSingleRmsEps, k);
-    const Tensor out = arena.alloc({B, Ta, nh, D}, DType::kF32);
+    const Tensor out = arena.alloc({B, Ta, nh, D}, act);
     be.attention(q, k, dit_heads(qkv, 2 * H, nh, D), dit_attention_scale(D), out, &rope, &rope);
     // linear1 is a k=3 Conv1d over time, zero-padded at the sequence ends.
     be.conv1d(out.reshape({B, Ta, H}), blk.conv1_w, &blk.conv1_b, 1, 1, y);
@@ -148,8 +151,10 @@ void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock&
   const Tensor h3 = arena.alloc({B, Ta, F}, DType::kF32);
   be.conv1d(xn, blk.w1, nullptr, 1, 1, h1);
   be.conv1d(xn, blk.w3, nullptr, 1, 1, h3);
-  be.swiglu(h1, h3, h1);
-  be.conv1d(h1, blk.w2, nullptr, 1, 1, y);
+  // The gate's product goes back into h1 in F32, or into its own 16-bit buffer.
+  const Tensor g = act == DType::kF32 ? h1 : arena.alloc({B, Ta, F}, act);
+  be.swiglu(h1, h3, g);
+  be.conv1d(g, blk.w2, nullptr, 1, 1, y);
   be.gated_residual(s.audio, m(5), y);
 }
 

@@ -67,12 +67,16 @@ float dit_attention_scale(int64_t head_dim);
 // [B, T, X] tensor, columns [off, off+H) viewed as [B, T, heads, head_dim].
 Tensor dit_heads(const Tensor& t, int64_t off, int64_t heads, int64_t head_dim);
 
-// Per-step activations the blocks work on.
+// Per-step activations the blocks work on. The residual streams are F32; everything between
+// two layers (modulations, normed inputs, q/k/v, attention outputs, MLP hiddens) has dtype `act`:
+// F32, or the weights' 16-bit dtype where the backend takes 16-bit activations (the reference's
+// bf16 autocast, model-spec §2.7). Convolution outputs stay F32 (their taps accumulate there).
 struct DitStepState {
-  Tensor audio;         // [B, Ta, H], updated in place
-  Tensor visual;        // [B, Tv, H], updated in place (triple blocks only)
-  Tensor silu_vec;      // SiLU(time embedding) [B, H]
-  Tensor silu_vec_tok;  // SiLU(sync_a + vec) [B, Ta, H]
+  DType act = DType::kF32;
+  Tensor audio;         // [B, Ta, H] F32, updated in place
+  Tensor visual;        // [B, Tv, H] F32, updated in place (triple blocks only)
+  Tensor silu_vec;      // SiLU(time embedding) [B, H], act
+  Tensor silu_vec_tok;  // SiLU(sync_a + vec) [B, Ta, H], act
 };
 
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,

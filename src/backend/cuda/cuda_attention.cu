@@ -9,8 +9,12 @@
 //  3. scatter O into out's [B, Lq, H, Dv] view.
 // Pairs go in groups that bound the score scratch (~256 MB), so long sequences with many heads
 // and Synchformer's ~10⁵ tiny groups both fit.
-// With FOLEY_CUDA_ATTENTION=flash, head dims 64 and 128 take the fused bf16 kernel instead
-// (cuda_flash_attention.cu) after packing bf16 panels with the same pack kernel.
+// q, k, v and out may also be 16-bit (all of q, k, v one dtype; out that dtype or F32). BF16
+// inputs with head dims 64 and 128 take the fused bf16 kernel (cuda_flash_attention.cu) after
+// packing bf16 panels with the same pack kernel: that is the reference's own precision (SDPA on
+// bf16 tensors, model-spec §2.7), so it is the default there; FOLEY_CUDA_ATTENTION=exact sends
+// them through the F32 path instead, and FOLEY_CUDA_ATTENTION=flash sends F32 inputs through
+// the fused kernel.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -19,6 +23,7 @@
 
 #include "backend/cuda/cuda_dense.h"
 #include "backend/cuda/cuda_flash_attention.h"
+#include "backend/cuda/cuda_strided.h"
 
 namespace foley {
 namespace cuda {
@@ -27,14 +32,14 @@ namespace {
 
 constexpr int64_t kScoreBudgetFloats = int64_t{64} << 20;
 
-// A [B, L, H, D] view: base pointer and element strides.
+// A [B, L, H, D] view of any float dtype: base pointer and element strides.
 struct HeadView {
-  const float* p;
+  FloatIn p;
   int64_t sb, sl, sh;
 };
 
 HeadView head_view(const Tensor& t) {
-  return {t.data<float>(), t.stride(0), t.stride(1), t.stride(2)};
+  return {float_in(t), t.stride(0), t.stride(1), t.stride(2)};
 }
 
 // out[pair, l, d] = view[b, l, h, d] for pairs p0.. (pair = b·H + h), rotated when cos/sin given
@@ -56,13 +61,14 @@ __global__ void pack_heads(HeadView in, int64_t p0, int64_t H, int64_t L, int64_
   const int64_t l = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.y;
   if (l >= L) return;
   const int64_t pair = p0 + blockIdx.y;
-  const float* row = in.p + (pair / H) * in.sb + l * in.sl + (pair % H) * in.sh;
+  const int64_t row = (pair / H) * in.sb + l * in.sl + (pair % H) * in.sh;
   Out* dst = out + (int64_t(blockIdx.y) * L + l) * D;
   for (int64_t d = threadIdx.x; d < D; d += 32) {
-    float v = row[d];
+    float v = load_float(in.p, row + d);
     if (cos) {
       const float c = cos[l * ldc + d / 2], s = sin[l * lds + d / 2];
-      const float x0 = row[d & ~int64_t(1)], x1 = row[d | 1];
+      const float x0 = load_float(in.p, row + (d & ~int64_t(1)));
+      const float x1 = load_float(in.p, row + (d | 1));
       v = (d & 1) ? x1 * c + x0 * s : x0 * c - x1 * s;
     }
     store(dst + d, v);
@@ -71,13 +77,13 @@ __global__ void pack_heads(HeadView in, int64_t p0, int64_t H, int64_t L, int64_
 
 // out view[b, l, h, d] = O[pair, l, d], same launch shape as pack_heads.
 __global__ void scatter_heads(const float* o, int64_t p0, int64_t H, int64_t L, int64_t D,
-                              float* out, int64_t sb, int64_t sl, int64_t sh) {
+                              FloatOut out, int64_t sb, int64_t sl, int64_t sh) {
   const int64_t l = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.y;
   if (l >= L) return;
   const int64_t pair = p0 + blockIdx.y;
   const float* src = o + (int64_t(blockIdx.y) * L + l) * D;
-  float* dst = out + (pair / H) * sb + l * sl + (pair % H) * sh;
-  for (int64_t d = threadIdx.x; d < D; d += 32) dst[d] = src[d];
+  const int64_t dst = (pair / H) * sb + l * sl + (pair % H) * sh;
+  for (int64_t d = threadIdx.x; d < D; d += 32) store_float(out, dst + d, src[d]);
 }
 
 dim3 row_grid(int64_t L, int64_t pairs) {
@@ -126,11 +132,15 @@ void check_rope(const RopeTable& t, int64_t L, int64_t D, const char* what) {
   }
 }
 
-// The fused bf16 kernel is opt-in (FOLEY_CUDA_ATTENTION=flash): it trades ~3e-3 relative error
-// against the F32 oracle for speed. Read per call so tests can switch it.
-bool use_flash(int64_t D, int64_t Dv) {
+// The fused bf16 kernel rounds q, k, v and the probabilities to bf16 (~3e-3 relative against
+// the F32 oracle): the default for bf16 inputs, opt-in for F32 ones. Read per call so tests can
+// switch it.
+bool use_flash(DType dt, int64_t D, int64_t Dv) {
+  if (!flash_supports(D, Dv)) return false;
   const char* mode = std::getenv("FOLEY_CUDA_ATTENTION");
-  return mode != nullptr && std::strcmp(mode, "flash") == 0 && flash_supports(D, Dv);
+  if (mode != nullptr && std::strcmp(mode, "exact") == 0) return false;
+  if (dt == DType::kBF16) return true;
+  return mode != nullptr && std::strcmp(mode, "flash") == 0 && dt == DType::kF32;
 }
 
 }  // namespace
@@ -139,7 +149,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
                             const Tensor& out, const RopeTable* rope_q, const RopeTable* rope_k) {
   const char* op = "attention";
   for (const Tensor* t : {&q, &k, &v, &out}) {
-    check_activation(*t, op, "q/k/v/out");
+    check_activation16(*t, op, "q/k/v/out");
     FOLEY_CHECK(t->rank() == 4, "attention: q/k/v/out must be [B, L, H, D], got %s",
                 t->describe().c_str());
     check_last_contiguous(*t, op, "q/k/v/out");
@@ -150,6 +160,12 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
                   out.shape() == Shape({B, Lq, H, Dv}),
               "attention: shapes q %s, k %s, v %s, out %s do not agree", q.describe().c_str(),
               k.describe().c_str(), v.describe().c_str(), out.describe().c_str());
+  FOLEY_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype() &&
+                  (out.dtype() == q.dtype() || out.dtype() == DType::kF32),
+              "attention: q/k/v must share one dtype and out be that dtype or F32 (q %s, k %s, "
+              "v %s, out %s)",
+              dtype_name(q.dtype()), dtype_name(k.dtype()), dtype_name(v.dtype()),
+              dtype_name(out.dtype()));
   if (rope_q) check_rope(*rope_q, Lq, D, "rope_q");
   if (rope_k) check_rope(*rope_k, Lk, D, "rope_k");
   if (out.numel() == 0) return;
@@ -165,7 +181,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
         rope ? rope->sin.stride(0) : 0, dst);
     FOLEY_CUDA_CHECK(cudaGetLastError());
   };
-  if (use_flash(D, Dv)) {
+  if (use_flash(q.dtype(), D, Dv)) {
     // bf16 panels of every pair in groups of at most 65535 (the grid's y limit).
     const int64_t group = std::min<int64_t>(pairs, 65535);
     Arena::Scope scope(scratch());
@@ -182,8 +198,10 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
       a.q = qb, a.k = kb, a.v = vb;
       a.Lq = Lq, a.Lk = Lk, a.D = D, a.scale = scale;
       a.p0 = p0, a.pairs = np, a.H = H;
-      a.out = out.data<float>(), a.osb = out.stride(0), a.osl = out.stride(1),
-      a.osh = out.stride(2);
+      a.out = out.raw(), a.out_bf16 = out.dtype() == DType::kBF16;
+      a.osb = out.stride(0), a.osl = out.stride(1), a.osh = out.stride(2);
+      FOLEY_CHECK(out.dtype() == DType::kBF16 || out.dtype() == DType::kF32,
+                  "attention: fused kernel output %s", dtype_name(out.dtype()));
       flash_attention(a, s);
     }
     return;
@@ -225,7 +243,7 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
     run_gemm(*this, o);
 
     scatter_heads<<<row_grid(Lq, np), kRowBlock, 0, s>>>(
-        op_, p0, H, Lq, Dv, out.data<float>(), out.stride(0), out.stride(1), out.stride(2));
+        op_, p0, H, Lq, Dv, float_out(out), out.stride(0), out.stride(1), out.stride(2));
     FOLEY_CUDA_CHECK(cudaGetLastError());
   }
 }

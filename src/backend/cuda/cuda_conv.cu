@@ -19,9 +19,10 @@ struct ConvArgs {
 
 ConvArgs check_conv(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                     const char* op) {
-  check_activation(x, op, "x");
+  check_activation16(x, op, "x");
   check_activation(y, op, "y");
   check_param(w, op, "w");
+  check_gemm_dtypes(x.dtype(), w.dtype(), y.dtype(), op);
   FOLEY_CHECK(x.rank() == 3 && y.rank() == 3 && w.rank() == 3,
               "%s: expected x [B,T,Ci], w [K,Co,Ci], y [B,To,Co], got %s, %s, %s", op,
               x.describe().c_str(), w.describe().c_str(), y.describe().c_str());
@@ -47,16 +48,18 @@ int64_t floor_div(int64_t a, int64_t b) {
   return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-// The input as the GEMMs read it: x itself for F32 weights, else one converted copy of every
-// batch row in scratch (contiguous [B, T, Ci]).
+// The input as the GEMMs read it: x itself when its dtype is the weight's, else one converted
+// copy of every batch row in scratch (contiguous [B, T, Ci]). y stays F32 even for 16-bit x: the
+// taps accumulate into it (beta = 1), and rounding between taps would lose what one f32
+// accumulation keeps.
 struct ConvInput {
   const char* base;
   DType dt;
   int64_t ldx, sb;  // elements
 };
 ConvInput conv_input(CudaBackend& be, const Tensor& x, DType wdt) {
-  if (wdt == DType::kF32)
-    return {static_cast<const char*>(x.raw()), DType::kF32, row_stride(x), x.stride(0)};
+  if (x.dtype() == wdt)
+    return {static_cast<const char*>(x.raw()), wdt, row_stride(x), x.stride(0)};
   const int64_t B = x.dim(0), T = x.dim(1), Ci = x.dim(2);
   char* out = static_cast<char*>(be.scratch().alloc_bytes(size_t(B * T * Ci) * 2));
   for (int64_t b = 0; b < B; ++b)

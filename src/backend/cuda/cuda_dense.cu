@@ -139,7 +139,7 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
   p.a = g.w_kn ? make_layout(in, g.N, g.K, g.ldw, g.batch, g.sw)
                : make_layout(in, g.K, g.N, g.ldw, g.batch, g.sw);
   p.b = make_layout(in, g.K, g.M, g.ldx, g.batch, g.sx);
-  p.c = make_layout(CUDA_R_32F, g.N, g.M, g.ldy, g.batch, g.sy);
+  p.c = make_layout(cuda_type(g.ydt), g.N, g.M, g.ldy, g.batch, g.sy);
 
   cublasLtMatmulPreference_t pref = nullptr;
   FOLEY_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -244,8 +244,8 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
   FOLEY_CHECK(g0.M >= 0 && g0.N >= 0 && g0.K >= 0 && g0.batch >= 1, "gemm: bad sizes");
   if (g0.M == 0 || g0.N == 0) return;
   if (g0.K == 0) {
-    FOLEY_CHECK(g0.batch == 1, "gemm: K = 0 with a batch");
-    return init_rows(be, g0.y, g0.M, g0.N, g0.ldy, g0.bias, g0.beta);
+    FOLEY_CHECK(g0.batch == 1 && g0.ydt == DType::kF32, "gemm: K = 0 with a batch or 16-bit y");
+    return init_rows(be, static_cast<float*>(g0.y), g0.M, g0.N, g0.ldy, g0.bias, g0.beta);
   }
   DeviceGemm g = g0;
   // A single row's (or column's) stride is irrelevant: normalise it so such calls share a plan
@@ -265,7 +265,8 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
     g.xdt = g.wdt;
     g.ldx = g.K;
   }
-  const int64_t es = int64_t(dtype_size(g.wdt));
+  check_gemm_dtypes(g.xdt, g.wdt, g.ydt, "gemm");
+  const int64_t es = int64_t(dtype_size(g.wdt)), yes = int64_t(dtype_size(g.ydt));
   PlanKey key{g.M,
               g.N,
               g.K,
@@ -279,12 +280,12 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
               g.batch > 1 ? g.sx : 0,
               g.batch > 1 ? g.sw : 0,
               g.batch > 1 ? g.sy : 0,
-              0,
+              int64_t(g.ydt),
               0,
               0,
               alignment({int64_t(reinterpret_cast<uintptr_t>(g.w)), g.ldw * es, g.sw * es}),
               alignment({int64_t(reinterpret_cast<uintptr_t>(g.x)), g.ldx * es, g.sx * es}),
-              alignment({int64_t(reinterpret_cast<uintptr_t>(g.y)), g.ldy * 4, g.sy * 4}),
+              alignment({int64_t(reinterpret_cast<uintptr_t>(g.y)), g.ldy * yes, g.sy * yes}),
               0};
   DenseState& st = be.dense();
   std::lock_guard<std::mutex> lock(st.mutex);
@@ -303,10 +304,11 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                          float beta) {
   const char* op = "linear";
-  check_activation(x, op, "x");
-  check_activation(y, op, "y");
+  check_activation16(x, op, "x");
+  check_activation16(y, op, "y");
   check_param(w, op, "w");
   if (bias) check_param(*bias, op, "bias");
+  check_gemm_dtypes(x.dtype(), w.dtype(), y.dtype(), op);
   const int64_t N = check_linear_shapes(x, w, bias, y), K = w.dim(1);
   if (y.numel() == 0) return;
 
@@ -320,17 +322,18 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, c
   g.bias = bias ? vector_f32(*this, *bias) : nullptr;
   g.beta = beta;
   g.xdt = x.dtype();
+  g.ydt = y.dtype();
   // Leading dims merge into M where both x's and y's strides allow it; the innermost unmerged
   // dim becomes a strided batch and any further ones an outer loop.
   const RowNest nest = row_nest(x, y);
   g.M = nest.rows;
   g.ldx = nest.row_stride[0];
   g.ldy = nest.row_stride[1];
-  const int64_t xes = int64_t(dtype_size(x.dtype()));
+  const int64_t xes = int64_t(dtype_size(x.dtype())), yes = int64_t(dtype_size(y.dtype()));
   for (int64_t o = 0; o < nest.outer; ++o) {
     const std::array<int64_t, 2> off = nest.offsets(o);
     g.x = static_cast<const char*>(x.raw()) + off[0] * xes;
-    g.y = y.data<float>() + off[1];
+    g.y = static_cast<char*>(y.raw()) + off[1] * yes;
     run_gemm(*this, g);
   }
 }

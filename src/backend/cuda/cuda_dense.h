@@ -17,7 +17,8 @@ namespace cuda {
 // products runs as one call when batch > 1 (element strides sx, sw, sy between batch members).
 // x may be F32, BF16 or F16; when its dtype differs from the weight's 16-bit dtype the rows are
 // converted in scratch first (so a 16-bit weight always multiplies 16-bit activations, f32
-// accumulation). y is always F32.
+// accumulation). y is F32, or the weight's 16-bit dtype (rounded once from the f32 result, which
+// is what a bf16 Linear under autocast returns).
 struct DeviceGemm {
   int64_t M = 0, N = 0, K = 0;
   const void* x = nullptr;
@@ -28,7 +29,8 @@ struct DeviceGemm {
   int64_t ldw = 0;
   bool w_kn = false;
   const float* bias = nullptr;  // device, contiguous F32 [N]
-  float* y = nullptr;
+  void* y = nullptr;
+  DType ydt = DType::kF32;
   int64_t ldy = 0;
   float beta = 0.0f;
   int64_t batch = 1, sx = 0, sw = 0, sy = 0;
@@ -60,6 +62,21 @@ inline unsigned blocks_for(int64_t n, int threads) {
 inline void check_activation(const Tensor& t, const char* op, const char* what) {
   FOLEY_CHECK(t.defined() && t.device() == DeviceKind::kCUDA && t.dtype() == DType::kF32,
               "%s: %s must be an F32 CUDA tensor, got %s", op, what, t.describe().c_str());
+}
+// Activations that may also be 16-bit (BF16 or F16) in device memory.
+inline void check_activation16(const Tensor& t, const char* op, const char* what) {
+  FOLEY_CHECK(
+      t.defined() && t.device() == DeviceKind::kCUDA &&
+          (t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 || t.dtype() == DType::kF16),
+      "%s: %s must be an F32/BF16/F16 CUDA tensor, got %s", op, what, t.describe().c_str());
+}
+// A GEMM's x and y dtypes against its weight's: x is F32 or the weight's dtype, y F32 or (with
+// a 16-bit weight) the weight's dtype.
+inline void check_gemm_dtypes(DType x, DType w, DType y, const char* op) {
+  FOLEY_CHECK((x == DType::kF32 || x == w) && (y == DType::kF32 || (y == w && w != DType::kF32)),
+              "%s: %s activations / %s output with %s weights (16-bit activations must match "
+              "16-bit weights)",
+              op, dtype_name(x), dtype_name(y), dtype_name(w));
 }
 // Parameters: F32, BF16 or F16 in device memory.
 inline void check_param(const Tensor& t, const char* op, const char* what) {

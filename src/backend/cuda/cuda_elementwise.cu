@@ -1,6 +1,9 @@
 // CUDA elementwise kernels. Every operand has the output's exact shape; broadcasting is a
-// stride-0 view, which the strided kernel reads through like any other stride. Inputs may be F32,
-// BF16 or F16 (converted on load); the output and the math are F32.
+// stride-0 view, which the strided kernel reads through like any other stride. Inputs and the
+// output may be F32, BF16 or F16 (converted on load and store); the math is F32. A 16-bit output
+// is how the DiT's bf16 activations (model-spec §2.7: bf16 between layers) are
+// written by the op that produces them, instead of a separate conversion before each GEMM.
+// gated_residual's x (the residual stream, updated in place) stays F32.
 //
 // Two paths: all operands F32 and contiguous (the common case: activations in an arena) run a
 // float4 kernel; anything else runs one generic strided kernel with per-element index math.
@@ -76,7 +79,7 @@ struct SnakeF {
 };
 
 template <int N, typename F>
-__global__ void map_strided(StridedNd L, float* y, Inputs<N> in, int64_t n, F f) {
+__global__ void map_strided(StridedNd L, FloatOut y, Inputs<N> in, int64_t n, F f) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     int64_t off[N + 1];
@@ -84,7 +87,7 @@ __global__ void map_strided(StridedNd L, float* y, Inputs<N> in, int64_t n, F f)
     float v[N];
 #pragma unroll
     for (int k = 0; k < N; ++k) v[k] = load_float(in.in[k], off[k + 1]);
-    y[off[0]] = f(v);
+    store_float(y, off[0], f(v));
   }
 }
 
@@ -128,11 +131,11 @@ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
 }
 
-// y = f(in...) over y's shape. Checks: y F32 and writable, inputs float of y's shape, all on
+// y = f(in...) over y's shape. Checks: y float and writable, inputs float of y's shape, all on
 // the device.
 template <int N, typename F>
 void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* const (&in)[N], F f) {
-  check_device_f32(y, op, "y");
+  check_device_float(y, op, "y");
   check_writable(y, op, "y");
   for (int k = 0; k < N; ++k) {
     check_device_float(*in[k], op, "input");
@@ -144,7 +147,7 @@ void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* con
   if constexpr (N == 1) L = make_nd({&y, in[0]});
   if constexpr (N == 2) L = make_nd({&y, in[0], in[1]});
   if constexpr (N == 3) L = make_nd({&y, in[0], in[1], in[2]});
-  bool fast = L.contiguous() && aligned16(y.raw());
+  bool fast = L.contiguous() && y.dtype() == DType::kF32 && aligned16(y.raw());
   for (int k = 0; k < N; ++k)
     fast = fast && in[k]->dtype() == DType::kF32 && aligned16(in[k]->raw());
   if (fast) {
@@ -157,7 +160,7 @@ void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* con
   } else {
     Inputs<N> ins;
     for (int k = 0; k < N; ++k) ins.in[k] = float_in(*in[k]);
-    map_strided<N><<<grid_for(n), kThreads, 0, stream>>>(L, y.data<float>(), ins, n, f);
+    map_strided<N><<<grid_for(n), kThreads, 0, stream>>>(L, float_out(y), ins, n, f);
   }
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
@@ -195,6 +198,7 @@ void CudaBackend::mul(const Tensor& a, const Tensor& b, const Tensor& y) {
 }
 
 void CudaBackend::gated_residual(const Tensor& x, const Tensor& gate, const Tensor& y) {
+  check_device_f32(x, "gated_residual", "x");
   const Tensor* in[3] = {&x, &gate, &y};
   map(stream_, "gated_residual", x, in, GatedResidualF{});
 }

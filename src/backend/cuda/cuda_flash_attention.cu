@@ -1,11 +1,11 @@
 // Fused attention (FlashAttention-2 style) for head dims 64 and 128: bf16 tensor-core products
 // (mma.sync m16n8k16, f32 accumulation) with an online softmax in f32, so the Lq × Lk scores
 // never leave registers. q, k and v are packed (and rotated) into bf16 [pair, L, D] panels first;
-// the kernel writes f32 straight into out's strided view.
+// the kernel writes f32 or bf16 straight into out's strided view.
 //
 // Numerics differ from the F32 path by the bf16 rounding of q, k, v and of the probabilities
-// (~3e-3 relative), which is why it is opt-in (FOLEY_CUDA_ATTENTION=flash) until the models'
-// parity budget says otherwise.
+// (~3e-3 relative): the precision of the reference's SDPA on bf16 tensors, so it is the default
+// for bf16 inputs and opt-in for F32 ones (cuda_attention.cu).
 //
 // One block = 64 queries of one (batch, head) pair, 4 warps of 16 query rows each; key/value
 // tiles of 64 rows stream through two shared-memory buffers with cp.async, the next tile loading
@@ -78,10 +78,17 @@ __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.wait_group 0;\n" ::);
 }
 
-template <int D>
+__device__ __forceinline__ void store_out(float* p, float v) {
+  *p = v;
+}
+__device__ __forceinline__ void store_out(__nv_bfloat16* p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+
+template <int D, typename Out>
 __global__ void __launch_bounds__(kWarps * 32)
     flash_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
-                  int64_t Lq, int64_t Lk, float scale_log2, int64_t p0, int64_t H, float* out,
+                  int64_t Lq, int64_t Lk, float scale_log2, int64_t p0, int64_t H, Out* out,
                   int64_t osb, int64_t osl, int64_t osh) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kLd = D + 8;
@@ -201,36 +208,36 @@ __global__ void __launch_bounds__(kWarps * 32)
     inv[r] = 1.0f / l[r];
   }
   const int64_t pair = p0 + group_pair;
-  float* ob = out + (pair / H) * osb + (pair % H) * osh;
+  Out* ob = out + (pair / H) * osb + (pair % H) * osh;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int64_t row = q0 + warp * 16 + lane / 4 + 8 * r;
     if (row >= Lq) continue;
-    float* orow = ob + row * osl;
+    Out* orow = ob + row * osl;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
       const int d = 8 * n + 2 * (lane % 4);
-      orow[d] = o[n][2 * r] * inv[r];
-      orow[d + 1] = o[n][2 * r + 1] * inv[r];
+      store_out(orow + d, o[n][2 * r] * inv[r]);
+      store_out(orow + d + 1, o[n][2 * r + 1] * inv[r]);
     }
   }
 }
 
-template <int D>
+template <int D, typename Out>
 void launch(const FlashArgs& a, cudaStream_t stream) {
   const int smem = 5 * kRows * (D + 8) * 2;  // Q + two (K, V) buffers
   static const bool configured = [&] {
-    FOLEY_CUDA_CHECK(
-        cudaFuncSetAttribute(flash_forward<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    FOLEY_CUDA_CHECK(cudaFuncSetAttribute(flash_forward<D, Out>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)configured;
   const dim3 grid(static_cast<unsigned>((a.Lq + kRows - 1) / kRows),
                   static_cast<unsigned>(a.pairs));
-  flash_forward<D><<<grid, kWarps * 32, smem, stream>>>(
+  flash_forward<D, Out><<<grid, kWarps * 32, smem, stream>>>(
       static_cast<const __nv_bfloat16*>(a.q), static_cast<const __nv_bfloat16*>(a.k),
       static_cast<const __nv_bfloat16*>(a.v), a.Lq, a.Lk, a.scale * 1.4426950408889634f, a.p0, a.H,
-      a.out, a.osb, a.osl, a.osh);
+      static_cast<Out*>(a.out), a.osb, a.osl, a.osh);
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -243,8 +250,9 @@ bool flash_supports(int64_t D, int64_t Dv) {
 void flash_attention(const FlashArgs& a, cudaStream_t stream) {
   FOLEY_CHECK(a.pairs >= 1 && a.pairs <= 65535 && a.Lq >= 1 && a.Lk >= 1,
               "flash attention: bad launch (pairs %lld)", static_cast<long long>(a.pairs));
-  if (a.D == 64) return launch<64>(a, stream);
-  if (a.D == 128) return launch<128>(a, stream);
+  if (a.D == 64) return a.out_bf16 ? launch<64, __nv_bfloat16>(a, stream) : launch<64, float>(a, stream);
+  if (a.D == 128)
+    return a.out_bf16 ? launch<128, __nv_bfloat16>(a, stream) : launch<128, float>(a, stream);
   not_supported("flash attention for this head dim");
 }
 

@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
 
   DeviceKind device() const override { return DeviceKind::kCUDA; }
   std::string name() const override { return "cuda:" + std::to_string(device_); }
+  bool supports_16bit_activations() const override { return true; }
   cudaStream_t stream() const { return stream_; }
   DenseState& dense();  // created on first use (cuda_dense.cu)
 

@@ -1,5 +1,8 @@
 // CUDA normalisation, softmax and RoPE kernels (F32 math).
 //
+// layer_norm, layer_norm_modulate, rms_norm and rope also read and write 16-bit activations (the
+// DiT's bf16 path, model-spec §2.7: norms and RoPE compute in fp32 and round once on output).
+//
 // Row-wise ops run one thread block per row (rows may be strided; the last dim is contiguous),
 // with statistics accumulated in double in two passes, as the CPU oracle does, so the two
 // backends differ only by summation order. A row's statistics are complete (a block-wide
@@ -42,14 +45,14 @@ struct Moments {
   float mean, rstd;
 };
 
-// Two-pass mean and 1/sqrt(var + eps) of one row, in double.
-__device__ Moments row_moments(const float* x, int64_t C, float eps) {
+// Two-pass mean and 1/sqrt(var + eps) of the row at element offset `r0`, in double.
+__device__ Moments row_moments(FloatIn x, int64_t r0, int64_t C, float eps) {
   double s = 0;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += load_float(x, r0 + c);
   const double mean = block_sum(s) / static_cast<double>(C);
   double q = 0;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    const double d = x[c] - mean;
+    const double d = load_float(x, r0 + c) - mean;
     q += d * d;
   }
   const double var = block_sum(q) / static_cast<double>(C);
@@ -62,54 +65,51 @@ struct OptVec {
   bool present;
 };
 
-__global__ void layer_norm_rows(StridedNd rows, int64_t nrows, float* y, const float* x, int64_t C,
+__global__ void layer_norm_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x, int64_t C,
                                 float eps, OptVec w, OptVec b) {
   for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
     int64_t off[2];
     nd_offsets<2>(rows, r, off);
-    float* yr = y + off[0];
-    const float* xr = x + off[1];
-    const Moments m = row_moments(xr, C, eps);
+    const Moments m = row_moments(x, off[1], C, eps);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      float v = __fmul_rn(__fsub_rn(xr[c], m.mean), m.rstd);
+      float v = __fmul_rn(__fsub_rn(load_float(x, off[1] + c), m.mean), m.rstd);
       if (w.present) v = __fmul_rn(v, load_float(w.v, c));
       if (b.present) v = __fadd_rn(v, load_float(b.v, c));
-      yr[c] = v;
+      store_float(y, off[0] + c, v);
     }
   }
 }
 
-__global__ void rms_norm_rows(StridedNd rows, int64_t nrows, float* y, const float* x, int64_t C,
+__global__ void rms_norm_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x, int64_t C,
                               float eps, OptVec w) {
   for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
     int64_t off[2];
     nd_offsets<2>(rows, r, off);
-    float* yr = y + off[0];
-    const float* xr = x + off[1];
     double q = 0;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) q += double(xr[c]) * xr[c];
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      const double v = load_float(x, off[1] + c);
+      q += v * v;
+    }
     const float inv = static_cast<float>(1.0 / sqrt(block_sum(q) / static_cast<double>(C) + eps));
     // (x·r)·w, normalise first and scale after, as the reference RMSNorm.
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      const float v = __fmul_rn(xr[c], inv);
-      yr[c] = w.present ? __fmul_rn(v, load_float(w.v, c)) : v;
+      const float v = __fmul_rn(load_float(x, off[1] + c), inv);
+      store_float(y, off[0] + c, w.present ? __fmul_rn(v, load_float(w.v, c)) : v);
     }
   }
 }
 
 // y = LN(x)·(1 + scale) + shift; shift and scale rows may broadcast (stride-0 row dims).
-__global__ void layer_norm_modulate_rows(StridedNd rows, int64_t nrows, float* y, const float* x,
+__global__ void layer_norm_modulate_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x,
                                          FloatIn shift, FloatIn scale, int64_t C, float eps) {
   for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
     int64_t off[4];
     nd_offsets<4>(rows, r, off);
-    float* yr = y + off[0];
-    const float* xr = x + off[1];
-    const Moments m = row_moments(xr, C, eps);
+    const Moments m = row_moments(x, off[1], C, eps);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-      const float n = __fmul_rn(__fsub_rn(xr[c], m.mean), m.rstd);
+      const float n = __fmul_rn(__fsub_rn(load_float(x, off[1] + c), m.mean), m.rstd);
       const float sc = load_float(scale, off[3] + c), sh = load_float(shift, off[2] + c);
-      yr[c] = __fadd_rn(__fmul_rn(n, __fadd_rn(1.0f, sc)), sh);
+      store_float(y, off[0] + c, __fadd_rn(__fmul_rn(n, __fadd_rn(1.0f, sc)), sh));
     }
   }
 }
@@ -134,8 +134,8 @@ __global__ void softmax_rows(StridedNd rows, int64_t nrows, float* y, const floa
 struct RopeArgs {
   int64_t L, H, half;
   int64_t xs[3], ys[3];  // element strides of b, l, h
-  const float* x;
-  float* y;
+  FloatIn x;
+  FloatOut y;
   const float* cos;
   const float* sin;
   int64_t cos_stride, sin_stride;
@@ -151,12 +151,12 @@ __global__ void rope_pairs(RopeArgs a, int64_t n) {
     q /= a.H;
     const int64_t l = q % a.L;
     const int64_t b = q / a.L;
-    const float* xp = a.x + b * a.xs[0] + l * a.xs[1] + h * a.xs[2] + 2 * p;
-    float* yp = a.y + b * a.ys[0] + l * a.ys[1] + h * a.ys[2] + 2 * p;
+    const int64_t xo = b * a.xs[0] + l * a.xs[1] + h * a.xs[2] + 2 * p;
+    const int64_t yo = b * a.ys[0] + l * a.ys[1] + h * a.ys[2] + 2 * p;
     const float c = a.cos[l * a.cos_stride + p], s = a.sin[l * a.sin_stride + p];
-    const float x0 = xp[0], x1 = xp[1];
-    yp[0] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    yp[1] = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s));
+    const float x0 = load_float(a.x, xo), x1 = load_float(a.x, xo + 1);
+    store_float(a.y, yo, __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
+    store_float(a.y, yo + 1, __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s)));
   }
 }
 
@@ -172,9 +172,15 @@ unsigned row_grid(int64_t nrows) {
   return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(nrows, 1), 1 << 20));
 }
 
-void check_row_op(const Tensor& x, const Tensor& y, const char* op) {
-  check_device_f32(x, op, "x");
-  check_device_f32(y, op, "y");
+// `any_float`: x and y may be F32, BF16 or F16 (else F32 only).
+void check_row_op(const Tensor& x, const Tensor& y, const char* op, bool any_float = true) {
+  if (any_float) {
+    check_device_float(x, op, "x");
+    check_device_float(y, op, "y");
+  } else {
+    check_device_f32(x, op, "x");
+    check_device_f32(y, op, "y");
+  }
   FOLEY_CHECK(x.rank() >= 1, "%s: x must have rank >= 1", op);
   check_shape(y, x.shape(), op, "y");
   check_last_contiguous(x, op, "x");
@@ -199,8 +205,8 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor* weight, const Tensor
   if (x.numel() == 0) return;
   const StridedNd rows = make_nd({&y, &x}, true);
   const int64_t n = rows.numel();
-  layer_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, y.data<float>(),
-                                                               x.data<float>(), C, eps, w, b);
+  layer_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, float_out(y), float_in(x),
+                                                               C, eps, w, b);
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -212,8 +218,8 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor* weight, float eps, con
   if (x.numel() == 0) return;
   const StridedNd rows = make_nd({&y, &x}, true);
   const int64_t n = rows.numel();
-  rms_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, y.data<float>(),
-                                                             x.data<float>(), C, eps, w);
+  rms_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, float_out(y), float_in(x), C,
+                                                             eps, w);
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -232,13 +238,13 @@ void CudaBackend::layer_norm_modulate(const Tensor& x, float eps, const Tensor& 
   const StridedNd rows = make_nd({&y, &x, &shift, &scale}, true);
   const int64_t n = rows.numel();
   layer_norm_modulate_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(
-      rows, n, y.data<float>(), x.data<float>(), float_in(shift), float_in(scale), C, eps);
+      rows, n, float_out(y), float_in(x), float_in(shift), float_in(scale), C, eps);
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
 void CudaBackend::softmax(const Tensor& x, const Tensor& y) {
   const char* op = "softmax";
-  check_row_op(x, y, op);
+  check_row_op(x, y, op, false);
   const int64_t C = x.dim(-1);
   if (x.numel() == 0) return;
   const StridedNd rows = make_nd({&y, &x}, true);
@@ -250,8 +256,8 @@ void CudaBackend::softmax(const Tensor& x, const Tensor& y) {
 
 void CudaBackend::rope(const Tensor& x, const RopeTable& table, const Tensor& y) {
   const char* op = "rope";
-  check_device_f32(x, op, "x");
-  check_device_f32(y, op, "y");
+  check_device_float(x, op, "x");
+  check_device_float(y, op, "y");
   FOLEY_CHECK(x.rank() == 4, "rope: x must be [B, L, H, D], got %s", x.describe().c_str());
   check_shape(y, x.shape(), op, "y");
   check_last_contiguous(x, op, "x");
@@ -276,8 +282,8 @@ void CudaBackend::rope(const Tensor& x, const RopeTable& table, const Tensor& y)
     a.xs[d] = x.stride(d);
     a.ys[d] = y.stride(d);
   }
-  a.x = x.data<float>();
-  a.y = y.data<float>();
+  a.x = float_in(x);
+  a.y = float_out(y);
   a.cos = table.cos.data<float>();
   a.sin = table.sin.data<float>();
   a.cos_stride = table.cos.stride(0);

@@ -106,6 +106,20 @@ __device__ __forceinline__ float load_float(const FloatIn& in, int64_t i) {
   return in.dtype == static_cast<int>(DType::kBF16) ? bf16_bits_to_f32(h) : f16_bits_to_f32(h);
 }
 
+// A float operand of any compute dtype, written from F32 (round to nearest even).
+struct FloatOut {
+  void* p;
+  int dtype;
+};
+__device__ __forceinline__ void store_float(const FloatOut& out, int64_t i, float v) {
+  if (out.dtype == static_cast<int>(DType::kF32)) {
+    static_cast<float*>(out.p)[i] = v;
+  } else {
+    static_cast<uint16_t*>(out.p)[i] =
+        out.dtype == static_cast<int>(DType::kBF16) ? f32_to_bf16_bits(v) : f32_to_f16_bits(v);
+  }
+}
+
 // ---- launch and checks -----------------------------------------------------------------------
 
 constexpr int kThreads = 256;
@@ -127,6 +141,9 @@ void check_writable(const Tensor& t, const char* op, const char* what);
 void check_vector(const Tensor& t, int64_t n, const char* op, const char* what);
 
 inline FloatIn float_in(const Tensor& t) {
+  return {t.raw(), static_cast<int>(t.dtype())};
+}
+inline FloatOut float_out(const Tensor& t) {
   return {t.raw(), static_cast<int>(t.dtype())};
 }
 
