@@ -21,7 +21,7 @@ export PKG_CONFIG_SYSROOT_DIR=$SYSROOT
 BUILD_DIR=${BUILD_DIR:-build-device}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$SYSROOT/usr;$LIB/cmake" \
-  -DFOLEY_CUDA=ON -DFOLEY_FFMPEG=OFF -DFOLEY_HTTP=OFF \
+  -DFOLEY_CUDA=ON -DFOLEY_FFMPEG=OFF -DFOLEY_HTTP=OFF -DFOLEY_PYTHON="$(command -v python3)" \
   -DCMAKE_CUDA_ARCHITECTURES=90a-real >"$BUILD_DIR.configure.log" 2>&1 ||
   { tail -40 "$BUILD_DIR.configure.log"; exit 1; }
 if ! cmake --build "$BUILD_DIR" -j "$(nproc)" ${1:+--target "$@"} >"$BUILD_DIR.build.log" 2>&1; then

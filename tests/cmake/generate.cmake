@@ -3,6 +3,6 @@
 # generate_cli.sh; without python3-torch it exits 77 and ctest reports SKIP.
 add_test(NAME generate_cli
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/cmake/generate_cli.sh $<TARGET_FILE:foley_cli>
-          /usr/bin/python3 ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/generate_cli)
+          ${FOLEY_PYTHON} ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/generate_cli)
 set_tests_properties(generate_cli PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
   ENVIRONMENT "FOLEY_THREADS=2")

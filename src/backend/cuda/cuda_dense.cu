@@ -124,7 +124,9 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
   if (g.bias) {
     const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    const cudaDataType_t bt = CUDA_R_32F;
+    // cuBLASLt finds no kernel for an F32 bias with a 16-bit D: run_gemm hands it a bias of
+    // D's dtype then.
+    const cudaDataType_t bt = cuda_type(g.ydt);
     FOLEY_LT_CHECK(
         cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
@@ -292,9 +294,15 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
   auto it = st.plans.find(key);
   if (it == st.plans.end()) it = st.plans.emplace(key, create_plan(st, g, key)).first;
   Plan& p = it->second;
-  if (g.bias) {
+  const void* bias = g.bias;
+  if (bias && g.ydt != DType::kF32) {
+    void* b16 = be.scratch().alloc_bytes(size_t(g.N) * 2);
+    convert_rows_to(be, g.bias, 1, g.N, g.N, g.ydt, b16);
+    bias = b16;
+  }
+  if (bias) {
     FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                  &g.bias, sizeof g.bias));
+                                                  &bias, sizeof bias));
   }
   const float alpha = 1.0f, beta = g.beta;
   FOLEY_LT_CHECK(cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c, g.y,
