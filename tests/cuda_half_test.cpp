@@ -140,7 +140,7 @@ TEST(CudaHalf, NormsAndRopeReadAndWriteBf16) {
   auto heads = [&](const Tensor& t) {
     return t.slice(2, 0, H * D).as_strided({B, T, H, D}, {t.stride(0), t.stride(1), D, 1});
   };
-  Tensor qf = to_f32(qkv.bf16).slice(2, 0, H * D).reshape({B, T, H, D});
+  Tensor qf = to_f32(qkv.bf16.slice(2, 0, H * D)).reshape({B, T, H, D});
   Tensor qf_copy = Tensor::empty(qf.shape(), DType::kF32);
   std::memcpy(qf_copy.raw(), qf.raw(), qf.nbytes());
   const Tensor table_angle = random_tensor({T, D / 2}, DType::kF32, 15, -3.f, 3.f);
@@ -154,7 +154,7 @@ TEST(CudaHalf, NormsAndRopeReadAndWriteBf16) {
   const Tensor qd = mirror_view(qkv.bf16, qkv_d, heads(qkv.bf16));
   const Tensor wd = upload(be, weight);
   be.rms_norm(qd, &wd, 1e-6f, qd);
-  Tensor got = to_f32(download(be, qkv_d)).slice(2, 0, H * D).reshape({B, T, H, D});
+  Tensor got = to_f32(download(be, qkv_d).slice(2, 0, H * D)).reshape({B, T, H, D});
   expect_parity(got, qf_copy, kBf16Out, "rms_norm bf16 in place");
   // RoPE of the normed (bf16-rounded) values.
   Tensor normed = Tensor::empty(qf.shape(), DType::kF32);
@@ -162,7 +162,7 @@ TEST(CudaHalf, NormsAndRopeReadAndWriteBf16) {
   oracle().rope(normed, rope, normed);
   RopeTable rope_d{upload(be, rope.cos), upload(be, rope.sin)};
   be.rope(qd, rope_d, qd);
-  got = to_f32(download(be, qkv_d)).slice(2, 0, H * D).reshape({B, T, H, D});
+  got = to_f32(download(be, qkv_d).slice(2, 0, H * D)).reshape({B, T, H, D});
   expect_parity(got, normed, kBf16Out, "rope bf16 in place");
 }
 
