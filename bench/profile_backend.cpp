@@ -18,7 +18,10 @@ double seconds_since(Clock::time_point t0) {
 
 std::string dims(const Tensor& t) {
   std::string s = "[";
-  for (int i = 0; i < t.rank(); ++i) s += (i ? "," : "") + std::to_string(t.dim(i));
+  for (int i = 0; i < t.rank(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(t.dim(i));
+  }
   return s + "]";
 }
 
@@ -47,7 +50,8 @@ std::string layout_flags(std::initializer_list<const Tensor*> ts) {
     any_bcast |= b;
     any_strided |= !b && !t->is_contiguous();
     all_f32 &= t->dtype() == DType::kF32;
-    types += (types.empty() ? "" : "/") + std::string(dtype_name(t->dtype()));
+    if (!types.empty()) types += '/';
+    types += dtype_name(t->dtype());
   }
   std::string s;
   if (!all_f32) s += " " + types;
