@@ -5,7 +5,9 @@
 # pipeline) and the PyTorch baselines. Every result line lands in $OUT/bench.txt.
 #
 #   SIZE=xxl|small  PARTS="tests model read load dit pipeline torch"  bash bench/run_h100.sh
-#   (PARTS="model read ready": start->ready alone, cold and warm)
+#   (PARTS="model read ready": start->ready alone, cold and warm;
+#    PARTS="model profile": per-op times of one MMDiT step and of the encoders for a 10 s clip,
+#    also in $OUT/profile_{dit,siglip2,synchformer,dac}.txt)
 #
 # Cold runs evict the files from the page cache with posix_fadvise(DONTNEED) (no privileges
 # needed); /proc/sys/vm/drop_caches is tried too and its outcome logged.
@@ -40,6 +42,9 @@ bash scripts/device/build.sh foley_cli e2e_bench foley_tests 2>&1 | tail -5 | te
 # Separately: the whole-pipeline bench needs src/pipeline, which may not be there yet.
 if has pipeline; then
   bash scripts/device/build.sh pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
+fi
+if has profile; then
+  bash scripts/device/build.sh dit_profile 2>&1 | tail -5 | tee -a "$LOG"
 fi
 export LD_LIBRARY_PATH=/tmp/foley-sysroot/usr/lib/x86_64-linux-gnu
 B=build-device
@@ -94,6 +99,18 @@ if has dit; then
   say "MMDiT start->ready warm + steps + sampling + drift"
   cat "$BUNDLE" >/dev/null
   wall timeout 200 $B/bin/e2e_bench dit "$BUNDLE"
+fi
+if has profile && [ -x $B/bin/dit_profile ]; then
+  say "per-op profiles, 10 s clip (each op timed between two syncs): MMDiT step, then encoders"
+  cat "$BUNDLE" >/dev/null
+  timeout 200 $B/bin/dit_profile --model "$BUNDLE" --seconds 10 --device cuda --steps 5 2>&1 |
+    tee "$OUT/profile_dit.txt" | tee -a "$LOG"
+  for net in siglip2 synchformer dac; do
+    timeout 120 $B/bin/dit_profile --model "$BUNDLE" --seconds 10 --device cuda --network $net \
+      --warm 1 --steps 2 2>&1 | tee "$OUT/profile_$net.txt" | tee -a "$LOG"
+  done
+elif has profile; then
+  say "dit_profile was not built"
 fi
 if has torch; then
   say "PyTorch baselines"

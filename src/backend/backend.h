@@ -115,7 +115,9 @@ class Backend {
                            const Tensor& y) = 0;
 
   // Scratch memory for ops that need it (im2col, dtype conversion); sized like activations.
-  Arena& scratch() { return *scratch_; }
+  // Virtual only so that a decorator (bench/profile_backend.h) can hand out the arena of the
+  // backend it wraps: the ops it forwards run there, and callers must see one arena.
+  virtual Arena& scratch() { return *scratch_; }
 
  protected:
   std::unique_ptr<Arena> scratch_;
