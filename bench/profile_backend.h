@@ -47,6 +47,7 @@ class ProfilingBackend : public Backend {
 
   DeviceKind device() const override { return inner_.device(); }
   std::string name() const override { return inner_.name(); }
+  bool supports_16bit_activations() const override { return inner_.supports_16bit_activations(); }
   BlockAllocator block_allocator() override { return inner_.block_allocator(); }
   void copy_from_host(const Tensor& dst, const Tensor& host_src) override;
   void copy_to_host(const Tensor& host_dst, const Tensor& src) override;
