@@ -12,6 +12,7 @@
 
 #include "backend/device_upload.h"
 #include "foley/foley.h"
+#include "pipeline/pipeline.h"
 
 namespace foley {
 namespace {
@@ -41,6 +42,15 @@ int run(const std::string& path, const std::vector<std::string>& videos) {
   out("pipe_start_to_ready_s", secs(g_start));
   out("pipe_device_bytes_GB", double(gen->device_bytes()) / 1e9);
   out("vram_used_after_ready_GB", used_gb());
+  // Where the device bytes beyond the weights go (internal view, for the VRAM analysis).
+  if (const auto* impl = dynamic_cast<const pipeline::GeneratorImpl*>(gen.get())) {
+    for (const pipeline::ArenaStat& a : impl->arena_stats())
+      std::printf("pipe_arena %s reserved_GB %.4f high_water_GB %.4f\n", a.name.c_str(),
+                  double(a.reserved) / 1e9, double(a.high_water) / 1e9);
+    const Arena& scratch = impl->backend().scratch();
+    std::printf("pipe_arena backend_scratch reserved_GB %.4f high_water_GB %.4f\n",
+                double(scratch.reserved()) / 1e9, double(scratch.high_water()) / 1e9);
+  }
   GenerationParams gp;
   gp.prompt = "footsteps on gravel";
   auto run = [&](const std::string& video, const char* tag) {
