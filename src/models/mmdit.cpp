@@ -349,7 +349,7 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   const MmditConfig& c = config_;
   const int64_t B = batch, Ta = audio_len, Tv = visual_len, H = c.hidden, L = Tv + Ta;
   using A = ArenaBytes;
-  const size_t base = A().f32(B * kTimeFreqDim).f32(B * H).f32(B * H).f32(B * Ta * H).total;
+  const size_t base = A().f32(B * H).f32(B * H).f32(B * Ta * H).total;
   const size_t embed = A().f32(B * Ta * c.latent_dim).total;
   const size_t visual = A().f32(B * Tv * H).total;
   auto mlp = [&](int64_t T) { return A().f32(B * T * H).f32(B * T * c.mlp_hidden).total; };
