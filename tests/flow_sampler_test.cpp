@@ -6,7 +6,10 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "dit_fixture.h"
@@ -158,6 +161,136 @@ TEST_F(FlowSamplerModelTest, RejectsBadRequests) {
   EXPECT_THROW(flow_sample(*model_, cond, params, 24, nullptr, arena), Error);
   cond = conditions(4, 12, 5, 40);  // 12 sync tokens: not whole 8-token segments
   EXPECT_THROW(flow_sample(*model_, cond, params, 24, nullptr, arena), Error);
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
+         std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+// prepare() in a caller's arena takes exactly context_arena_bytes: one byte less is refused.
+TEST_F(FlowSamplerModelTest, ContextArenaBytesAreExact) {
+  const int64_t B = 2, Tv = 13, S8 = 24, L = 7, Ta = 40, F = TinyDit::kFeat;
+  const Tensor clip = random_tensor({B, Tv, F}, DType::kF32, 1);
+  const Tensor sync = random_tensor({B, S8, F}, DType::kF32, 2);
+  const Tensor text = random_tensor({B, L, F}, DType::kF32, 3);
+  const size_t bytes = model_->context_arena_bytes(B, Ta, Tv, L, S8);
+  Arena exact(backend_->block_allocator());
+  exact.freeze(bytes);
+  {
+    Arena::Scope scope(exact);
+    const void* start = exact.alloc_bytes(0);  // the current position
+    const auto ctx = model_->prepare(clip, sync, text, Ta, exact);
+    EXPECT_EQ(ctx->base(), start);
+  }
+  EXPECT_EQ(exact.high_water(), bytes);
+  Arena short_by_one(backend_->block_allocator());
+  short_by_one.freeze(bytes - Arena::kAlignment);
+  EXPECT_THROW(model_->prepare(clip, sync, text, Ta, short_by_one), Error);
+  // The owning overload sizes its own arena the same way and computes the same context.
+  const auto owned = model_->prepare(clip, sync, text, Ta);
+  EXPECT_EQ(owned->text_len(), L);
+}
+
+// A FlowWorkspace gives the one-shot path's latent bit for bit, request after request and for
+// different lengths, and a request rewinds every arena (the next one reuses the same memory).
+TEST_F(FlowSamplerModelTest, WorkspaceMatchesOneShotPathBitwise) {
+  FlowLimits limits;
+  limits.audio_len = 40;
+  limits.visual_len = 13;
+  limits.text_len = 7;
+  limits.sync_len = 24;
+  FlowWorkspace ws(*model_, limits);
+  const FlowWorkspaceBytes bytes = FlowWorkspace::bytes(*model_, limits);
+  EXPECT_EQ(ws.inputs_arena().reserved(), bytes.inputs);
+  EXPECT_EQ(ws.context_arena().reserved(), bytes.context);
+  EXPECT_EQ(ws.step_arena().reserved(), bytes.step);
+  FlowSampleParams params;
+  params.steps = 3;
+  params.guidance = 4.5f;
+
+  auto one_shot = [&](const FlowConditions& cond, int64_t ta, const Tensor& noise) {
+    Arena arena(backend_->block_allocator());
+    return flow_sample(*model_, cond, params, ta, &noise, arena);
+  };
+  const FlowConditions big = conditions(13, 24, 7, 50);
+  const Tensor big_noise = flow_initial_noise(128, 40, 6);
+  const Tensor want_big = one_shot(big, 40, big_noise);
+  const Tensor first = flow_sample(*model_, big, params, 40, &big_noise, ws);
+  EXPECT_TRUE(same_bits(first, want_big));
+  const Arena* arenas[] = {&ws.inputs_arena(), &ws.context_arena(), &ws.step_arena()};
+  std::vector<size_t> high_water;
+  for (const Arena* a : arenas) {
+    EXPECT_EQ(a->used(), 0u);
+    EXPECT_TRUE(a->frozen());
+    EXPECT_GT(a->high_water(), 0u);
+    high_water.push_back(a->high_water());
+  }
+  // The largest request fills the exact arenas to the byte.
+  EXPECT_EQ(ws.inputs_arena().high_water(), bytes.inputs);
+  EXPECT_EQ(ws.context_arena().high_water(), bytes.context);
+
+  const Tensor second = flow_sample(*model_, big, params, 40, &big_noise, ws);
+  EXPECT_TRUE(same_bits(second, want_big));
+
+  const FlowConditions small = conditions(5, 16, 4, 60);
+  const Tensor small_noise = flow_initial_noise(128, 24, 7);
+  EXPECT_TRUE(same_bits(flow_sample(*model_, small, params, 24, &small_noise, ws),
+                        one_shot(small, 24, small_noise)));
+  FlowSampleParams no_cfg = params;
+  no_cfg.guidance = 1.0f;
+  Arena arena(backend_->block_allocator());
+  EXPECT_TRUE(same_bits(flow_sample(*model_, small, no_cfg, 24, &small_noise, ws),
+                        flow_sample(*model_, small, no_cfg, 24, &small_noise, arena)));
+  EXPECT_TRUE(same_bits(flow_sample(*model_, big, params, 40, &big_noise, ws), want_big));
+
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(arenas[i]->used(), 0u);
+    EXPECT_EQ(arenas[i]->high_water(), high_water[i]) << i;
+  }
+  EXPECT_EQ(ws.inputs_arena().reserved(), bytes.inputs);
+  EXPECT_EQ(ws.context_arena().reserved(), bytes.context);
+  EXPECT_EQ(ws.step_arena().reserved(), bytes.step);
+  // The CPU backend does not record: every step ran eagerly, without complaint.
+  EXPECT_EQ(ws.graphs_recorded(), 0u);
+  EXPECT_EQ(ws.graph_error(), "");
+}
+
+TEST_F(FlowSamplerModelTest, WorkspaceRefusesRequestsBeyondItsLimits) {
+  FlowLimits limits;
+  limits.audio_len = 24;
+  limits.visual_len = 5;
+  limits.text_len = 4;
+  limits.sync_len = 16;
+  FlowWorkspace ws(*model_, limits);
+  FlowSampleParams params;
+  params.steps = 1;
+  auto expect_refused = [&](const FlowConditions& cond, int64_t ta) {
+    try {
+      flow_sample(*model_, cond, params, ta, nullptr, ws);
+      ADD_FAILURE() << "accepted a request beyond the limits";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput) << e.what();
+      EXPECT_NE(std::string(e.what()).find("sized for"), std::string::npos) << e.what();
+    }
+  };
+  expect_refused(conditions(5, 16, 4, 1), 25);
+  expect_refused(conditions(6, 16, 4, 1), 24);
+  expect_refused(conditions(5, 16, 5, 1), 24);
+  expect_refused(conditions(5, 24, 4, 1), 24);
+  for (const Arena* a : {&ws.inputs_arena(), &ws.context_arena(), &ws.step_arena()})
+    EXPECT_EQ(a->used(), 0u);
+  EXPECT_EQ(flow_sample(*model_, conditions(5, 16, 4, 1), params, 24, nullptr, ws).shape(),
+            (Shape{1, 128, 24}));
+  // A cancelled request rewinds the workspace too.
+  std::atomic<bool> cancel{true};
+  FlowCallbacks cb;
+  cb.cancel = &cancel;
+  EXPECT_THROW(flow_sample(*model_, conditions(5, 16, 4, 1), params, 24, nullptr, ws, cb), Error);
+  for (const Arena* a : {&ws.inputs_arena(), &ws.context_arena(), &ws.step_arena()})
+    EXPECT_EQ(a->used(), 0u);
+  limits.text_len = 0;
+  EXPECT_THROW(FlowWorkspace(*model_, limits), Error);
 }
 
 // The official implementation's golden case: 4 Euler CFG steps from the recorded noise.

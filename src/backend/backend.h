@@ -14,6 +14,7 @@
 // The CPU backend is the oracle: every other backend is tested against it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -29,6 +30,14 @@ enum class Activation { kGeluTanh, kGeluErf, kSilu, kTanh };
 struct RopeTable {
   Tensor cos;
   Tensor sin;
+};
+
+// Ops recorded by Backend::record, replayed as one unit on the backend's queue: the same kernels
+// with the same arguments (device pointers, shapes), reading whatever those buffers hold at replay.
+class OpGraph {
+ public:
+  virtual ~OpGraph() = default;
+  virtual void replay() = 0;
 };
 
 class Backend {
@@ -49,6 +58,19 @@ class Backend {
   virtual void copy_from_host(const Tensor& dst, const Tensor& host_src) = 0;
   virtual void copy_to_host(const Tensor& host_dst, const Tensor& src) = 0;
   virtual void synchronize() = 0;
+
+  // ---- recording ------------------------------------------------------------------------------
+  // Records the ops `work` issues on this backend without running them, for OpGraph::replay.
+  // Null where the backend cannot record (the CPU): the caller then runs `work` itself. `work`
+  // may issue only device ops: no transfer from or to host memory, no synchronize(), no arena
+  // growth (memory or state an op creates on first use must exist already, so run the same work
+  // once eagerly first). Everything `work` touches must outlive the graph. If recording fails
+  // (work throws, or issues something that cannot be recorded) this throws foley::Error and the
+  // backend stays usable.
+  virtual std::unique_ptr<OpGraph> record(const std::function<void()>& work) {
+    (void)work;
+    return nullptr;
+  }
 
   // ---- data movement --------------------------------------------------------------------------
   // dst = src, elementwise over equal shapes; any strides (src may broadcast); converts dtype.

@@ -1,7 +1,10 @@
 #include "models/flow_sampler.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "core/check.h"
 
@@ -100,79 +103,306 @@ std::vector<float> flow_sigmas(int steps) {
   return s;
 }
 
-Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
-                   int64_t audio_len, const Tensor* noise, Arena& arena,
-                   const FlowCallbacks& callbacks) {
+// ---- one request ------------------------------------------------------------------------------
+
+namespace {
+
+size_t aligned_f32(int64_t n) {
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  return (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+}
+
+// The request's host inputs, checked: the latent (updated in place by the Euler steps) and the
+// conditions as contiguous F32.
+struct HostInputs {
+  Tensor x;  // [1, latent_dim, Ta]
+  Tensor clip, sync, text, uncond_text;
+  int64_t B = 1, Ta = 0, Tv = 0, S8 = 0, L = 0;
+  bool cfg = false;
+};
+
+HostInputs host_inputs(const Mmdit& model, const FlowConditions& cond,
+                       const FlowSampleParams& params, int64_t audio_len, const Tensor* noise) {
   const MmditConfig& c = model.config();
-  Backend& be = model.backend();
   if (params.steps < 1 || params.steps > 1000)
     throw make_error(ErrorKind::kInvalidInput, "steps must be in [1, 1000], got %d", params.steps);
   if (!std::isfinite(params.guidance))
     throw Error(ErrorKind::kInvalidInput, "guidance must be finite");
-
-  Tensor x = noise ? host_f32(*noise, "initial noise")
-                   : flow_initial_noise(c.latent_dim, audio_len, params.seed);
-  const int64_t Ta = x.dim(2);
-  expect_shape(x, {1, c.latent_dim, Ta}, "initial noise");
-  const Tensor clip = host_f32(cond.clip, "clip features");
-  const Tensor sync = host_f32(cond.sync, "sync features");
-  const Tensor text = host_f32(cond.text, "text features");
-  const int64_t Tv = clip.dim(0), S8 = sync.dim(0), L = text.dim(0);
-  expect_shape(clip, {Tv, c.clip_dim}, "clip features");
-  expect_shape(sync, {S8, c.sync_dim}, "sync features");
-  expect_shape(text, {L, c.text_dim}, "text features");
-
+  HostInputs in;
+  in.x = noise ? host_f32(*noise, "initial noise")
+               : flow_initial_noise(c.latent_dim, audio_len, params.seed);
+  in.Ta = in.x.dim(2);
+  expect_shape(in.x, {1, c.latent_dim, in.Ta}, "initial noise");
+  in.clip = host_f32(cond.clip, "clip features");
+  in.sync = host_f32(cond.sync, "sync features");
+  in.text = host_f32(cond.text, "text features");
+  in.Tv = in.clip.dim(0);
+  in.S8 = in.sync.dim(0);
+  in.L = in.text.dim(0);
+  expect_shape(in.clip, {in.Tv, c.clip_dim}, "clip features");
+  expect_shape(in.sync, {in.S8, c.sync_dim}, "sync features");
+  expect_shape(in.text, {in.L, c.text_dim}, "text features");
   // CFG only when guidance > 1, as the official pipeline; the conditional row is always last.
-  const bool cfg = params.guidance > 1.0f;
-  const int64_t B = cfg ? 2 : 1;
-  Arena inputs(be.block_allocator());
-  const Tensor clip_d = inputs.alloc({B, Tv, c.clip_dim}, DType::kF32);
-  const Tensor sync_d = inputs.alloc({B, S8, c.sync_dim}, DType::kF32);
-  const Tensor text_d = inputs.alloc({B, L, c.text_dim}, DType::kF32);
-  be.copy_from_host(clip_d.select(0, B - 1), clip);
-  be.copy_from_host(sync_d.select(0, B - 1), sync);
-  be.copy_from_host(text_d.select(0, B - 1), text);
-  if (cfg) {
-    const Tensor uncond_text = host_f32(cond.uncond_text, "negative text features");
-    expect_shape(uncond_text, {L, c.text_dim}, "negative text features (same length as text)");
-    be.copy(clip_d.select(0, 0), model.empty_clip_feat().expand({Tv, c.clip_dim}));
-    be.copy(sync_d.select(0, 0), model.empty_sync_feat().expand({S8, c.sync_dim}));
-    be.copy_from_host(text_d.select(0, 0), uncond_text);
+  in.cfg = params.guidance > 1.0f;
+  in.B = in.cfg ? 2 : 1;
+  if (in.cfg) {
+    in.uncond_text = host_f32(cond.uncond_text, "negative text features");
+    expect_shape(in.uncond_text, {in.L, c.text_dim},
+                 "negative text features (same length as text)");
   }
-  const std::unique_ptr<DitContext> ctx = model.prepare(clip_d, sync_d, text_d, Ta);
+  return in;
+}
 
-  // A growth-mode arena becomes one block that fits a step (see Mmdit::step_arena_bytes); a
-  // frozen one must already be large enough, or the first step throws.
-  if (!arena.frozen()) arena.freeze(model.step_arena_bytes(B, Ta, Tv));
+// Mirrors upload_inputs' allocations.
+size_t inputs_arena_bytes(const MmditConfig& c, int64_t B, int64_t Ta, int64_t Tv, int64_t L,
+                          int64_t S8) {
+  return 2 * aligned_f32(B * c.latent_dim * Ta) + aligned_f32(B * Tv * c.clip_dim) +
+         aligned_f32(B * S8 * c.sync_dim) + aligned_f32(B * L * c.text_dim);
+}
 
-  // Per-step buffers, all allocated before the loop.
-  const Tensor x_d = inputs.alloc({B, c.latent_dim, Ta}, DType::kF32);
-  const Tensor v_d = inputs.alloc({B, c.latent_dim, Ta}, DType::kF32);
-  Tensor v = Tensor::empty({B, c.latent_dim, Ta}, DType::kF32);
+struct DeviceInputs {
+  Tensor x, v;  // the step's latent and velocity [B, latent_dim, Ta]
+  Tensor clip, sync, text;
+};
+
+// The CFG batch [uncond, cond] on the device. x and v come first, so their addresses depend only
+// on B and Ta.
+DeviceInputs upload_inputs(const Mmdit& model, const HostInputs& in, Arena& arena) {
+  const MmditConfig& c = model.config();
+  Backend& be = model.backend();
+  const int64_t B = in.B;
+  DeviceInputs d;
+  d.x = arena.alloc({B, c.latent_dim, in.Ta}, DType::kF32);
+  d.v = arena.alloc({B, c.latent_dim, in.Ta}, DType::kF32);
+  d.clip = arena.alloc({B, in.Tv, c.clip_dim}, DType::kF32);
+  d.sync = arena.alloc({B, in.S8, c.sync_dim}, DType::kF32);
+  d.text = arena.alloc({B, in.L, c.text_dim}, DType::kF32);
+  be.copy_from_host(d.clip.select(0, B - 1), in.clip);
+  be.copy_from_host(d.sync.select(0, B - 1), in.sync);
+  be.copy_from_host(d.text.select(0, B - 1), in.text);
+  if (in.cfg) {
+    be.copy(d.clip.select(0, 0), model.empty_clip_feat().expand({in.Tv, c.clip_dim}));
+    be.copy(d.sync.select(0, 0), model.empty_sync_feat().expand({in.S8, c.sync_dim}));
+    be.copy_from_host(d.text.select(0, 0), in.uncond_text);
+  }
+  return d;
+}
+
+// The Euler loop. `forward` runs the DiT on d.x -> d.v for the timesteps already set.
+void run_steps(const Mmdit& model, HostInputs& in, const DitContext& ctx, const DeviceInputs& d,
+               const Tensor& v_host, const FlowSampleParams& params,
+               const FlowCallbacks& callbacks, const std::function<void()>& forward) {
+  Backend& be = model.backend();
+  const int64_t B = in.B, n = model.config().latent_dim * in.Ta;
   const std::vector<float> sigmas = flow_sigmas(params.steps);
-  const int64_t n = c.latent_dim * Ta;
-  float* xs = x.data<float>();
-  const float* vu = v.data<float>();
-  const float* vc = v.data<float>() + (B - 1) * n;
+  float* xs = in.x.data<float>();
+  const float* vu = v_host.data<float>();
+  const float* vc = v_host.data<float>() + (B - 1) * n;
   const float s = params.guidance;
-
   for (int i = 0; i < params.steps; ++i) {
     if (callbacks.cancel && callbacks.cancel->load())
       throw Error(ErrorKind::kCancelled, "sampling cancelled");
     const float t = sigmas[static_cast<size_t>(i)] * 1000.0f;
     const float ts[2] = {t, t};
-    for (int64_t b = 0; b < B; ++b) be.copy_from_host(x_d.select(0, b), x.select(0, 0));
-    model.forward(*ctx, x_d, ts, v_d, arena);
-    be.copy_to_host(v, v_d);
+    for (int64_t b = 0; b < B; ++b) be.copy_from_host(d.x.select(0, b), in.x.select(0, 0));
+    model.set_timesteps(ctx, ts);
+    forward();
+    be.copy_to_host(v_host, d.v);
     const float dt = sigmas[static_cast<size_t>(i) + 1] - sigmas[static_cast<size_t>(i)];
     for (int64_t j = 0; j < n; ++j) {
       // The official order of F32 operations: u + s·(c − u), then x + dt·v.
-      const float guided = cfg ? vu[j] + s * (vc[j] - vu[j]) : vc[j];
+      const float guided = in.cfg ? vu[j] + s * (vc[j] - vu[j]) : vc[j];
       xs[j] = xs[j] + dt * guided;
     }
     if (callbacks.progress) callbacks.progress(i + 1, params.steps);
   }
-  return x;
+}
+
+std::unique_ptr<Arena> exact_arena(Backend& be, size_t bytes) {
+  auto arena = std::make_unique<Arena>(be.block_allocator());
+  arena->freeze(bytes);
+  return arena;
+}
+
+bool graphs_enabled_by_env() {
+  const char* v = std::getenv("FOLEY_CUDA_GRAPHS");
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
+
+// Everything a recorded step refers to besides the model's weights and the backend's own memory
+// (scratch, cuBLASLt workspace: see backend/cuda/cuda_graph.cu): the lengths and where the
+// buffers sit. Any difference means the step is recorded again.
+struct StepGraphKey {
+  int64_t batch, audio_len, visual_len, text_len, sync_len;
+  const void* x;
+  const void* v;
+  const void* context;
+  size_t step_mark;
+  bool operator==(const StepGraphKey&) const = default;
+};
+
+}  // namespace
+
+// Recorded steps, least recently used dropped first: each executable graph holds some device
+// memory of the driver's, and lengths vary with the clip and the prompt, so only recent shapes
+// are kept.
+struct FlowWorkspace::Graphs {
+  static constexpr size_t kMaxGraphs = 8;
+  struct Entry {
+    StepGraphKey key;
+    std::unique_ptr<OpGraph> graph;
+    uint64_t last_use = 0;
+  };
+  std::vector<Entry> entries;
+  uint64_t clock = 0;
+  size_t recorded = 0;
+  std::string error;
+
+  OpGraph* find(const StepGraphKey& key) {
+    for (Entry& e : entries)
+      if (e.key == key) {
+        e.last_use = ++clock;
+        return e.graph.get();
+      }
+    return nullptr;
+  }
+  OpGraph* add(const StepGraphKey& key, std::unique_ptr<OpGraph> graph) {
+    if (entries.size() >= kMaxGraphs)
+      entries.erase(std::min_element(entries.begin(), entries.end(),
+                                     [](auto& a, auto& b) { return a.last_use < b.last_use; }));
+    ++recorded;
+    entries.push_back({key, std::move(graph), ++clock});
+    return entries.back().graph.get();
+  }
+};
+
+namespace {
+
+// One request's steps: replay the shape's graph when there is one; otherwise the first step
+// runs eagerly (it creates whatever the ops make on first use: GEMM plans, scratch blocks), the
+// second is recorded and replayed, and so is every later one.
+class GraphedForward {
+ public:
+  GraphedForward(Backend& be, FlowWorkspace::Graphs& graphs, const StepGraphKey& key)
+      : be_(be),
+        graphs_(graphs),
+        key_(key),
+        enabled_(graphs_enabled_by_env() && graphs.error.empty()) {
+    if (enabled_) graph_ = graphs_.find(key_);
+  }
+
+  void operator()(const std::function<void()>& forward) {
+    if (graph_) return graph_->replay();
+    if (!enabled_ || !ran_eagerly_) {
+      forward();
+      ran_eagerly_ = true;
+      return;
+    }
+    std::unique_ptr<OpGraph> recorded;
+    try {
+      recorded = be_.record(forward);
+    } catch (const Error& e) {
+      // The results do not depend on it: run eagerly from now on, and say why.
+      graphs_.error = e.what();
+    }
+    if (!recorded) {  // cannot record on this backend, or failed
+      enabled_ = false;
+      return forward();
+    }
+    graph_ = graphs_.add(key_, std::move(recorded));
+    graph_->replay();
+  }
+
+ private:
+  Backend& be_;
+  FlowWorkspace::Graphs& graphs_;
+  StepGraphKey key_;
+  bool enabled_;
+  bool ran_eagerly_ = false;
+  OpGraph* graph_ = nullptr;
+};
+
+}  // namespace
+
+FlowWorkspaceBytes FlowWorkspace::bytes(const Mmdit& model, const FlowLimits& l) {
+  FlowWorkspaceBytes b;
+  b.inputs = inputs_arena_bytes(model.config(), l.batch, l.audio_len, l.visual_len, l.text_len,
+                                l.sync_len);
+  b.context = model.context_arena_bytes(l.batch, l.audio_len, l.visual_len, l.text_len, l.sync_len);
+  b.step = model.step_arena_bytes(l.batch, l.audio_len, l.visual_len);
+  return b;
+}
+
+FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits)
+    : model_(model), limits_(limits), graphs_(std::make_unique<Graphs>()) {
+  const FlowLimits& l = limits_;
+  if (l.batch < 1 || l.batch > 2 || l.audio_len < 1 || l.visual_len < 1 || l.text_len < 1 ||
+      l.sync_len < 1)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "flow workspace limits: batch %lld (1 or 2), Ta %lld, Tv %lld, L %lld, "
+                     "sync %lld (all >= 1)",
+                     (long long)l.batch, (long long)l.audio_len, (long long)l.visual_len,
+                     (long long)l.text_len, (long long)l.sync_len);
+  Backend& be = model_.backend();
+  const FlowWorkspaceBytes b = bytes(model_, l);
+  inputs_ = exact_arena(be, b.inputs);
+  context_ = exact_arena(be, b.context);
+  step_ = exact_arena(be, b.step);
+  v_host_ = Tensor::empty({l.batch * model_.config().latent_dim * l.audio_len}, DType::kF32);
+}
+
+FlowWorkspace::~FlowWorkspace() = default;
+
+size_t FlowWorkspace::graphs_recorded() const { return graphs_->recorded; }
+size_t FlowWorkspace::graphs_cached() const { return graphs_->entries.size(); }
+const std::string& FlowWorkspace::graph_error() const { return graphs_->error; }
+
+Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
+                   int64_t audio_len, const Tensor* noise, FlowWorkspace& ws,
+                   const FlowCallbacks& callbacks) {
+  FOLEY_CHECK(&model == &ws.model_, "flow_sample: the workspace belongs to another model");
+  HostInputs in = host_inputs(model, cond, params, audio_len, noise);
+  const FlowLimits& l = ws.limits_;
+  if (in.B > l.batch || in.Ta > l.audio_len || in.Tv > l.visual_len || in.L > l.text_len ||
+      in.S8 > l.sync_len)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "request (batch %lld, Ta %lld, Tv %lld, text %lld, sync %lld) is larger than "
+                     "the sampler was sized for (%lld, %lld, %lld, %lld, %lld)",
+                     (long long)in.B, (long long)in.Ta, (long long)in.Tv, (long long)in.L,
+                     (long long)in.S8, (long long)l.batch, (long long)l.audio_len,
+                     (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len);
+  // Rewound on return, so the next request of this shape gets the same addresses.
+  Arena::Scope inputs_scope(*ws.inputs_), context_scope(*ws.context_), step_scope(*ws.step_);
+  const DeviceInputs d = upload_inputs(model, in, *ws.inputs_);
+  const std::unique_ptr<DitContext> ctx =
+      model.prepare(d.clip, d.sync, d.text, in.Ta, *ws.context_);
+  const Tensor v_host(ws.v_host_.raw(), DType::kF32, {in.B, model.config().latent_dim, in.Ta},
+                      DeviceKind::kCPU);
+  Arena& step = *ws.step_;
+  GraphedForward graphed(model.backend(), *ws.graphs_,
+                         {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(),
+                          step.mark()});
+  run_steps(model, in, *ctx, d, v_host, params, callbacks,
+            [&] { graphed([&] { model.forward(*ctx, d.x, d.v, step); }); });
+  return in.x;
+}
+
+Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
+                   int64_t audio_len, const Tensor* noise, Arena& arena,
+                   const FlowCallbacks& callbacks) {
+  HostInputs in = host_inputs(model, cond, params, audio_len, noise);
+  Backend& be = model.backend();
+  Arena inputs(be.block_allocator(),
+               inputs_arena_bytes(model.config(), in.B, in.Ta, in.Tv, in.L, in.S8));
+  const DeviceInputs d = upload_inputs(model, in, inputs);
+  const std::unique_ptr<DitContext> ctx = model.prepare(d.clip, d.sync, d.text, in.Ta);
+  // A growth-mode arena becomes one block that fits a step (see Mmdit::step_arena_bytes); a
+  // frozen one must already be large enough, or the first step throws.
+  if (!arena.frozen()) arena.freeze(model.step_arena_bytes(in.B, in.Ta, in.Tv));
+  const Tensor v_host = Tensor::empty({in.B, model.config().latent_dim, in.Ta}, DType::kF32);
+  run_steps(model, in, *ctx, d, v_host, params, callbacks,
+            [&] { model.forward(*ctx, d.x, d.v, arena); });
+  return in.x;
 }
 
 }  // namespace foley

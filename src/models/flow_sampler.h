@@ -13,6 +13,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "core/arena.h"
@@ -53,11 +55,78 @@ Tensor flow_initial_noise(int64_t latent_dim, int64_t audio_len, uint64_t seed);
 // The F32 sigma schedule, bit-identical to torch.linspace(1, 0, steps + 1).
 std::vector<float> flow_sigmas(int steps);
 
+// The largest request a FlowWorkspace serves: CFG batch, latent length Ta, visual length Tv,
+// text length L and sync length S·8.
+struct FlowLimits {
+  int64_t batch = 2;
+  int64_t audio_len = 0;
+  int64_t visual_len = 0;
+  int64_t text_len = 0;
+  int64_t sync_len = 0;
+};
+
+// Device memory of a FlowWorkspace, per arena.
+struct FlowWorkspaceBytes {
+  size_t inputs = 0;   // the conditions' device copies, x and v
+  size_t context = 0;  // the DiT context (Mmdit::context_arena_bytes)
+  size_t step = 0;     // one forward's activations (Mmdit::step_arena_bytes)
+};
+
+// Everything the sampler needs on the device, reserved once for the largest request, plus the
+// denoising steps recorded per shape (Backend::record). Each request rewinds the arenas, so a
+// request of the same shape as an earlier one gets the same addresses and replays that
+// request's recorded step instead of issuing every op again; nothing is allocated on the device
+// after the first request of a shape. Tied to one Mmdit (and its backend); one request at a time.
+class FlowWorkspace {
+ public:
+  FlowWorkspace(const Mmdit& model, const FlowLimits& limits);
+  ~FlowWorkspace();
+  FlowWorkspace(const FlowWorkspace&) = delete;
+  FlowWorkspace& operator=(const FlowWorkspace&) = delete;
+
+  static FlowWorkspaceBytes bytes(const Mmdit& model, const FlowLimits& limits);
+
+  const FlowLimits& limits() const { return limits_; }
+  const Arena& inputs_arena() const { return *inputs_; }
+  const Arena& context_arena() const { return *context_; }
+  const Arena& step_arena() const { return *step_; }
+  // Steps recorded so far (each a new shape or new addresses) and graphs kept now.
+  size_t graphs_recorded() const;
+  size_t graphs_cached() const;
+  // Why recording was switched off for this workspace ("" while it works): a step that cannot be
+  // recorded runs eagerly instead, with the same results.
+  const std::string& graph_error() const;
+
+  struct Graphs;  // flow_sampler.cpp
+
+ private:
+  friend Tensor flow_sample(const Mmdit& model, const FlowConditions& cond,
+                            const FlowSampleParams& params, int64_t audio_len,
+                            const Tensor* noise, FlowWorkspace& workspace,
+                            const FlowCallbacks& callbacks);
+
+  const Mmdit& model_;
+  FlowLimits limits_;
+  std::unique_ptr<Arena> inputs_, context_, step_;
+  Tensor v_host_;  // host staging for the velocity, [batch, latent_dim, audio_len] at the limits
+  std::unique_ptr<Graphs> graphs_;
+};
+
 // Runs the sampler and returns the final latent, host F32 [1, latent_dim, Ta]. `noise` is the
 // initial latent [1, latent_dim, Ta] (host, any float dtype) or nullptr to draw it from `seed`
-// with length `audio_len`. `arena` is the step arena (see Mmdit::forward): if it is still in
-// growth mode it is frozen with room for one step (Mmdit::step_arena_bytes) beyond its
-// high-water mark; a frozen arena is used as it is.
+// with length `audio_len`. All device memory comes from `workspace`; a request beyond its
+// limits is refused (kInvalidInput). Steps: x and the timesteps are uploaded, the DiT forward
+// runs (the first step of a shape not seen before eagerly; later steps as a recorded graph,
+// which the same shape reuses in later requests), v comes back and CFG + Euler run on the host.
+// FOLEY_CUDA_GRAPHS=0 in the environment runs every step eagerly. Results are the same bits
+// either way.
+Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
+                   int64_t audio_len, const Tensor* noise, FlowWorkspace& workspace,
+                   const FlowCallbacks& callbacks = {});
+
+// The same with device memory allocated for this request and every step run eagerly. `arena` is
+// the step arena (see Mmdit::forward): if it is still in growth mode it is frozen with room for
+// one step (Mmdit::step_arena_bytes) beyond its high-water mark; a frozen arena is used as it is.
 Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
                    int64_t audio_len, const Tensor* noise, Arena& arena,
                    const FlowCallbacks& callbacks = {});

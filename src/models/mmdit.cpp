@@ -217,49 +217,85 @@ const Tensor& Mmdit::empty_sync_feat() const {
 
 // ---- per-request context ------------------------------------------------------------------------
 
-std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& sync,
-                                           const Tensor& text, int64_t audio_len) const {
-  const MmditConfig& c = config_;
-  const Weights& w = *w_;
-  Backend& be = backend_;
-  const int64_t B = clip.dim(0), Tv = clip.dim(1), S8 = sync.dim(1), L = text.dim(1);
-  const int64_t H = c.hidden, Ta = audio_len;
-  expect_shape(clip, {B, Tv, c.clip_dim}, "dit clip features");
-  expect_shape(sync, {B, S8, c.sync_dim}, "dit sync features");
-  expect_shape(text, {B, L, c.text_dim}, "dit text features");
-  if (B < 1 || Tv < 1 || L < 1 || Ta < 1 || S8 < kSyncSegment || S8 % kSyncSegment != 0)
+namespace {
+
+struct ContextDims {
+  int64_t B, Tv, S8, L, Ta;
+};
+
+ContextDims check_context_inputs(const MmditConfig& c, const Tensor& clip, const Tensor& sync,
+                                 const Tensor& text, int64_t audio_len) {
+  const ContextDims d{clip.dim(0), clip.dim(1), sync.dim(1), text.dim(1), audio_len};
+  expect_shape(clip, {d.B, d.Tv, c.clip_dim}, "dit clip features");
+  expect_shape(sync, {d.B, d.S8, c.sync_dim}, "dit sync features");
+  expect_shape(text, {d.B, d.L, c.text_dim}, "dit text features");
+  if (d.B < 1 || d.Tv < 1 || d.L < 1 || d.Ta < 1 || d.S8 < kSyncSegment ||
+      d.S8 % kSyncSegment != 0)
     throw make_error(ErrorKind::kInvalidInput,
                      "dit: need Ta, Tv, L >= 1 and whole 8-token sync segments (Ta=%lld Tv=%lld "
                      "L=%lld sync=%lld)",
-                     (long long)Ta, (long long)Tv, (long long)L, (long long)S8);
+                     (long long)d.Ta, (long long)d.Tv, (long long)d.L, (long long)d.S8);
   FOLEY_CHECK(clip.is_contiguous() && sync.is_contiguous() && text.is_contiguous(),
               "dit prepare: inputs must be contiguous");
+  return d;
+}
 
-  // The context arena is sized exactly up front (persistent tensors plus the largest group of
-  // temporaries), so it is one block.
-  const int64_t half = c.head_dim / 2, S = S8 / kSyncSegment;
+}  // namespace
+
+// Mirrors the allocations of prepare(): the persistent tensors, then the largest group of
+// temporaries (each group lives in its own scope above them).
+size_t Mmdit::context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len,
+                                  int64_t text_len, int64_t sync_len) const {
+  const MmditConfig& c = config_;
+  const int64_t B = batch, Ta = audio_len, Tv = visual_len, L = text_len, S8 = sync_len;
+  const int64_t H = c.hidden, half = c.head_dim / 2;
   ArenaBytes persistent;
+  persistent.f32(B * kTimeFreqDim);
   for (int64_t n : {Tv + Ta, Tv + Ta, Ta, L}) persistent.f32(n * half).f32(n * half);
   for (int64_t i = 0; i < c.depth_triple; ++i) persistent.of(B * L * 2 * H, act_);
   persistent.f32(B * Tv * H).f32(B * Ta * H);
   const size_t temporaries = std::max({ArenaBytes().f32(B * L * H).f32(B * L * H).total,
                                        ArenaBytes().f32(B * Tv * H).f32(B * Tv * H).total,
                                        ArenaBytes()
-                                           .f32(B * S * kSyncSegment * c.sync_dim)
+                                           .f32(B * S8 * c.sync_dim)
                                            .f32(B * S8 * H)
                                            .f32(B * S8 * c.sync_mlp_hidden)
                                            .f32(B * S8 * c.sync_mlp_hidden)
                                            .total});
+  return persistent.total + temporaries;
+}
+
+std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& sync,
+                                           const Tensor& text, int64_t audio_len) const {
+  const ContextDims d = check_context_inputs(config_, clip, sync, text, audio_len);
+  // Sized exactly, so the context is one block.
+  auto arena = std::make_unique<Arena>(backend_.block_allocator(),
+                                       context_arena_bytes(d.B, d.Ta, d.Tv, d.L, d.S8));
+  std::unique_ptr<DitContext> ctx = prepare(clip, sync, text, audio_len, *arena);
+  ctx->arena_ = std::move(arena);
+  return ctx;
+}
+
+std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& sync,
+                                           const Tensor& text, int64_t audio_len,
+                                           Arena& arena) const {
+  const MmditConfig& c = config_;
+  const Weights& w = *w_;
+  Backend& be = backend_;
+  const ContextDims d = check_context_inputs(c, clip, sync, text, audio_len);
+  const int64_t B = d.B, Tv = d.Tv, S8 = d.S8, L = d.L, Ta = d.Ta;
+  const int64_t H = c.hidden, S = S8 / kSyncSegment;
+
   auto ctx = std::unique_ptr<DitContext>(new DitContext());
-  ctx->arena_ = std::make_unique<Arena>(be.block_allocator(), persistent.total + temporaries);
-  Arena& arena = *ctx->arena_;
   ctx->batch_ = B;
   ctx->ta_ = Ta;
   ctx->tv_ = Tv;
   ctx->text_len_ = L;
   ctx->temb_host_.assign(static_cast<size_t>(B * kTimeFreqDim), 0.0f);
 
-  // Persistent tensors first; temporaries go above them in a scope.
+  // Persistent tensors first, in context_arena_bytes' order; temporaries go above them in a
+  // scope.
+  ctx->temb_ = arena.alloc({B, kTimeFreqDim}, DType::kF32);
   auto upload_rope = [&](const std::vector<float>& pos) {
     HostRope h = rope_table_host(pos, c.head_dim);
     RopeTable t{arena.alloc(h.cos.shape(), DType::kF32), arena.alloc(h.sin.shape(), DType::kF32)};
@@ -332,7 +368,7 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   const int64_t B = batch, Ta = audio_len, Tv = visual_len, H = c.hidden, L = Tv + Ta;
   const DType a = act_;
   using A = ArenaBytes;
-  const size_t base = A().f32(B * kTimeFreqDim).f32(B * H).of(B * H, a).f32(B * Ta * H).total;
+  const size_t base = A().f32(B * H).of(B * H, a).f32(B * Ta * H).total;
   const size_t embed = A().f32(B * Ta * c.latent_dim).total;
   const size_t visual = A().f32(B * Tv * H).total;
   auto mlp = [&](int64_t T) { return A().of(B * T * H, a).of(B * T * c.mlp_hidden, a).total; };
@@ -353,8 +389,29 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));
 }
 
+void Mmdit::set_timesteps(const DitContext& ctx, const float* t) const {
+  // Timestep sinusoid [cos | sin] as torch computes it: freqs = exp(F32(−ln 1e4)·k / 128).
+  const int64_t B = ctx.batch_, half = kTimeFreqDim / 2;
+  const float neg_log = static_cast<float>(-std::log(10000.0));
+  float* e = ctx.temb_host_.data();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t k = 0; k < half; ++k) {
+      const float freq = std::exp(neg_log * static_cast<float>(k) / static_cast<float>(half));
+      const float arg = t[b] * freq;
+      e[b * kTimeFreqDim + k] = std::cos(arg);
+      e[b * kTimeFreqDim + half + k] = std::sin(arg);
+    }
+  }
+  backend_.copy_from_host(ctx.temb_, Tensor(e, DType::kF32, {B, kTimeFreqDim}, DeviceKind::kCPU));
+}
+
 void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
                     Arena& arena) const {
+  set_timesteps(ctx, t);
+  forward(ctx, x, v, arena);
+}
+
+void Mmdit::forward(const DitContext& ctx, const Tensor& x, const Tensor& v, Arena& arena) const {
   const MmditConfig& c = config_;
   const Weights& w = *w_;
   Backend& be = backend_;
@@ -363,23 +420,7 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, cons
   expect_shape(v, {B, c.latent_dim, Ta}, "dit output velocity");
   Arena::Scope scope(arena);
 
-  // Timestep sinusoid [cos | sin] as torch computes it: freqs = exp(F32(−ln 1e4)·k / 128).
-  {
-    const int64_t half = kTimeFreqDim / 2;
-    const float neg_log = static_cast<float>(-std::log(10000.0));
-    float* e = ctx.temb_host_.data();
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t k = 0; k < half; ++k) {
-        const float freq = std::exp(neg_log * static_cast<float>(k) / static_cast<float>(half));
-        const float arg = t[b] * freq;
-        e[b * kTimeFreqDim + k] = std::cos(arg);
-        e[b * kTimeFreqDim + half + k] = std::sin(arg);
-      }
-    }
-  }
-  const Tensor temb = arena.alloc({B, kTimeFreqDim}, DType::kF32);
-  be.copy_from_host(
-      temb, Tensor(ctx.temb_host_.data(), DType::kF32, {B, kTimeFreqDim}, DeviceKind::kCPU));
+  const Tensor& temb = ctx.temb_;  // set_timesteps
   const Tensor vec = arena.alloc({B, H}, DType::kF32);
   DitStepState s;
   s.act = act_;

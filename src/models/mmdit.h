@@ -62,18 +62,23 @@ struct MmditConfig {
 using DitWeightGetter =
     std::function<Tensor(const std::string& name, const Shape& shape, bool matrix)>;
 
-// Per-request state, built by Mmdit::prepare. Owns its device memory.
+// Per-request state, built by Mmdit::prepare: in memory it owns, or borrowed from the caller's
+// arena (then valid until the caller rewinds that arena past it).
 class DitContext {
  public:
   int64_t batch() const { return batch_; }
   int64_t audio_len() const { return ta_; }
   int64_t visual_len() const { return tv_; }
   int64_t text_len() const { return text_len_; }
+  // Device address of the context's first tensor: with the lengths it fixes every tensor's
+  // address (they are laid out in one order), which is what a recorded forward() refers to.
+  const void* base() const { return temb_.raw(); }
 
  private:
   friend class Mmdit;
-  std::unique_ptr<Arena> arena_;
+  std::unique_ptr<Arena> arena_;  // null when the memory is the caller's
   int64_t batch_ = 0, ta_ = 0, tv_ = 0, text_len_ = 0;
+  Tensor temb_;                           // timestep sinusoid [B, 256] (Mmdit::set_timesteps)
   std::vector<Tensor> text_kv_;           // per triple block [B, L, 2H]: k (normed, rotated) | v
   Tensor visual_;                         // visual_proj(clip) [B, Tv, H]
   Tensor sync_a_;                         // sync_in(sync + pos) resampled to Ta [B, Ta, H]
@@ -105,9 +110,25 @@ class Mmdit {
   // backend's device. `audio_len` is Ta. Throws Error(kInvalidInput) on inconsistent shapes.
   std::unique_ptr<DitContext> prepare(const Tensor& clip, const Tensor& sync, const Tensor& text,
                                       int64_t audio_len) const;
+  // The same with the context's memory taken from `arena` at its current position (a frozen
+  // arena needs context_arena_bytes() free there); the context borrows it.
+  std::unique_ptr<DitContext> prepare(const Tensor& clip, const Tensor& sync, const Tensor& text,
+                                      int64_t audio_len, Arena& arena) const;
+  // The arena memory prepare() takes for these lengths (sync_len = S·8), allocation rounding
+  // included; it grows with every argument, so the largest lengths size it for all.
+  size_t context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len,
+                             int64_t text_len, int64_t sync_len) const;
 
-  // v[B, 128, Ta] = DiT(x[B, 128, Ta], t) for timesteps t[0..B) in [0, 1000] (host values);
-  // x and v are contiguous F32 on the device and must not alias. Allocates only from `arena`.
+  // Writes the timestep sinusoid of t[0..B) (host values in [0, 1000]) into the context's device
+  // tensor, on the backend's queue; forward() without `t` reads it. Kept out of forward() so that
+  // a forward can be recorded (Backend::record) and replayed for every step.
+  void set_timesteps(const DitContext& ctx, const float* t) const;
+
+  // v[B, 128, Ta] = DiT(x[B, 128, Ta], t) for the timesteps last given to set_timesteps; x and v
+  // are contiguous F32 on the device and must not alias. Allocates only from `arena`, issues only
+  // device ops (recordable once the same shapes ran eagerly).
+  void forward(const DitContext& ctx, const Tensor& x, const Tensor& v, Arena& arena) const;
+  // set_timesteps(ctx, t), then forward(ctx, x, v, arena).
   void forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
                Arena& arena) const;
 

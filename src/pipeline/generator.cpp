@@ -83,9 +83,9 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
   clap_->reserve(*text_work_arena_, 2, cc.max_length());
   text_out_arena_ = frozen_arena(
       be, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
-  // The sampler freezes a growth-mode step arena at the first request's shape, so it is frozen
-  // here at the largest: CFG batch 2, longest latent and visual sequence.
-  step_arena_ = frozen_arena(be, dit_->step_arena_bytes(2, max_ta_, max_tv_));
+  // The sampler's memory at the largest request: CFG batch 2, the longest latent, visual, text
+  // and sync sequences.
+  flow_ = std::make_unique<FlowWorkspace>(*dit_, flow_limits());
   dac_arena_ = dac_->make_workspace(max_ta_);
   const MmditConfig& dc = dit_->config();
   io_arena_ = frozen_arena(
@@ -98,6 +98,16 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
 }
 
 GeneratorImpl::~GeneratorImpl() = default;
+
+FlowLimits GeneratorImpl::flow_limits() const {
+  FlowLimits l;
+  l.batch = 2;
+  l.audio_len = max_ta_;
+  l.visual_len = max_tv_;
+  l.text_len = std::min<int64_t>(clap_->config().max_length(), kTextFeatureLength);
+  l.sync_len = int64_t{clip_timing(max_t25_).sync_segments} * sync_->config().num_frames;
+  return l;
+}
 
 std::string GeneratorImpl::device_name() const { return backend_->name(); }
 
@@ -120,7 +130,9 @@ std::vector<ArenaStat> GeneratorImpl::arena_stats() const {
   add("sync", *sync_arena_);
   add("text_work", *text_work_arena_);
   add("text_out", *text_out_arena_);
-  add("step", *step_arena_);
+  add("flow_inputs", flow_->inputs_arena());
+  add("dit_context", flow_->context_arena());
+  add("step", flow_->step_arena());
   add("dac", *dac_arena_);
   add("io", *io_arena_);
   return out;

@@ -120,6 +120,9 @@ class GeneratorImpl final : public Generator {
   int max_semantic_frames() const { return max_tv_; }
   int max_sync_frames() const { return max_t25_; }
   int max_latent_frames() const { return max_ta_; }
+  // The largest sampler request: CFG batch 2 at the longest latent, visual, text and sync lengths.
+  FlowLimits flow_limits() const;
+  const FlowWorkspace& flow_workspace() const { return *flow_; }
   const Siglip2Vision& siglip() const { return *siglip_; }
   const Synchformer& synchformer() const { return *sync_; }
   const Mmdit& dit() const { return *dit_; }
@@ -153,7 +156,11 @@ class GeneratorImpl final : public Generator {
   int max_tv_ = 0, max_t25_ = 0, max_ta_ = 0;
   // Arenas, all sized at creation; warm_up() freezes the ones that start in growth mode.
   std::unique_ptr<Arena> visual_arena_, sync_arena_, text_work_arena_, text_out_arena_;
-  std::unique_ptr<Arena> step_arena_, dac_arena_, io_arena_;
+  std::unique_ptr<Arena> dac_arena_, io_arena_;
+  // The sampler's device memory (inputs, DiT context, step) for CFG batch 2 at the longest
+  // lengths, and its recorded denoising steps; declared after the backend and the DiT, which
+  // its graphs refer to, so it is destroyed first.
+  std::unique_ptr<FlowWorkspace> flow_;
   // Host frame buffers for the longest clip: [max_tv, S, S, 3] and [max_t25, S', S', 3].
   Tensor semantic_buffer_, sync_buffer_;
   std::mutex busy_;  // one request at a time

@@ -164,7 +164,7 @@ Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
   FlowCallbacks fc;
   fc.cancel = run.callbacks.cancel;
   fc.progress = [&](int done, int total) { run.report("denoise", done, total); };
-  return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *step_arena_, fc);
+  return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
 }
 
 std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_len) {
@@ -200,7 +200,7 @@ void GeneratorImpl::warm_up() {
   const GenerationCallbacks none;
   Run run{none, {}};
   GenerationParams p;
-  p.steps = 1;        // every step has the same shapes, so more would only cost time
+  p.steps = 2;        // the first step of a shape runs eagerly, the second records its graph
   p.guidance = 4.5f;  // CFG on: the batch of 2 is the larger one
   p.max_clip_seconds = options_.max_clip_seconds;
   // The encoders run fixed-size chunks, so one full chunk each sizes their workspaces for any
@@ -221,6 +221,10 @@ void GeneratorImpl::warm_up() {
   f.audio_seconds = longest.audio_seconds;
   f.cond.clip = tile_rows(clip, max_tv_);
   f.cond.sync = tile_rows(sync, longest.sync_segments * sync_per_segment);
+  // And the longest text the DiT takes, so the sampler's graph is recorded at the largest shape.
+  const int64_t text_len = flow_limits().text_len;
+  f.cond.text = tile_rows(f.cond.text, text_len);
+  f.cond.uncond_text = tile_rows(f.cond.uncond_text, text_len);
   FOLEY_CHECK(f.audio_len == max_ta_, "warm-up latent length %d, expected %d", f.audio_len,
               max_ta_);
   run_features(run, f, p, nullptr);

@@ -40,6 +40,9 @@ class CudaBackend final : public Backend {
   void copy_to_host(const Tensor& host_dst, const Tensor& src) override;
   void synchronize() override;
 
+  // cuda_graph.cu: stream capture into a CUDA graph
+  std::unique_ptr<OpGraph> record(const std::function<void()>& work) override;
+
   // cuda_backend.cu
   void copy(const Tensor& dst, const Tensor& src) override;
   void fill(const Tensor& dst, float value) override;
