@@ -13,10 +13,10 @@ Tensor dit_heads(const Tensor& t, int64_t off, int64_t heads, int64_t head_dim) 
 
 namespace {
 
-// y[b] = x[b]·Wᵀ + bias, one GEMM per batch row. Used where x or y is a row range of a joint
-// [visual; audio] buffer: within one batch row that range is contiguous, across rows it is not.
+// y = x·Wᵀ + bias where x or y is a row range of a joint [visual; audio] buffer: contiguous
+// within one batch row, not across rows (backends take that as a strided batch or a loop).
 void linear_rows(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y) {
-  for (int64_t b = 0; b < x.dim(0); ++b) be.linear(x.select(0, b), l.w, l.bias(), y.select(0, b));
+  be.linear(x, l.w, l.bias(), y);
 }
 
 // Chunk k of a per-sample modulation [B, n·H], broadcast over T tokens: [B, T, H], stride 0 on T.

@@ -246,8 +246,10 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
   FOLEY_CHECK(g0.M >= 0 && g0.N >= 0 && g0.K >= 0 && g0.batch >= 1, "gemm: bad sizes");
   if (g0.M == 0 || g0.N == 0) return;
   if (g0.K == 0) {
-    FOLEY_CHECK(g0.batch == 1 && g0.ydt == DType::kF32, "gemm: K = 0 with a batch or 16-bit y");
-    return init_rows(be, static_cast<float*>(g0.y), g0.M, g0.N, g0.ldy, g0.bias, g0.beta);
+    FOLEY_CHECK(g0.ydt == DType::kF32, "gemm: K = 0 with a 16-bit y");
+    for (int64_t b = 0; b < g0.batch; ++b)
+      init_rows(be, static_cast<float*>(g0.y) + b * g0.sy, g0.M, g0.N, g0.ldy, g0.bias, g0.beta);
+    return;
   }
   DeviceGemm g = g0;
   // A single row's (or column's) stride is irrelevant: normalise it so such calls share a plan
@@ -338,6 +340,15 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, c
   g.ldx = nest.row_stride[0];
   g.ldy = nest.row_stride[1];
   const int64_t xes = int64_t(dtype_size(x.dtype())), yes = int64_t(dtype_size(y.dtype()));
+  if (nest.nouter == 1 && nest.outer > 1 && x.dtype() == w.dtype()) {
+    // One unmerged dim (e.g. a row range of each batch member of a joint [B, L, C] buffer):
+    // a strided batch sharing the weight, one call instead of one per member.
+    g.batch = nest.outer;
+    g.sx = nest.strides[0][0], g.sw = 0, g.sy = nest.strides[1][0];
+    g.x = x.raw();
+    g.y = y.raw();
+    return run_gemm(*this, g);
+  }
   for (int64_t o = 0; o < nest.outer; ++o) {
     const std::array<int64_t, 2> off = nest.offsets(o);
     g.x = static_cast<const char*>(x.raw()) + off[0] * xes;

@@ -78,12 +78,15 @@ struct SnakeF {
   }
 };
 
-template <int N, typename F>
+template <int N, typename F, bool kSmall>
 __global__ void map_strided(StridedNd L, FloatOut y, Inputs<N> in, int64_t n, F f) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     int64_t off[N + 1];
-    nd_offsets<N + 1>(L, i, off);
+    if constexpr (kSmall)
+      nd_offsets32<N + 1>(L, static_cast<uint32_t>(i), off);
+    else
+      nd_offsets<N + 1>(L, i, off);
     float v[N];
 #pragma unroll
     for (int k = 0; k < N; ++k) v[k] = load_float(in.in[k], off[k + 1]);
@@ -160,7 +163,11 @@ void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* con
   } else {
     Inputs<N> ins;
     for (int k = 0; k < N; ++k) ins.in[k] = float_in(*in[k]);
-    map_strided<N><<<grid_for(n), kThreads, 0, stream>>>(L, float_out(y), ins, n, f);
+    // Every nest here fits 32-bit index math unless it has 2³² elements or more.
+    if (n < (int64_t{1} << 32))
+      map_strided<N, F, true><<<grid_for(n), kThreads, 0, stream>>>(L, float_out(y), ins, n, f);
+    else
+      map_strided<N, F, false><<<grid_for(n), kThreads, 0, stream>>>(L, float_out(y), ins, n, f);
   }
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
