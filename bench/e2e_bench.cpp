@@ -228,6 +228,7 @@ int mode_dit(const std::string& path, bool ready_only) {
     peak = std::max(peak, used_gb());
   }
 
+  if (const char* only = std::getenv("E2E_STEPS_ONLY"); only && std::string(only) == "1") return 0;
   // The denoising stage as a request runs it: 50 Euler steps with CFG 4.5 at 10 s, 20 times.
   const ClipShape s10 = clip_shape(10.0);
   FlowConditions cond{host_random({s10.tv, c.clip_dim}, 2.f, 8),
