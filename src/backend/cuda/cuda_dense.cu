@@ -12,12 +12,10 @@
 #include <cuda_fp16.h>
 
 #include <array>
-#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "backend/cuda/cuda_dense.h"
 
@@ -36,14 +34,10 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
 using PlanKey = std::array<int64_t, 20>;
 
-// Algorithms the heuristic offers per plan; the first run of a plan times them all (see tune).
-constexpr int kCandidates = 8;
-
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  std::vector<cublasLtMatmulAlgo_t> candidates;  // emptied once tuned
 };
 
 cudaDataType_t cuda_type(DType dt) {
@@ -74,20 +68,14 @@ struct DenseState {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   bool tf32 = false;
-  bool autotune = true;
   std::mutex mutex;
   std::map<PlanKey, Plan> plans;
-  // Tuned algorithms by plan key with M rounded up to a power of two (see tune): a new clip
-  // length reuses the choice made for its neighbours instead of asking the heuristic again.
-  std::map<PlanKey, cublasLtMatmulAlgo_t> tuned;
 
   DenseState() {
     FOLEY_LT_CHECK(cublasLtCreate(&handle));
     FOLEY_CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
     const char* env = std::getenv("FOLEY_CUDA_TF32");
     tf32 = env != nullptr && std::string(env) == "1";
-    const char* tune = std::getenv("FOLEY_CUDA_AUTOTUNE");
-    autotune = tune == nullptr || std::string(tune) != "0";
   }
   ~DenseState() {
     for (auto& [key, p] : plans) {
@@ -120,13 +108,6 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
                                                     &stride, sizeof stride));
   }
   return l;
-}
-
-PlanKey bucket_key(PlanKey key) {
-  int64_t m = 1;
-  while (m < key[0]) m *= 2;
-  key[0] = m;
-  return key;
 }
 
 Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
@@ -162,16 +143,6 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
   p.b = make_layout(in, g.K, g.M, g.ldx, g.batch, g.sx);
   p.c = make_layout(cuda_type(g.ydt), g.N, g.M, g.ldy, g.batch, g.sy);
 
-  const auto tuned = st.tuned.find(bucket_key(key));
-  if (tuned != st.tuned.end()) {
-    cublasLtMatmulHeuristicResult_t check{};
-    if (cublasLtMatmulAlgoCheck(st.handle, p.desc, p.a, p.b, p.c, p.c, &tuned->second, &check) ==
-            CUBLAS_STATUS_SUCCESS &&
-        check.workspaceSize <= kWorkspaceBytes) {
-      p.algo = tuned->second;
-      return p;
-    }
-  }
   cublasLtMatmulPreference_t pref = nullptr;
   FOLEY_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = kWorkspaceBytes;
@@ -186,10 +157,10 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
   set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
   set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac);
   set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac);
-  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
+  cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
-      st.handle, p.desc, p.a, p.b, p.c, p.c, pref, st.autotune ? kCandidates : 1, results, &found);
+  const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(st.handle, p.desc, p.a, p.b, p.c, p.c,
+                                                          pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
     cublasLtMatrixLayoutDestroy(p.a);
@@ -201,8 +172,7 @@ Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
                     " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) + " (" +
                     dtype_name(g.wdt) + ", status " + std::to_string(s) + ")");
   }
-  p.algo = results[0].algo;
-  for (int i = 0; i < found && found > 1; ++i) p.candidates.push_back(results[i].algo);
+  p.algo = result.algo;
   return p;
 }
 
@@ -272,50 +242,6 @@ void init_rows(CudaBackend& be, float* y, int64_t rows, int64_t N, int64_t ldy, 
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
-namespace {
-
-// The heuristic's first choice is often not the fastest for this model's shapes (small M of the
-// visual stream, per-sample modulation GEMVs, batched taps): the first run of a plan (eager,
-// never inside a graph recording, which cannot time anything) runs each candidate into a scratch
-// output (C still reads y, so accumulating GEMMs see their real input) and keeps the fastest.
-// The choice is remembered per shape bucket (M rounded up to a power of two), so it costs ~1 ms
-// per GEMM shape the first time its bucket is seen (warm-up covers the longest clip's) and later
-// lengths in a bucket skip the heuristic too; FOLEY_CUDA_AUTOTUNE=0 keeps the heuristic's choice.
-void tune(CudaBackend& be, DenseState& st, Plan& p, const DeviceGemm& g, int64_t yes,
-          const PlanKey& key) {
-  std::vector<cublasLtMatmulAlgo_t> candidates;
-  candidates.swap(p.candidates);
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  FOLEY_CUDA_CHECK(cudaStreamIsCapturing(be.stream(), &capture));
-  if (candidates.size() < 2 || capture != cudaStreamCaptureStatusNone) return;
-  const int64_t span = (g.batch - 1) * g.sy + (g.M - 1) * g.ldy + g.N;
-  void* d = be.scratch().alloc_bytes(size_t(span * yes));
-  cudaEvent_t start, stop;
-  FOLEY_CUDA_CHECK(cudaEventCreate(&start));
-  FOLEY_CUDA_CHECK(cudaEventCreate(&stop));
-  const float alpha = 1.0f, beta = g.beta;
-  float best = INFINITY;
-  for (const cublasLtMatmulAlgo_t& algo : candidates) {
-    auto launch = [&] {
-      return cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c, d, p.c,
-                            &algo, st.workspace, kWorkspaceBytes, be.stream());
-    };
-    if (launch() != CUBLAS_STATUS_SUCCESS) continue;  // not valid here after all: skip it
-    FOLEY_CUDA_CHECK(cudaEventRecord(start, be.stream()));
-    for (int i = 0; i < 2; ++i) launch();
-    FOLEY_CUDA_CHECK(cudaEventRecord(stop, be.stream()));
-    FOLEY_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    FOLEY_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    if (ms < best) best = ms, p.algo = algo;
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  st.tuned[bucket_key(key)] = p.algo;
-}
-
-}  // namespace
-
 void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
   FOLEY_CHECK(g0.M >= 0 && g0.N >= 0 && g0.K >= 0 && g0.batch >= 1, "gemm: bad sizes");
   if (g0.M == 0 || g0.N == 0) return;
@@ -380,7 +306,6 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
     FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                   &bias, sizeof bias));
   }
-  if (!p.candidates.empty()) tune(be, st, p, g, yes, key);
   const float alpha = 1.0f, beta = g.beta;
   FOLEY_LT_CHECK(cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c, g.y,
                                 p.c, &p.algo, st.workspace, kWorkspaceBytes, be.stream()));
