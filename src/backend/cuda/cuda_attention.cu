@@ -7,7 +7,7 @@
 //  2. S = Q·Kᵀ as one strided-batched cuBLASLt GEMM over the pairs, a row softmax (one warp per
 //     row, max-subtracted, scaled) in place, then O = P·V as a second batched GEMM;
 //  3. scatter O into out's [B, Lq, H, Dv] view.
-// Pairs go in groups that bound the score scratch (~256 MB), so long sequences with many heads
+// Pairs go in groups that bound the score scratch (~64 MB), so long sequences with many heads
 // and Synchformer's ~10⁵ tiny groups both fit.
 // q, k, v and out may also be 16-bit (all of q, k, v one dtype; out that dtype or F32). BF16
 // inputs with head dims 64 and 128 take the fused bf16 kernel (cuda_flash_attention.cu) after
@@ -30,7 +30,10 @@ namespace cuda {
 
 namespace {
 
-constexpr int64_t kScoreBudgetFloats = int64_t{64} << 20;
+// 64 MB of panels and scores per group: the backend scratch arena keeps its high-water mark for
+// the Generator's lifetime, and groups of this size already give batched GEMMs of >= 10 pairs
+// for SigLIP2's 1024-token frames (a 256 MB budget held ~0.19 GB more; see BENCHMARKS.md).
+constexpr int64_t kScoreBudgetFloats = int64_t{16} << 20;
 
 // A [B, L, H, D] view of any float dtype: base pointer and element strides.
 struct HeadView {
