@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU benchmark behind BENCHMARKS.md, run ON THE DEVICE MACHINE in one call (the machine
 # forgets everything between calls): build, generate a full-size model with seeded random weights
-# in the official formats, convert it to a bf16 bundle, then measure foley (loader, MMDiT,
-# pipeline) and the PyTorch baselines. Every result line lands in $OUT/bench.txt.
+# in the official formats, convert it to a bundle (DiT bf16, Synchformer f16 as the reference's
+# autocast), then measure foley (loader, MMDiT, pipeline) and the PyTorch baselines. Every result
+# line lands in $OUT/bench.txt.
 #
 #   SIZE=xxl|small  PARTS="tests model read load dit pipeline torch"  bash bench/run_h100.sh
 #   (PARTS="model read ready": start->ready alone, cold and warm;
@@ -62,7 +63,8 @@ if has model; then
   say "generate $SIZE model"
   run timeout 240 python3 bench/make_full_model.py "$W/model" --size "$SIZE"
   say "convert"
-  run timeout 200 $B/bin/foley convert --model-dir "$W/model" --dtype bf16 -o "$BUNDLE"
+  run timeout 200 $B/bin/foley convert --model-dir "$W/model" --dtype bf16 --synchformer-dtype f16 \
+    -o "$BUNDLE"
   run ls -la "$W/model" "$BUNDLE"
 fi
 [ -f "$BUNDLE" ] || { say "no bundle"; exit 1; }

@@ -27,6 +27,9 @@ struct ConvertRequest {
   // Synchformer attention heads: no tensor carries the count. 0 = guess from the width (heads of
   // 64 at dim >= 768, as the official ViT-B; heads of 32 below); the summary notes which was used.
   int synchformer_heads = 0;
+  // Storage of the Synchformer's matmul weights: "f32" (default) or "f16" (the reference runs
+  // Synchformer under fp16 autocast); "bf16" is refused.
+  std::string synchformer_dtype = "f32";
   std::string output;  // the bundle path (.safetensors), written atomically
 };
 

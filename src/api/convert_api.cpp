@@ -48,6 +48,18 @@ ConvertSummary convert_model(const ConvertRequest& request) {
                 "synchformer heads must be >= 0 (0: guess from the width), got " +
                     std::to_string(request.synchformer_heads));
   options.synchformer_heads = request.synchformer_heads;
+  if (request.synchformer_dtype == "f32") {
+    options.synchformer_dtype = DType::kF32;
+  } else if (request.synchformer_dtype == "f16") {
+    options.synchformer_dtype = DType::kF16;
+  } else if (request.synchformer_dtype == "bf16") {
+    throw Error(ErrorKind::kInvalidInput,
+                "synchformer dtype bf16 is refused: the reference runs Synchformer under fp16 "
+                "autocast; use f16 (its precision) or f32");
+  } else {
+    throw Error(ErrorKind::kInvalidInput, "synchformer dtype must be \"f32\" or \"f16\", got \"" +
+                                              request.synchformer_dtype + "\"");
+  }
   if (!request.model_dir.empty() && !fs::is_directory(request.model_dir))
     throw Error(ErrorKind::kNotFound, "model directory not found: " + request.model_dir);
 

@@ -27,6 +27,9 @@ struct ConvertOptions {
   // expectation; BF16 halves memory and is what the official code runs in.
   DType dit_dtype = DType::kBF16;
   int synchformer_heads = 0;  // 0: guess from the width (see convert_synchformer)
+  // Storage of the Synchformer's matmul weights (linears, 3-D patch embedding): F32, or F16 as
+  // the reference's fp16 autocast rounds them. BF16 is refused: the reference never runs it so.
+  DType synchformer_dtype = DType::kF32;
 };
 
 // Official paths of one model directory (as distributed on the HF hub).
@@ -55,8 +58,9 @@ nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& op
 nlohmann::json convert_siglip2(const SafetensorsFile& weights, const nlohmann::json& hf_config,
                                SafetensorsWriter& out);
 
-// "synchformer." tensors (visual MotionFormer only, F32); config derived from the shapes, the
-// head count from options.synchformer_heads or guessed (config "num_heads_source" says which).
+// "synchformer." tensors (visual MotionFormer only; matmul weights in options.synchformer_dtype,
+// the rest F32); config derived from the shapes plus "weight_dtype", the head count from
+// options.synchformer_heads or guessed (config "num_heads_source" says which).
 nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, const ConvertOptions& options,
                                    SafetensorsWriter& out);
 

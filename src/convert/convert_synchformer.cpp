@@ -1,6 +1,10 @@
 // synchformer_state_dict.pth (the whole Synchformer: video and audio feature extractors and the
 // global sync transformer, a flat fp32 state dict) -> the bundle's "synchformer." tensors: the
-// visual MotionFormer only, F32, names without the "vfeat_extractor." prefix.
+// visual MotionFormer only, names without the "vfeat_extractor." prefix. The matmul weights
+// (linears and the 3-D patch embedding) are stored in options.synchformer_dtype: F32, or F16
+// rounded to nearest even, the weights the reference's fp16 autocast multiplies with; biases,
+// norms and the cls/pos/temp embeddings stay F32 (autocast adds them in fp32 too). The config's
+// "weight_dtype" records the choice.
 //
 // The pipeline only calls the visual extractor, so the audio branch (afeat_extractor.*), the
 // projections and the global transformer are dropped explicitly, as is the unused 2-D
@@ -124,10 +128,24 @@ std::map<std::string, Shape> expected_keys(const SynchformerConfig& c) {
   return k;
 }
 
+// The tensors autocast runs in fp16: linear weights (rank 2, the attention's in_proj_weight
+// included) and the Conv3d patch embedding. Everything else is added, not multiplied.
+bool is_matmul_weight(const std::string& name, const Shape& shape) {
+  return shape.rank() == 2 || name == "patch_embed_3d.proj.weight";
+}
+
 }  // namespace
 
 nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, const ConvertOptions& options,
                                    SafetensorsWriter& out) {
+  const DType wdt = options.synchformer_dtype;
+  if (wdt == DType::kBF16)
+    throw Error(ErrorKind::kInvalidInput,
+                "Synchformer weights in BF16 are refused: the reference runs Synchformer under "
+                "fp16 autocast; store them as F16 or F32");
+  if (wdt != DType::kF32 && wdt != DType::kF16)
+    throw Error(ErrorKind::kInvalidInput,
+                std::string("Synchformer weights: unsupported storage dtype ") + dtype_name(wdt));
   const SynchformerConfig config = derive_config(ckpt, options.synchformer_heads);
   const std::map<std::string, Shape> expected = expected_keys(config);
   std::vector<std::string> problems;
@@ -162,12 +180,28 @@ nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, const ConvertOpt
   throw_if_key_problems(problems, "Synchformer checkpoint does not match its visual branch");
   for (const auto& [name, shape] : expected) {
     const Tensor src = ckpt.tensor(kPrefix + name);
+    if (wdt == DType::kF16 && is_matmul_weight(name, shape)) {
+      out.add("synchformer." + name, DType::kF16, shape, [src, name](void* dst) {
+        const std::vector<float> v = host_values_f32(src);
+        auto* h = static_cast<uint16_t*>(dst);
+        for (size_t i = 0; i < v.size(); ++i) {
+          // A weight that rounds to infinity would make every feature inf or NaN.
+          if (!(std::fabs(v[i]) < 65520.0f))
+            throw Error(ErrorKind::kInvalidInput,
+                        "Synchformer: " + kPrefix + name +
+                            " holds a value F16 cannot store: " + std::to_string(v[i]));
+          h[i] = f32_to_f16(v[i]);
+        }
+      });
+      continue;
+    }
     out.add("synchformer." + name, DType::kF32, shape, [src](void* dst) {
       const std::vector<float> v = host_values_f32(src);
       std::copy(v.begin(), v.end(), static_cast<float*>(dst));
     });
   }
   nlohmann::json j = config.to_json();
+  j["weight_dtype"] = dtype_name(wdt);
   j["num_heads_source"] = options.synchformer_heads > 0
                               ? std::string("given")
                               : "guessed from dim " + std::to_string(config.dim) + ": heads of " +

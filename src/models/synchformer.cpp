@@ -46,7 +46,8 @@ SynchformerConfig SynchformerConfig::from_json(const nlohmann::json& j) {
     throw Error(ErrorKind::kInvalidInput, "Synchformer config: dim not a multiple of num_heads");
   if (c.image_size % c.patch_size != 0 || c.segment != c.tubelet * c.num_frames)
     throw Error(ErrorKind::kInvalidInput,
-                "Synchformer config: image_size/patch_size or segment/tubelet inconsistent");
+                "Synchformer config: image_size/patch_size or segment/tubelet "
+                "inconsistent");
   return c;
 }
 
@@ -90,9 +91,18 @@ Tensor Synchformer::load(const WeightStore& weights, const std::string& name, co
       [&] { return weight_arena_bytes(weights, {"synchformer."}, folded_bytes(config_)); });
 }
 
+Tensor Synchformer::load_matmul(const WeightStore& weights, const std::string& name,
+                                const Shape& shape) {
+  // F16 from `foley convert --synchformer-dtype f16` (the reference's autocast precision).
+  return place_weight(
+      backend_, weights.get("synchformer." + name, shape, {DType::kF32, DType::kF16}),
+      device_weights_,
+      [&] { return weight_arena_bytes(weights, {"synchformer."}, folded_bytes(config_)); });
+}
+
 Synchformer::Linear Synchformer::load_linear(const WeightStore& weights, const std::string& prefix,
                                              int n, int k) {
-  return {load(weights, prefix + ".weight", {n, k}), load(weights, prefix + ".bias", {n})};
+  return {load_matmul(weights, prefix + ".weight", {n, k}), load(weights, prefix + ".bias", {n})};
 }
 
 Synchformer::Norm Synchformer::load_norm(const WeightStore& weights, const std::string& prefix) {
@@ -104,7 +114,7 @@ Synchformer::Synchformer(const WeightStore& weights, Backend& backend)
     : config_(SynchformerConfig::from_json(weights.config("synchformer"))), backend_(backend) {
   const SynchformerConfig& c = config_;
   const int d = c.dim, p = c.patch_size, n = c.spatial_tokens(), f = c.num_frames;
-  patch_w_ = load(weights, "patch_embed_3d.proj.weight", {d, 3, c.tubelet, p, p});
+  patch_w_ = load_matmul(weights, "patch_embed_3d.proj.weight", {d, 3, c.tubelet, p, p});
   patch_b_ = load(weights, "patch_embed_3d.proj.bias", {d});
   // The embeddings are folded on the host once: CLS + pos[0], and pos[1 + s] + temp[t] for the
   // token (t, s), the same sums the reference adds per forward.
@@ -139,7 +149,7 @@ Synchformer::Synchformer(const WeightStore& weights, Backend& backend)
   }
   norm_ = load_norm(weights, "norm");
   agg_cls_ = load(weights, "spatial_attn_agg.cls_token", {1, 1, d}).reshape({1, d});
-  agg_in_ = {load(weights, "spatial_attn_agg.self_attn.in_proj_weight", {3 * d, d}),
+  agg_in_ = {load_matmul(weights, "spatial_attn_agg.self_attn.in_proj_weight", {3 * d, d}),
              load(weights, "spatial_attn_agg.self_attn.in_proj_bias", {3 * d})};
   agg_out_ = load_linear(weights, "spatial_attn_agg.self_attn.out_proj", d, d);
   agg_fc1_ = load_linear(weights, "spatial_attn_agg.linear1", c.agg_ff, d);
@@ -153,6 +163,16 @@ Synchformer::~Synchformer() = default;
 
 // ---- forward ----------------------------------------------------------------------------------
 
+namespace {
+
+// [B, len, D] token rows (last dim contiguous, any batch and row strides) as attention's [B, len,
+// H, hd] heads: a view, so q/k/v/out are read and written where they lie.
+Tensor heads(const Tensor& t, int64_t H, int64_t hd) {
+  return t.as_strided({t.dim(0), t.dim(1), H, hd}, strides_of({t.stride(0), t.stride(1), hd, 1}));
+}
+
+}  // namespace
+
 void Synchformer::divided_attention(const Norm& n, const Linear& qkv, const Linear& proj, bool time,
                                     const Tensor& x, Arena& arena) const {
   const SynchformerConfig& c = config_;
@@ -163,50 +183,39 @@ void Synchformer::divided_attention(const Norm& n, const Linear& qkv, const Line
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const Tensor normed = arena.alloc({B, L, D}, DType::kF32);
   be.layer_norm(x, &n.w, &n.b, c.layer_norm_eps, normed);
-  Tensor qkv_t[3];
-  for (int i = 0; i < 3; ++i) {
-    qkv_t[i] = arena.alloc({B, L, D}, DType::kF32);
-    const Tensor w = qkv.w.slice(0, i * D, D), b = qkv.b.slice(0, i * D, D);
-    be.linear(normed, w, &b, qkv_t[i]);
-  }
-  const Tensor& q = qkv_t[0];
+  // q | k | v of every token from one GEMM: token rows of R = 3·D.
+  const int64_t R = 3 * D;
+  const Tensor qkv_t = arena.alloc({B, L, R}, DType::kF32);
+  be.linear(normed, qkv.w, &qkv.b, qkv_t);
+  auto part = [&](int i) { return qkv_t.slice(2, i * D, D); };
   const Tensor out = normed;  // the normed input is dead now; the attention output reuses it
 
-  // CLS query over every token.
-  {
-    Arena::Scope s(arena);
-    const Tensor cq = arena.alloc({B, 1, D}, DType::kF32);
-    be.copy(cq, q.slice(1, 0, 1));
-    const Tensor co = arena.alloc({B, 1, D}, DType::kF32);
-    be.attention(cq.reshape({B, 1, H, hd}), qkv_t[1].reshape({B, L, H, hd}),
-                 qkv_t[2].reshape({B, L, H, hd}), scale, co.reshape({B, 1, H, hd}));
-    be.copy(out.slice(1, 0, 1), co);
-  }
+  // CLS query over every token, read and written in place.
+  be.attention(heads(part(0).slice(1, 0, 1), H, hd), heads(part(1), H, hd), heads(part(2), H, hd),
+               scale, heads(out.slice(1, 0, 1), H, hd));
 
-  // Patch queries in groups: time = per spatial position n the F frames (token 1 + f·N + n);
-  // space = per frame f its N positions. Views of the patch tokens as [B, groups, len, D].
+  // Patch queries in groups: time = per spatial position the F frames (token 1 + f·N + n); space =
+  // per frame its N positions. q, k and v of every group are gathered at once into [3, B, G, 1 + S,
+  // D], slot 0 of k and v holding the CLS token every group also attends to: two copies for the
+  // whole batch instead of one per tensor and slot.
   const int64_t G = time ? N : F, S = time ? F : N;
-  const int64_t g_stride = (time ? 1 : N) * D, s_stride = (time ? N : 1) * D;
-  auto patches = [&](const Tensor& t) {
-    return t.slice(1, 1, L - 1)
-        .as_strided({B, G, S, D}, strides_of({L * D, g_stride, s_stride, 1}));
-  };
-  auto cls_rep = [&](const Tensor& t) {
-    return t.slice(1, 0, 1).as_strided({B, G, 1, D}, strides_of({L * D, 0, 0, 1}));
-  };
-  const Tensor gq = arena.alloc({B, G, S, D}, DType::kF32);
-  const Tensor gk = arena.alloc({B, G, 1 + S, D}, DType::kF32);
-  const Tensor gv = arena.alloc({B, G, 1 + S, D}, DType::kF32);
+  const int64_t g_tok = time ? 1 : N,
+                s_tok = time ? N : 1;  // token steps between groups/slots
+  const Tensor grouped = arena.alloc({3, B, G, 1 + S, D}, DType::kF32);
+  be.copy(grouped.slice(3, 1, S),
+          qkv_t.slice(1, 1, L - 1)
+              .as_strided({3, B, G, S, D}, strides_of({D, L * R, g_tok * R, s_tok * R, 1})));
+  be.copy(grouped.slice(0, 1, 2).slice(3, 0, 1),
+          part(1).slice(1, 0, 1).as_strided({2, B, G, 1, D}, strides_of({D, L * R, 0, 0, 1})));
+  const Tensor gq = grouped.select(0, 0).slice(2, 1, S).as_strided(
+      {B * G, S, H, hd}, strides_of({(1 + S) * D, D, hd, 1}));
   const Tensor go = arena.alloc({B, G, S, D}, DType::kF32);
-  be.copy(gq, patches(q));
-  for (int i = 1; i < 3; ++i) {
-    const Tensor& g = i == 1 ? gk : gv;
-    be.copy(g.slice(2, 0, 1), cls_rep(qkv_t[i]));
-    be.copy(g.slice(2, 1, S), patches(qkv_t[i]));
-  }
-  be.attention(gq.reshape({B * G, S, H, hd}), gk.reshape({B * G, 1 + S, H, hd}),
-               gv.reshape({B * G, 1 + S, H, hd}), scale, go.reshape({B * G, S, H, hd}));
-  be.copy(patches(out), go);
+  be.attention(gq, grouped.select(0, 1).reshape({B * G, 1 + S, H, hd}),
+               grouped.select(0, 2).reshape({B * G, 1 + S, H, hd}), scale,
+               go.reshape({B * G, S, H, hd}));
+  be.copy(
+      out.slice(1, 1, L - 1).as_strided({B, G, S, D}, strides_of({L * D, g_tok * D, s_tok * D, 1})),
+      go);
   be.linear(out, proj.w, &proj.b, x, /*beta=*/1.0f);  // the residual add, fused
 }
 
@@ -220,15 +229,12 @@ void Synchformer::forward(const Tensor& pixels, const Tensor& features, Arena& a
   Backend& be = backend_;
   Arena::Scope scope(arena);
 
+  // Patches embedded straight into the token slots of the residual stream.
   const Tensor x = arena.alloc({B, L, D}, DType::kF32);
-  {
-    Arena::Scope s(arena);
-    const Tensor patches = arena.alloc({B, F * N, D}, DType::kF32);
-    be.patch_embed(pixels, patch_w_, &patch_b_, patches);
-    be.add(patches, patch_pos_.expand({B, F * N, D}), patches);
-    be.copy(x.slice(1, 1, F * N), patches);
-    be.copy(x.slice(1, 0, 1), cls_pos_.reshape({1, 1, D}).expand({B, 1, D}));
-  }
+  const Tensor patches = x.slice(1, 1, F * N);
+  be.patch_embed(pixels, patch_w_, &patch_b_, patches);
+  be.add(patches, patch_pos_.expand({B, F * N, D}), patches);
+  be.copy(x.slice(1, 0, 1), cls_pos_.reshape({1, 1, D}).expand({B, 1, D}));
 
   for (const Block& blk : blocks_) {
     divided_attention(blk.norm3, blk.time_qkv, blk.time_proj, /*time=*/true, x, arena);
@@ -246,32 +252,29 @@ void Synchformer::forward(const Tensor& pixels, const Tensor& features, Arena& a
   // its query, residual and feed-forward are computed (the keys/values need every token).
   const int64_t BF = B * F, H = c.num_heads, hd = c.head_dim();
   const Tensor y = arena.alloc({BF, 1 + N, D}, DType::kF32);
-  {
-    Arena::Scope s(arena);
-    const Tensor tokens = arena.alloc({B, F * N, D}, DType::kF32);
-    be.copy(tokens, x.slice(1, 1, F * N));
-    be.layer_norm(tokens, &norm_.w, &norm_.b, c.layer_norm_eps, tokens);
-    be.copy(y.slice(1, 1, N), tokens.reshape({BF, N, D}));
-  }
-  be.copy(y.slice(1, 0, 1), agg_cls_.reshape({1, 1, D}).expand({BF, 1, D}));
+  // The final norm reads the residual stream's patch tokens and writes each frame's token slots.
+  be.layer_norm(
+      x.slice(1, 1, F * N).as_strided({B, F, N, D}, strides_of({L * D, N * D, D, 1})), &norm_.w,
+      &norm_.b, c.layer_norm_eps,
+      y.slice(1, 1, N).as_strided({B, F, N, D}, strides_of({F * (1 + N) * D, (1 + N) * D, D, 1})));
+  const Tensor agg_cls = agg_cls_.reshape({1, 1, D}).expand({BF, 1, D});
+  be.copy(y.slice(1, 0, 1), agg_cls);
   const Tensor yn = arena.alloc({BF, 1 + N, D}, DType::kF32);
   be.layer_norm(y, &agg_norm1_.w, &agg_norm1_.b, c.layer_norm_eps, yn);
-  const Tensor cls_n = arena.alloc({BF, 1, D}, DType::kF32);
-  be.copy(cls_n, yn.slice(1, 0, 1));
+  // q of the CLS rows only; k | v of every row from one GEMM (token rows of 2·D).
   const Tensor q = arena.alloc({BF, 1, D}, DType::kF32);
-  const Tensor k = arena.alloc({BF, 1 + N, D}, DType::kF32);
-  const Tensor v = arena.alloc({BF, 1 + N, D}, DType::kF32);
-  auto rows = [&](const Tensor& t, int block) { return t.slice(0, block * D, D); };
-  const Tensor bq = rows(agg_in_.b, 0), bk = rows(agg_in_.b, 1), bv = rows(agg_in_.b, 2);
-  be.linear(cls_n, rows(agg_in_.w, 0), &bq, q);
-  be.linear(yn, rows(agg_in_.w, 1), &bk, k);
-  be.linear(yn, rows(agg_in_.w, 2), &bv, v);
+  const Tensor kv = arena.alloc({BF, 1 + N, 2 * D}, DType::kF32);
+  const Tensor bq = agg_in_.b.slice(0, 0, D), bkv = agg_in_.b.slice(0, D, 2 * D);
+  be.linear(yn.slice(1, 0, 1), agg_in_.w.slice(0, 0, D), &bq, q);
+  be.linear(yn, agg_in_.w.slice(0, D, 2 * D), &bkv, kv);
   const Tensor att = arena.alloc({BF, 1, D}, DType::kF32);
-  be.attention(q.reshape({BF, 1, H, hd}), k.reshape({BF, 1 + N, H, hd}),
-               v.reshape({BF, 1 + N, H, hd}), 1.0f / std::sqrt(static_cast<float>(hd)),
+  be.attention(q.reshape({BF, 1, H, hd}), heads(kv.slice(2, 0, D), H, hd),
+               heads(kv.slice(2, D, D), H, hd), 1.0f / std::sqrt(static_cast<float>(hd)),
                att.reshape({BF, 1, H, hd}));
-  const Tensor h = arena.alloc({BF, 1, D}, DType::kF32);
-  be.copy(h, y.slice(1, 0, 1));
+  // The CLS output accumulates in `features` itself when it is contiguous ([B, F, D] = [BF, 1, D]).
+  const bool direct = features.is_contiguous();
+  const Tensor h = direct ? features.reshape({BF, 1, D}) : arena.alloc({BF, 1, D}, DType::kF32);
+  be.copy(h, agg_cls);
   be.linear(att, agg_out_.w, &agg_out_.b, h, /*beta=*/1.0f);
   const Tensor hn = arena.alloc({BF, 1, D}, DType::kF32);
   be.layer_norm(h, &agg_norm2_.w, &agg_norm2_.b, c.layer_norm_eps, hn);
@@ -279,7 +282,7 @@ void Synchformer::forward(const Tensor& pixels, const Tensor& features, Arena& a
   be.linear(hn, agg_fc1_.w, &agg_fc1_.b, ff);
   be.activation(Activation::kGeluErf, ff, ff);
   be.linear(ff, agg_fc2_.w, &agg_fc2_.b, h, /*beta=*/1.0f);
-  be.copy(features, h.reshape({B, F, D}));
+  if (!direct) be.copy(features, h.reshape({B, F, D}));
 }
 
 size_t Synchformer::workspace_bytes(int batch) const {
@@ -289,8 +292,9 @@ size_t Synchformer::workspace_bytes(int batch) const {
                m = static_cast<size_t>(std::max(c.mlp_hidden, c.agg_ff));
   const size_t px = 3 * static_cast<size_t>(c.segment) * c.image_size * c.image_size;
   const size_t f = sizeof(float), slack = 64 * Arena::kAlignment;
-  // x + the largest phase: divided attention (normed, q, k, v and four group tensors with CLS
-  // slots), the MLP (normed + hidden) or the aggregation (y, yn, k, v with one CLS per frame).
+  // x + the largest phase: divided attention (normed, q|k|v, the grouped q/k/v with CLS slots and
+  // the grouped output), the MLP (normed + hidden) or the aggregation (y, yn, k|v with one CLS per
+  // frame).
   const size_t attn = 9 * l * d + 2 * static_cast<size_t>(c.spatial_tokens() + c.num_frames) * d;
   const size_t mlp = l * (d + m);
   const size_t agg = 4 * (l + static_cast<size_t>(c.num_frames)) * d + 8 * d + m;

@@ -11,9 +11,13 @@
 // time group (same spatial position, all frames) or space group (same frame), plus CLS.
 // Segments are 16 frames with stride 8, S = (T − 16)/8 + 1, giving [1, S·F, dim].
 //
-// Weights come from a bundle's "synchformer." tensors (F32, names as in the official module
-// "vfeat_extractor." minus that prefix). The reference runs this under fp16 autocast on CUDA;
-// this is F32 math, which the golden cases use.
+// Weights come from a bundle's "synchformer." tensors (names as in the official module
+// "vfeat_extractor." minus that prefix). The reference runs this under fp16 autocast on CUDA:
+// a bundle converted with --synchformer-dtype f16 holds the matmul weights in F16, and the
+// linears and the patch embedding then multiply in F16 with F32 accumulation as autocast's do
+// (the CUDA backend rounds the F32 activations to F16 for the GEMM; the CPU widens the weights
+// instead). Activations, norms, attention and residuals stay F32. An F32 bundle gives F32 math
+// throughout, which the golden cases use.
 #pragma once
 
 #include <memory>
@@ -83,7 +87,9 @@ class Synchformer {
     Linear fc1, fc2;
   };
 
-  Tensor load(const WeightStore& weights, const std::string& name, const Shape& shape);
+  Tensor load(const WeightStore& weights, const std::string& name, const Shape& shape);  // F32
+  // A weight the backends multiply with: F32, or F16 from an f16 bundle.
+  Tensor load_matmul(const WeightStore& weights, const std::string& name, const Shape& shape);
   Tensor to_device(const Tensor& host);
   Linear load_linear(const WeightStore& weights, const std::string& prefix, int n, int k);
   Norm load_norm(const WeightStore& weights, const std::string& prefix);

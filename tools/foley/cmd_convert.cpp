@@ -30,6 +30,11 @@ Command add_convert_command(CLI::App& app) {
                   "Synchformer attention heads (no tensor carries them; default: guess from the "
                   "width, heads of 64 at dim >= 768 as the official model, 32 below)")
       ->check(CLI::Range(1, 4096));
+  // bf16 passes the CLI so that convert_model's message says why it is refused.
+  cmd->add_option("--synchformer-dtype", req->synchformer_dtype,
+                  "storage of the Synchformer matmul weights: f32 (default) or f16 (the "
+                  "reference's fp16 autocast precision)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   cmd->add_option("-o,--output", req->output, "bundle to write (.safetensors)")->required();
   return {cmd, [req, no_dit, no_dac]() {
             req->include_dit = !*no_dit;
