@@ -1,7 +1,8 @@
 // The public pipeline on the GPU for BENCHMARKS.md (driven by bench/run_h100.sh): start->ready of
 // Model::load + Generator::create(kCuda) + warm_up in a fresh process, the first request, steady
 // requests for 5, 10 and 15 s clips (50 steps, CFG 4.5) with the per-stage split the Generator
-// reports, VRAM, and device-memory drift over 20 requests. Result lines are "key value".
+// reports, VRAM (with the arenas and the warm-up's parts), and device-memory drift over 20
+// requests. Result lines are "key value".
 //
 //   pipeline_bench BUNDLE VIDEO_5S VIDEO_10S VIDEO_15S
 #include <algorithm>
@@ -50,6 +51,15 @@ int run(const std::string& path, const std::vector<std::string>& videos) {
     const Arena& scratch = impl->backend().scratch();
     std::printf("pipe_arena backend_scratch reserved_GB %.4f high_water_GB %.4f\n",
                 double(scratch.reserved()) / 1e9, double(scratch.high_water()) / 1e9);
+    // What the shared stage arena holds the largest of (each would be its own arena otherwise).
+    const pipeline::StageArenaNeeds& n = impl->stage_arena_needs();
+    std::printf("pipe_stage_need_GB visual %.4f sync %.4f text %.4f step %.4f dac %.4f sum %.4f "
+                "largest %.4f\n",
+                n.visual / 1e9, n.sync / 1e9, n.text / 1e9, n.step / 1e9, n.dac / 1e9,
+                n.sum() / 1e9, n.largest() / 1e9);
+    // Where the warm-up time goes ("total" is all of warm_up()).
+    for (const StageTiming& t : impl->warm_up_timings())
+      out(("pipe_warmup_" + t.stage + "_s").c_str(), t.seconds);
   }
   GenerationParams gp;
   gp.prompt = "footsteps on gravel";

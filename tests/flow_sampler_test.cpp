@@ -293,6 +293,57 @@ TEST_F(FlowSamplerModelTest, WorkspaceRefusesRequestsBeyondItsLimits) {
   EXPECT_THROW(FlowWorkspace(*model_, limits), Error);
 }
 
+// A workspace that borrows its step arena (the pipeline's shared stage arena) computes the same
+// bits and leaves the arena as it found it; the arena must be frozen and empty whenever sampling
+// starts (its recorded steps point into it), and large enough from the start.
+TEST_F(FlowSamplerModelTest, WorkspaceWithABorrowedStepArena) {
+  FlowLimits limits;
+  limits.audio_len = 24;
+  limits.visual_len = 5;
+  limits.text_len = 4;
+  limits.sync_len = 16;
+  const size_t step_bytes = FlowWorkspace::bytes(*model_, limits).step;
+  Arena too_small(backend_->block_allocator());
+  too_small.freeze(step_bytes - Arena::kAlignment);
+  EXPECT_THROW(FlowWorkspace(*model_, limits, too_small), Error);
+
+  Arena shared(backend_->block_allocator(), 2 * step_bytes);  // growing, like the pipeline's
+  FlowWorkspace ws(*model_, limits, shared);
+  FlowWorkspace owning(*model_, limits);
+  EXPECT_FALSE(ws.owns_step_arena());
+  EXPECT_TRUE(owning.owns_step_arena());
+  EXPECT_EQ(&ws.step_arena(), &shared);
+  FlowSampleParams params;
+  params.steps = 2;
+  const FlowConditions cond = conditions(5, 16, 4, 3);
+  const Tensor noise = flow_initial_noise(128, 24, 5);
+  auto expect_internal = [&](const char* why) {
+    try {
+      flow_sample(*model_, cond, params, 24, &noise, ws);
+      ADD_FAILURE() << "sampled with the step arena " << why;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kInternal) << e.what();
+    }
+  };
+  expect_internal("growing");
+  shared.freeze();
+  {
+    Arena::Scope other_work(shared);
+    shared.alloc_bytes(1);
+    expect_internal("holding other work");
+  }
+  const Tensor want = flow_sample(*model_, cond, params, 24, &noise, owning);
+  EXPECT_TRUE(same_bits(flow_sample(*model_, cond, params, 24, &noise, ws), want));
+  EXPECT_EQ(shared.used(), 0u);
+  EXPECT_GE(shared.high_water(), owning.step_arena().high_water());
+  // Other work between requests leaves nothing behind that the next request would notice.
+  {
+    Arena::Scope other_work(shared);
+    backend_->fill(shared.alloc({int64_t(step_bytes / sizeof(float))}, DType::kF32), 7.0f);
+  }
+  EXPECT_TRUE(same_bits(flow_sample(*model_, cond, params, 24, &noise, ws), want));
+}
+
 // The official implementation's golden case: 4 Euler CFG steps from the recorded noise.
 TEST(FlowSamplerGolden, SampleStage) {
   namespace fs = std::filesystem;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -18,6 +19,7 @@
 #include "foley/foley.h"
 #include "foley/media.h"
 #include "media_clips.h"
+#include "models/text_features.h"
 #include "pipeline/pipeline.h"
 #include "test_util.h"
 
@@ -367,6 +369,111 @@ TEST(Pipeline, ArenasAreFrozenByWarmUpAndNeverGrow) {
   GeneratorOptions bad;
   bad.max_clip_seconds = 0.5;
   expect_error(ErrorKind::kInvalidInput, "0.64", [&] { Generator::create(tiny->model, bad); });
+}
+
+// The stages that never overlap (SigLIP2, Synchformer, CLAP's work memory, the DiT step, the DAC)
+// share one arena of the largest need, frozen by warm-up, which also reports its parts' times.
+TEST(Pipeline, StagesShareOneArenaOfTheLargestNeed) {
+  TINY_OR_SKIP();
+  GeneratorOptions o;
+  o.max_clip_seconds = kSharedMaxSeconds;
+  auto gen = Generator::create(tiny->model, o);
+  auto& g = static_cast<GeneratorImpl&>(*gen);
+  gen->warm_up();
+  std::vector<std::string> names;
+  size_t total = 0;
+  const pipeline::ArenaStat* stage = nullptr;
+  const auto stats = g.arena_stats();
+  for (const auto& a : stats) {
+    names.push_back(a.name);
+    total += a.reserved;
+    if (a.name == "stage") stage = &a;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context",
+                                             "io"}));
+  ASSERT_NE(stage, nullptr);
+  const pipeline::StageArenaNeeds& n = g.stage_arena_needs();
+  for (size_t need : {n.visual, n.sync, n.text, n.step, n.dac}) EXPECT_GT(need, 0u);
+  // One block of the largest need (an arena's first block is at least 1 MiB), far from the sum.
+  EXPECT_EQ(stage->reserved, std::max<size_t>(n.largest(), size_t{1} << 20));
+  EXPECT_LT(stage->reserved, n.sum());
+  EXPECT_GT(stage->high_water, 0u);
+  EXPECT_LE(stage->high_water, stage->reserved);
+  EXPECT_TRUE(stage->frozen);
+  // The sampler borrows it: the step is not an arena of its own.
+  EXPECT_FALSE(g.flow_workspace().owns_step_arena());
+  EXPECT_EQ(g.flow_workspace().step_arena().reserved(), stage->reserved);
+  // Nothing on a device: the arenas are host memory on the CPU backend.
+  EXPECT_EQ(gen->device_bytes(), 0);
+  EXPECT_GT(total, stage->reserved);
+
+  std::vector<std::string> parts;
+  double sum = 0, all = -1;
+  for (const StageTiming& t : g.warm_up_timings()) {
+    parts.push_back(t.stage);
+    EXPECT_GE(t.seconds, 0.0) << t.stage;
+    if (t.stage == "total")
+      all = t.seconds;
+    else
+      sum += t.seconds;
+  }
+  EXPECT_EQ(parts, (std::vector<std::string>{"encoders", "text", "freeze", "denoise", "vae",
+                                             "total"}));
+  EXPECT_GE(all, sum);
+}
+
+// The shared arena changes only where activations live: a request gives the bits of the same
+// networks run stage by stage with an arena each (the layout before the arena was shared).
+TEST(Pipeline, SharedStageArenaGivesTheBitsOfSeparateArenas) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = shared_generator();
+  const pipeline::ClipFrames frames = g.synthetic_clip(20, 60);
+  const GenerationParams p = quick(5);
+  const GenerationResult r = g.generate_frames(frames, p);
+
+  Backend& be = g.backend();
+  auto own_arena = [&] { return Arena(be.block_allocator()); };
+  FlowConditions cond;
+  {
+    Arena a = own_arena();
+    const Tensor v = g.siglip().encode_frames(frames.semantic, a);
+    cond.clip = v.reshape({v.dim(1), v.dim(2)});
+  }
+  {
+    Arena a = own_arena();
+    const Tensor s = g.synchformer().encode_frames(frames.sync, a);
+    cond.sync = s.reshape({s.dim(1), s.dim(2)});
+  }
+  {
+    Arena out = own_arena(), work = own_arena();
+    const TextFeatures f =
+        encode_text_features(g.tokenizer(), g.clap(), p.prompt, p.negative_prompt, out, work);
+    Tensor hidden = Tensor::empty(f.hidden.shape(), DType::kF32);
+    be.copy_to_host(hidden, f.hidden);
+    be.synchronize();
+    const int64_t keep = f.cond.dim(1), l = hidden.dim(1), h = hidden.dim(2);
+    cond.uncond_text = Tensor::empty({keep, h}, DType::kF32);
+    cond.text = Tensor::empty({keep, h}, DType::kF32);
+    std::memcpy(cond.uncond_text.data<float>(), hidden.data<float>(), size_t(keep * h) * 4);
+    std::memcpy(cond.text.data<float>(), hidden.data<float>() + l * h, size_t(keep * h) * 4);
+  }
+  const int ta = frames.timing.latent_frames;
+  FlowSampleParams sp;
+  sp.steps = p.steps;
+  sp.guidance = p.guidance;
+  sp.seed = p.seed;
+  FlowWorkspace ws(g.dit(), g.flow_limits());  // its own step arena
+  ASSERT_TRUE(ws.owns_step_arena());
+  const Tensor latent = flow_sample(g.dit(), cond, sp, ta, nullptr, ws);
+  const int64_t c = latent.dim(1);
+  Tensor lat = Tensor::empty({1, ta, c}, DType::kF32);
+  for (int64_t t = 0; t < ta; ++t)
+    for (int64_t k = 0; k < c; ++k) lat.data<float>()[t * c + k] = latent.data<float>()[k * ta + t];
+  Tensor audio = Tensor::empty({1, int64_t{ta} * 960}, DType::kF32);
+  const auto dac_ws = g.dac().make_workspace(ta);
+  g.dac().decode(lat, audio, *dac_ws);
+  ASSERT_EQ(static_cast<int64_t>(r.audio.size()), audio.numel());
+  EXPECT_EQ(r.audio, std::vector<float>(audio.data<float>(), audio.data<float>() + audio.numel()));
 }
 
 TEST(Pipeline, GeneratorsRunConcurrentlyWithTheSameResults) {

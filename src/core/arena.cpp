@@ -56,6 +56,7 @@ void* Arena::alloc_bytes(size_t bytes) {
       void* p = current->base + (used_ - current->start);
       used_ += bytes;
       high_water_ = std::max(high_water_, used_);
+      peak_ = std::max(peak_, used_);
       return p;
     }
     const size_t end = blocks_.empty() ? 0 : blocks_.back().start + blocks_.back().capacity;

@@ -56,6 +56,10 @@ class Arena {
   void freeze(size_t headroom = 0);
   bool frozen() const { return frozen_; }
   size_t high_water() const { return high_water_; }
+  // A second high-water mark that restart_peak() moves back to the current position: what one
+  // phase of work took from an arena that several phases use in turn. freeze() ignores it.
+  size_t peak() const { return peak_; }
+  void restart_peak() { peak_ = used_; }
   size_t reserved() const;
   size_t used() const { return used_; }
   DeviceKind device() const { return allocator_.device; }
@@ -72,6 +76,7 @@ class Arena {
   std::vector<Block> blocks_;
   size_t used_ = 0;  // logical offset: bytes handed out, including alignment and block tails
   size_t high_water_ = 0;
+  size_t peak_ = 0;
   bool frozen_ = false;
 };
 

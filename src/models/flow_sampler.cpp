@@ -334,6 +334,12 @@ FlowWorkspaceBytes FlowWorkspace::bytes(const Mmdit& model, const FlowLimits& l)
 }
 
 FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits)
+    : FlowWorkspace(model, limits, nullptr) {}
+
+FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena& step)
+    : FlowWorkspace(model, limits, &step) {}
+
+FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena* step)
     : model_(model), limits_(limits), graphs_(std::make_unique<Graphs>()) {
   const FlowLimits& l = limits_;
   if (l.batch < 1 || l.batch > 2 || l.audio_len < 1 || l.visual_len < 1 || l.text_len < 1 ||
@@ -347,7 +353,16 @@ FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits)
   const FlowWorkspaceBytes b = bytes(model_, l);
   inputs_ = exact_arena(be, b.inputs);
   context_ = exact_arena(be, b.context);
-  step_ = exact_arena(be, b.step);
+  step_bytes_ = b.step;
+  if (step) {
+    FOLEY_CHECK(step->device() == be.device() && step->reserved() >= b.step,
+                "flow workspace: the step arena (%zu bytes reserved) cannot hold a step of %zu",
+                step->reserved(), b.step);
+    step_ = step;
+  } else {
+    owned_step_ = exact_arena(be, b.step);
+    step_ = owned_step_.get();
+  }
   v_host_ = Tensor::empty({l.batch * model_.config().latent_dim * l.audio_len}, DType::kF32);
 }
 
@@ -371,14 +386,20 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
                      (long long)in.B, (long long)in.Ta, (long long)in.Tv, (long long)in.L,
                      (long long)in.S8, (long long)l.batch, (long long)l.audio_len,
                      (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len);
+  // Recorded steps point into the step arena at offset 0 onwards: a borrowed one must not have
+  // moved or be holding anything else (see the borrowing constructor).
+  Arena& step = *ws.step_;
+  FOLEY_CHECK(step.frozen() && step.used() == 0 && step.reserved() >= ws.step_bytes_,
+              "flow_sample: the step arena is %s with %zu bytes in use and %zu reserved (needs "
+              "frozen, empty, %zu)",
+              step.frozen() ? "frozen" : "growing", step.used(), step.reserved(), ws.step_bytes_);
   // Rewound on return, so the next request of this shape gets the same addresses.
-  Arena::Scope inputs_scope(*ws.inputs_), context_scope(*ws.context_), step_scope(*ws.step_);
+  Arena::Scope inputs_scope(*ws.inputs_), context_scope(*ws.context_), step_scope(step);
   const DeviceInputs d = upload_inputs(model, in, *ws.inputs_);
   const std::unique_ptr<DitContext> ctx =
       model.prepare(d.clip, d.sync, d.text, in.Ta, *ws.context_);
   const Tensor v_host(ws.v_host_.raw(), DType::kF32, {in.B, model.config().latent_dim, in.Ta},
                       DeviceKind::kCPU);
-  Arena& step = *ws.step_;
   GraphedForward graphed(model.backend(), *ws.graphs_,
                          {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(),
                           step.mark()});

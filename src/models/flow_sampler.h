@@ -80,6 +80,12 @@ struct FlowWorkspaceBytes {
 class FlowWorkspace {
  public:
   FlowWorkspace(const Mmdit& model, const FlowLimits& limits);
+  // The same with the step activations in `step`, an arena the caller owns (and must keep alive)
+  // and may use for other work between requests, as the pipeline does with its stage arena. The
+  // recorded steps point into it, so each request requires it frozen (its memory no longer
+  // moves), at its base (nothing else allocated: the same offsets every request) and with room
+  // for one step at the limits; anything else is an internal error, not a silent re-record.
+  FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena& step);
   ~FlowWorkspace();
   FlowWorkspace(const FlowWorkspace&) = delete;
   FlowWorkspace& operator=(const FlowWorkspace&) = delete;
@@ -90,6 +96,7 @@ class FlowWorkspace {
   const Arena& inputs_arena() const { return *inputs_; }
   const Arena& context_arena() const { return *context_; }
   const Arena& step_arena() const { return *step_; }
+  bool owns_step_arena() const { return owned_step_ != nullptr; }
   // Steps recorded so far (each a new shape or new addresses) and graphs kept now.
   size_t graphs_recorded() const;
   size_t graphs_cached() const;
@@ -100,6 +107,8 @@ class FlowWorkspace {
   struct Graphs;  // flow_sampler.cpp
 
  private:
+  FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena* step);  // null: own one
+
   friend Tensor flow_sample(const Mmdit& model, const FlowConditions& cond,
                             const FlowSampleParams& params, int64_t audio_len,
                             const Tensor* noise, FlowWorkspace& workspace,
@@ -107,7 +116,9 @@ class FlowWorkspace {
 
   const Mmdit& model_;
   FlowLimits limits_;
-  std::unique_ptr<Arena> inputs_, context_, step_;
+  std::unique_ptr<Arena> inputs_, context_, owned_step_;
+  Arena* step_ = nullptr;  // owned_step_ or the caller's
+  size_t step_bytes_ = 0;  // one step at the limits
   Tensor v_host_;  // host staging for the velocity, [batch, latent_dim, audio_len] at the limits
   std::unique_ptr<Graphs> graphs_;
 };

@@ -24,6 +24,19 @@ std::unique_ptr<Arena> frozen_arena(Backend& be, size_t bytes) {
   return arena;
 }
 
+// The bytes `reserve` takes from one block, as a device arena would count them (offsets do not
+// depend on the device). Host arenas measure it without touching device memory, and their pages
+// are never written, so never committed. The first, growing probe also counts the block tails
+// it skipped; the second, one block of that size, does not.
+template <typename F>
+size_t measured_bytes(F&& reserve) {
+  Arena growing(host_block_allocator());
+  reserve(growing);
+  Arena one_block(host_block_allocator(), growing.high_water());
+  reserve(one_block);
+  return one_block.high_water();
+}
+
 // Synchformer's resize geometry (image/resize.cpp synchformer_preprocess): shorter side to
 // `size`, the other truncated, then the centre crop offsets with Python's round().
 struct SyncGeometry {
@@ -72,21 +85,26 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
                      options_.max_clip_seconds, DacDecoder::kMaxFrames);
 
   Backend& be = *backend_;
-  // Encoders run fixed-size chunks of frames, so their workspace does not depend on the clip
-  // length; warm-up measures it and freezes.
-  visual_arena_ = std::make_unique<Arena>(
-      be.block_allocator(), siglip_->workspace_bytes(Siglip2Vision::kDefaultChunk));
-  sync_arena_ = std::make_unique<Arena>(be.block_allocator(),
-                                        sync_->workspace_bytes(Synchformer::kDefaultChunk));
+  // The stage arena: one block of the largest stage's need. Encoders run fixed-size chunks of
+  // frames, so their workspace does not depend on the clip length (their estimate here, and
+  // warm-up measures them in growth mode); CLAP's and the DAC's are measured by reserving their
+  // largest inputs; the step is Mmdit's own count.
   const ClapTextConfig& cc = clap_->config();
-  text_work_arena_ = std::make_unique<Arena>(be.block_allocator());
-  clap_->reserve(*text_work_arena_, 2, cc.max_length());
+  const FlowLimits limits = flow_limits();
+  stage_needs_.visual = siglip_->workspace_bytes(Siglip2Vision::kDefaultChunk);
+  stage_needs_.sync = sync_->workspace_bytes(Synchformer::kDefaultChunk);
+  stage_needs_.text = measured_bytes([&](Arena& a) { clap_->reserve(a, 2, cc.max_length()); });
+  stage_needs_.step = FlowWorkspace::bytes(*dit_, limits).step;
+  stage_needs_.dac = measured_bytes([&](Arena& a) { dac_->reserve(a, max_ta_); });
+  stage_arena_ = std::make_unique<Arena>(be.block_allocator(), stage_needs_.largest());
+  // Taken once so that the high-water mark covers them (later requests never raise it).
+  clap_->reserve(*stage_arena_, 2, cc.max_length());
+  dac_->reserve(*stage_arena_, max_ta_);
   text_out_arena_ = frozen_arena(
       be, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
   // The sampler's memory at the largest request: CFG batch 2, the longest latent, visual, text
-  // and sync sequences.
-  flow_ = std::make_unique<FlowWorkspace>(*dit_, flow_limits());
-  dac_arena_ = dac_->make_workspace(max_ta_);
+  // and sync sequences; its step activations in the stage arena.
+  flow_ = std::make_unique<FlowWorkspace>(*dit_, limits, *stage_arena_);
   const MmditConfig& dc = dit_->config();
   io_arena_ = frozen_arena(
       be, aligned(size_t(max_ta_) * dc.latent_dim * sizeof(float)) +
@@ -98,6 +116,21 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
 }
 
 GeneratorImpl::~GeneratorImpl() = default;
+
+size_t StageArenaNeeds::largest() const { return std::max({visual, sync, text, step, dac}); }
+size_t StageArenaNeeds::sum() const { return visual + sync + text + step + dac; }
+
+Arena& GeneratorImpl::stage_arena() {
+  FOLEY_CHECK(stage_arena_->used() == 0, "the stage arena still holds %zu bytes of another stage",
+              stage_arena_->used());
+  return *stage_arena_;
+}
+
+void GeneratorImpl::freeze_stage_arena() {
+  if (stage_arena_->frozen()) return;
+  const size_t high = stage_arena_->high_water();
+  stage_arena_->freeze(std::max(high, stage_needs_.largest()) - high);
+}
 
 FlowLimits GeneratorImpl::flow_limits() const {
   FlowLimits l;
@@ -126,14 +159,11 @@ std::vector<ArenaStat> GeneratorImpl::arena_stats() const {
   auto add = [&](const char* name, const Arena& a) {
     out.push_back({name, a.reserved(), a.high_water(), a.frozen()});
   };
-  add("visual", *visual_arena_);
-  add("sync", *sync_arena_);
-  add("text_work", *text_work_arena_);
+  // The step arena is the stage arena (flow_ borrows it): listed once.
+  add("stage", *stage_arena_);
   add("text_out", *text_out_arena_);
   add("flow_inputs", flow_->inputs_arena());
   add("dit_context", flow_->context_arena());
-  add("step", flow_->step_arena());
-  add("dac", *dac_arena_);
   add("io", *io_arena_);
   return out;
 }

@@ -91,6 +91,18 @@ struct ArenaStat {
   bool frozen = false;
 };
 
+// What each stage needs of the Generator's shared stage arena, in bytes (arena offsets: block
+// tails skipped while measuring count too). The arena holds the largest, not the sum.
+struct StageArenaNeeds {
+  size_t visual = 0;  // SigLIP2 on one chunk: workspace_bytes, or warm-up's peak if larger
+  size_t sync = 0;    // Synchformer on one chunk, likewise
+  size_t text = 0;    // CLAP's activations for 2 × its longest text (measured by reserve)
+  size_t step = 0;    // one DiT forward at the sampler's limits (Mmdit::step_arena_bytes)
+  size_t dac = 0;     // the DAC at the longest latent (measured by reserve)
+  size_t largest() const;
+  size_t sum() const;
+};
+
 class GeneratorImpl final : public Generator {
  public:
   GeneratorImpl(std::shared_ptr<const ModelImpl> model, const GeneratorOptions& options,
@@ -117,6 +129,12 @@ class GeneratorImpl final : public Generator {
   ClipFrames synthetic_clip(int tv, int t25) const;
 
   std::vector<ArenaStat> arena_stats() const;
+  const StageArenaNeeds& stage_arena_needs() const { return stage_needs_; }
+  // How long the parts of the last warm_up() took, in order: "encoders" (one chunk of each),
+  // "text", "freeze" (the stage arena), "denoise" (2 steps at the largest shape: the first
+  // eager, the second recorded as a graph), "vae", and "total" (the whole warm-up, so the rest
+  // is the difference).
+  const std::vector<StageTiming>& warm_up_timings() const { return warm_up_timings_; }
   int max_semantic_frames() const { return max_tv_; }
   int max_sync_frames() const { return max_t25_; }
   int max_latent_frames() const { return max_ta_; }
@@ -127,6 +145,8 @@ class GeneratorImpl final : public Generator {
   const Synchformer& synchformer() const { return *sync_; }
   const Mmdit& dit() const { return *dit_; }
   const DacDecoder& dac() const { return *dac_; }
+  const ClapTextModel& clap() const { return *clap_; }
+  const BpeTokenizer& tokenizer() const { return *tokenizer_; }
   Backend& backend() const { return *backend_; }
 
  private:
@@ -141,6 +161,11 @@ class GeneratorImpl final : public Generator {
   Tensor denoise(Run& run, const ClipFeatures& features, const GenerationParams& params,
                  const Tensor* noise);
   std::vector<float> decode_audio(const Tensor& latent, int audio_len);
+  // The stage arena for the next stage: checked empty (the stages never overlap).
+  Arena& stage_arena();
+  // Freezes the stage arena at the largest need (or its high-water mark, if more) before the
+  // sampler first runs: its recorded steps point into it (warm-up, or a first request).
+  void freeze_stage_arena();
 
   std::shared_ptr<const ModelImpl> model_;
   GeneratorOptions options_;
@@ -154,13 +179,19 @@ class GeneratorImpl final : public Generator {
   std::unique_ptr<DacDecoder> dac_;
 
   int max_tv_ = 0, max_t25_ = 0, max_ta_ = 0;
-  // Arenas, all sized at creation; warm_up() freezes the ones that start in growth mode.
-  std::unique_ptr<Arena> visual_arena_, sync_arena_, text_work_arena_, text_out_arena_;
-  std::unique_ptr<Arena> dac_arena_, io_arena_;
-  // The sampler's device memory (inputs, DiT context, step) for CFG batch 2 at the longest
-  // lengths, and its recorded denoising steps; declared after the backend and the DiT, which
-  // its graphs refer to, so it is destroyed first.
+  // The work memory of the stages, which run one after another and never overlap: SigLIP2,
+  // Synchformer, CLAP's activations, the DiT's step activations (the FlowWorkspace borrows it)
+  // and the DAC. One block of the largest need, in growth mode until warm-up (or the first
+  // sampling) freezes it. What outlives a stage, or lives beside one, has its own arena:
+  // text_out (CLAP's output), io (the DAC's latent and audio), the sampler's inputs and context.
+  std::unique_ptr<Arena> stage_arena_;
+  StageArenaNeeds stage_needs_;
+  std::unique_ptr<Arena> text_out_arena_, io_arena_;
+  // The sampler's device memory (inputs, DiT context; the step in stage_arena_) for CFG batch 2
+  // at the longest lengths, and its recorded denoising steps; declared after the backend, the
+  // DiT and the stage arena, which its graphs refer to, so it is destroyed first.
   std::unique_ptr<FlowWorkspace> flow_;
+  std::vector<StageTiming> warm_up_timings_;
   // Host frame buffers for the longest clip: [max_tv, S, S, 3] and [max_t25, S', S', 3].
   Tensor semantic_buffer_, sync_buffer_;
   std::mutex busy_;  // one request at a time

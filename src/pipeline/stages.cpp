@@ -26,6 +26,10 @@ Tensor tile_rows(const Tensor& src, int64_t rows) {
   return out;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
 
 struct GeneratorImpl::Run {
@@ -46,8 +50,7 @@ struct GeneratorImpl::Run {
     report(name, 0, total_steps);
     const auto t0 = std::chrono::steady_clock::now();
     auto result = body();
-    timings.push_back(
-        {name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+    timings.push_back({name, seconds_since(t0)});
     return result;
   }
 };
@@ -120,12 +123,12 @@ GenerationResult GeneratorImpl::run_features(Run& run, const ClipFeatures& featu
 }
 
 Tensor GeneratorImpl::encode_visual(const ClipFrames& frames) {
-  const Tensor out = siglip_->encode_frames(frames.semantic, *visual_arena_);
+  const Tensor out = siglip_->encode_frames(frames.semantic, stage_arena());
   return out.reshape({out.dim(1), out.dim(2)});
 }
 
 Tensor GeneratorImpl::encode_sync(const ClipFrames& frames) {
-  const Tensor out = sync_->encode_frames(frames.sync, *sync_arena_);
+  const Tensor out = sync_->encode_frames(frames.sync, stage_arena());
   return out.reshape({out.dim(1), out.dim(2)});
 }
 
@@ -143,7 +146,7 @@ void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text,
   Arena::Scope scope(*text_out_arena_);
   const TextFeatures f = encode_text_features(*tokenizer_, *clap_, params.prompt,
                                               params.negative_prompt, *text_out_arena_,
-                                              *text_work_arena_);
+                                              stage_arena());
   Tensor hidden = Tensor::empty(f.hidden.shape(), DType::kF32);
   backend_->copy_to_host(hidden, f.hidden);
   backend_->synchronize();
@@ -164,6 +167,7 @@ Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
   FlowCallbacks fc;
   fc.cancel = run.callbacks.cancel;
   fc.progress = [&](int done, int total) { run.report("denoise", done, total); };
+  freeze_stage_arena();  // normally done by warm-up already
   return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
 }
 
@@ -182,7 +186,7 @@ std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_l
   const Tensor lat = io_arena_->alloc({1, ta, c}, DType::kF32);
   const Tensor audio = io_arena_->alloc({1, ta * hop}, DType::kF32);
   backend_->copy_from_host(lat, host);
-  dac_->decode(lat, audio, *dac_arena_);
+  dac_->decode(lat, audio, stage_arena());
   // Ta·960 samples at 48 kHz (model-spec §1.7: the reference's trim is a no-op).
   const int64_t samples = std::min<int64_t>(ta * hop, int64_t{audio_len} * 960);
   std::vector<float> out(static_cast<size_t>(ta * hop));
@@ -197,6 +201,13 @@ std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_l
 
 void GeneratorImpl::warm_up() {
   std::lock_guard<std::mutex> lock(busy_);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<StageTiming> parts;
+  auto timed = [&](const char* name, auto&& body) {
+    const auto t0 = std::chrono::steady_clock::now();
+    body();
+    parts.push_back({name, seconds_since(t0)});
+  };
   const GenerationCallbacks none;
   Run run{none, {}};
   GenerationParams p;
@@ -205,14 +216,28 @@ void GeneratorImpl::warm_up() {
   p.max_clip_seconds = options_.max_clip_seconds;
   // The encoders run fixed-size chunks, so one full chunk each sizes their workspaces for any
   // clip length: a short clip of SigLIP2's chunk of frames and Synchformer's chunk of segments.
+  // Each one's peak in the stage arena is its need (if more than its estimate, the arena grew).
   const SynchformerConfig& sc = sync_->config();
   const int t25 = std::min(max_t25_, sc.segment + (Synchformer::kDefaultChunk - 1) * sc.stride);
   const int tv = std::min(max_tv_, Siglip2Vision::kDefaultChunk);
-  const ClipFrames frames = synthetic_clip(tv, t25);
-  const Tensor clip = encode_visual(frames);
-  const Tensor sync = encode_sync(frames);
+  Tensor clip, sync;
+  timed("encoders", [&] {
+    const ClipFrames frames = synthetic_clip(tv, t25);
+    stage_arena_->restart_peak();
+    clip = encode_visual(frames);
+    stage_needs_.visual = std::max(stage_needs_.visual, stage_arena_->peak());
+    stage_arena_->restart_peak();
+    sync = encode_sync(frames);
+    stage_needs_.sync = std::max(stage_needs_.sync, stage_arena_->peak());
+  });
   ClipFeatures f;
-  encode_text(p, f.cond.text, f.cond.uncond_text);
+  timed("text", [&] {
+    stage_arena_->restart_peak();
+    encode_text(p, f.cond.text, f.cond.uncond_text);
+    stage_needs_.text = std::max(stage_needs_.text, stage_arena_->peak());
+  });
+  // Before the sampler first runs: its recorded step points into the stage arena.
+  timed("freeze", [&] { freeze_stage_arena(); });
   // The DiT, the sampler and the DAC at the largest shape: the short clip's features repeated
   // to the longest clip's lengths (real features keep the networks in their usual range).
   const ClipTiming longest = clip_timing(max_t25_);
@@ -227,16 +252,17 @@ void GeneratorImpl::warm_up() {
   f.cond.uncond_text = tile_rows(f.cond.uncond_text, text_len);
   FOLEY_CHECK(f.audio_len == max_ta_, "warm-up latent length %d, expected %d", f.audio_len,
               max_ta_);
-  run_features(run, f, p, nullptr);
+  const GenerationResult r = run_features(run, f, p, nullptr);
+  for (const StageTiming& t : r.timings) parts.push_back(t);  // "denoise", "vae"
   {
-    // The warm-up prompt is short; the text arenas are reserved for the longest text, which is
-    // taken once here so that their high-water marks are final too.
+    // The warm-up prompt is short; the text output arena is reserved for the longest text,
+    // which is taken once here so that its high-water mark is final too.
     const ClapTextConfig& cc = clap_->config();
     Arena::Scope scope(*text_out_arena_);
     text_out_arena_->alloc({2, cc.max_length(), cc.hidden_size}, DType::kF32);
   }
-  for (Arena* a : {visual_arena_.get(), sync_arena_.get(), text_work_arena_.get()})
-    if (!a->frozen()) a->freeze();
+  parts.push_back({"total", seconds_since(start)});
+  warm_up_timings_ = std::move(parts);
 }
 
 }  // namespace pipeline
