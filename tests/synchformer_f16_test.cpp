@@ -174,7 +174,9 @@ TEST_F(SynchformerF16Test, CpuFeaturesMatchTheF32Bundle) {
   EXPECT_GT(rel, 0.0);  // the F16 weights are in use
 }
 
-TEST_F(SynchformerF16Test, CudaFeaturesMatchTheCpu) {
+// Named Cuda* so that tests/cuda/run_gpu_tests.sh (filter 'Cuda*') runs it on a GPU machine.
+class CudaSynchformerF16 : public SynchformerF16Test {};
+TEST_F(CudaSynchformerF16, FeaturesMatchTheCpu) {
   FOLEY_CUDA_OR_SKIP(be);
   auto cpu = make_cpu_backend();
   const Tensor on_cpu = features(f16_bundle(), *cpu);
