@@ -15,6 +15,8 @@
 namespace foley {
 namespace {
 
+using test::ScopedEnv;
+
 using test::cpu_oracle;
 using test::download;
 using test::expect_parity;
@@ -102,13 +104,6 @@ TEST(CudaAttention, MatchesCpu) {
   };
   for (const AttnCase& c : cases) run_case(gpu, c);
 }
-
-// Sets an environment variable for one scope.
-struct ScopedEnv {
-  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
-  ~ScopedEnv() { unsetenv(name_); }
-  const char* name_;
-};
 
 TEST(CudaAttention, FlashKernelMatchesCpu) {
   FOLEY_CUDA_OR_SKIP(gpu);

@@ -24,6 +24,8 @@
 namespace foley {
 namespace {
 
+using test::ScopedEnv;
+
 using test::download;
 using test::upload;
 
@@ -32,24 +34,6 @@ bool same_bits(const Tensor& a, const Tensor& b) {
          std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 // The golden case tiny-a: its tensors and its DiT converted with `dtype` weights (once per dtype
 // and process); null when the case is absent.

@@ -21,6 +21,8 @@
 namespace foley {
 namespace {
 
+using test::ScopedEnv;
+
 using test::download;
 using test::expect_parity;
 using test::mirror_view;
@@ -55,24 +57,6 @@ Bf16Input bf16_input(const Shape& shape, uint64_t seed, float lo = -2.f, float h
   return in;
 }
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
 
 TEST(CudaHalf, LinearBf16InputsWithBf16AndF32Outputs) {
   FOLEY_CUDA_OR_SKIP(be);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "core/tensor.h"
@@ -25,5 +26,27 @@ int run_command(const std::string& command, std::string* out = nullptr);
 std::string source_path(const std::string& relative);
 // True if Debian's python3 with torch is usable (tests that need it skip otherwise).
 bool have_python_torch();
+
+// Sets an environment variable for one scope and restores what was there before (tests that
+// switch a backend's env-read behaviour, e.g. FOLEY_CUDA_ATTENTION).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_)
+      setenv(name_.c_str(), old_.c_str(), 1);
+    else
+      unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
 
 }  // namespace foley::test
