@@ -46,15 +46,9 @@ struct GoldenDit {
     static std::map<DType, std::unique_ptr<GoldenDit>> cache;
     auto& slot = cache[dtype];
     if (!slot) {
+      const std::string bundle = test::golden_dit_bundle(dtype);
+      if (bundle.empty()) return nullptr;
       const fs::path dir = test::golden_root() / "tiny-a";
-      if (!fs::exists(dir / "case.json")) return nullptr;
-      const std::string bundle = test::temp_dir() + "/dit_" + dtype_name(dtype) + ".safetensors";
-      OfficialFiles files;
-      files.dit_checkpoint = (dir / "checkpoints" / "hunyuanvideo_foley.pth").string();
-      files.dit_config = (dir / "checkpoints" / "config.yaml").string();
-      ConvertOptions opt;
-      opt.dit_dtype = dtype;
-      convert_bundle(files, opt, bundle);
       slot = std::make_unique<GoldenDit>();
       slot->store = WeightStore::open(bundle);
       slot->tensors = std::make_unique<SafetensorsFile>(

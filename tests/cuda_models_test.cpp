@@ -62,14 +62,7 @@ TEST(CudaModels, DitBf16WeightsWithinOfficialBf16Error) {
   if (!fs::exists(dir / "case.json")) GTEST_SKIP() << "no golden case " << dir;
   const nlohmann::json c = nlohmann::json::parse(std::ifstream(dir / "case.json"));
   const double official = c.at("dit_bf16prod_vs_fp32_max_rel").get<double>();
-  const std::string bundle = test::temp_dir() + "/bf16.safetensors";
-  OfficialFiles files;
-  files.dit_checkpoint = (dir / "checkpoints" / "hunyuanvideo_foley.pth").string();
-  files.dit_config = (dir / "checkpoints" / "config.yaml").string();
-  ConvertOptions opt;
-  opt.dit_dtype = DType::kBF16;
-  convert_bundle(files, opt, bundle);
-  const auto store = WeightStore::open(bundle);
+  const auto store = WeightStore::open(test::golden_dit_bundle(DType::kBF16));
   const Mmdit model(*store, be);
   const SafetensorsFile g = SafetensorsFile::open((dir / "tensors.safetensors").string());
   const Tensor x = upload(be, test::to_f32(g.tensor("dit_in_x")));

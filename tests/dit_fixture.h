@@ -106,4 +106,19 @@ inline std::filesystem::path golden_root() {
   return std::filesystem::path(FOLEY_SOURCE_DIR) / ".." / "shared" / "golden";
 }
 
+// The golden case tiny-a's DiT checkpoint converted to a bundle with DiT weights in `dtype` (a
+// fresh file per call); empty when the case is not there.
+inline std::string golden_dit_bundle(DType dtype) {
+  const std::filesystem::path dir = golden_root() / "tiny-a";
+  if (!std::filesystem::exists(dir / "case.json")) return "";
+  const std::string bundle = temp_dir() + "/dit_" + dtype_name(dtype) + ".safetensors";
+  OfficialFiles files;
+  files.dit_checkpoint = (dir / "checkpoints" / "hunyuanvideo_foley.pth").string();
+  files.dit_config = (dir / "checkpoints" / "config.yaml").string();
+  ConvertOptions opt;
+  opt.dit_dtype = dtype;
+  convert_bundle(files, opt, bundle);
+  return bundle;
+}
+
 }  // namespace foley::test
