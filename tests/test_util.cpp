@@ -98,3 +98,12 @@ bool have_python_torch() {
 }
 
 }  // namespace foley::test
+
+namespace foley::test {
+
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+}  // namespace foley::test

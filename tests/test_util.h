@@ -27,6 +27,21 @@ std::string source_path(const std::string& relative);
 // True if Debian's python3 with torch is usable (tests that need it skip otherwise).
 bool have_python_torch();
 
+// True when the suite runs in CI (CI=true): there a missing tool or data set is a broken install
+// step, so tests fail instead of skipping.
+bool in_ci();
+
+// A test whose tool or data is missing: skipped on a developer's machine, a failure in CI. The GPU
+// is the one exception (CI never has one): CUDA tests call GTEST_SKIP themselves.
+#define FOLEY_SKIP_MISSING(why)                                 \
+  do {                                                          \
+    if (::foley::test::in_ci()) {                               \
+      GTEST_FAIL() << "missing in CI (CI=true): " << why;       \
+    } else {                                                    \
+      GTEST_SKIP() << why;                                      \
+    }                                                           \
+  } while (0)
+
 // Sets an environment variable for one scope and restores what was there before (tests that
 // switch a backend's env-read behaviour, e.g. FOLEY_CUDA_ATTENTION).
 class ScopedEnv {
