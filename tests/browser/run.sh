@@ -7,7 +7,9 @@
 # WORK_DIR by the generator scripts' checksum) and a 2 s H.264 clip with the ffmpeg CLI.
 # playwright-core (pinned in package-lock.json) is installed with `npm ci` into WORK_DIR once.
 # The screenshot goes to $FOLEY_SCREENSHOT or WORK_DIR/screenshot.png; the server log to
-# WORK_DIR/serve.log. Exits 77 (ctest SKIP) when node, npm, Chromium or ffmpeg is missing.
+# WORK_DIR/serve.log. Exits 77 (ctest SKIP) when node, npm, Chromium or ffmpeg is missing, 1 in
+# CI (CI=true: tests/cmake/skip_missing.sh). scripts/setup.sh installs playwright-core into
+# tests/browser/node_modules (npm ci); that copy is used when it matches package-lock.json.
 set -eu
 root=$1 work=$2 foley=$3
 bundle=${4:-} clip=${5:-}
@@ -16,7 +18,8 @@ chromium=${FOLEY_CHROMIUM:-/usr/bin/chromium}
 python=${FOLEY_PYTHON:-/usr/bin/python3}
 screenshot=${FOLEY_SCREENSHOT:-$work/screenshot.png}
 
-skip() { echo "$1: skipping the browser test"; exit 77; }
+. "$root/tests/cmake/skip_missing.sh"
+skip() { skip_missing "$1: the browser test cannot run"; }
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || skip "node/npm not found"
 [ -x "$chromium" ] || skip "$chromium not found (apt-get install chromium)"
 if [ -z "$bundle" ] || [ -z "$clip" ]; then
@@ -25,8 +28,14 @@ fi
 
 mkdir -p "$work"
 cp "$src/package.json" "$src/package-lock.json" "$src/generate.mjs" "$work/"
-if [ ! -d "$work/node_modules/playwright-core" ] ||
-   ! cmp -s "$src/package-lock.json" "$work/node_modules/.package-lock.json.foley"; then
+# setup.sh's install in the source folder when it matches the lock file, else one of our own.
+if [ -d "$src/node_modules/playwright-core" ] &&
+   cmp -s "$src/package-lock.json" "$src/node_modules/.package-lock.json.foley"; then
+  rm -rf "$work/node_modules"
+  ln -s "$src/node_modules" "$work/node_modules"
+elif [ -L "$work/node_modules" ] || [ ! -d "$work/node_modules/playwright-core" ] ||
+     ! cmp -s "$src/package-lock.json" "$work/node_modules/.package-lock.json.foley"; then
+  rm -rf "$work/node_modules"
   (cd "$work" && npm ci --no-audit --no-fund)
   cp "$src/package-lock.json" "$work/node_modules/.package-lock.json.foley"
 fi

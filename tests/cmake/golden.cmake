@@ -11,11 +11,27 @@
 # tiny official-format models with moderate gains are checked at 1e-4 in dac_decoder_test.
 set(_foley_golden_overrides_tiny-a --tolerance "dac_out_audio=rel 1e-3")
 
-file(GLOB _foley_golden_cases LIST_DIRECTORIES true ${PROJECT_SOURCE_DIR}/../shared/golden/*)
+#
+# No case at all is not silent: configure warns, and a golden_missing entry reports it when the
+# suite runs (skipped on a developer's machine, a failure in CI, CI=true). Re-run CMake after
+# adding cases.
+get_filename_component(_foley_golden_root ${PROJECT_SOURCE_DIR}/../shared/golden ABSOLUTE)
+file(GLOB _foley_golden_cases LIST_DIRECTORIES true ${_foley_golden_root}/*)
+set(_foley_golden_count 0)
 foreach(_case ${_foley_golden_cases})
   if(EXISTS ${_case}/case.json)
     get_filename_component(_name ${_case} NAME)
     add_test(NAME golden_${_name} COMMAND foley_cli golden ${_case} ${_foley_golden_overrides_${_name}})
     set_tests_properties(golden_${_name} PROPERTIES ENVIRONMENT "FOLEY_THREADS=2" TIMEOUT 900)
+    math(EXPR _foley_golden_count "${_foley_golden_count} + 1")
   endif()
 endforeach()
+if(_foley_golden_count EQUAL 0)
+  message(WARNING "no golden cases under ${_foley_golden_root} (case.json folders): the golden "
+                  "tests are left out (ctest's golden_missing entry skips, or fails in CI)")
+  add_test(NAME golden_missing
+    COMMAND sh -c ". \"$1\" && skip_missing \"no golden cases under $2 (the shared golden data \
+is missing; the golden tests did not run)\"" sh
+            ${CMAKE_CURRENT_SOURCE_DIR}/cmake/skip_missing.sh ${_foley_golden_root})
+  set_tests_properties(golden_missing PROPERTIES SKIP_RETURN_CODE 77)
+endif()
