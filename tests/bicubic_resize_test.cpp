@@ -41,7 +41,7 @@ std::vector<uint8_t> torch_resize(const std::vector<uint8_t>& img, int h, int w,
 }
 
 TEST(BicubicResize, MatchesTorchUint8Path) {
-  if (!have_python_torch()) GTEST_SKIP() << "python3-torch not available";
+  if (!have_python_torch()) FOLEY_SKIP_MISSING("python3-torch not available");
   struct Case {
     int h, w, oh, ow;
   };

@@ -63,7 +63,7 @@ class ConvertTest : public ::testing::Test {
     dir_ = nullptr;
   }
   void SetUp() override {
-    if (!have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+    if (!have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   }
 
   // Converts one DAC checkpoint; returns the error message ("" on success).

@@ -337,7 +337,7 @@ Tensor read_f32(const std::string& path, const Shape& shape) {
 // One test for every op: ctest runs each test in its own process, and a python3-torch start per
 // op family would cost over a minute. Failures name the case through SCOPED_TRACE.
 TEST(CpuVsTorch, AllOps) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "python3-torch not available";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("python3-torch not available");
   std::vector<Case> cases = build_cases();
   const std::string dir = test::temp_dir();
   json manifest;

@@ -49,7 +49,7 @@ class DacDecoderTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+    if (!have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
     store_ = WeightStore::open(*dir_ + "/bundle.safetensors");
     backend_ = make_cpu_backend();
   }
@@ -167,7 +167,7 @@ namespace {
 // The real decoder shapes (decoder_dim 2048) with random weights, parity with PyTorch on a short
 // latent. Slow (generates a 300 MB checkpoint); run with --gtest_also_run_disabled_tests.
 TEST(DacDecoderRealSize, DISABLED_Parity) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   const std::string dir = test::temp_dir();
   std::string out;
   ASSERT_EQ(test::run_command(std::string(FOLEY_PYTHON) + " " +

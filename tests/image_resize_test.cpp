@@ -37,7 +37,7 @@ std::vector<uint8_t> pil_resize(const std::vector<uint8_t>& img, int h, int w, i
 }
 
 TEST(ImageResize, MatchesPillowBilinear) {
-  if (!have_python_pil()) GTEST_SKIP() << "python3-pil not available";
+  if (!have_python_pil()) FOLEY_SKIP_MISSING("python3-pil not available");
   struct Case {
     int h, w, oh, ow;
   };

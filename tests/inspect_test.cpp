@@ -41,7 +41,7 @@ CliResult run_inspect(const std::string& file) {
 
 TEST(Inspect, CliMatchesTorchExactly) {
   const std::string dir = python_torch_files();
-  if (dir.empty()) GTEST_SKIP() << "python3-torch not available";
+  if (dir.empty()) FOLEY_SKIP_MISSING("python3-torch not available");
   for (const std::string name : {"flat", "nested", "module"}) {
     SCOPED_TRACE(name);
     const std::string path = dir + "/" + name + ".pth";
@@ -140,10 +140,10 @@ TEST(Inspect, GoldenCheckpointsMatchTorch) {
                                           "siglip2/model.safetensors"};
   std::string args;
   for (const auto& n : names) {
-    if (!std::ifstream(root + "/" + n)) GTEST_SKIP() << "golden checkpoints not present";
+    if (!std::ifstream(root + "/" + n)) FOLEY_SKIP_MISSING("golden checkpoints not present");
     args += " " + root + "/" + n;
   }
-  if (!have_python_torch()) GTEST_SKIP() << "python3-torch not available";
+  if (!have_python_torch()) FOLEY_SKIP_MISSING("python3-torch not available");
   std::string out;
   ASSERT_EQ(run_command(std::string(FOLEY_PYTHON) + " " +
                             source_path("tests/python/make_torch_files.py") + " golden" + args,

@@ -24,7 +24,7 @@ inline bool have_ffmpeg_cli() {
 }
 
 #define FOLEY_REQUIRE_FFMPEG_CLI() \
-  if (!::foley::test::media::have_ffmpeg_cli()) GTEST_SKIP() << "ffmpeg CLI not installed"
+  if (!::foley::test::media::have_ffmpeg_cli()) FOLEY_SKIP_MISSING("ffmpeg CLI not installed")
 
 // Runs `ffmpeg -y -v error <args>`; fails the test on a non-zero exit.
 inline void ffmpeg(const std::string& args) {

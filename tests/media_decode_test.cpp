@@ -48,7 +48,7 @@ void expect_reference_sampling(const std::string& path, int expect_t25 = -1) {
 class MediaDecode : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!test::media::have_ffmpeg_cli()) GTEST_SKIP() << "ffmpeg CLI not installed";
+    if (!test::media::have_ffmpeg_cli()) FOLEY_SKIP_MISSING("ffmpeg CLI not installed");
     dir_ = test::temp_dir();
   }
   std::string dir_;

@@ -39,7 +39,7 @@ double video_duration(const std::string& path) {
 class MediaMux : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!test::media::have_ffmpeg_cli()) GTEST_SKIP() << "ffmpeg CLI not installed";
+    if (!test::media::have_ffmpeg_cli()) FOLEY_SKIP_MISSING("ffmpeg CLI not installed");
     dir_ = test::temp_dir();
     // 2 s of H.264 with B-frames and an AAC track, like a phone clip.
     input_ = dir_ + "/in.mp4";

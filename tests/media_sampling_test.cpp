@@ -34,7 +34,8 @@ TEST(MediaSampling, RationalToDoubleSmallOperandsIsPlainDivision) {
 }
 
 TEST(MediaSampling, RationalToDoubleMatchesPythonFractionForLargeOperands) {
-  if (test::run_command("/usr/bin/python3 -c 1 2>/dev/null") != 0) GTEST_SKIP() << "no python3";
+  if (test::run_command("/usr/bin/python3 -c 1 2>/dev/null") != 0)
+    FOLEY_SKIP_MISSING("no python3");
   // pts·num products beyond 2^53, where (double)(pts·num) would round first.
   std::mt19937_64 rng(7);
   std::vector<std::pair<__int128, __int128>> cases;
@@ -418,3 +419,4 @@ TEST(MediaAudio, WithoutFfmpegFlacAndMuxAreUnsupported) {
 
 }  // namespace
 }  // namespace foley
+  // Not a missing tool: this test is about builds without FFmpeg, so it is skipped on one with it.

@@ -27,7 +27,7 @@ using test::TinyDit;
 class MmditTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+    if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
     model_files_ = TinyDit::get();
     ASSERT_NE(model_files_, nullptr);
     backend_ = make_cpu_backend();
@@ -151,7 +151,7 @@ TEST(MmditRope, InterleavedPositions) {
 
 // Converter: key-set mismatches are reported by name.
 TEST(DitConverter, ReportsMissingExtraAndMisshapedKeys) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   const std::string dir = test::temp_dir();
   const std::string script =
       "import sys, torch; sys.path.insert(0, '" + test::source_path("scripts/tiny_models") +
@@ -180,7 +180,7 @@ TEST(DitConverter, ReportsMissingExtraAndMisshapedKeys) {
 }
 
 TEST(DitConverter, ConfigMismatchIsRefused) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   const TinyDit* m = TinyDit::get();
   ASSERT_NE(m, nullptr);
   const std::string dir = test::temp_dir();
@@ -224,7 +224,7 @@ TEST(MmditGolden, DitStage) {
           << entry.path() << ": " << format_golden_stage(r.stages[0]) << r.stages[0].message;
     }
   }
-  if (cases == 0) GTEST_SKIP() << "no golden cases under " << root;
+  if (cases == 0) FOLEY_SKIP_MISSING("no golden cases under " << root);
 }
 
 // BF16 weights on the golden case: no further from the official F32 output than the official
@@ -232,7 +232,7 @@ TEST(MmditGolden, DitStage) {
 TEST(MmditGolden, Bf16WeightsWithinOfficialBf16Error) {
   namespace fs = std::filesystem;
   const fs::path dir = test::golden_root() / "tiny-a";
-  if (!fs::exists(dir / "case.json")) GTEST_SKIP() << "no golden case " << dir;
+  if (!fs::exists(dir / "case.json")) FOLEY_SKIP_MISSING("no golden case " << dir);
   const nlohmann::json c = nlohmann::json::parse(std::ifstream(dir / "case.json"));
   const double official = c.at("dit_bf16prod_vs_fp32_max_rel").get<double>();
   const auto store = WeightStore::open(test::golden_dit_bundle(DType::kBF16));

@@ -140,7 +140,7 @@ TEST(Safetensors, WriterRejectsBadRequests) {
 }
 
 TEST(Safetensors, PythonReadsWhatWeWrite) {
-  if (!have_python_torch()) GTEST_SKIP() << "python3-torch not available";
+  if (!have_python_torch()) FOLEY_SKIP_MISSING("python3-torch not available");
   const std::string dir = temp_dir();
   const std::string path = write_sample(dir);
   std::string out;

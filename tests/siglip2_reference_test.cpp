@@ -19,7 +19,7 @@ namespace foley {
 namespace {
 
 TEST(Siglip2Reference, MatchesPythonReference) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   constexpr int kT = 3, kH = 27, kW = 45, kHidden = 48;
   const std::string dir = test::temp_dir();
   std::string log;

@@ -19,11 +19,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kTinyCase = "/work/shared/golden/tiny-a";
+// The shared golden case, next to the checkout (../shared/golden relative to the repository root).
+const std::string kTinyCase = test::source_path("../shared/golden/tiny-a");
 
 TEST(Siglip2, GoldenStagePasses) {
   if (!fs::exists(fs::path(kTinyCase) / "checkpoints/siglip2/model.safetensors"))
-    GTEST_SKIP() << kTinyCase << " not present";
+    FOLEY_SKIP_MISSING(kTinyCase << " not present");
   GoldenOptions options;
   options.stages = {"siglip2"};
   const GoldenReport r = run_golden_case(kTinyCase, options);
@@ -36,7 +37,7 @@ TEST(Siglip2, GoldenStagePasses) {
 TEST(Siglip2, ConvertModelDirTakesTheSiglip2Subfolder) {
   const fs::path checkpoints = fs::path(kTinyCase) / "checkpoints";
   if (!fs::exists(checkpoints / "siglip2/model.safetensors"))
-    GTEST_SKIP() << kTinyCase << " not present";
+    FOLEY_SKIP_MISSING(kTinyCase << " not present");
   ConvertRequest req;
   req.model_dir = checkpoints.string();
   req.include_dit = false;

@@ -63,7 +63,7 @@ class SynchformerF16Test : public ::testing::Test {
     frames_ = nullptr;
   }
   void SetUp() override {
-    if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+    if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   }
 
   static std::string f32_bundle() { return *dir_ + "/f32.safetensors"; }

@@ -51,7 +51,7 @@ class SynchformerReferenceTest : public ::testing::Test {
     frames_ = nullptr;
   }
   void SetUp() override {
-    if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+    if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   }
 
   // Converts the tiny checkpoint with `heads` (0: the converter's guess), returns the summary.

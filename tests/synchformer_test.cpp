@@ -17,14 +17,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kTinyCase = "/work/shared/golden/tiny-a";
+// The shared golden case, next to the checkout (../shared/golden relative to the repository root).
+const std::string kTinyCase = test::source_path("../shared/golden/tiny-a");
 
 std::string tiny_checkpoint() {
   return (fs::path(kTinyCase) / "checkpoints/synchformer_state_dict.pth").string();
 }
 
 TEST(Synchformer, GoldenStagePasses) {
-  if (!fs::exists(tiny_checkpoint())) GTEST_SKIP() << kTinyCase << " not present";
+  if (!fs::exists(tiny_checkpoint())) FOLEY_SKIP_MISSING(kTinyCase << " not present");
   GoldenOptions options;
   options.stages = {"synchformer"};
   const GoldenReport r = run_golden_case(kTinyCase, options);
@@ -35,7 +36,7 @@ TEST(Synchformer, GoldenStagePasses) {
 }
 
 TEST(Synchformer, ConvertModelDirTakesTheCheckpoint) {
-  if (!fs::exists(tiny_checkpoint())) GTEST_SKIP() << kTinyCase << " not present";
+  if (!fs::exists(tiny_checkpoint())) FOLEY_SKIP_MISSING(kTinyCase << " not present");
   ConvertRequest req;
   req.model_dir = (fs::path(kTinyCase) / "checkpoints").string();
   req.include_dit = false;
@@ -67,9 +68,9 @@ std::string convert_edited(const std::string& edit) {
 }
 
 TEST(Synchformer, ConverterRejectsMisShapedAndUnknownKeys) {
-  if (!fs::exists(tiny_checkpoint())) GTEST_SKIP() << kTinyCase << " not present";
+  if (!fs::exists(tiny_checkpoint())) FOLEY_SKIP_MISSING(kTinyCase << " not present");
   if (test::run_command(std::string(FOLEY_PYTHON) + " -c 'import torch' 2>/dev/null") != 0)
-    GTEST_SKIP() << "python3-torch not available";
+    FOLEY_SKIP_MISSING("python3-torch not available");
   EXPECT_EQ(convert_edited("pass"), "");
   // Unused branches are dropped, not reported.
   EXPECT_EQ(convert_edited("sd['transformer.x.weight'] = torch.zeros(2)"), "");

@@ -45,7 +45,7 @@ class TorchFiles : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = python_torch_files();
-    if (dir_.empty()) GTEST_SKIP() << "python3-torch not available";
+    if (dir_.empty()) FOLEY_SKIP_MISSING("python3-torch not available");
   }
   std::string dir_;
 };
@@ -108,7 +108,7 @@ TEST_F(TorchFiles, Zip64BeyondFourGiB) {
   std::string out;
   if (run_command(cmd, &out) != 0) {
     std::remove(path.c_str());
-    GTEST_SKIP() << "cannot make a sparse > 4 GiB file here: " << out;
+    FOLEY_SKIP_MISSING("cannot make a sparse > 4 GiB file here: " << out);
   }
   {
     const TorchCheckpoint ckpt = TorchCheckpoint::open(path);
