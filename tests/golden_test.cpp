@@ -49,29 +49,56 @@ class GeneratedCaseTest : public ::testing::Test {
     case_ = nullptr;
   }
   void SetUp() override {
-    if (!have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+    if (!have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   }
   static std::string* case_;
 };
 std::string* GeneratedCaseTest::case_ = nullptr;
 
-TEST_F(GeneratedCaseTest, DacPassesAndUnimplementedStagesAreSkipped) {
+// A stage the case lists that nothing can run fails the case, naming the stage: a run must not
+// pass while checking less than the case asks.
+TEST_F(GeneratedCaseTest, DacPassesAndUnimplementedStagesFail) {
   std::vector<std::string> lines;
   const GoldenReport r = run_golden_case(*case_, GoldenOptions{}, [&](const GoldenStageResult& s) {
     lines.push_back(format_golden_stage(s));
   });
-  EXPECT_TRUE(r.ok());
+  EXPECT_FALSE(r.ok());
   ASSERT_EQ(r.stages.size(), 2u);
   EXPECT_EQ(r.stages[0].stage, "unregistered");  // case.json order
-  EXPECT_EQ(r.stages[0].status, GoldenStatus::kSkipped);
-  EXPECT_NE(r.stages[0].message.find("not implemented"), std::string::npos);
+  EXPECT_EQ(r.stages[0].status, GoldenStatus::kFail);
+  EXPECT_NE(r.stages[0].message.find("stage \"unregistered\" cannot run"), std::string::npos)
+      << r.stages[0].message;
   const GoldenStageResult* dac = find_stage(r, "dac");
   ASSERT_NE(dac, nullptr);
   EXPECT_EQ(dac->status, GoldenStatus::kPass) << dac->message;
   ASSERT_EQ(dac->checks.size(), 1u);
   EXPECT_LE(dac->checks[0].error, 1e-4);
   ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("FAIL"), std::string::npos) << lines[0];
   EXPECT_NE(lines[1].find("PASS"), std::string::npos) << lines[1];
+}
+
+// Leaving the stage out on purpose (GoldenOptions::skip_stages, `foley golden --skip`) is the
+// explicit way to accept it; the CLI's exit status follows.
+TEST_F(GeneratedCaseTest, SkipOnRequestIsExplicit) {
+  GoldenOptions opt;
+  opt.skip_stages = {"unregistered"};
+  const GoldenReport r = run_golden_case(*case_, opt);
+  EXPECT_TRUE(r.ok());
+  ASSERT_EQ(r.stages.size(), 2u);
+  EXPECT_EQ(r.stages[0].status, GoldenStatus::kSkipped);
+  opt.skip_stages = {"no-such-stage"};
+  EXPECT_THROW(run_golden_case(*case_, opt), Error);
+
+  std::string out;
+  EXPECT_EQ(run_command(std::string(FOLEY_CLI) + " golden " + *case_ + " 2>&1", &out), 1) << out;
+  EXPECT_NE(out.find("stage \"unregistered\" cannot run"), std::string::npos) << out;
+  EXPECT_NE(out.find("failed unregistered"), std::string::npos) << out;
+  EXPECT_EQ(
+      run_command(std::string(FOLEY_CLI) + " golden " + *case_ + " --skip unregistered 2>&1", &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("skipped (left out on request)"), std::string::npos) << out;
 }
 
 TEST_F(GeneratedCaseTest, BeyondToleranceFailsWithExitCode) {
@@ -92,7 +119,7 @@ TEST_F(GeneratedCaseTest, BeyondToleranceFailsWithExitCode) {
   EXPECT_EQ(run_command(std::string(FOLEY_CLI) + " golden " + strict + " 2>&1", &out), 1) << out;
   EXPECT_NE(out.find("FAIL"), std::string::npos) << out;
   EXPECT_NE(out.find("not produced"), std::string::npos) << out;
-  EXPECT_NE(out.find("skipped (not implemented)"), std::string::npos) << out;
+  EXPECT_NE(out.find("unregistered FAIL"), std::string::npos) << out;
 }
 
 TEST(GoldenRunner, NotACaseFolder) {
@@ -119,7 +146,7 @@ TEST(SharedGoldenCases, DacStage) {
           << entry.path() << ": " << format_golden_stage(r.stages[0]) << r.stages[0].message;
     }
   }
-  if (cases == 0) GTEST_SKIP() << "no golden cases under " << root;
+  if (cases == 0) FOLEY_SKIP_MISSING("no golden cases under " << root);
 }
 
 }  // namespace
