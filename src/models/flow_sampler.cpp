@@ -10,10 +10,8 @@
 
 namespace foley {
 
-namespace {
-
 // Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11).
-std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
@@ -26,6 +24,8 @@ std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> ctr, std::array<uint3
   }
   return ctr;
 }
+
+namespace {
 
 // Tensor of any float dtype on the host -> contiguous F32 copy.
 Tensor host_f32(const Tensor& t, const char* what) {
@@ -72,7 +72,7 @@ Tensor flow_initial_noise(int64_t latent_dim, int64_t audio_len, uint64_t seed) 
   for (int64_t base = 0; base < n; base += 4) {
     const uint64_t c = static_cast<uint64_t>(base / 4);
     const auto r =
-        philox4x32({static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0, 0}, key);
+        philox4x32_10({static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0, 0}, key);
     // Two Box–Muller pairs per block; (x + 0.5)·2⁻³² lies strictly inside (0, 1).
     for (int pair = 0; pair < 2; ++pair) {
       const double u1 = (r[static_cast<size_t>(2 * pair)] + 0.5) * 0x1p-32;

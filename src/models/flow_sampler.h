@@ -10,6 +10,7 @@
 // official pipeline does when CFG is off.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -51,6 +52,10 @@ struct FlowCallbacks {
 // which torch draws directly in bf16. Deterministic on every platform; it does not reproduce
 // torch's generator (nothing practical does), so parity tests inject the reference noise.
 Tensor flow_initial_noise(int64_t latent_dim, int64_t audio_len, uint64_t seed);
+
+// The counter-based generator behind flow_initial_noise: Philox4x32-10 (Salmon et al., SC'11),
+// one block of four 32-bit words for counter `ctr` under `key`. Exposed for its known-answer test.
+std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key);
 
 // The F32 sigma schedule, bit-identical to torch.linspace(1, 0, steps + 1).
 std::vector<float> flow_sigmas(int steps);
