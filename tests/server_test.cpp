@@ -7,10 +7,16 @@
 #include <httplib.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -37,8 +43,10 @@ using media::read_file;
 class ServerProcess {
  public:
   ServerProcess(const std::string& bundle, std::vector<std::string> extra) {
-    std::vector<std::string> args = {FOLEY_CLI, "serve", "--model", bundle, "--port", "0",
-                                     "--max-clip-seconds", "1"};
+    std::vector<std::string> args = {FOLEY_CLI, "serve", "--model", bundle, "--max-clip-seconds",
+                                     "1"};
+    if (std::find(extra.begin(), extra.end(), "--port") == extra.end())
+      args.insert(args.end(), {"--port", "0"});
     args.insert(args.end(), extra.begin(), extra.end());
     stderr_path_ = temp_dir() + "/serve.stderr";
     int out[2];
@@ -95,6 +103,7 @@ class ServerProcess {
   }
   void wait_ready() { ASSERT_TRUE(wait_for("foley serve: ready on", 180)) << diagnostics(); }
   void signal(int sig) { kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
   // The exit status, or -1 on a timeout or a signal death.
   int wait_exit(double timeout_s) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
@@ -214,9 +223,9 @@ class ServerTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!media::have_ffmpeg_cli()) GTEST_SKIP() << "ffmpeg CLI not installed";
+    if (!media::have_ffmpeg_cli()) FOLEY_SKIP_MISSING("ffmpeg CLI not installed");
     if (!g_assets && !have_python_torch())
-      GTEST_SKIP() << "python3-torch needed for the tiny model";
+      FOLEY_SKIP_MISSING("python3-torch needed for the tiny model");
     ASSERT_NE(g_assets, nullptr) << "tiny model or clips could not be made";
   }
 
@@ -267,7 +276,11 @@ std::string submit(httplib::Client& c, const httplib::MultipartFormDataItems& it
   EXPECT_EQ(r->status, 202) << r->body;
   const json j = json::parse(r->body, nullptr, false);
   EXPECT_EQ(j.value("state", ""), "queued") << r->body;
-  return j.value("id", "");
+  // 128 random bits as 32 lower-case hex digits.
+  const std::string id = j.value("id", "");
+  EXPECT_EQ(id.size(), 32u) << id;
+  EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+  return id;
 }
 
 json poll_until(httplib::Client& c, const std::string& id,
@@ -312,6 +325,137 @@ int64_t wav_samples(const std::string& wav) {
     pos += 8 + size + (size & 1);
   }
   return -1;
+}
+
+// A raw loopback connection, for requests httplib's client never sends: slow, half-sent, without
+// a length, chunked past the cap, or abandoned.
+class RawConn {
+ public:
+  explicit RawConn(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RawConn() { close_now(); }
+  bool ok() const { return fd_ >= 0; }
+  bool send_all(const std::string& data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::send(fd_, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += size_t(n);
+    }
+    return true;
+  }
+  // Reads until the peer closes, a whole response (head + Content-Length) is in, or the timeout.
+  std::string read_response(double timeout_s) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      char buf[65536];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, size_t(n));
+      const size_t head = out.find("\r\n\r\n");
+      const size_t cl = out.find("Content-Length: ");
+      if (head != std::string::npos && cl != std::string::npos && cl < head &&
+          out.size() >= head + 4 + size_t(std::atol(out.c_str() + cl + 16)))
+        break;
+    }
+    return out;
+  }
+  // True if the server closed the connection (EOF) within the timeout.
+  bool closed_by_peer(double timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return true;
+    }
+    return false;
+  }
+  void close_now() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+int status_of(const std::string& response) {
+  if (response.rfind("HTTP/1.1 ", 0) != 0) return 0;
+  return std::atoi(response.c_str() + 9);
+}
+
+// A multipart body as a browser sends it.
+std::string multipart_body(const std::string& boundary, const std::string& video,
+                           const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::string b;
+  for (const auto& [k, v] : fields)
+    b += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + k + "\"\r\n\r\n" + v +
+         "\r\n";
+  b += "--" + boundary +
+       "\r\nContent-Disposition: form-data; name=\"video\"; filename=\"clip.mp4\"\r\n"
+       "Content-Type: video/mp4\r\n\r\n" + video + "\r\n--" + boundary + "--\r\n";
+  return b;
+}
+
+std::string post_head(const std::string& path, const std::string& boundary, size_t length) {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+         "boundary=" + boundary + "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+// A metric's value in the /metrics text (the first line starting with `series`), or -1.
+double metric(httplib::Client& c, const std::string& series) {
+  auto r = c.Get("/metrics");
+  if (!r || r->status != 200) return -1;
+  const size_t at = r->body.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::atof(r->body.c_str() + at + 1 + series.size() + 1);
+}
+
+bool wait_metric(httplib::Client& c, const std::string& series, double at_least, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (metric(c, series) >= at_least) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// Milliseconds for one GET on a fresh connection, or 1e9 without an answer.
+double probe_ms(int port, const std::string& path, int expect_status) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(5, 0);
+  c.set_read_timeout(5, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = c.Get(path);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return r && r->status == expect_status ? ms : 1e9;
+}
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
 }
 
 TEST_F(ServerTest, ReadinessGoesFrom503To200AndLiveAnswersAtOnce) {
@@ -489,6 +633,13 @@ TEST_F(ServerTest, TokenAndUploadCap) {
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->status, 200);
+  // RFC 7235: the scheme is case-insensitive.
+  for (const char* header : {"bearer s3cret", "BEARER s3cret", "Bearer   s3cret"}) {
+    auto r = c.Get("/metrics", httplib::Headers{{"Authorization", header}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << header;
+  }
+  expect_clean_error(c.Get("/metrics", httplib::Headers{{"Authorization", "Bearers3cret"}}), 401);
   httplib::MultipartFormDataItems big = {{"video", assets().big, "big.mp4", "video/mp4"},
                                          {"prompt", "x", "", ""}};
   expect_clean_error(c.Post("/v1/generations", big), 413);
@@ -597,7 +748,8 @@ TEST_F(ServerTest, SigtermDrainsAndExitsZero) {
   ASSERT_FALSE(id.empty());
   poll_until(c, id, [](const json& j) { return j.value("state", "") != "queued"; });
   server.signal(SIGTERM);
-  // While the running job finishes, readiness says draining and new work is refused.
+  // While the running job finishes (20 steps: seconds on the CPU), readiness says draining and
+  // new work is refused.
   bool saw_draining = false;
   for (int i = 0; i < 200 && !saw_draining; ++i) {
     auto r = c.Get("/health/ready");
@@ -606,9 +758,327 @@ TEST_F(ServerTest, SigtermDrainsAndExitsZero) {
     if (saw_draining) expect_clean_error(c.Post("/v1/generations", fields(assets().clip, "2")), 503);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  EXPECT_TRUE(saw_draining) << "readiness never said draining while the job finished";
   EXPECT_EQ(server.wait_exit(60), 0);
   EXPECT_NE(server.output().find("foley serve: draining"), std::string::npos) << server.output();
   EXPECT_NE(server.output().find("foley serve: stopped"), std::string::npos) << server.output();
+}
+
+TEST_F(ServerTest, FixedPortIsHonoured) {
+  const int port = free_port();
+  ServerProcess server(assets().bundle, {"--port", std::to_string(port)});
+  EXPECT_EQ(server.port(), port) << server.diagnostics();
+  EXPECT_LT(probe_ms(port, "/health/live", 200), 1e9) << "nothing answers on --port";
+}
+
+TEST_F(ServerTest, MalformedNumbersAndTextAre400NamingTheFieldAndCreateNoJob) {
+  httplib::Client c("127.0.0.1", shared_server().port());
+  const double before = metric(c, "foley_jobs_total{state=\"submitted\"}");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"steps", "9999999999999999999"}, {"steps", "99999999999999999999999"},
+      {"steps", "1.5"},                 {"steps", "+3"},
+      {"steps", " 3"},                  {"steps", "-0"},
+      {"guidance", "1e999"},            {"guidance", "-inf"},
+      {"seed", "18446744073709551616"}, {"seed", "1e3"},
+      {"max_seconds", "nan"},           {"max_seconds", "1e-400x"},
+      {"sample_format", "s8"},          {"format", "wav\xff"},
+  };
+  for (const auto& [field, value] : cases) {
+    SCOPED_TRACE(field + "=" + value);
+    expect_clean_error(c.Post("/v1/generations", fields(assets().clip, "2", {{field, value}})),
+                       400, field);
+  }
+  // Invalid UTF-8 (a lone continuation byte, an overlong '/', a surrogate) in either prompt.
+  for (const std::string bad : {"a\xff", "\xc0\xaf", "\xed\xa0\x80"}) {
+    httplib::MultipartFormDataItems items = {{"video", read_file(assets().clip), "c.mp4", ""},
+                                             {"prompt", bad, "", ""}};
+    expect_clean_error(c.Post("/v1/generations", items), 400, "prompt");
+    items = {{"video", read_file(assets().clip), "c.mp4", ""},
+             {"prompt", "rain", "", ""},
+             {"negative_prompt", bad, "", ""}};
+    expect_clean_error(c.Post("/v1/generations", items), 400, "negative_prompt");
+  }
+  EXPECT_EQ(metric(c, "foley_jobs_total{state=\"submitted\"}"), before);
+}
+
+TEST_F(ServerTest, DeleteAnsweredCancelledAlwaysEndsCancelled) {
+  // One-step jobs spend most of their time after the last denoising step (VAE, writing,
+  // muxing): DELETEs landing there used to be answered "cancelled" while the job succeeded.
+  ServerProcess server(assets().bundle, {"--jobs-per-device", "1"});
+  server.wait_ready();
+  httplib::Client c("127.0.0.1", server.port());
+  int promised = 0;
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = submit(c, fields(assets().clip, "1"));
+    ASSERT_FALSE(id.empty());
+    poll_until(c, id, [](const json& j) { return j.value("state", "") != "queued"; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(8 * i));
+    auto del = c.Delete("/v1/generations/" + id);
+    ASSERT_TRUE(del);
+    if (del->status != 202) {
+      EXPECT_EQ(del->status, 200) << del->body;  // already finished: forgotten
+      continue;
+    }
+    ++promised;
+    EXPECT_EQ(json::parse(del->body)["state"], "cancelled");
+    const json j = poll_until(c, id, is_finished, 30);
+    EXPECT_EQ(j.value("state", ""), "cancelled") << "DELETE promised cancelled: " << j.dump();
+  }
+  EXPECT_GT(promised, 0);
+}
+
+TEST_F(ServerTest, SyncRequestIsCancelledWhenTheClientLeavesAndBoundedBySyncTimeout) {
+  ServerProcess server(assets().bundle, {"--jobs-per-device", "1", "--sync-timeout", "2"});
+  server.wait_ready();
+  const int port = server.port();
+  httplib::Client c("127.0.0.1", port);
+  {
+    RawConn conn(port);
+    ASSERT_TRUE(conn.ok());
+    const std::string body =
+        multipart_body("b0undary", read_file(assets().long_clip), {{"prompt", "x"}, {"steps", "200"}});
+    ASSERT_TRUE(conn.send_all(post_head("/generate", "b0undary", body.size()) + body));
+    ASSERT_TRUE(wait_metric(c, "foley_jobs{state=\"running\"}", 1, 30)) << server.diagnostics();
+  }  // the client goes away mid-generation
+  EXPECT_TRUE(wait_metric(c, "foley_jobs_total{state=\"cancelled\"}", 1, 15))
+      << "the abandoned synchronous job kept running";
+  // A client that stays gets 504 after --sync-timeout, and the job is cancelled too.
+  const auto t0 = std::chrono::steady_clock::now();
+  c.set_read_timeout(30, 0);
+  auto r = c.Post("/generate", fields(assets().long_clip, "200"));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  expect_clean_error(r, 504, "sync-timeout");
+  EXPECT_LT(waited, 6.0);
+  EXPECT_TRUE(wait_metric(c, "foley_jobs_total{state=\"cancelled\"}", 2, 15));
+}
+
+TEST_F(ServerTest, DownloadsServeRangesFromDisk) {
+  httplib::Client c("127.0.0.1", shared_server().port());
+  const std::string id = submit(c, fields(assets().clip, "1", {{"sample_format", "s16"}}));
+  ASSERT_FALSE(id.empty());
+  const json j = poll_until(c, id, is_finished);
+  ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+  EXPECT_EQ(j["params"]["sample_format"], "s16");
+  EXPECT_TRUE(j.contains("clipped_samples")) << j.dump();
+  auto whole = c.Get("/v1/generations/" + id + "/audio");
+  ASSERT_TRUE(whole);
+  ASSERT_EQ(whole->status, 200);
+  EXPECT_EQ(whole->get_header_value("Accept-Ranges"), "bytes");
+  // 16-bit PCM: format tag 1, 16 bits per sample, 2 bytes per 0.96 s x 48 kHz sample.
+  ASSERT_GE(whole->body.size(), 44u);
+  EXPECT_EQ(whole->body[20], 1);
+  EXPECT_EQ(whole->body[34], 16);
+  EXPECT_EQ(whole->body.size(), 44u + 2 * 46080);
+  auto part = c.Get("/v1/generations/" + id + "/audio", httplib::Headers{{"Range", "bytes=0-99"}});
+  ASSERT_TRUE(part);
+  EXPECT_EQ(part->status, 206);
+  EXPECT_EQ(part->body, whole->body.substr(0, 100));
+  EXPECT_EQ(part->get_header_value("Content-Range"),
+            "bytes 0-99/" + std::to_string(whole->body.size()));
+  auto tail = c.Get("/v1/generations/" + id + "/audio", httplib::Headers{{"Range", "bytes=-10"}});
+  ASSERT_TRUE(tail);
+  EXPECT_EQ(tail->status, 206);
+  EXPECT_EQ(tail->body, whole->body.substr(whole->body.size() - 10));
+  const std::string past = "bytes=" + std::to_string(whole->body.size()) + "-";
+  expect_clean_error(c.Get("/v1/generations/" + id + "/audio", httplib::Headers{{"Range", past}}),
+                     416);
+}
+
+TEST_F(ServerTest, EventStreamsAreCappedWith503Beyond) {
+  ServerProcess server(assets().bundle, {"--max-streams", "2", "--jobs-per-device", "1"});
+  server.wait_ready();
+  const int port = server.port();
+  httplib::Client c("127.0.0.1", port);
+  const std::string id = submit(c, fields(assets().long_clip, "200"));
+  ASSERT_FALSE(id.empty());
+  std::atomic<int> connected{0};
+  std::vector<std::thread> streams;
+  for (int i = 0; i < 2; ++i)
+    streams.emplace_back([&] {
+      httplib::Client sc("127.0.0.1", port);
+      bool counted = false;
+      sc.Get("/v1/generations/" + id + "/events", [&](const char*, size_t) {
+        if (!counted) counted = true, ++connected;
+        return true;
+      });
+    });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (connected < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(connected.load(), 2);
+  auto third = c.Get("/v1/generations/" + id + "/events");
+  expect_clean_error(third, 503);
+  if (third) EXPECT_FALSE(third->get_header_value("Retry-After").empty());
+  // Status and health still answer while the stream lane is full.
+  EXPECT_LT(probe_ms(port, "/v1/generations/" + id, 200), 1e9);
+  c.Delete("/v1/generations/" + id);  // the streams end with the cancelled event
+  for (auto& t : streams) t.join();
+}
+
+TEST_F(ServerTest, HealthAnswersFastUnderSlowAndHalfSentClients) {
+  ServerProcess server(assets().bundle, {"--threads", "2", "--io-timeout", "3"});
+  server.wait_ready();
+  const int port = server.port();
+  // 200 clients sending a request head one byte at a time (stalled after the first bytes).
+  std::vector<std::unique_ptr<RawConn>> slow;
+  for (int i = 0; i < 200; ++i) {
+    slow.push_back(std::make_unique<RawConn>(port));
+    ASSERT_TRUE(slow.back()->ok());
+    slow.back()->send_all("GET /health/live HTTP/1.1\r\nHo");
+  }
+  // More half-sent uploads than there are upload threads and wait slots.
+  std::vector<std::unique_ptr<RawConn>> half;
+  for (int i = 0; i < 8; ++i) {
+    half.push_back(std::make_unique<RawConn>(port));
+    half.back()->send_all(post_head("/v1/generations", "bnd", 1000000) + "--bnd\r\n");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::vector<double> ms;
+  for (int i = 0; i < 10; ++i) {
+    ms.push_back(probe_ms(port, "/health/live", 200));
+    ms.push_back(probe_ms(port, "/health/ready", 200));
+    ms.push_back(probe_ms(port, "/v1/generations/0123456789abcdef0123456789abcdef", 404));
+  }
+  std::sort(ms.begin(), ms.end());
+  EXPECT_LT(ms[ms.size() * 9 / 10], 100.0) << "p90 of health/status probes, ms";
+  EXPECT_LT(ms.back(), 1000.0) << "slowest probe, ms";
+  // The stalled heads are cut off after the head timeout (min(10 s, --io-timeout)).
+  EXPECT_TRUE(slow.front()->closed_by_peer(6.0));
+  EXPECT_TRUE(half.front()->closed_by_peer(8.0)) << "a stalled body held its thread";
+}
+
+TEST_F(ServerTest, BodiesAreJudgedBeforeTheyAreRead) {
+  ServerProcess server(assets().bundle, {"--max-upload-mb", "1"});
+  server.wait_ready();
+  const int port = server.port();
+  const std::string big(3 << 20, 'x');
+  {  // neither a length nor chunking: refused at once, not read until the client closes
+    RawConn conn(port);
+    conn.send_all("POST /v1/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n");
+    conn.send_all(big.substr(0, 1 << 20));
+    const std::string r = conn.read_response(5);
+    EXPECT_EQ(status_of(r), 411) << r.substr(0, 300);
+  }
+  {  // a declared length over the cap: 413 before any body byte is sent
+    RawConn conn(port);
+    conn.send_all(post_head("/v1/generations", "b", 50u << 20));
+    const std::string r = conn.read_response(5);
+    EXPECT_EQ(status_of(r), 413) << r.substr(0, 300);
+  }
+  {  // chunked past the cap: 413 once the cap is reached, not after reading it all
+    RawConn conn(port);
+    conn.send_all("POST /v1/generations HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                  "boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n");
+    std::string body = "--b\r\nContent-Disposition: form-data; name=\"video\"; filename=\"a.mp4\"\r\n\r\n";
+    body += big;
+    bool sent_all = true;
+    for (size_t at = 0; at < body.size() && sent_all; at += 65536) {
+      const std::string piece = body.substr(at, 65536);
+      char size[32];
+      std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+      sent_all = conn.send_all(size + piece + "\r\n");
+    }
+    const std::string r = conn.read_response(10);
+    EXPECT_EQ(status_of(r), 413) << r.substr(0, 300);
+  }
+  EXPECT_LT(probe_ms(port, "/health/live", 200), 1e9);
+}
+
+TEST_F(ServerTest, FullOrReadOnlyDiskIs507Or503) {
+  const std::string mnt = temp_dir() + "/small";
+  std::filesystem::create_directories(mnt);
+  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    GTEST_SKIP() << "mounting a small tmpfs needs root (CAP_SYS_ADMIN): " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  {
+    ServerProcess server(assets().bundle, {"--data-dir", mnt + "/data"});
+    server.wait_ready();
+    httplib::Client c("127.0.0.1", server.port());
+    // Leave ~100 kB free, then upload 1 MB.
+    const std::string filler = mnt + "/filler";
+    {
+      std::FILE* f = std::fopen(filler.c_str(), "wb");
+      ASSERT_NE(f, nullptr);
+      const std::string block(4096, '\0');
+      while (std::fwrite(block.data(), 1, block.size(), f) == block.size()) {
+      }
+      std::fclose(f);
+      std::filesystem::resize_file(filler, std::filesystem::file_size(filler) - (100 << 10));
+    }
+    httplib::MultipartFormDataItems items = {{"video", std::string(1 << 20, 'v'), "a.mp4", ""},
+                                             {"prompt", "x", "", ""}};
+    auto r = c.Post("/v1/generations", items);
+    const json full = expect_clean_error(r, 507);
+    EXPECT_NE(full.dump().find("disk is full"), std::string::npos) << full.dump();
+    ASSERT_EQ(mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, "size=4m"), 0);
+    r = c.Post("/v1/generations", fields(assets().clip, "1"));
+    const json ro = expect_clean_error(r, 503);
+    EXPECT_NE(ro.dump().find("read-only"), std::string::npos) << ro.dump();
+    ASSERT_EQ(mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0);
+    std::filesystem::remove(filler);
+    const std::string id = submit(c, fields(assets().clip, "1"));
+    EXPECT_EQ(poll_until(c, id, is_finished).value("state", ""), "succeeded");
+  }
+}
+
+TEST_F(ServerTest, SigtermExitIsBoundedByTheDrainBudget) {
+  ServerProcess server(assets().bundle, {"--drain-seconds", "1", "--jobs-per-device", "1"});
+  server.wait_ready();
+  const int port = server.port();
+  std::thread waiter([&] {  // a synchronous request whose job would run for minutes
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60, 0);
+    c.Post("/generate", fields(assets().long_clip, "200"));
+  });
+  httplib::Client idle("127.0.0.1", port);  // an idle kept-alive connection
+  idle.set_keep_alive(true);
+  ASSERT_TRUE(idle.Get("/health/live"));
+  httplib::Client c("127.0.0.1", port);
+  ASSERT_TRUE(wait_metric(c, "foley_jobs{state=\"running\"}", 1, 30));
+  const auto t0 = std::chrono::steady_clock::now();
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(20), 0) << server.diagnostics();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(took, 1.0 + 2.5) << "--drain-seconds 1";
+  waiter.join();
+}
+
+TEST_F(ServerTest, RestartAfterKillLeavesNoOrphanedFiles) {
+  namespace fs = std::filesystem;
+  const std::string data = temp_dir() + "/data";
+  auto count_files = [&] {
+    size_t n = 0;
+    for (const char* sub : {"/uploads", "/results"}) {
+      std::error_code ec;
+      for (auto it = fs::directory_iterator(data + sub, ec); !ec && it != fs::directory_iterator();
+           it.increment(ec))
+        ++n;
+    }
+    return n;
+  };
+  std::string done_id;
+  {
+    ServerProcess server(assets().bundle, {"--data-dir", data, "--jobs-per-device", "1"});
+    server.wait_ready();
+    httplib::Client c("127.0.0.1", server.port());
+    done_id = submit(c, fields(assets().clip, "1"));
+    poll_until(c, done_id, is_finished);
+    const std::string running = submit(c, fields(assets().long_clip, "200"));
+    submit(c, fields(assets().clip, "1"));  // queued behind it
+    ASSERT_TRUE(wait_metric(c, "foley_jobs{state=\"running\"}", 1, 30));
+    ASSERT_GE(count_files(), 3u);  // a result, and two uploads
+    server.signal(SIGKILL);
+    server.wait_exit(10);
+  }
+  ServerProcess again(assets().bundle, {"--data-dir", data});
+  again.wait_ready();
+  EXPECT_EQ(count_files(), 0u) << again.output();
+  httplib::Client c("127.0.0.1", again.port());
+  expect_clean_error(c.Get("/v1/generations/" + done_id), 404);
 }
 
 }  // namespace

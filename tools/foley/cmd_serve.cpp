@@ -68,6 +68,17 @@ int run_server(foley_server::ServerOptions o) {
   const std::string uploads = o.data_dir + "/uploads", results = o.data_dir + "/results";
   make_private_dir(uploads);
   make_private_dir(results);
+  // Jobs live in this process only: files an earlier run left (killed before it could clean up)
+  // belong to no job and would never be deleted.
+  size_t orphans = 0;
+  for (const std::string& dir : {uploads, results}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (fs::remove(e.path(), ec)) ++orphans;
+  }
+  if (orphans > 0)
+    std::printf("foley serve: removed %zu files an earlier run left in %s\n", orphans,
+                o.data_dir.c_str());
   std::string media_root;
   if (!o.media_root.empty()) {
     char resolved[PATH_MAX];
@@ -93,14 +104,24 @@ int run_server(foley_server::ServerOptions o) {
     signalled = true;
   });
   auto shut_down = [&](int code) {
-    app.drain();
-    app.stop();
+    // Bounded: running jobs get --drain-seconds, then ~1 s after their cancel; requests in
+    // progress get 0.5 s more to finish writing.
+    const bool clean = app.drain();
+    app.stop(0.5);
     http.join();
     if (!signalled) pthread_kill(signal_waiter.native_handle(), SIGTERM);
     signal_waiter.join();
     if (temp_data_dir) {
       std::error_code ec;
       fs::remove_all(o.data_dir, ec);
+    }
+    if (!clean) {
+      // A job is still inside a stage that cannot be interrupted; its thread uses the model,
+      // so nothing may be destroyed under it: leave now.
+      std::printf("foley serve: stopped (a running job did not reach a cancel point in time)\n");
+      std::fflush(stdout);
+      std::fflush(stderr);
+      ::_exit(code);
     }
     return code;
   };
@@ -164,8 +185,16 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--queue-size", o->queue_size, "queued jobs before 429")
       ->capture_default_str()->check(CLI::Range(1, 100000));
-  cmd->add_option("--threads", o->http_threads, "HTTP worker threads (each SSE stream holds one)")
-      ->capture_default_str()->check(CLI::Range(4, 1024));
+  cmd->add_option("--threads", o->http_threads,
+                  "HTTP threads for uploads, downloads and POST /generate waits (health checks, "
+                  "status and event streams have their own)")
+      ->capture_default_str()->check(CLI::Range(2, 1024));
+  cmd->add_option("--max-streams", o->max_streams,
+                  "concurrent SSE event streams (503 + Retry-After beyond)")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--sync-timeout", o->sync_timeout_seconds,
+                  "longest wait of POST /generate, seconds (then 504 and the job is cancelled)")
+      ->capture_default_str()->check(CLI::Range(1.0, 86400.0));
   cmd->add_option("--max-upload-mb", o->max_upload_mb, "request body cap (413 above)")
       ->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--data-dir", o->data_dir,

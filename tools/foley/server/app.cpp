@@ -5,11 +5,19 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <algorithm>
-#include <cstdio>
-#include <fstream>
-#include <sstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
+#include <charconv>
+#include <optional>
+#include <string_view>
+
+#include "downloads.h"
 #include "foley/media.h"
 #include "http_errors.h"
 #include "web_page.h"  // generated at build time from tools/foley/web/index.html
@@ -20,8 +28,76 @@ namespace {
 
 constexpr const char* kIdPattern = "([^/]+)";
 
+// Health checks never wait behind uploads, downloads or event streams.
+Lane classify(std::string_view method, std::string_view path) {
+  if (path.rfind("/health/", 0) == 0) return Lane::kHealth;
+  if (method == "POST") return Lane::kWork;
+  if (method == "GET" && path.rfind("/v1/generations/", 0) == 0) {
+    auto ends_with = [&](std::string_view tail) {
+      return path.size() > tail.size() && path.substr(path.size() - tail.size()) == tail;
+    };
+    if (ends_with("/events")) return Lane::kStream;
+    if (ends_with("/audio") || ends_with("/video")) return Lane::kWork;
+  }
+  return Lane::kControl;
+}
+
+FrontLimits front_limits(const ServerOptions& o) {
+  FrontLimits l;
+  l.threads[int(Lane::kWork)] = std::max(2, o.http_threads);
+  l.backlog[int(Lane::kWork)] = 2 * std::max(2, o.http_threads);
+  l.threads[int(Lane::kStream)] = std::max(1, o.max_streams);
+  l.backlog[int(Lane::kStream)] = 0;  // the cap: one stream more gets 503 at once
+  l.io_timeout_seconds = o.io_timeout_seconds;
+  l.head_timeout_seconds = std::min(10.0, double(o.io_timeout_seconds));
+  l.max_body_bytes = size_t(o.max_upload_mb) << 20;
+  return l;
+}
+
+// Content-Length as a number; nullopt when absent, -1 when not a plain decimal.
+std::optional<int64_t> content_length(const httplib::Request& req) {
+  if (!req.has_header("Content-Length")) return std::nullopt;
+  const std::string v = req.get_header_value("Content-Length");
+  int64_t n = -1;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || n < 0) return -1;
+  return n;
+}
+
+bool is_chunked(const httplib::Request& req) {
+  std::string te = req.get_header_value("Transfer-Encoding");
+  for (char& c : te) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return te.find("chunked") != std::string::npos;
+}
+
+bool has_body(const httplib::Request& req) {
+  const auto length = content_length(req);
+  return is_chunked(req) || (length && *length != 0);
+}
+
+// An answer sent before the body was read: the connection cannot carry another request.
+void answer_unread(const httplib::Request& req, httplib::Response& res) {
+  if (!has_body(req)) return;
+  res.set_header("Connection", "close");
+  FrontServer::close_after_response();
+}
+
 bool needs_auth(const std::string& path) {
   return path.rfind("/v1/", 0) == 0 || path == "/generate" || path == "/metrics";
+}
+
+// RFC 7235: the scheme is case-insensitive, and one or more spaces separate it from the token.
+std::optional<std::string> bearer_token(const std::string& header) {
+  constexpr std::string_view kScheme = "bearer";
+  if (header.size() <= kScheme.size()) return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kScheme[i]) return std::nullopt;
+  size_t at = kScheme.size();
+  if (header[at] != ' ') return std::nullopt;
+  while (at < header.size() && header[at] == ' ') ++at;
+  std::string token = header.substr(at);
+  while (!token.empty() && token.back() == ' ') token.pop_back();
+  return token;
 }
 
 // Compares without an early exit, so response times do not reveal the token's prefix.
@@ -29,14 +105,6 @@ bool same_secret(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
   for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
   return diff == 0 && !b.empty();
-}
-
-std::string read_whole_file(const std::string& path, bool& ok) {
-  std::ifstream f(path, std::ios::binary);
-  ok = bool(f);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 // Debian's libcpp-httplib is compiled with a listen backlog of 5: a burst of clients overflows
@@ -65,17 +133,13 @@ App::App(const ServerOptions& options, const std::string& uploads_dir,
       scheduler_(
           SchedulerOptions{options.queue_size, results_dir, options.result_ttl_seconds,
                            options.disk_budget_mb << 20},
-          metrics_) {
+          metrics_),
+      http_(front_limits(options), classify) {
   limits_.uploads_dir = uploads_dir;
   limits_.media_root = media_root_real;
   limits_.max_clip_seconds = options.max_clip_seconds;
   limits_.flac_available = foley::media_has_ffmpeg();
-  const int threads = std::max(4, options.http_threads);
-  http_.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
-  http_.set_payload_max_length(size_t(options.max_upload_mb) << 20);
-  http_.set_read_timeout(options.io_timeout_seconds, 0);
-  http_.set_write_timeout(options.io_timeout_seconds, 0);
-  http_.set_keep_alive_timeout(5);
+  limits_.max_upload_bytes = int64_t(options.max_upload_mb) << 20;
   // Accepted sockets inherit TCP_NODELAY from the listener; without it a response written in
   // two pieces waits for the client's delayed ACK (~40 ms per small request).
   http_.set_socket_options([](int sock) {
@@ -86,58 +150,85 @@ App::App(const ServerOptions& options, const std::string& uploads_dir,
   routes();
 }
 
-App::~App() { stop(); }
+App::~App() { stop(0); }
 
 int App::bind() {
-  const int port = http_.bind_to_any_port(options_.host);
-  if (port >= 0) widen_listen_backlog(port);
+  int port = options_.port;
+  if (port == 0) {
+    port = http_.bind_to_any_port(options_.host);
+  } else if (!http_.bind_to_port(options_.host, port)) {
+    port = -1;
+  }
+  if (port > 0) widen_listen_backlog(port);
   return port;
 }
 
 void App::listen() { http_.listen_after_bind(); }
 
-void App::stop() {
+void App::stop(double grace_seconds) {
   stopping_ = true;
-  http_.stop();
+  http_.shut_down(std::chrono::duration<double>(grace_seconds));
 }
 
 void App::start_workers(std::vector<std::unique_ptr<foley::Generator>> generators) {
   scheduler_.start(std::move(generators));
 }
 
-void App::drain() {
+bool App::drain() {
   phase_ = Phase::kDraining;
   metrics_.ready = false;
-  scheduler_.drain(options_.drain_seconds);
+  return scheduler_.drain(options_.drain_seconds, 1.0);
 }
 
 bool App::authorized(const httplib::Request& req) const {
   if (options_.token.empty() || !needs_auth(req.path)) return true;
-  const std::string h = req.get_header_value("Authorization");
-  const std::string prefix = "Bearer ";
-  if (h.rfind(prefix, 0) != 0) return false;
-  return same_secret(h.substr(prefix.size()), options_.token);
+  const auto token = bearer_token(req.get_header_value("Authorization"));
+  return token && same_secret(*token, options_.token);
 }
 
 void App::routes() {
   http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req)) {
       res.set_header("WWW-Authenticate", "Bearer");
+      answer_unread(req, res);
       send_error(res, 401, "unauthorized", "missing or wrong bearer token");
       return httplib::Server::HandlerResponse::Handled;
     }
-    const bool new_work = req.method == "POST";
-    if (new_work && phase_ != Phase::kReady) {
+    if (req.method != "POST") return httplib::Server::HandlerResponse::Unhandled;
+    if (phase_ != Phase::kReady) {
       const bool loading = phase_ == Phase::kLoading;
       res.set_header("Retry-After", loading ? "5" : "30");
+      answer_unread(req, res);
       send_error(res, 503, "unavailable",
                  loading ? "the model is still loading" : "the server is shutting down");
       return httplib::Server::HandlerResponse::Handled;
     }
+    // The body is judged by its head, before a byte of it is read.
+    const auto length = content_length(req);
+    if (!is_chunked(req) && !length) {
+      res.set_header("Connection", "close");
+      FrontServer::close_after_response();
+      send_error(res, 411, "invalid_input",
+                 "body: a POST needs a Content-Length or a chunked Transfer-Encoding");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (length && *length < 0) {
+      res.set_header("Connection", "close");
+      FrontServer::close_after_response();
+      send_error(res, 400, "invalid_input", "Content-Length: not a number");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (length && *length > limits_.max_upload_bytes) {
+      answer_unread(req, res);
+      send_error(res, 413, "too_large",
+                 "request body above --max-upload-mb (" + std::to_string(options_.max_upload_mb) +
+                     " MB)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  // Bodies for errors httplib answers itself (unknown route, 413 payload too large, bad request).
-  http_.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  // Bodies for errors httplib answers itself (unknown route, bad request, ...).
+  http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     switch (res.status) {
       case 404: send_error(res, 404, "not_found", "no such resource"); break;
@@ -147,11 +238,16 @@ void App::routes() {
         send_error(res, res.status, res.status >= 500 ? "internal" : "invalid_input",
                    "request refused (HTTP " + std::to_string(res.status) + ")");
     }
+    if (res.status >= 400) answer_unread(req, res);
   });
   http_.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        answer_unread(req, res);  // a handler that threw may have left the body half read
         try {
           std::rethrow_exception(ep);
+        } catch (const HttpError& e) {
+          if (e.retry_after > 0) res.set_header("Retry-After", std::to_string(e.retry_after));
+          send_error(res, e.status, e.code, e.what());
         } catch (const foley::Error& e) {
           const MappedError m = map_error(e);
           send_error(res, m.status, m.code, m.message);
@@ -181,14 +277,28 @@ void App::routes() {
     res.set_content(openapi_json(), "application/json");
   });
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.render(scheduler_.queue_depth(), scheduler_.jobs_by_state()),
-                    "text/plain; version=0.0.4");
+    const FrontServer::Stats s = http_.stats();
+    std::string text = metrics_.render(scheduler_.queue_depth(), scheduler_.jobs_by_state());
+    text += "# HELP foley_http_connections Open client connections.\n"
+            "# TYPE foley_http_connections gauge\nfoley_http_connections " +
+            std::to_string(s.connections) +
+            "\n# HELP foley_http_refused_total Connections answered 503 (busy), 408 (head too "
+            "slow) or 431 (head too large) before reaching a handler.\n"
+            "# TYPE foley_http_refused_total counter\n"
+            "foley_http_refused_total{reason=\"busy\"} " + std::to_string(s.rejected_busy) +
+            "\nfoley_http_refused_total{reason=\"head_timeout\"} " +
+            std::to_string(s.head_timeouts) +
+            "\nfoley_http_refused_total{reason=\"head_too_large\"} " +
+            std::to_string(s.head_too_large) + "\n";
+    res.set_content(text, "text/plain; version=0.0.4");
   });
-  http_.Post("/v1/generations", [this](const httplib::Request& req, httplib::Response& res) {
-    post_generation(req, res, false);
+  http_.Post("/v1/generations", [this](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& body) {
+    post_generation(req, res, body, false);
   });
-  http_.Post("/generate", [this](const httplib::Request& req, httplib::Response& res) {
-    post_generation(req, res, true);
+  http_.Post("/generate", [this](const httplib::Request& req, httplib::Response& res,
+                                 const httplib::ContentReader& body) {
+    post_generation(req, res, body, true);
   });
   const std::string job = std::string("/v1/generations/") + kIdPattern;
   http_.Get(job, [this](const httplib::Request& req, httplib::Response& res) { get_job(req, res); });
@@ -206,9 +316,13 @@ void App::routes() {
   });
 }
 
-void App::post_generation(const httplib::Request& req, httplib::Response& res, bool synchronous) {
-  ParsedRequest parsed = parse_generation_request(req, limits_);
-  if (!parsed.ok) return send_error(res, parsed.status, parsed.code, parsed.message);
+void App::post_generation(const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader& body, bool synchronous) {
+  ParsedRequest parsed = parse_generation_request(req, body, limits_);
+  if (!parsed.ok) {
+    if (parsed.retry_after > 0) res.set_header("Retry-After", std::to_string(parsed.retry_after));
+    return send_error(res, parsed.status, parsed.code, parsed.message);
+  }
   parsed.request.synchronous = synchronous;
   parsed.request.mux = !synchronous && foley::media_has_ffmpeg();
   auto job = scheduler_.make_job(std::move(parsed.request));
@@ -227,30 +341,66 @@ void App::post_generation(const httplib::Request& req, httplib::Response& res, b
     res.set_header("Retry-After", std::to_string(scheduler_.retry_after_seconds()));
     return send_error(res, 429, "queue_full", "the job queue is full; retry later");
   }
-  if (!synchronous) {
-    res.set_header("Location", accepted["status_url"].get<std::string>());
-    return send_json(res, 202, accepted);
-  }
-  std::unique_lock<std::mutex> lock(job->mutex);
-  job->changed.wait(lock, [&] { return is_terminal(job->state); });
-  if (job->state != JobState::kSucceeded) {
-    const int status = job->error_status ? job->error_status : 500;
-    send_error(res, status, job->error_code, job->error_message);
-  } else {
-    bool ok = false;
-    std::string audio = read_whole_file(job->audio_path, ok);
-    if (!ok) {
-      send_error(res, 500, "internal", "internal error (see the server log)");
-    } else {
-      const bool flac = job->request.format == OutputFormat::kFlac;
-      res.set_header("Content-Disposition",
-                     "attachment; filename=\"foley-" + job->id + (flac ? ".flac\"" : ".wav\""));
-      res.set_header("X-Foley-Job", job->id);
-      res.set_content(std::move(audio), flac ? "audio/flac" : "audio/wav");
+  if (synchronous) return answer_synchronously(req, job, res);
+  res.set_header("Location", accepted["status_url"].get<std::string>());
+  send_json(res, 202, accepted);
+}
+
+// POST /generate: waits for the job, bounded by --sync-timeout, and cancels it when the client
+// goes away (nobody would read the answer) or the wait runs out.
+void App::answer_synchronously(const httplib::Request& req, const std::shared_ptr<Job>& job,
+                               httplib::Response& res) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(options_.sync_timeout_seconds));
+  bool timed_out = false;
+  {
+    std::unique_lock<std::mutex> lock(job->mutex);
+    while (!is_terminal(job->state)) {
+      job->changed.wait_for(lock, std::chrono::milliseconds(200));
+      if (is_terminal(job->state)) break;
+      const bool gone = FrontServer::client_gone();
+      timed_out = std::chrono::steady_clock::now() >= deadline;
+      if (gone || timed_out || stopping_) {
+        lock.unlock();
+        scheduler_.cancel(job, gone ? "the client disconnected" : timed_out
+                                          ? "took longer than --sync-timeout"
+                                          : "server shutting down");
+        lock.lock();
+        // The cancel takes effect at the job's next step; the answer does not wait for it.
+        break;
+      }
     }
   }
+  std::unique_lock<std::mutex> lock(job->mutex);
+  if (timed_out && !is_terminal(job->state)) {
+    lock.unlock();
+    send_error(res, 504, "timeout",
+               "the generation took longer than the server's --sync-timeout (" +
+                   std::to_string(int(options_.sync_timeout_seconds)) +
+                   " s); submit long jobs as asynchronous generations instead");
+    return;
+  }
+  if (job->state != JobState::kSucceeded) {
+    const int status = job->error_status ? job->error_status : is_terminal(job->state) ? 500 : 503;
+    const std::string code = job->error_code.empty() ? "unavailable" : job->error_code;
+    const std::string message =
+        job->error_message.empty() ? "the generation was stopped" : job->error_message;
+    lock.unlock();
+    send_error(res, status, code, message);
+    scheduler_.remove(job->id);
+    return;
+  }
+  const ResultFile file = open_result_locked(*job, false);
   const std::string id = job->id;
   lock.unlock();
+  if (!file) {
+    send_error(res, 410, "not_found", "the result is gone");
+  } else {
+    res.set_header("X-Foley-Job", id);
+    serve_file(req, res, file, "foley-" + id);
+  }
+  // The open descriptor keeps the bytes readable after the files are deleted.
   scheduler_.remove(id);
 }
 
@@ -270,8 +420,9 @@ void App::get_job(const httplib::Request& req, httplib::Response& res) {
 void App::delete_job(const httplib::Request& req, httplib::Response& res) {
   auto job = job_or_404(req, res);
   if (!job) return;
-  if (scheduler_.cancel(job)) {
-    // A running job stops at its next denoising step and will end "cancelled" whatever happens.
+  if (scheduler_.cancel(job, "cancelled by request")) {
+    // A queued job is cancelled now; a running one stops at its next check, and whatever it
+    // was doing, it ends "cancelled" (the scheduler decides its end under the same lock).
     std::lock_guard<std::mutex> lock(job->mutex);
     nlohmann::json body = job_json_locked(*job, "");
     body["state"] = "cancelled";
@@ -290,26 +441,22 @@ void App::delete_job(const httplib::Request& req, httplib::Response& res) {
 void App::get_file(const httplib::Request& req, httplib::Response& res, bool video) {
   auto job = job_or_404(req, res);
   if (!job) return;
-  std::lock_guard<std::mutex> lock(job->mutex);
-  if (job->state != JobState::kSucceeded) {
-    const std::string why = is_terminal(job->state)
-                                ? std::string("the job ") + state_name(job->state) + "; no result"
-                                : "the job has not finished yet";
-    return send_error(res, 409, "invalid_input", why);
+  ResultFile file;
+  {
+    std::lock_guard<std::mutex> lock(job->mutex);
+    if (job->state != JobState::kSucceeded) {
+      const std::string why = is_terminal(job->state)
+                                  ? std::string("the job ") + state_name(job->state) + "; no result"
+                                  : "the job has not finished yet";
+      return send_error(res, 409, "invalid_input", why);
+    }
+    if (video && job->video_path.empty())
+      return send_error(res, 404, "not_found",
+                        "no muxed video for this job (the clip could not be muxed to MP4)");
+    file = open_result_locked(*job, video);
   }
-  const std::string& path = video ? job->video_path : job->audio_path;
-  if (path.empty())
-    return send_error(res, 404, "not_found",
-                      video ? "no muxed video for this job (the clip could not be muxed to MP4)"
-                            : "the result has expired");
-  bool ok = false;
-  std::string bytes = read_whole_file(path, ok);
-  if (!ok) return send_error(res, 404, "not_found", "the result has expired");
-  const bool flac = job->request.format == OutputFormat::kFlac;
-  const std::string ext = video ? "mp4" : flac ? "flac" : "wav";
-  res.set_header("Content-Disposition",
-                 "attachment; filename=\"foley-" + job->id + "." + ext + "\"");
-  res.set_content(std::move(bytes), video ? "video/mp4" : flac ? "audio/flac" : "audio/wav");
+  if (!file) return send_error(res, 404, "not_found", "the result has expired");
+  serve_file(req, res, file, "foley-" + job->id);
 }
 
 }  // namespace foley_server

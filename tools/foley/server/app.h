@@ -10,6 +10,7 @@
 
 #include <httplib.h>
 
+#include "http_front.h"
 #include "metrics.h"
 #include "requests.h"
 #include "scheduler.h"
@@ -21,7 +22,8 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string device = "cpu";
-  int http_threads = 64;
+  int http_threads = 32;   // uploads, downloads and synchronous requests served at once
+  int max_streams = 64;    // concurrent SSE streams (503 + Retry-After beyond)
   size_t queue_size = 16;
   int jobs_per_device = 0;  // 0: 4 on CUDA, 1 on the CPU
   int64_t max_upload_mb = 256;
@@ -33,6 +35,7 @@ struct ServerOptions {
   std::string token;
   double max_clip_seconds = 15;
   int io_timeout_seconds = 60;
+  double sync_timeout_seconds = 600;  // POST /generate waits at most this long (then 504)
 };
 
 enum class Phase { kLoading, kReady, kDraining };
@@ -43,21 +46,26 @@ class App {
       const std::string& results_dir, const std::string& media_root_real);
   ~App();
 
-  int bind();     // the port actually bound (for --port 0)
+  int bind();     // the port actually bound (--port, or a free one for --port 0); -1 on failure
   void listen();  // blocks until stop()
-  void stop();
+  // Stops taking connections; requests in progress get `grace` to finish their I/O.
+  void stop(double grace_seconds = 1.0);
 
   void set_ready() { phase_ = Phase::kReady; metrics_.ready = true; }
   void start_workers(std::vector<std::unique_ptr<foley::Generator>> generators);
   // Stops taking work (ready -> 503 draining), then drains the scheduler within the budget.
-  void drain();
+  // False when a running job did not stop in time (the caller should exit without joining it).
+  bool drain();
 
   Metrics& metrics() { return metrics_; }
 
  private:
   void routes();
   bool authorized(const httplib::Request& req) const;
-  void post_generation(const httplib::Request& req, httplib::Response& res, bool synchronous);
+  void post_generation(const httplib::Request& req, httplib::Response& res,
+                       const httplib::ContentReader& body, bool synchronous);
+  void answer_synchronously(const httplib::Request& req, const std::shared_ptr<Job>& job,
+                            httplib::Response& res);
   void get_job(const httplib::Request& req, httplib::Response& res);
   void get_events(const httplib::Request& req, httplib::Response& res);
   void get_file(const httplib::Request& req, httplib::Response& res, bool video);
@@ -68,7 +76,7 @@ class App {
   RequestLimits limits_;
   Metrics metrics_;
   Scheduler scheduler_;
-  httplib::Server http_;
+  FrontServer http_;
   std::atomic<Phase> phase_{Phase::kLoading};
   std::atomic<bool> stopping_{false};
 };

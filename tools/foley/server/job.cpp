@@ -1,6 +1,10 @@
 #include "job.h"
 
+#include <sys/random.h>
+
+#include <cerrno>
 #include <ctime>
+#include <stdexcept>
 
 namespace foley_server {
 
@@ -15,8 +19,36 @@ const char* state_name(JobState s) {
   return "unknown";
 }
 
+std::string new_random_id() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error("getrandom failed");
+    got += size_t(n);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (size_t i = 0; i < sizeof bytes; ++i) {
+    id[2 * i] = kHex[bytes[i] >> 4];
+    id[2 * i + 1] = kHex[bytes[i] & 15];
+  }
+  return id;
+}
+
+namespace {
+constexpr size_t kKeptEvents = 32;
+
+bool is_terminal_name(const std::string& name) {
+  return name == "done" || name == "failed" || name == "cancelled";
+}
+}  // namespace
+
 void Job::emit_locked(const std::string& name, nlohmann::json data) {
-  events.push_back({name, std::move(data)});
+  if (is_terminal_name(name)) events.clear();
+  events.push_back({next_seq++, name, std::move(data)});
+  while (events.size() > kKeptEvents) events.pop_front();
   changed.notify_all();
 }
 
@@ -88,9 +120,17 @@ nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix) {
         {"guidance", p.guidance},
         {"seed", p.seed},
         {"max_seconds", p.max_clip_seconds},
-        {"format", job.request.format == OutputFormat::kFlac ? "flac" : "wav"}}},
+        {"format", job.request.format == OutputFormat::kFlac ? "flac" : "wav"},
+        {"sample_format", job.request.format == OutputFormat::kFlac
+                              ? "s24"
+                              : job.request.sample_format == SampleFormat::kS16 ? "s16" : "f32"}}},
   };
-  if (job.state == JobState::kSucceeded) j["audio_seconds"] = job.audio_seconds;
+  if (job.state == JobState::kSucceeded) {
+    j["audio_seconds"] = job.audio_seconds;
+    // Integer samples clamp what the model put outside [-1, 1]; say how much.
+    if (job.request.sample_format == SampleFormat::kS16 || job.request.format == OutputFormat::kFlac)
+      j["clipped_samples"] = job.clipped_samples;
+  }
   // The muxed clip is announced only once it exists (it needs FFmpeg and a muxable input).
   if (!job.video_path.empty() || (job.request.mux && !is_terminal(job.state))) j["video_url"] = base + "/video";
   if (job.state == JobState::kFailed || job.state == JobState::kCancelled)

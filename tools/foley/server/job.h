@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -24,10 +25,16 @@ inline bool is_terminal(JobState s) {
 }
 
 enum class OutputFormat { kWav, kFlac };
+enum class SampleFormat { kF32, kS16 };  // WAV sample encoding
+
+// 128 bits from the OS (getrandom), as 32 hex digits: job ids are the only secret protecting a
+// job's results when the server runs without --token.
+std::string new_random_id();
 
 struct JobRequest {
   foley::GenerationParams params;
   OutputFormat format = OutputFormat::kWav;
+  SampleFormat sample_format = SampleFormat::kF32;
   std::string video_path;      // an upload in the data dir, or a file under --media-root
   bool owns_video = false;     // delete video_path when the job is finished
   bool synchronous = false;    // POST /generate: no mux, removed once answered
@@ -35,6 +42,7 @@ struct JobRequest {
 };
 
 struct JobEvent {
+  uint64_t seq = 0;  // 0, 1, 2, ... over the job's life
   std::string name;  // queued, running, progress, done, failed, cancelled
   nlohmann::json data;
 };
@@ -58,9 +66,15 @@ struct Job {
   std::string video_path;  // muxed clip, when muxing worked
   double audio_seconds = 0;
   int64_t result_bytes = 0;
-  std::vector<JobEvent> events;  // every event so far, for SSE replay
+  int64_t clipped_samples = 0;  // s16 output: samples clamped to [-1, 1]
+  // The latest events for SSE streams (a stream that falls further behind skips to the oldest
+  // kept; only progress is ever skipped). A finished job keeps only its terminal event, so a
+  // kept result costs a few hundred bytes, not its whole history.
+  std::deque<JobEvent> events;
+  uint64_t next_seq = 0;
 
   std::atomic<bool> cancel{false};
+  std::string cancel_reason;  // why `cancel` was set (the job's error message once cancelled)
 
   // Appends an event and wakes waiters; the caller holds `mutex`.
   void emit_locked(const std::string& name, nlohmann::json data);

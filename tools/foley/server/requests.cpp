@@ -5,23 +5,28 @@
 
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <optional>
-#include <random>
 
 #include <nlohmann/json.hpp>
 
 #include "foley/media.h"
 #include "http_errors.h"
+#include "http_front.h"
 
 namespace foley_server {
 
 namespace {
 
 constexpr size_t kMaxPromptBytes = 4096;
+constexpr size_t kMaxFieldBytes = 64 << 10;  // a text part of a multipart body
+constexpr size_t kMaxFields = 32;
+constexpr size_t kMaxJsonBytes = 1 << 20;
 
 struct Fields {
   std::map<std::string, std::string> values;  // text fields present in the request
@@ -35,11 +40,20 @@ ParsedRequest fail(int status, const std::string& code, const std::string& messa
   return r;
 }
 
+ParsedRequest fail(const HttpError& e) {
+  ParsedRequest r = fail(e.status, e.code, e.what());
+  r.retry_after = e.retry_after;
+  return r;
+}
+
+// Plain decimal digits only; nullopt when malformed or out of range (never throws).
 std::optional<long long> parse_int(const std::string& s) {
-  if (s.empty() || s.size() > 19) return std::nullopt;
-  for (char c : s)
-    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-  return std::stoll(s);
+  if (s.empty()) return std::nullopt;
+  long long v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || s[0] == '-' || s[0] == '+')
+    return std::nullopt;
+  return v;
 }
 
 std::optional<double> parse_real(const std::string& s) {
@@ -61,9 +75,11 @@ std::string apply_fields(const Fields& f, const RequestLimits& limits, JobReques
   const std::string* prompt = get("prompt");
   if (!prompt) return "prompt: required field (may be empty)";
   if (prompt->size() > kMaxPromptBytes) return "prompt: longer than 4096 bytes";
+  if (!is_valid_utf8(*prompt)) return "prompt: not valid UTF-8 text";
   p.prompt = *prompt;
   if (const auto* v = get("negative_prompt")) {
     if (v->size() > kMaxPromptBytes) return "negative_prompt: longer than 4096 bytes";
+    if (!is_valid_utf8(*v)) return "negative_prompt: not valid UTF-8 text";
     p.negative_prompt = *v;
   }
   if (const auto* v = get("steps")) {
@@ -99,6 +115,13 @@ std::string apply_fields(const Fields& f, const RequestLimits& limits, JobReques
     else return limits.flac_available ? "format: must be wav or flac"
                                       : "format: must be wav (this build has no FLAC)";
   }
+  if (const auto* v = get("sample_format")) {
+    if (*v == "f32") out.sample_format = SampleFormat::kF32;
+    else if (*v == "s16") out.sample_format = SampleFormat::kS16;
+    else return "sample_format: must be f32 or s16";
+    if (out.sample_format == SampleFormat::kS16 && out.format != OutputFormat::kWav)
+      return "sample_format: s16 applies to format wav only (FLAC is 24-bit)";
+  }
   return "";
 }
 
@@ -115,28 +138,62 @@ std::string safe_extension(const std::string& filename) {
   return ext;
 }
 
-// Writes the upload under a random name, readable by this user only.
-std::string store_upload(const std::string& dir, const std::string& bytes,
-                         const std::string& ext) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char name[40];
-  std::snprintf(name, sizeof name, "%016llx.", (unsigned long long)rng());
-  const std::string path = dir + "/" + name + ext;
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw foley::Error(foley::ErrorKind::kInternal, "cannot create " + path);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(path.c_str());
-      throw foley::Error(foley::ErrorKind::kInternal, "cannot write " + path);
-    }
-    done += size_t(n);
+// The video part being received: a file under a random name, readable by this user only,
+// removed again unless the request is accepted.
+class UploadFile {
+ public:
+  UploadFile() = default;
+  UploadFile(const UploadFile&) = delete;
+  UploadFile& operator=(const UploadFile&) = delete;
+  ~UploadFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!path_.empty()) ::unlink(path_.c_str());
   }
-  ::close(fd);
-  return path;
-}
+
+  void create(const std::string& dir, const std::string& ext) {
+    path_ = dir + "/" + new_random_id() + "." + ext;
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+      const int err = errno;
+      path_.clear();
+      throw_storage(err);
+    }
+  }
+  bool is_open() const { return fd_ >= 0; }
+  void write(const char* data, size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, data, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) throw_storage(w < 0 ? errno : ENOSPC);
+      data += w;
+      n -= size_t(w);
+      bytes_ += size_t(w);
+    }
+  }
+  void finish() {
+    const int r = ::close(fd_);
+    fd_ = -1;
+    if (r != 0) throw_storage(errno);
+  }
+  size_t bytes() const { return bytes_; }
+  // The caller owns the file from now on.
+  std::string release() {
+    std::string p = std::move(path_);
+    path_.clear();
+    return p;
+  }
+
+ private:
+  [[noreturn]] static void throw_storage(int err) {
+    if (auto e = storage_error(err, "the upload")) throw *e;
+    throw foley::Error(foley::ErrorKind::kInternal,
+                       std::string("cannot store an upload: ") + std::strerror(err));
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  size_t bytes_ = 0;
+};
 
 // Fails early on files that are not a readable video, so the client gets 422 at submission.
 ParsedRequest probe_or_fail(ParsedRequest r) {
@@ -151,8 +208,8 @@ ParsedRequest probe_or_fail(ParsedRequest r) {
   return r;
 }
 
-ParsedRequest parse_json(const httplib::Request& req, const RequestLimits& limits) {
-  const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+ParsedRequest parse_json(const std::string& text, const RequestLimits& limits) {
+  const nlohmann::json body = nlohmann::json::parse(text, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return fail(400, "invalid_input", "body: not a JSON object");
   Fields f;
   for (const auto& [key, value] : body.items()) {
@@ -183,29 +240,134 @@ ParsedRequest parse_json(const httplib::Request& req, const RequestLimits& limit
   return probe_or_fail(std::move(r));
 }
 
-}  // namespace
 
-ParsedRequest parse_generation_request(const httplib::Request& req, const RequestLimits& limits) {
-  const std::string type = req.get_header_value("Content-Type");
-  if (type.rfind("application/json", 0) == 0) return parse_json(req, limits);
-  if (!req.is_multipart_form_data())
-    return fail(400, "invalid_input",
-                "body: send a multipart form (fields video, prompt, ...) or a JSON object");
-  Fields f;
-  for (const auto& [name, part] : req.files) {
-    if (name == "video") continue;
-    f.values[name] = part.content;
+// Why a body could not be read to its end.
+ParsedRequest unreadable_body(const RequestLimits& limits) {
+  FrontServer::close_after_response();
+  if (int64_t(FrontServer::body_bytes_read()) >= limits.max_upload_bytes)
+    return fail(413, "too_large",
+                "request body above --max-upload-mb (" +
+                    std::to_string(limits.max_upload_bytes >> 20) + " MB)");
+  return fail(400, "invalid_input", "body: incomplete, too slow, or not a well-formed form");
+}
+
+ParsedRequest parse_json_body(const httplib::ContentReader& body, const RequestLimits& limits) {
+  std::string text;
+  bool too_big = false;
+  const bool complete = body([&](const char* data, size_t n) {
+    if (text.size() + n > kMaxJsonBytes) {
+      too_big = true;
+      return false;
+    }
+    text.append(data, n);
+    return true;
+  });
+  if (too_big) {
+    FrontServer::close_after_response();
+    return fail(413, "too_large", "body: a JSON request is at most 1 MiB");
   }
+  if (!complete) return unreadable_body(limits);
+  return parse_json(text, limits);
+}
+
+ParsedRequest parse_multipart_body(const httplib::ContentReader& body,
+                                   const RequestLimits& limits) {
+  Fields f;
+  UploadFile upload;
+  std::string video_name, current, field_error;
+  bool in_video = false, saw_video = false;
+  const bool complete = body(
+      [&](const httplib::MultipartFormData& part) {
+        current = part.name;
+        in_video = part.name == "video";
+        if (in_video) {
+          if (saw_video) field_error = "video: sent more than once";
+          else if (part.filename.empty()) field_error = "video: must be a file part (with a filename)";
+          if (!field_error.empty()) return false;
+          saw_video = true;
+          video_name = part.filename;
+          upload.create(limits.uploads_dir, safe_extension(part.filename));
+          return true;
+        }
+        if (f.values.count(part.name)) field_error = part.name + ": sent more than once";
+        else if (f.values.size() >= kMaxFields) field_error = "body: too many form fields";
+        if (!field_error.empty()) return false;
+        f.values[part.name];
+        return true;
+      },
+      [&](const char* data, size_t n) {
+        if (in_video) {
+          upload.write(data, n);
+          return true;
+        }
+        std::string& value = f.values[current];
+        if (value.size() + n > kMaxFieldBytes) {
+          field_error = (is_valid_utf8(current) ? current : std::string("a field")) +
+                        ": longer than " + std::to_string(kMaxFieldBytes) + " bytes";
+          return false;
+        }
+        value.append(data, n);
+        return true;
+      });
+  if (!field_error.empty()) {
+    FrontServer::close_after_response();
+    return fail(400, "invalid_input", field_error);
+  }
+  if (!complete) return unreadable_body(limits);
   ParsedRequest r;
-  if (!req.has_file("video") || req.get_file_value("video").filename.empty())
-    return fail(400, "invalid_input", "video: required file field is missing");
+  if (!saw_video) return fail(400, "invalid_input", "video: required file field is missing");
   if (const std::string e = apply_fields(f, limits, r.request); !e.empty())
     return fail(400, "invalid_input", e);
-  const auto& video = req.get_file_value("video");
-  if (video.content.empty()) return fail(400, "invalid_input", "video: the uploaded file is empty");
-  r.request.video_path = store_upload(limits.uploads_dir, video.content, safe_extension(video.filename));
+  if (upload.bytes() == 0) return fail(400, "invalid_input", "video: the uploaded file is empty");
+  upload.finish();
+  r.request.video_path = upload.release();
   r.request.owns_video = true;
   return probe_or_fail(std::move(r));
+}
+
+}  // namespace
+
+bool is_valid_utf8(const std::string& s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len = 0;
+    uint32_t cp = 0, min = 0;
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+    else return false;
+    if (i + size_t(len) > n) return false;
+    for (int k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + size_t(k)]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += size_t(len);
+  }
+  return true;
+}
+
+ParsedRequest parse_generation_request(const httplib::Request& req,
+                                       const httplib::ContentReader& body,
+                                       const RequestLimits& limits) {
+  const std::string type = req.get_header_value("Content-Type");
+  try {
+    if (type.rfind("application/json", 0) == 0) return parse_json_body(body, limits);
+    if (req.is_multipart_form_data()) return parse_multipart_body(body, limits);
+  } catch (const HttpError& e) {
+    FrontServer::close_after_response();
+    return fail(e);
+  }
+  FrontServer::close_after_response();
+  return fail(400, "invalid_input",
+              "body: send a multipart form (fields video, prompt, ...) or a JSON object");
 }
 
 }  // namespace foley_server

@@ -1,6 +1,9 @@
 // Turning a POST /v1/generations or /generate request (multipart upload, or JSON naming a file
-// under --media-root) into a validated JobRequest. Field errors name the field (400); an upload
-// that is not a readable video is refused before it is queued (422).
+// under --media-root) into a validated JobRequest. The body is read as it arrives: the video part
+// straight into a file in the uploads folder (never whole in memory), the other fields into
+// small capped buffers. Field errors name the field (400); a body past the cap is 413; an upload
+// that is not a readable video is refused before it is queued (422); a full or read-only disk is
+// 507/503.
 #pragma once
 
 #include <string>
@@ -16,6 +19,7 @@ struct RequestLimits {
   std::string media_root;   // realpath of --media-root; empty: JSON video_path refused
   double max_clip_seconds = 15.0;
   bool flac_available = true;
+  int64_t max_upload_bytes = int64_t(256) << 20;
 };
 
 struct ParsedRequest {
@@ -24,8 +28,14 @@ struct ParsedRequest {
   int status = 400;
   std::string code = "invalid_input";
   std::string message;
+  int retry_after = 0;
 };
 
-ParsedRequest parse_generation_request(const httplib::Request& req, const RequestLimits& limits);
+ParsedRequest parse_generation_request(const httplib::Request& req,
+                                       const httplib::ContentReader& body,
+                                       const RequestLimits& limits);
+
+// True if `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool is_valid_utf8(const std::string& s);
 
 }  // namespace foley_server

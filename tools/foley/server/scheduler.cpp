@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <random>
+#include <thread>
 
 #include "foley/media.h"
 #include "http_errors.h"
@@ -27,12 +27,8 @@ void Scheduler::start(std::vector<std::unique_ptr<foley::Generator>> generators)
 }
 
 std::shared_ptr<Job> Scheduler::make_job(JobRequest request) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char id[33];
-  std::snprintf(id, sizeof id, "%016llx%016llx", (unsigned long long)rng(),
-                (unsigned long long)rng());
   auto job = std::make_shared<Job>();
-  job->id = id;
+  job->id = new_random_id();
   job->request = std::move(request);
   return job;
 }
@@ -68,14 +64,26 @@ void Scheduler::finish_cancelled_locked(Job& job, const std::string& message) {
   metrics_.count_finished("cancelled");
 }
 
-bool Scheduler::cancel(const std::shared_ptr<Job>& job) {
+void Scheduler::finish_failed_locked(Job& job, int status, const std::string& code,
+                                     const std::string& message) {
+  job.state = JobState::kFailed;
+  job.finished_at = Clock::now();
+  job.error_code = code;
+  job.error_message = message;
+  job.error_status = status;
+  job.emit_locked("failed", {{"id", job.id}, {"error", {{"code", code}, {"message", message}}}});
+  metrics_.count_finished("failed");
+}
+
+bool Scheduler::cancel(const std::shared_ptr<Job>& job, const std::string& reason) {
   std::lock_guard<std::mutex> lock(mutex_);
   std::lock_guard<std::mutex> job_lock(job->mutex);
   if (is_terminal(job->state)) return false;
+  if (!job->cancel) job->cancel_reason = reason;
   job->cancel = true;
   if (job->state == JobState::kQueued) {
     queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
-    finish_cancelled_locked(*job, "cancelled by request");
+    finish_cancelled_locked(*job, reason);
     if (job->request.owns_video) std::remove(job->request.video_path.c_str());
   }
   return true;
@@ -94,9 +102,13 @@ void Scheduler::remove(const std::string& id) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
-  std::lock_guard<std::mutex> job_lock(it->second->mutex);
-  if (!is_terminal(it->second->state)) return;
-  delete_files_locked(*it->second);
+  // Our own reference: erasing the map entry must not free the job while its lock is held.
+  const std::shared_ptr<Job> job = it->second;
+  {
+    std::lock_guard<std::mutex> job_lock(job->mutex);
+    if (!is_terminal(job->state)) return;
+    delete_files_locked(*job);
+  }
   jobs_.erase(it);
 }
 
@@ -153,6 +165,63 @@ void Scheduler::worker_loop(foley::Generator* generator) {
   }
 }
 
+namespace {
+
+// The result files of a job, written into the results folder; a write that fails because the
+// disk is full or read-only says so (507 / 503) instead of "internal error".
+struct WrittenResult {
+  std::string audio, video;
+  int64_t bytes = 0;
+  int64_t clipped = 0;
+};
+
+WrittenResult write_results(const std::string& dir, const Job& job,
+                            const foley::GenerationResult& result, double* mux_seconds) {
+  const JobRequest& req = job.request;
+  WrittenResult out;
+  const bool flac = req.format == OutputFormat::kFlac;
+  out.audio = dir + "/" + job.id + (flac ? ".flac" : ".wav");
+  foley::AudioWriteOptions wopts;
+  wopts.format = flac ? foley::AudioFormat::kFlac24
+                      : req.sample_format == SampleFormat::kS16 ? foley::AudioFormat::kWavS16
+                                                                : foley::AudioFormat::kWavF32;
+  wopts.sample_rate = result.sample_rate;
+  try {
+    out.clipped =
+        foley::write_audio(out.audio, result.audio.data(), result.audio.size(), wopts).clipped;
+  } catch (const foley::Error&) {
+    if (auto e = storage_state_error(dir, "the result")) throw *e;
+    throw;
+  }
+  if (req.mux) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string mp4 = dir + "/" + job.id + ".mp4";
+    try {
+      foley::mux_audio(req.video_path, result.audio.data(), result.audio.size(),
+                       result.sample_rate, mp4);
+      out.video = mp4;
+      *mux_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const foley::Error& e) {
+      // The audio is the product; a clip the MP4 muxer cannot hold only loses the video.
+      std::fprintf(stderr, "foley serve: job %s: no muxed video: %s\n", job.id.c_str(),
+                   e.what());
+    }
+  }
+  std::error_code ec;
+  out.bytes = int64_t(fs::file_size(out.audio, ec));
+  if (!out.video.empty()) out.bytes += int64_t(fs::file_size(out.video, ec));
+  return out;
+}
+
+void delete_written(const WrittenResult& w) {
+  std::error_code ec;
+  if (!w.audio.empty()) fs::remove(w.audio, ec);
+  if (!w.video.empty()) fs::remove(w.video, ec);
+}
+
+}  // namespace
+
 void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>& job) {
   const JobRequest& req = job->request;
   foley::GenerationCallbacks callbacks;
@@ -164,77 +233,56 @@ void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>&
     job->emit_locked("progress", progress_json_locked(*job));
   };
 
+  int error_status = 0;
   std::string error_code, error_message;
-  int error_status = 500;
-  bool cancelled = false;
   try {
     foley::GenerationResult result = generator->generate(req.video_path, req.params, callbacks);
-    // A cancel that arrived during the last stage still wins: DELETE promised "cancelled".
-    if (job->cancel) throw foley::Error(foley::ErrorKind::kCancelled, "cancelled");
-    const bool flac = req.format == OutputFormat::kFlac;
-    const std::string audio = options_.results_dir + "/" + job->id + (flac ? ".flac" : ".wav");
-    foley::AudioWriteOptions wopts;
-    wopts.format = flac ? foley::AudioFormat::kFlac24 : foley::AudioFormat::kWavF32;
-    wopts.sample_rate = result.sample_rate;
-    foley::write_audio(audio, result.audio.data(), result.audio.size(), wopts);
-    std::string video;
-    if (req.mux) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const std::string out = options_.results_dir + "/" + job->id + ".mp4";
-      try {
-        foley::mux_audio(req.video_path, result.audio.data(), result.audio.size(),
-                         result.sample_rate, out);
-        video = out;
-        result.timings.push_back(
-            {"mux", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
-      } catch (const foley::Error& e) {
-        // The audio is the product; a clip the MP4 muxer cannot hold only loses the video.
-        std::fprintf(stderr, "foley serve: job %s: no muxed video: %s\n", job->id.c_str(),
-                     e.what());
-      }
-    }
-    std::error_code ec;
-    int64_t bytes = int64_t(fs::file_size(audio, ec));
-    if (!video.empty()) bytes += int64_t(fs::file_size(video, ec));
+    double mux_seconds = -1;
+    const WrittenResult written = write_results(options_.results_dir, *job, result, &mux_seconds);
+    if (mux_seconds >= 0) result.timings.push_back({"mux", mux_seconds});
     for (const auto& t : result.timings) metrics_.observe_stage(t.stage, t.seconds);
     std::lock_guard<std::mutex> lock(job->mutex);
-    job->state = JobState::kSucceeded;
-    job->finished_at = Clock::now();
-    job->timings = result.timings;
-    job->audio_path = audio;
-    job->video_path = video;
-    job->audio_seconds = result.audio_seconds;
-    job->result_bytes = bytes;
-    job->emit_locked("done", job_json_locked(*job, ""));
-    metrics_.count_finished("succeeded");
-  } catch (const foley::Error& e) {
-    if (e.kind() == foley::ErrorKind::kCancelled) {
-      cancelled = true;
+    // Decided under the lock that cancel() takes: a DELETE answered "cancelled" before this
+    // point is honoured even though the work is done.
+    if (job->cancel) {
+      delete_written(written);
+      finish_cancelled_locked(*job, cancel_message_locked(*job));
     } else {
+      job->state = JobState::kSucceeded;
+      job->finished_at = Clock::now();
+      job->timings = result.timings;
+      job->audio_path = written.audio;
+      job->video_path = written.video;
+      job->audio_seconds = result.audio_seconds;
+      job->result_bytes = written.bytes;
+      job->clipped_samples = written.clipped;
+      job->emit_locked("done", job_json_locked(*job, ""));
+      metrics_.count_finished("succeeded");
+    }
+  } catch (const HttpError& e) {
+    error_status = e.status;
+    error_code = e.code;
+    error_message = e.what();
+  } catch (const foley::Error& e) {
+    if (e.kind() != foley::ErrorKind::kCancelled) {
       const MappedError m = map_error(e);
+      error_status = m.status;
       error_code = m.code;
       error_message = m.message;
-      error_status = m.status;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "foley serve: job %s: internal error: %s\n", job->id.c_str(), e.what());
+    error_status = 500;
     error_code = "internal";
     error_message = "internal error (see the server log)";
   }
-  if (cancelled || !error_code.empty()) {
-    const bool shutting_down = draining();
+  {
     std::lock_guard<std::mutex> lock(job->mutex);
-    if (cancelled) {
-      finish_cancelled_locked(*job, shutting_down ? "server shutting down" : "cancelled by request");
-    } else {
-      job->state = JobState::kFailed;
-      job->finished_at = Clock::now();
-      job->error_code = error_code;
-      job->error_message = error_message;
-      job->error_status = error_status;
-      job->emit_locked("failed", {{"id", job->id},
-                                  {"error", {{"code", error_code}, {"message", error_message}}}});
-      metrics_.count_finished("failed");
+    if (!is_terminal(job->state)) {
+      if (job->cancel) finish_cancelled_locked(*job, cancel_message_locked(*job));
+      else finish_failed_locked(*job, error_status ? error_status : 500,
+                                error_code.empty() ? "internal" : error_code,
+                                error_message.empty() ? "internal error" : error_message);
     }
   }
   if (req.owns_video) std::remove(req.video_path.c_str());
@@ -248,6 +296,10 @@ void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>&
   mean_job_seconds_ = mean_job_seconds_ == 0 ? seconds : 0.8 * mean_job_seconds_ + 0.2 * seconds;
 }
 
+std::string Scheduler::cancel_message_locked(const Job& job) const {
+  return job.cancel_reason.empty() ? "cancelled" : job.cancel_reason;
+}
+
 void Scheduler::janitor_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_) {
@@ -256,27 +308,30 @@ void Scheduler::janitor_loop() {
     const auto now = Clock::now();
     const auto ttl = std::chrono::duration<double>(options_.result_ttl_seconds);
     // Finished jobs, oldest first; drop expired ones, then the oldest until within budget.
-    std::vector<std::pair<Clock::time_point, std::string>> finished;
+    std::vector<std::pair<Clock::time_point, std::shared_ptr<Job>>> finished;
     int64_t bytes = 0;
     for (const auto& [id, job] : jobs_) {
       std::lock_guard<std::mutex> job_lock(job->mutex);
       if (!is_terminal(job->state) || job->request.synchronous) continue;
-      finished.emplace_back(job->finished_at, id);
+      finished.emplace_back(job->finished_at, job);
       bytes += job->result_bytes;
     }
-    std::sort(finished.begin(), finished.end());
-    for (const auto& [when, id] : finished) {
-      auto& job = jobs_.at(id);
-      std::lock_guard<std::mutex> job_lock(job->mutex);
+    std::sort(finished.begin(), finished.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [when, job] : finished) {
       if (now - when < ttl && bytes <= options_.disk_budget_bytes) break;
-      bytes -= job->result_bytes;
-      delete_files_locked(*job);
-      jobs_.erase(id);
+      {
+        // `job` is our own reference: the erase below cannot free it under its lock.
+        std::lock_guard<std::mutex> job_lock(job->mutex);
+        bytes -= job->result_bytes;
+        delete_files_locked(*job);
+      }
+      jobs_.erase(job->id);
     }
   }
 }
 
-void Scheduler::drain(double budget_seconds) {
+bool Scheduler::drain(double budget_seconds, double cancel_grace_seconds) {
   std::unique_lock<std::mutex> lock(mutex_);
   draining_ = true;
   for (auto& job : queue_) {
@@ -286,18 +341,35 @@ void Scheduler::drain(double budget_seconds) {
   }
   queue_.clear();
   const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(budget_seconds);
+      std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                             std::chrono::duration<double>(budget_seconds));
   running_changed_.wait_until(lock, deadline, [&] { return running_ == 0; });
   if (running_ > 0) {
-    for (auto& [id, job] : jobs_) job->cancel = true;  // each stops at its next step
-    running_changed_.wait(lock, [&] { return running_ == 0; });
+    for (auto& [id, job] : jobs_) {
+      std::lock_guard<std::mutex> job_lock(job->mutex);
+      if (is_terminal(job->state)) continue;
+      if (!job->cancel) job->cancel_reason = "server shutting down";
+      job->cancel = true;  // each stops at its next step
+    }
+    running_changed_.wait_for(lock, std::chrono::duration<double>(cancel_grace_seconds),
+                              [&] { return running_ == 0; });
   }
+  const bool all_stopped = running_ == 0;
   stop_ = true;
   queue_changed_.notify_all();
   lock.unlock();
+  if (!all_stopped) {
+    // A stage between cancel checks (a long decode, say) must not hold the exit beyond the
+    // budget: its worker is left to the process exit.
+    for (auto& w : workers_) w.detach();
+    workers_.clear();
+    if (janitor_.joinable()) janitor_.join();
+    return false;
+  }
   for (auto& w : workers_) w.join();
   workers_.clear();
   if (janitor_.joinable()) janitor_.join();
+  return true;
 }
 
 }  // namespace foley_server

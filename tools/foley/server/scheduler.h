@@ -39,9 +39,10 @@ class Scheduler {
   std::shared_ptr<Job> make_job(JobRequest request);  // with a fresh random id, not yet queued
   SubmitResult submit(const std::shared_ptr<Job>& job);
   std::shared_ptr<Job> find(const std::string& id) const;
-  // Queued: removed from the queue and cancelled now. Running: asked to stop at the next step.
-  // Returns false when the job is already finished.
-  bool cancel(const std::shared_ptr<Job>& job);
+  // Queued: removed from the queue and cancelled now. Running: asked to stop at its next check;
+  // it then ends "cancelled" whatever stage it was in (its end is decided under the job's lock,
+  // after the cancel flag is read). Returns false when the job is already finished.
+  bool cancel(const std::shared_ptr<Job>& job, const std::string& reason);
   // Forgets a finished job and deletes its files.
   void remove(const std::string& id);
 
@@ -51,15 +52,20 @@ class Scheduler {
   bool draining() const;
 
   // Stops taking jobs, cancels queued ones, lets running jobs finish within `budget_seconds`,
-  // cancels what is still running, and joins every thread.
-  void drain(double budget_seconds);
+  // then cancels what is still running and waits `cancel_grace_seconds` more for it to stop.
+  // Returns true when every thread was joined; false when a job was still running (its worker
+  // is detached: the process must exit without destroying the scheduler's generators).
+  bool drain(double budget_seconds, double cancel_grace_seconds = 2.0);
 
  private:
   void worker_loop(foley::Generator* generator);
   void run_job(foley::Generator* generator, const std::shared_ptr<Job>& job);
   void janitor_loop();
   void finish_cancelled_locked(Job& job, const std::string& message);
+  void finish_failed_locked(Job& job, int status, const std::string& code,
+                            const std::string& message);
   void delete_files_locked(Job& job);
+  std::string cancel_message_locked(const Job& job) const;
 
   SchedulerOptions options_;
   Metrics& metrics_;

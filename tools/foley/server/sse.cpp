@@ -20,7 +20,7 @@ bool is_terminal_event(const std::string& name) {
 
 struct Cursor {
   bool started = false;
-  size_t next = 0;  // index into job->events
+  uint64_t next = 0;  // sequence number of the next event to send
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 };
 
@@ -41,7 +41,7 @@ void App::get_events(const httplib::Request& req, httplib::Response& res) {
           std::unique_lock<std::mutex> lock(job->mutex);
           if (!cursor->started) {
             cursor->started = true;
-            cursor->next = job->events.size();
+            cursor->next = job->next_seq;
             if (is_terminal(job->state)) {
               const JobEvent& last = job->events.back();  // the terminal event
               out = sse_event(last.name, last.data);
@@ -54,12 +54,14 @@ void App::get_events(const httplib::Request& req, httplib::Response& res) {
           } else {
             // Short waits so a stopping server is noticed quickly.
             job->changed.wait_for(lock, seconds(1), [&] {
-              return job->events.size() > cursor->next || stopping_;
+              return job->next_seq > cursor->next || stopping_;
             });
-            while (cursor->next < job->events.size() && !end) {
-              const JobEvent& e = job->events[cursor->next++];
+            for (const JobEvent& e : job->events) {
+              if (e.seq < cursor->next) continue;
               out += sse_event(e.name, e.data);
+              cursor->next = e.seq + 1;
               end = is_terminal_event(e.name);
+              if (end) break;
             }
           }
         }
