@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -58,7 +59,7 @@ std::string convert_clap_dir(const std::string& clap_dir) {
 TEST(ClapText, SharedGoldenStage) {
   const fs::path dir = fs::path(FOLEY_SOURCE_DIR) / ".." / "shared" / "golden" / "tiny-a";
   if (!fs::exists(dir / "checkpoints" / "clap" / "pytorch_model.bin"))
-    GTEST_SKIP() << "no shared golden case";
+    FOLEY_SKIP_MISSING("no shared golden case");
   GoldenOptions opt;
   opt.stages = {"clap"};
   const GoldenReport r = run_golden_case(dir.string(), opt);
@@ -69,7 +70,7 @@ TEST(ClapText, SharedGoldenStage) {
 }
 
 TEST(ClapText, MatchesPythonReference) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   const std::string dir = make_clap_dir();
   ASSERT_FALSE(dir.empty());
   const auto weights = WeightStore::open(convert_clap_dir(dir));
@@ -139,13 +140,13 @@ void expect_convert_error(const std::string& flag, const std::string& key,
 }
 
 TEST(ClapText, ConverterReportsMissingTensor) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   expect_convert_error("--drop", "text_model.encoder.layer.1.attention.self.key.bias",
                        "missing tensor");
 }
 
 TEST(ClapText, ConverterReportsMisshapedTensor) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   expect_convert_error("--reshape", "text_model.encoder.layer.0.output.dense.weight", "has shape");
 }
 
@@ -154,7 +155,7 @@ TEST(ClapText, ConverterReportsMisshapedTensor) {
 TEST(ClapText, ModelDirPicksUpClapFolder) {
   const fs::path dir = fs::path(FOLEY_SOURCE_DIR) / ".." / "shared" / "golden" / "tiny-a";
   if (!fs::exists(dir / "checkpoints" / "clap" / "pytorch_model.bin"))
-    GTEST_SKIP() << "no shared golden case";
+    FOLEY_SKIP_MISSING("no shared golden case");
   ConvertRequest req;
   req.model_dir = (dir / "checkpoints").string();
   req.include_dit = false;
@@ -171,7 +172,7 @@ TEST(ClapText, ModelDirPicksUpClapFolder) {
 TEST(ClapText, RejectsBadInputs) {
   const fs::path dir = fs::path(FOLEY_SOURCE_DIR) / ".." / "shared" / "golden" / "tiny-a";
   if (!fs::exists(dir / "checkpoints" / "clap" / "pytorch_model.bin"))
-    GTEST_SKIP() << "no shared golden case";
+    FOLEY_SKIP_MISSING("no shared golden case");
   const auto weights = WeightStore::open(convert_clap_dir((dir / "checkpoints" / "clap").string()));
   auto backend = make_cpu_backend();
   const ClapTextModel model(*weights, *backend);
@@ -194,7 +195,7 @@ TEST(ClapText, RejectsBadInputs) {
 // and projections dropped), a nested ClapConfig (text_config), and a BPE vocabulary whose merges
 // the tokenizer applies.
 TEST(ClapText, TinyModelGeneratorFolderConvertsAndRuns) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
   const std::string dir = test::temp_dir();
   std::string log;
   ASSERT_EQ(test::run_command(python() + " " + test::source_path("scripts/tiny_models/clap.py") +
@@ -217,9 +218,65 @@ TEST(ClapText, TinyModelGeneratorFolderConvertsAndRuns) {
     ASSERT_TRUE(std::isfinite(f.hidden.data<float>()[i])) << i;
 }
 
+// The hub ships laion/larger_clap_general's weights as pytorch_model.bin and as model.safetensors.
+// A folder with only model.safetensors converts (it used to be ignored), to exactly the bundle
+// tensors of the .bin; with both, model.safetensors is the one used (clap_weights_file).
+TEST(ClapText, SafetensorsWeightsConvertLikeTheBin) {
+  if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
+  const std::string root = test::temp_dir();
+  std::string log;
+  ASSERT_EQ(test::run_command(python() + " " + test::source_path("scripts/tiny_models/clap.py") +
+                                  " " + root + "/both --seed 4 --weights both 2>&1",
+                              &log),
+            0)
+      << log;
+  // Two more model directories, each holding one of the two weight files.
+  const fs::path both = fs::path(root) / "both" / "clap";
+  for (const char* only : {"pytorch_model.bin", "model.safetensors"}) {
+    const fs::path dir = fs::path(root) / only / "clap";
+    fs::create_directories(dir);
+    for (const char* f : {"config.json", "vocab.json", "merges.txt", only})
+      fs::copy_file(both / f, dir / f);
+  }
+  auto convert_dir = [](const fs::path& model_dir) {
+    ConvertRequest req;
+    req.model_dir = model_dir.string();
+    req.include_dit = false;
+    req.include_dac = false;
+    req.output = test::temp_dir() + "/bundle.safetensors";
+    const ConvertSummary s = convert_model(req);
+    EXPECT_EQ(s.networks, std::vector<std::string>{"clap"});
+    return std::make_pair(req.output, s.sources.count("clap") ? s.sources.at("clap").front() : "");
+  };
+  const auto [bin_bundle, bin_source] = convert_dir(fs::path(root) / "pytorch_model.bin");
+  const auto [st_bundle, st_source] = convert_dir(fs::path(root) / "model.safetensors");
+  const auto [both_bundle, both_source] = convert_dir(fs::path(root) / "both");
+  EXPECT_EQ(bin_source, "clap/pytorch_model.bin");
+  EXPECT_EQ(st_source, "clap/model.safetensors");
+  EXPECT_EQ(both_source, "clap/model.safetensors");
+
+  const SafetensorsFile a = SafetensorsFile::open(bin_bundle);
+  for (const std::string& other : {st_bundle, both_bundle}) {
+    const SafetensorsFile b = SafetensorsFile::open(other);
+    ASSERT_EQ(a.entries().size(), b.entries().size()) << other;
+    size_t clap_tensors = 0;
+    for (const auto& e : a.entries()) {
+      ASSERT_TRUE(b.has(e.name)) << e.name;
+      const Tensor ta = a.tensor(e.name), tb = b.tensor(e.name);
+      ASSERT_EQ(ta.shape(), tb.shape()) << e.name;
+      ASSERT_EQ(ta.dtype(), tb.dtype()) << e.name;
+      EXPECT_EQ(std::memcmp(ta.raw(), tb.raw(), ta.nbytes()), 0) << e.name << " differs";
+      clap_tensors += e.name.rfind("clap.", 0) == 0;
+    }
+    EXPECT_GT(clap_tensors, 10u);
+    EXPECT_EQ(a.metadata().at("config"), b.metadata().at("config"));
+  }
+}
+
 // CPU time of one forward at the real size (RoBERTa-base, random weights) on a batch of two
 // ~20-token prompts. Opt-in: FOLEY_CLAP_TIMING=1 (building the 500 MB bundle takes a while).
 TEST(ClapText, FullSizeTiming) {
+  // Opt-in, not a missing tool: skipped (also in CI) unless asked for.
   if (!std::getenv("FOLEY_CLAP_TIMING")) GTEST_SKIP() << "set FOLEY_CLAP_TIMING=1";
   ClapTextConfig cfg;  // the defaults are laion/larger_clap_general's text tower
   const int64_t h = cfg.hidden_size, inter = cfg.intermediate_size;

@@ -2,13 +2,15 @@
 """Tiny CLAP (laion/larger_clap_general layout) in the official HF file format.
 
   clap.py OUT_DIR [--seed N] [--hidden 64] [--heads 2] [--layers 2] [--inter 128]
-                  [--merges 64]
+                  [--merges 64] [--weights bin|safetensors|both]
 
 OUT_DIR/clap/ gets
   pytorch_model.bin      a whole ClapModel state dict (fp32, torch.save zip format): the RoBERTa
                          text tower text_model.* (with the position_ids/token_type_ids buffers and
                          the pooler), text_projection.*, and a few audio_model.*,
                          audio_projection.* and logit_scale_a/_t tensors, which converters drop;
+  model.safetensors      with --weights safetensors|both: the same state dict as a safetensors
+                         file, the hub's other format of the same weights (default: bin only);
   config.json            a ClapConfig (model_type "clap") with text_config and audio_config, as on
                          the hub;
   vocab.json, merges.txt a byte-level BPE vocabulary in the RoBERTa layout: <s>=0, <pad>=1,
@@ -108,7 +110,32 @@ def write_tokenizer(d, n_merges):
     return len(vocab)
 
 
-def make_clap(out_dir, seed=1, hidden=64, heads=2, layers=2, inter=128, n_merges=64):
+def save_safetensors(sd, path):
+    """The safetensors format written directly (Debian has no python3-safetensors): an 8-byte
+    little-endian header length, the JSON header (dtype, shape, data_offsets), the raw bytes."""
+    dtypes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32"}
+    header, blobs, offset = {}, [], 0
+    for name, t in sd.items():
+        t = t.detach().contiguous()
+        raw = t.view(torch.uint8).numpy().tobytes() if t.dim() else \
+            t.reshape(1).view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def make_clap(out_dir, seed=1, hidden=64, heads=2, layers=2, inter=128, n_merges=64,
+              weights="bin"):
     if hidden % heads:
         raise ValueError("hidden must divide by heads")
     d = os.path.join(out_dir, "clap")
@@ -142,7 +169,10 @@ def make_clap(out_dir, seed=1, hidden=64, heads=2, layers=2, inter=128, n_merges
     m.linear("audio_projection.linear2", proj, proj)
     m.normal("logit_scale_a", (), 0.1, mean=2.6)
     m.normal("logit_scale_t", (), 0.1, mean=2.6)
-    torch.save(m.sd, os.path.join(d, "pytorch_model.bin"))
+    if weights in ("bin", "both"):
+        torch.save(m.sd, os.path.join(d, "pytorch_model.bin"))
+    if weights in ("safetensors", "both"):
+        save_safetensors(m.sd, os.path.join(d, "model.safetensors"))
     config = {
         "architectures": ["ClapModel"],
         "model_type": "clap",
@@ -185,8 +215,10 @@ def main(argv):
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--inter", type=int, default=128)
     ap.add_argument("--merges", type=int, default=64)
+    ap.add_argument("--weights", choices=("bin", "safetensors", "both"), default="bin",
+                    help="pytorch_model.bin (default), model.safetensors or both")
     a = ap.parse_args(argv[1:])
-    make_clap(a.out_dir, a.seed, a.hidden, a.heads, a.layers, a.inter, a.merges)
+    make_clap(a.out_dir, a.seed, a.hidden, a.heads, a.layers, a.inter, a.merges, a.weights)
     return 0
 
 

@@ -118,13 +118,15 @@ ConvertSummary convert_model(const ConvertRequest& request) {
     if (files.synchformer_checkpoint.empty())
       summary.notes.push_back("no synchformer_state_dict.pth in " + dir + ": Synchformer left out");
   }
-  // CLAP (laion/larger_clap_general) is also a separate download: a clap/ subfolder.
+  // CLAP (laion/larger_clap_general) is also a separate download: a clap/ subfolder with its
+  // weights as model.safetensors (used when present) or pytorch_model.bin.
   if (!dir.empty()) {
     const fs::path clap = fs::path(dir) / "clap";
-    if (fs::is_regular_file(clap / "pytorch_model.bin")) {
+    if (!clap_weights_file(clap.string()).empty()) {
       files.clap_dir = clap.string();
     } else {
-      summary.notes.push_back("no clap/pytorch_model.bin in " + dir + ": CLAP left out");
+      summary.notes.push_back("no clap/model.safetensors or clap/pytorch_model.bin in " + dir +
+                              ": CLAP left out");
     }
   }
   if (files.dit_checkpoint.empty() && files.dac_checkpoint.empty() && files.siglip2_dir.empty() &&

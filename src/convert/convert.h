@@ -37,7 +37,8 @@ struct OfficialFiles {
   std::string dit_checkpoint;  // hunyuanvideo_foley.pth or hunyuanvideo_foley_xl.pth
   std::string dit_config;      // config.yaml (optional: "" means derive and cross-check nothing)
   std::string dac_checkpoint;  // vae_128d_48k.pth
-  std::string clap_dir;        // HF CLAP folder: pytorch_model.bin, config.json, vocab/merges
+  std::string clap_dir;  // HF CLAP folder: model.safetensors or pytorch_model.bin (see
+                         // clap_weights_file), config.json, vocab.json, merges.txt
   std::string siglip2_dir;     // the HF SigLIP2 folder (model.safetensors, config.json)
   std::string synchformer_checkpoint;  // synchformer_state_dict.pth
 };
@@ -65,9 +66,15 @@ nlohmann::json convert_synchformer(const TorchCheckpoint& ckpt, const ConvertOpt
                                    SafetensorsWriter& out);
 
 // "clap." tensors (RoBERTa text tower, F32, q/k/v fused) plus the tokenizer's vocab.json and
-// merges.txt as U8 tensors; config from `clap_dir`/config.json.
+// merges.txt as U8 tensors; config from `clap_dir`/config.json. The weights come from the
+// folder's pytorch_model.bin (torch.save) or model.safetensors; both give the same tensors.
 nlohmann::json convert_clap(const TorchCheckpoint& ckpt, const std::string& clap_dir,
                             SafetensorsWriter& out);
+nlohmann::json convert_clap(const SafetensorsFile& weights, const std::string& clap_dir,
+                            SafetensorsWriter& out);
+// The CLAP weights of a folder: model.safetensors when present (the hub ships both formats with
+// the same weights; safetensors needs no unpickling), else pytorch_model.bin, else "".
+std::string clap_weights_file(const std::string& clap_dir);
 
 // Writes the whole bundle (format, format_version, config metadata + all tensors) atomically.
 // Networks whose source path is empty are left out (at least one must be given).

@@ -57,12 +57,29 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
   }
   if (!files.clap_dir.empty()) {
     const std::string dir = files.clap_dir;
-    sources.push_back(torch_source(
-        "clap", (std::filesystem::path(dir) / "pytorch_model.bin").string(),
-        {"clap/pytorch_model.bin", "clap/config.json", "clap/vocab.json", "clap/merges.txt"},
-        [dir](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
-          return convert_clap(ckpt, dir, out);
-        }));
+    // model.safetensors when the folder has it, else pytorch_model.bin (clap_weights_file); with
+    // neither, the .bin path is named in the "cannot open" error.
+    std::string weights = clap_weights_file(dir);
+    if (weights.empty()) weights = (std::filesystem::path(dir) / "pytorch_model.bin").string();
+    const std::vector<std::string> names = {"clap/" + base_name(weights), "clap/config.json",
+                                            "clap/vocab.json", "clap/merges.txt"};
+    if (base_name(weights) == "model.safetensors") {
+      BundleSource s;
+      s.network = "clap";
+      s.files = names;
+      s.convert = [dir, weights](SafetensorsWriter& out,
+                                 std::vector<std::shared_ptr<const void>>& keep_alive) {
+        auto file = std::make_shared<const SafetensorsFile>(SafetensorsFile::open(weights));
+        keep_alive.push_back(file);
+        return convert_clap(*file, dir, out);
+      };
+      sources.push_back(std::move(s));
+    } else {
+      sources.push_back(torch_source("clap", weights, names,
+                                     [dir](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+                                       return convert_clap(ckpt, dir, out);
+                                     }));
+    }
   }
   if (!files.siglip2_dir.empty()) {
     BundleSource s;

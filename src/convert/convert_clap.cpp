@@ -1,5 +1,8 @@
-// The CLAP folder (laion/larger_clap_general: pytorch_model.bin, config.json, vocab.json,
-// merges.txt) -> the bundle's "clap." tensors: the RoBERTa text tower and its tokenizer.
+// The CLAP folder (laion/larger_clap_general: pytorch_model.bin and/or model.safetensors,
+// config.json, vocab.json, merges.txt) -> the bundle's "clap." tensors: the RoBERTa text tower
+// and its tokenizer. The hub ships the weights in both formats; clap_weights_file() picks
+// model.safetensors when it is there (no pickle to parse, memory-mapped as is) and
+// pytorch_model.bin otherwise. Both give the same bundle tensors.
 //
 // Only the text tower's last_hidden_state is used (model-spec §1.4), so:
 // - text_model.embeddings.* and text_model.encoder.* are kept, with "text_model." replaced by
@@ -97,9 +100,12 @@ ClapTextConfig read_config(const std::string& path) {
   return ClapTextConfig::from_json(full);
 }
 
+// Over a TorchCheckpoint or a SafetensorsFile: both have entries() (name, dtype, shape), has(),
+// entry() and tensor().
+template <typename Checkpoint>
 class ClapConverter {
  public:
-  explicit ClapConverter(const TorchCheckpoint& ckpt) : ckpt_(ckpt) {}
+  explicit ClapConverter(const Checkpoint& ckpt) : ckpt_(ckpt) {}
 
   // Copies text_model.<name> to clap.<name>.
   void keep(const std::string& name, const Shape& shape) {
@@ -166,7 +172,7 @@ class ClapConverter {
       problems_.push_back("missing tensor " + name);
       return std::nullopt;
     }
-    const TorchTensorEntry& e = ckpt_.entry(name);
+    const auto& e = ckpt_.entry(name);
     if (e.shape != shape) {
       problems_.push_back("tensor " + name + " has shape " + e.shape.str() + ", expected " +
                           shape.str());
@@ -184,7 +190,7 @@ class ClapConverter {
         {name, shape, [fill = std::move(fill)](void* dst) { fill(static_cast<float*>(dst)); }});
   }
 
-  const TorchCheckpoint& ckpt_;
+  const Checkpoint& ckpt_;
   std::set<std::string> claimed_;
   std::vector<std::string> problems_;
   std::vector<Pending> pending_;
@@ -196,10 +202,9 @@ void add_bytes(SafetensorsWriter& out, const char* name, const std::string& text
           [bytes](void* dst) { std::copy(bytes->begin(), bytes->end(), static_cast<char*>(dst)); });
 }
 
-}  // namespace
-
-nlohmann::json convert_clap(const TorchCheckpoint& ckpt, const std::string& clap_dir,
-                            SafetensorsWriter& out) {
+template <typename Checkpoint>
+nlohmann::json convert_clap_from(const Checkpoint& ckpt, const std::string& clap_dir,
+                                 SafetensorsWriter& out) {
   const fs::path dir(clap_dir);
   const ClapTextConfig config = read_config((dir / "config.json").string());
   const std::string vocab = read_text((dir / "vocab.json").string());
@@ -247,6 +252,26 @@ nlohmann::json convert_clap(const TorchCheckpoint& ckpt, const std::string& clap
   add_bytes(out, kClapVocabTensor, vocab);
   add_bytes(out, kClapMergesTensor, merges);
   return config.to_json();
+}
+
+}  // namespace
+
+std::string clap_weights_file(const std::string& clap_dir) {
+  for (const char* name : {"model.safetensors", "pytorch_model.bin"}) {
+    const fs::path p = fs::path(clap_dir) / name;
+    if (fs::is_regular_file(p)) return p.string();
+  }
+  return "";
+}
+
+nlohmann::json convert_clap(const TorchCheckpoint& ckpt, const std::string& clap_dir,
+                            SafetensorsWriter& out) {
+  return convert_clap_from(ckpt, clap_dir, out);
+}
+
+nlohmann::json convert_clap(const SafetensorsFile& weights, const std::string& clap_dir,
+                            SafetensorsWriter& out) {
+  return convert_clap_from(weights, clap_dir, out);
 }
 
 }  // namespace foley
