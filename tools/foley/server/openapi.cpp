@@ -17,7 +17,7 @@ const char* const kOpenApi = R"json({
     "schemas": {
       "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object",
         "required": ["code", "message"], "properties": {
-          "code": {"type": "string", "enum": ["invalid_input", "not_found", "too_large", "queue_full", "unauthorized", "cancelled", "unavailable", "internal"]},
+          "code": {"type": "string", "enum": ["invalid_input", "not_found", "too_large", "queue_full", "unauthorized", "cancelled", "unavailable", "timeout", "insufficient_storage", "storage_unavailable", "internal"]},
           "message": {"type": "string"}}}}},
       "Progress": {"type": "object", "properties": {
         "stage": {"type": "string", "nullable": true, "enum": ["decode", "visual", "sync", "text", "denoise", "vae"]},
@@ -31,7 +31,8 @@ const char* const kOpenApi = R"json({
         "guidance": {"type": "number", "minimum": 0, "maximum": 30, "default": 4.5, "description": "<= 1 disables classifier-free guidance"},
         "seed": {"type": "integer", "minimum": 0, "default": 0},
         "max_seconds": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 15, "description": "seconds of video used"},
-        "format": {"type": "string", "enum": ["wav", "flac"], "default": "wav"}}},
+        "format": {"type": "string", "enum": ["wav", "flac"], "default": "wav"},
+        "sample_format": {"type": "string", "enum": ["f32", "s16"], "default": "f32", "description": "WAV samples: 32-bit float (exact) or 16-bit PCM (rounded to nearest, no dither; values outside [-1, 1] are clipped and counted in the job's clipped_samples)"}}},
       "Upload": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video"],
         "properties": {"video": {"type": "string", "format": "binary", "description": "any container FFmpeg reads"}}}]},
       "ServerFile": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video_path"],
@@ -46,6 +47,7 @@ const char* const kOpenApi = R"json({
         "started_at": {"type": "string", "format": "date-time", "nullable": true},
         "finished_at": {"type": "string", "format": "date-time", "nullable": true},
         "audio_seconds": {"type": "number"},
+        "clipped_samples": {"type": "integer", "description": "integer formats (s16 WAV, FLAC): samples clamped to [-1, 1]"},
         "status_url": {"type": "string"}, "events_url": {"type": "string"},
         "audio_url": {"type": "string"},
         "video_url": {"type": "string", "description": "present when a muxed MP4 is (or will be) available"},
@@ -66,9 +68,9 @@ const char* const kOpenApi = R"json({
     "/health/ready": {"get": {"summary": "Readiness: 200 once every worker is loaded and warmed", "security": [],
       "responses": {"200": {"description": "{\"status\":\"ready\"}"}, "503": {"description": "{\"status\":\"loading\"} or {\"status\":\"draining\"}"}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.0"}}}},
-    "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_model_load_seconds, foley_warmup_seconds, foley_device_memory_bytes, foley_ready",
+    "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_model_load_seconds, foley_warmup_seconds, foley_device_memory_bytes, foley_ready, foley_http_connections, foley_http_refused_total",
       "content": {"text/plain": {}}}, "401": {"$ref": "#/components/responses/Error"}}}},
-    "/v1/generations": {"post": {"summary": "Queue a generation",
+    "/v1/generations": {"post": {"summary": "Queue a generation. The body needs a Content-Length or chunked encoding (411 otherwise) and is refused above --max-upload-mb before it is read (413); the upload is streamed to disk (507 when the server's disk is full, 503 when it cannot write)",
       "requestBody": {"required": true, "content": {
         "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}},
         "application/json": {"schema": {"$ref": "#/components/schemas/ServerFile"}}}},
@@ -76,39 +78,43 @@ const char* const kOpenApi = R"json({
         "202": {"description": "queued", "headers": {"Location": {"schema": {"type": "string"}}},
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-        "403": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+        "403": {"$ref": "#/components/responses/Error"}, "411": {"$ref": "#/components/responses/Error"},
+        "413": {"$ref": "#/components/responses/Error"},
         "422": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/QueueFull"},
-        "503": {"$ref": "#/components/responses/Error"}}}},
+        "503": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}}}},
     "/v1/generations/{id}": {
       "parameters": [{"$ref": "#/components/parameters/id"}],
       "get": {"summary": "State, progress, timings and error of a job",
         "responses": {"200": {"description": "job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
           "404": {"$ref": "#/components/responses/Error"}}},
-      "delete": {"summary": "Cancel: a queued job is dropped, a running one stops at its next step; a finished job is forgotten and its files deleted",
+      "delete": {"summary": "Cancel: a queued job is dropped, a running one stops at its next step and ends cancelled even if its work was already done (202 always means it will end cancelled); a finished job is forgotten and its files deleted",
         "responses": {"202": {"description": "cancelled", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
           "200": {"description": "finished job deleted"}, "404": {"$ref": "#/components/responses/Error"}}}},
     "/v1/generations/{id}/events": {
       "parameters": [{"$ref": "#/components/parameters/id"}],
-      "get": {"summary": "Server-Sent Events: the current state first, then queued, running, progress (data = Progress), done (data = Job), failed (data = {error}), cancelled; the stream ends after a terminal event; ': keep-alive' comments every 10 s",
+      "get": {"summary": "Server-Sent Events (at most --max-streams at once: 503 + Retry-After beyond): the current state first, then queued, running, progress (data = Progress), done (data = Job), failed (data = {error}), cancelled; the stream ends after a terminal event; ': keep-alive' comments every 10 s",
         "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}, "404": {"$ref": "#/components/responses/Error"}}}},
     "/v1/generations/{id}/audio": {
       "parameters": [{"$ref": "#/components/parameters/id"}],
-      "get": {"summary": "The generated audio (attachment)",
+      "get": {"summary": "The generated audio (attachment); a single byte Range gets 206",
         "responses": {"200": {"description": "audio", "content": {"audio/wav": {}, "audio/flac": {}}},
+          "206": {"description": "the requested byte range"}, "416": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}},
     "/v1/generations/{id}/video": {
       "parameters": [{"$ref": "#/components/parameters/id"}],
-      "get": {"summary": "The uploaded clip with the generated audio muxed in (video stream copied)",
+      "get": {"summary": "The uploaded clip with the generated audio muxed in (video stream copied); a single byte Range gets 206",
         "responses": {"200": {"description": "MP4", "content": {"video/mp4": {}}},
+          "206": {"description": "the requested byte range"}, "416": {"$ref": "#/components/responses/Error"},
           "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}},
-    "/generate": {"post": {"summary": "Synchronous convenience: same fields as POST /v1/generations, answers with the audio",
+    "/generate": {"post": {"summary": "Synchronous convenience: same fields as POST /v1/generations, answers with the audio. Waits at most --sync-timeout (then 504 and the job is cancelled); a client that disconnects cancels its job",
       "requestBody": {"required": true, "content": {
         "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}},
         "application/json": {"schema": {"$ref": "#/components/schemas/ServerFile"}}}},
       "responses": {"200": {"description": "audio", "content": {"audio/wav": {}, "audio/flac": {}}},
         "400": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
         "422": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/QueueFull"},
-        "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}}
+        "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"},
+        "504": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}}}}
   }
 })json";
 
