@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "backend/cuda_arch.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_strided.h"
 
@@ -246,6 +247,7 @@ void CudaBackend::fill(const Tensor& dst, float value) {
 std::unique_ptr<Backend> make_cuda_backend(int device_index) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || device_index >= count) return nullptr;
+  check_cuda_device(device_index);  // before the first kernel: refuse a card without code for it
   return std::make_unique<cuda::CudaBackend>(device_index);
 }
 

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend/cuda_arch.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/device_upload.h"
 
@@ -48,6 +49,7 @@ void create_context(CopyContext& c, int device, size_t bytes, StagingRing& ring)
   if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count)
     throw Error(ErrorKind::kUnsupported,
                 "no CUDA device " + std::to_string(device) + " to load the weights onto");
+  check_cuda_device(device);  // a card this build cannot run is refused before the upload
   c.device = device;
   FOLEY_CUDA_CHECK(cudaSetDevice(device));
   FOLEY_CUDA_CHECK(cudaFree(nullptr));  // the context itself: the 0.2-0.35 s to hide
