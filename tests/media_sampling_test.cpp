@@ -1,6 +1,7 @@
 // Frame selection, timing, orientation, Y4M and WAV: everything that works without FFmpeg.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <set>
@@ -367,6 +368,65 @@ TEST(MediaAudio, ClipsNonFiniteAndOutOfRangeSamples) {
   EXPECT_EQ(media::to_s24(1.f), 8388607);
 }
 
+// 16-bit PCM WAV is what Python's `wave` module (and older players) can read: it reads back
+// exactly round(clamp(x) · 32767) (float32 product, nearest with ties to even, no dither).
+TEST(MediaAudio, WavS16ReadByPythonWave) {
+  const std::string py = FOLEY_PYTHON;
+  if (test::run_command(py + " -c 'import wave, numpy' 2>/dev/null") != 0)
+    FOLEY_SKIP_MISSING(py + " with numpy not available");
+  const std::string dir = test::temp_dir();
+  std::vector<float> x(4000);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.2f, 1.2f);
+  for (float& v : x) v = u(rng);
+  x[0] = 0.f, x[1] = 1.f, x[2] = -1.f, x[3] = NAN;
+  AudioWriteOptions o;
+  o.format = AudioFormat::kWavS16;
+  write_audio(dir + "/s16.wav", x.data(), x.size(), o);
+  std::string out;
+  const std::string cmd = py + " -c \"import wave, sys; w = wave.open(sys.argv[1]); "
+                               "print(w.getnchannels(), w.getsampwidth(), w.getframerate(), "
+                               "w.getnframes()); sys.stdout.buffer.write(w.readframes(-1))\" " +
+                          dir + "/s16.wav > " + dir + "/out.txt";
+  ASSERT_EQ(test::run_command(cmd, &out), 0) << out;
+  const std::string got = test::media::read_file(dir + "/out.txt");
+  const size_t nl = got.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  EXPECT_EQ(got.substr(0, nl), "1 2 48000 4000");
+  ASSERT_EQ(got.size() - nl - 1, 2 * x.size());
+  const auto* p = reinterpret_cast<const uint8_t*>(got.data() + nl + 1);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const int16_t s = int16_t(p[2 * i] | p[2 * i + 1] << 8);
+    const float c = x[i] != x[i] ? 0.f : std::clamp(x[i], -1.f, 1.f);
+    ASSERT_EQ(s, int16_t(std::nearbyint(c * 32767.f))) << i << ": " << x[i];
+  }
+  EXPECT_EQ(int16_t(p[2] | p[3] << 8), 32767);
+  EXPECT_EQ(int16_t(p[4] | p[5] << 8), -32767);
+}
+
+TEST(MediaAudio, WriteAudioCountsClippedSamples) {
+  const std::string dir = test::temp_dir();
+  const float x[8] = {0.f, 1.f, -1.f, 1.0001f, -3.f, INFINITY, -INFINITY, NAN};
+  AudioWriteOptions o;
+  o.format = AudioFormat::kWavS16;
+  o.channels = 2;  // counted per input sample, not per channel
+  AudioWriteStats s = write_audio(dir + "/s16.wav", x, 8, o);
+  EXPECT_EQ(s.clipped, 4);  // 1.0001, -3, inf, -inf; exactly ±1 is in range
+  EXPECT_EQ(s.non_finite, 1);
+  const AudioData a = read_audio(dir + "/s16.wav");
+  ASSERT_EQ(a.samples.size(), 16u);
+  EXPECT_EQ(a.samples[2 * 3], 32767 / 32768.f);
+  EXPECT_EQ(a.samples[2 * 4], -32767 / 32768.f);
+  // Float WAV keeps out-of-range values: nothing clipped, NaN and ±inf written as 0.
+  s = write_audio(dir + "/f32.wav", x, 8);
+  EXPECT_EQ(s.clipped, 0);
+  EXPECT_EQ(s.non_finite, 3);
+  EXPECT_EQ(read_audio(dir + "/f32.wav").samples[4], -3.f);
+  s = write_audio(dir + "/ok.wav", x, 3, o);
+  EXPECT_EQ(s.clipped, 0);
+  EXPECT_EQ(s.non_finite, 0);
+}
+
 TEST(MediaAudio, AtomicWriteLeavesNothingOnFailure) {
   const std::string dir = test::temp_dir();
   const float x[3] = {0, 0.5f, -0.5f};
@@ -394,6 +454,7 @@ TEST(MediaAudio, FormatFromPath) {
 }
 
 TEST(MediaAudio, WithoutFfmpegFlacAndMuxAreUnsupported) {
+  // Not a missing tool: this test is about builds without FFmpeg, so it is skipped on one with it.
   if (media_has_ffmpeg()) GTEST_SKIP() << "FFmpeg build";
   const std::string dir = test::temp_dir();
   const float x[2] = {0, 0};
@@ -419,4 +480,3 @@ TEST(MediaAudio, WithoutFfmpegFlacAndMuxAreUnsupported) {
 
 }  // namespace
 }  // namespace foley
-  // Not a missing tool: this test is about builds without FFmpeg, so it is skipped on one with it.

@@ -191,11 +191,22 @@ struct AudioWriteOptions {
 // Picks the format from the extension: .wav -> kWavF32, .flac -> kFlac24; others kUnsupported.
 AudioFormat audio_format_for_path(const std::string& path);
 
-// Writes mono float samples. Integer formats clip to [-1, 1] and round (x · 32767 for 16 bit).
+// What write_audio had to change, counted over the mono input samples (not per channel).
+struct AudioWriteStats {
+  // Integer formats (kWavS16, kFlac16, kFlac24): samples outside [-1, 1] (±inf included) that
+  // were clamped to ±1. Always 0 for kWavF32, which stores values as they are.
+  int64_t clipped = 0;
+  // NaN samples (and, in kWavF32, ±inf), written as 0.
+  int64_t non_finite = 0;
+};
+
+// Writes mono float samples. Integer formats clamp to [-1, 1] and round to nearest (ties to even)
+// without dither: s = round(x · 32767) for 16 bit, round(x · 8388607) for 24 bit, so -1 maps to
+// -32767 and 0 stays 0. The returned stats say how many samples were clipped (worth a warning).
 // The file appears atomically (temporary file in the same directory, then rename): on any error
 // the destination is untouched and no temporary file is left behind.
-void write_audio(const std::string& path, const float* samples, size_t count,
-                 const AudioWriteOptions& options = {});
+AudioWriteStats write_audio(const std::string& path, const float* samples, size_t count,
+                            const AudioWriteOptions& options = {});
 
 struct AudioData {
   int sample_rate = 0;

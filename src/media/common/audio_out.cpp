@@ -1,6 +1,7 @@
 // write_audio: WAV by hand for every build, FLAC through the variant.
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 
 #include "core/check.h"
 #include "foley/media.h"
@@ -9,6 +10,24 @@
 #include "media/common/wav.h"
 
 namespace foley {
+namespace {
+
+// What the encoders do to out-of-range values (media::sanitize_sample for integer formats,
+// encode_wav's NaN/inf -> 0 for float WAV), counted.
+AudioWriteStats count_changes(const float* samples, size_t count, AudioFormat format) {
+  AudioWriteStats s;
+  const bool is_float = format == AudioFormat::kWavF32;
+  for (size_t i = 0; i < count; ++i) {
+    const float x = samples[i];
+    if (x != x || (is_float && std::isinf(x)))
+      ++s.non_finite;
+    else if (!is_float && (x > 1.f || x < -1.f))
+      ++s.clipped;
+  }
+  return s;
+}
+
+}  // namespace
 
 AudioFormat audio_format_for_path(const std::string& path) {
   const size_t dot = path.rfind('.');
@@ -21,8 +40,8 @@ AudioFormat audio_format_for_path(const std::string& path) {
               "cannot tell the audio format from '" + path + "' (use .wav or .flac)");
 }
 
-void write_audio(const std::string& path, const float* samples, size_t count,
-                 const AudioWriteOptions& options) {
+AudioWriteStats write_audio(const std::string& path, const float* samples, size_t count,
+                            const AudioWriteOptions& options) {
   if (options.channels != 1 && options.channels != 2)
     throw make_error(ErrorKind::kInvalidInput, "audio channels must be 1 or 2, got %d",
                      options.channels);
@@ -31,6 +50,7 @@ void write_audio(const std::string& path, const float* samples, size_t count,
                      options.sample_rate);
   if (count > 0 && samples == nullptr)
     throw Error(ErrorKind::kInvalidInput, "write_audio: no sample buffer");
+  const AudioWriteStats stats = count_changes(samples, count, options.format);
   switch (options.format) {
     case AudioFormat::kWavF32:
     case AudioFormat::kWavS16: {
@@ -39,13 +59,13 @@ void write_audio(const std::string& path, const float* samples, size_t count,
       media::AtomicFile file(path);
       file.write(bytes.data(), bytes.size());
       file.commit();
-      return;
+      return stats;
     }
     case AudioFormat::kFlac16:
     case AudioFormat::kFlac24:
       media::write_flac(path, samples, count, options.sample_rate, options.channels,
                         options.format == AudioFormat::kFlac16 ? 16 : 24);
-      return;
+      return stats;
   }
   FOLEY_CHECK(false, "write_audio: unknown format");
 }
