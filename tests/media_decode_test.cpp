@@ -8,6 +8,7 @@
 
 #include "foley/media.h"
 #include "media/common/image.h"
+#include "media/common/video_limits.h"
 #include "media/common/y4m.h"
 #include "media_clips.h"
 
@@ -362,6 +363,117 @@ TEST_F(MediaDecode, HugeDimensionsRefusedBeforeDecoding) {
   DecodeOptions o;
   o.limits.max_width = 100;
   expect_failure(failure_of(dir_ + "/c.mp4", o), ErrorKind::kUnsupported, "128x96 exceeds");
+}
+
+// A GIF whose logical screen is w×h and whose `frames` frames each paint one pixel, `delay_cs`
+// hundredths of a second apart: a few hundred bytes that decode into full-canvas pictures.
+std::string canvas_gif(int w, int h, int frames, int delay_cs) {
+  auto u16 = [](int v) { return std::string{char(v & 0xFF), char((v >> 8) & 0xFF)}; };
+  std::string b = "GIF89a" + u16(w) + u16(h) + std::string("\x80\x00\x00", 3) +
+                  std::string("\x00\x00\x00\xff\xff\xff", 6);
+  b += std::string("\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00", 19);
+  for (int i = 0; i < frames; ++i) {
+    b += std::string("\x21\xf9\x04\x00", 4) + u16(delay_cs) + std::string("\x00\x00", 2);
+    b += "\x2c" + u16(0) + u16(0) + u16(1) + u16(1) + std::string("\x00", 1);
+    b += std::string("\x02\x02\x44\x01\x00", 5);  // LZW: clear, index 0, end
+  }
+  return b + "\x3b";
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+TEST_F(MediaDecode, HugeCanvasGifIsRefusedBeforeDecoding) {
+  // 269 bytes, 8000x8000: 64 megapixels per frame, over the 36 MP default. Before the limit this
+  // held a worker for 17 s per second of clip.
+  const std::string path = dir_ + "/canvas.gif";
+  test::media::write_file(path, canvas_gif(8000, 8000, 10, 10));
+  // Stream analysis does not allocate the canvas either (the decoders' pixel cap), so the size is
+  // refused in the decoder's words.
+  auto t0 = std::chrono::steady_clock::now();
+  expect_failure(failure_of(path), ErrorKind::kInvalidInput,
+                 "could not decode any video frame (gif, 10 packets, 10 rejected): Picture size "
+                 "8000x8000 exceeds specified max pixel count 36000000");
+  EXPECT_LT(seconds_since(t0), 0.5);
+  t0 = std::chrono::steady_clock::now();
+  try {
+    probe_video(path);
+    ADD_FAILURE() << "probe_video accepted an 8000x8000 GIF";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput) << e.what();
+    EXPECT_NE(std::string(e.what()).find("8000x8000"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(seconds_since(t0), 0.5);
+}
+
+TEST_F(MediaDecode, DecodeWorkBudgetIsCheckedBeforeDecoding) {
+  // 4000x4000 (16 MP, under the frame limit) at 50 fps for 15 s: about 751 frames, 12 gigapixels
+  // of decoding for a 14 KB file, over the 4 Gpx budget.
+  const std::string path = dir_ + "/long.gif";
+  test::media::write_file(path, canvas_gif(4000, 4000, 750, 2));
+  auto t0 = std::chrono::steady_clock::now();
+  expect_failure(failure_of(path), ErrorKind::kInvalidInput,
+                 "video too expensive to decode: 4000x4000 at 50 fps for 15 s is about 751 "
+                 "frames, 12.02 gigapixels, over the 4.00 gigapixel decode budget");
+  EXPECT_LT(seconds_since(t0), 0.5);
+  try {
+    probe_video(path);
+    ADD_FAILURE() << "probe_video accepted 12 gigapixels of decoding";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("decode budget"), std::string::npos) << e.what();
+  }
+  // A real clip against configured budgets: 128x96 at 25 fps for 2 s is 51 frames, 0.63 Mpx.
+  ffmpeg(index_source("25", 2) + " " + kLossless + " " + dir_ + "/c.mp4");
+  DecodeOptions o;
+  o.limits.max_decode_pixels = 600'000;
+  expect_failure(failure_of(dir_ + "/c.mp4", o), ErrorKind::kInvalidInput,
+                 "128x96 at 25 fps for 2 s is about 51 frames");
+  o.end_sec = 1;  // the estimate follows the span decoded: 26 frames fit
+  EXPECT_NO_THROW(decode_video(dir_ + "/c.mp4", o));
+  o = {};
+  o.limits.max_decode_pixels = 700'000;
+  EXPECT_NO_THROW(decode_video(dir_ + "/c.mp4", o));
+  o.limits.max_frame_pixels = 10'000;
+  expect_failure(failure_of(dir_ + "/c.mp4", o), ErrorKind::kInvalidInput,
+                 "video frame 128x96 is 0.0 megapixels");
+}
+
+TEST(MediaLimits, DecodeWorkIsCountedWhileDecoding) {
+  // For streams whose rate or duration was unknown or lied: the running sum stops them.
+  MediaLimits l;
+  l.max_decode_pixels = 1000;
+  media::DecodeWorkCounter c(l);
+  c.add(10, 50);
+  c.add(10, 50);
+  try {
+    c.add(10, 50);
+    ADD_FAILURE() << "1500 pixels passed a 1000 pixel budget";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("3 frames of 10x50"), std::string::npos) << e.what();
+  }
+  VideoInfo info;
+  info.frame_rate = 25;
+  EXPECT_EQ(media::estimated_decoded_frames(info, 15), 376);  // unknown duration: all of 15 s
+  info.duration_sec = 2;
+  EXPECT_EQ(media::estimated_decoded_frames(info, 15), 51);
+  info.frame_rate = 0;
+  EXPECT_EQ(media::estimated_decoded_frames(info, 15), 0);  // unknown rate: counted only
+}
+
+TEST_F(MediaDecode, CorruptFramesNameTheDecoderError) {
+  // The container intact, every frame's payload overwritten: no picture decodes. The error says
+  // so with the decoder's words instead of "clip too short ... got 0 frames".
+  ffmpeg(index_source("25", 2) + " " + kLossless + " -movflags +faststart " + dir_ + "/c.mp4");
+  std::string bytes = test::media::read_file(dir_ + "/c.mp4");
+  const size_t mdat = bytes.find("mdat");
+  ASSERT_NE(mdat, std::string::npos);
+  for (size_t i = mdat + 4; i < bytes.size(); ++i) bytes[i] = char(0xFF);
+  test::media::write_file(dir_ + "/corrupt.mp4", bytes);
+  const Failure f = failure_of(dir_ + "/corrupt.mp4");
+  expect_failure(f, ErrorKind::kInvalidInput, "could not decode any video frame (h264, ");
+  EXPECT_EQ(f.message.find("too short"), std::string::npos) << f.message;
 }
 
 TEST_F(MediaDecode, IndirectionFormatsAreRefused) {

@@ -24,8 +24,11 @@
 // Untrusted input: files are read through the `file` protocol only, container formats come from an
 // allow-list (no playlists, concat scripts or image sequences), and resolution, frame count, memory
 // and wall-clock time are capped by MediaLimits. Every failure is a foley::Error with a one-line
-// message: kInvalidInput for damaged or unusable files, kUnsupported for well-formed files outside
-// the limits or features. FFmpeg's own log output is never printed.
+// message: kInvalidInput for damaged or unusable files and for pictures or decode work beyond
+// the pixel budgets (max_frame_pixels, max_decode_pixels), kUnsupported for well-formed files
+// outside the other limits or features. A stream that yields no frame at all says why ("could not
+// decode any video frame: <decoder's error>"), not just that the clip is too short. FFmpeg's own
+// log output is never printed.
 //
 // All functions are thread-safe; each call owns its decoder. The one process-wide setting is
 // FFmpeg's log callback, which the library installs on first use (FOLEY_FFMPEG_LOG=warning or
@@ -47,6 +50,17 @@ namespace foley {
 struct MediaLimits {
   int max_width = 8192;
   int max_height = 8192;
+  // Decode work, bounded before any frame is decoded (a 1 KB GIF can declare an 8000x8000 canvas
+  // that every frame repaints). Refused with kInvalidInput, naming the numbers:
+  // - one frame above max_frame_pixels (width·height). 36 MP admits 8K UHD (7680x4320, 33.2 MP)
+  //   and refuses 8000x8000 (64 MP); the model looks at 512x512 and 224x224 anyway;
+  // - width·height · the frames that decoding up to end_sec would take (from the stream's frame
+  //   rate and duration) above max_decode_pixels; the same sum is also counted while decoding, so
+  //   a stream whose frame rate or duration lied is stopped at the budget. 4 gigapixels admits
+  //   4K (3840x2160) at 30 fps or 1080p at 120 fps for the whole 15 s the model uses (3.7 Gpx),
+  //   4K at 60 fps for about 8 s. probe_video, which knows no end_sec, assumes the default 15 s.
+  int64_t max_frame_pixels = 36'000'000;
+  int64_t max_decode_pixels = 4'000'000'000;
   // Declared container/stream duration above which a file is refused (decode and mux).
   double max_duration_sec = 4 * 3600.0;
   // Video frames decoded in one call, including those before 0 s that sampling skips.
@@ -170,8 +184,16 @@ struct SamplingResult {
 SamplingResult decode_video_frames(const std::string& path, const DecodeOptions& options,
                                    const std::function<void(const SampledFrame&)>& sink);
 
-// Container and stream facts without decoding (cheap; for validating uploads).
+// Container and stream facts without decoding (cheap; for validating uploads). Applies the size
+// limits and the decode-work estimate (for the default 15 s span), so an upload that decode_video
+// would refuse up front is refused here already.
 VideoInfo probe_video(const std::string& path, const MediaLimits& limits = {});
+
+// The up-front part of those checks, for a stream described by `info`, decoded up to `end_sec`:
+// throws kUnsupported above max_width/max_height and kInvalidInput above max_frame_pixels or
+// when width·height·(estimated frames) exceeds max_decode_pixels. Unknown sizes (0) pass; an
+// unknown frame rate is left to the count made while decoding.
+void check_video_limits(const VideoInfo& info, double end_sec, const MediaLimits& limits);
 
 // ---- audio files --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ extern "C" {
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "core/check.h"
 
@@ -21,6 +22,7 @@ namespace foley::media::av {
 namespace {
 
 thread_local std::string t_last_log;
+thread_local std::string t_first_log;  // the first error since clear_last_log()
 int g_print_level = AV_LOG_QUIET - 1;  // set once in quiet_logging(), read-only afterwards
 
 void log_callback(void* avcl, int level, const char* fmt, va_list args) {
@@ -40,7 +42,10 @@ void log_callback(void* avcl, int level, const char* fmt, va_list args) {
   for (char& c : s)
     if (c == '\n' || c == '\r') c = ' ';
   while (!s.empty() && s.back() == ' ') s.pop_back();
-  if (level <= AV_LOG_ERROR && !s.empty()) t_last_log = s;
+  if (level <= AV_LOG_ERROR && !s.empty()) {
+    t_last_log = s;
+    if (t_first_log.empty()) t_first_log = s;
+  }
 }
 
 // Demuxers that read only the file they are given. Everything that opens further URLs or files
@@ -150,6 +155,18 @@ void quiet_logging() {
 
 void clear_last_log() {
   t_last_log.clear();
+  t_first_log.clear();
+}
+
+std::string first_logged_error() {
+  return t_first_log;
+}
+
+std::string error_text(int err) {
+  if (!t_last_log.empty()) return t_last_log;
+  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
+  av_strerror(err, buf, sizeof buf);
+  return buf;
 }
 
 void fail(ErrorKind kind, const std::string& what, int err) {
@@ -215,7 +232,19 @@ InputPtr open_input(const std::string& path, const MediaLimits& limits, const De
     fail(ErrorKind::kInvalidInput, "cannot open '" + path + "'", err);
   }
   InputPtr ctx(raw);
-  const int info = avformat_find_stream_info(ctx.get(), nullptr);
+  // Stream analysis may decode frames: with the decoders' picture-size cap, so that a header that
+  // declares a huge canvas costs nothing here (the size is refused right after, from the header).
+  std::vector<Dict> stream_opts(ctx->nb_streams);
+  std::vector<AVDictionary*> stream_dicts(ctx->nb_streams);
+  for (unsigned i = 0; i < ctx->nb_streams; ++i) {
+    stream_opts[i].set("max_pixels", std::to_string(max_frame_pixels(limits)));
+    stream_dicts[i] = *stream_opts[i].ptr();
+  }
+  const int info =
+      avformat_find_stream_info(ctx.get(), stream_dicts.empty() ? nullptr : stream_dicts.data());
+  // find_stream_info may consume entries and hand back the unused ones in the same slots.
+  for (unsigned i = 0; i < ctx->nb_streams && i < stream_dicts.size(); ++i)
+    *stream_opts[i].ptr() = stream_dicts[i];
   deadline.check();
   if (info < 0) fail(ErrorKind::kInvalidInput, "cannot read streams of '" + path + "'", info);
   if (ctx->duration != AV_NOPTS_VALUE && ctx->duration > 0) {
@@ -225,6 +254,11 @@ InputPtr open_input(const std::string& path, const MediaLimits& limits, const De
                        limits.max_duration_sec);
   }
   return ctx;
+}
+
+int64_t max_frame_pixels(const MediaLimits& limits) {
+  const int64_t by_side = int64_t(std::max(limits.max_width, 1)) * std::max(limits.max_height, 1);
+  return std::max<int64_t>(1, std::min(by_side, limits.max_frame_pixels));
 }
 
 int first_video_stream(const AVFormatContext* ctx) {

@@ -85,6 +85,13 @@ void quiet_logging();
 // Forgets the last logged message of this thread (call at the start of an operation).
 void clear_last_log();
 
+// The first FFmpeg error logged on this thread since clear_last_log() ("" if none): the cause,
+// where later errors are its consequences.
+std::string first_logged_error();
+
+// The last FFmpeg error logged on this thread, else the text of `err` (for messages).
+std::string error_text(int err);
+
 // Throws Error(kind, "<what>: <last FFmpeg error logged on this thread, else the error text>").
 [[noreturn]] void fail(ErrorKind kind, const std::string& what, int err);
 
@@ -108,6 +115,10 @@ class Deadline {
 // Opens an untrusted local file: regular files only, `file` protocol only, container formats
 // from an allow-list, probing and stream analysis capped, duration capped, deadline enforced.
 InputPtr open_input(const std::string& path, const MediaLimits& limits, const Deadline& deadline);
+
+// The largest picture (width·height) decoders may allocate under `limits`: what they get as
+// "max_pixels", so an oversized frame is refused before its buffer exists.
+int64_t max_frame_pixels(const MediaLimits& limits);
 
 // The first video stream in file order (what PyAV's streams.video[0] picks), skipping cover art;
 // -1 if there is none.

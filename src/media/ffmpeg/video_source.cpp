@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "media/common/variant.h"
+#include "media/common/video_limits.h"
 #include "media/ffmpeg/av_util.h"
 
 extern "C" {
@@ -16,10 +17,19 @@ namespace {
 
 using av::fail;
 
+// The stream as the decode-work estimate should see it: the average frame rate (frames over
+// duration) when the container knows it, rather than the guessed rate, which for variable-rate
+// phone clips can be the highest instantaneous rate (120 fps for a 30 fps average).
+VideoInfo work_estimate_info(const AVStream* st, VideoInfo info) {
+  if (st->avg_frame_rate.num > 0 && st->avg_frame_rate.den > 0)
+    info.frame_rate = av_q2d(st->avg_frame_rate);
+  return info;
+}
+
 class FfmpegVideoSource final : public VideoSource {
  public:
   FfmpegVideoSource(const std::string& path, const DecodeOptions& options)
-      : options_(options), deadline_(options.limits.max_wall_sec) {
+      : options_(options), deadline_(options.limits.max_wall_sec), work_(options.limits) {
     fmt_ = av::open_input(path, options.limits, deadline_);
     stream_ = av::first_video_stream(fmt_.get());
     if (stream_ < 0) throw Error(ErrorKind::kInvalidInput, "'" + path + "' has no video stream");
@@ -28,7 +38,8 @@ class FfmpegVideoSource final : public VideoSource {
     time_base_ = st->time_base;
     if (time_base_.num <= 0 || time_base_.den <= 0)
       throw Error(ErrorKind::kInvalidInput, "video stream has no valid time base");
-    check_size(st->codecpar->width, st->codecpar->height);
+    // Size and decode-work limits before any frame is decoded.
+    check_video_limits(work_estimate_info(st, info_), options.end_sec, options.limits);
     // Only the chosen stream is demuxed into packets we look at; the rest are discarded early.
     for (unsigned i = 0; i < fmt_->nb_streams; ++i)
       if (int(i) != stream_) fmt_->streams[i]->discard = AVDISCARD_ALL;
@@ -52,11 +63,16 @@ class FfmpegVideoSource final : public VideoSource {
         *tb_den = time_base_.den;
         return true;
       }
-      if (got == AVERROR_EOF) return false;
+      if (got == AVERROR_EOF) {
+        if (width_ == 0 && packets_ > 0) no_frame_decoded();
+        return false;
+      }
       if (got == AVERROR(EAGAIN)) {
         feed_decoder();
-      } else if (++decode_errors_ > kMaxDecodeErrors) {
-        fail(ErrorKind::kInvalidInput, "video decoding failed", got);
+      } else {
+        if (first_error_.empty()) first_error_ = av::error_text(got);
+        if (++decode_errors_ > kMaxDecodeErrors)
+          fail(ErrorKind::kInvalidInput, "video decoding failed", got);
       }
     }
   }
@@ -100,6 +116,10 @@ class FfmpegVideoSource final : public VideoSource {
     if (w > l.max_width || h > l.max_height)
       throw make_error(ErrorKind::kUnsupported, "resolution %dx%d exceeds the %dx%d limit", w, h,
                        l.max_width, l.max_height);
+    if (int64_t(w) * h > l.max_frame_pixels)
+      throw make_error(ErrorKind::kInvalidInput,
+                       "video frame %dx%d is %.1f megapixels, over the %.1f megapixel limit", w, h,
+                       double(int64_t(w) * h) * 1e-6, double(l.max_frame_pixels) * 1e-6);
   }
 
   void open_decoder(AVStream* st) {
@@ -116,7 +136,7 @@ class FfmpegVideoSource final : public VideoSource {
     codec_->thread_count = std::max(options_.decoder_threads, 0);
     codec_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     // The decoder itself refuses pictures above the limit before allocating them.
-    codec_->max_pixels = int64_t(options_.limits.max_width) * options_.limits.max_height;
+    codec_->max_pixels = av::max_frame_pixels(options_.limits);
     err = avcodec_open2(codec_.get(), codec, nullptr);
     if (err < 0)
       fail(ErrorKind::kUnsupported,
@@ -146,14 +166,29 @@ class FfmpegVideoSource final : public VideoSource {
       if (sent == AVERROR(EAGAIN)) fail(ErrorKind::kInternal, "decoder refused a packet", sent);
       // Like ffmpeg (not PyAV, which raises), a corrupt packet is skipped; a stream that only
       // produces errors is rejected.
+      if (first_error_.empty()) first_error_ = av::error_text(sent);
       if (++decode_errors_ > kMaxDecodeErrors)
         fail(ErrorKind::kInvalidInput, "too many corrupt video packets", sent);
     }
   }
 
+  // The stream had packets but the decoder produced no picture from any of them (corrupt payload,
+  // a picture above the size cap, ...): say so with the decoder's own words, instead of letting
+  // the caller report a clip with 0 frames as too short.
+  [[noreturn]] void no_frame_decoded() const {
+    std::string why = first_error_;
+    if (why.empty()) why = av::error_text(0);
+    if (why.empty() || why == "Success") why = "the decoder returned no picture";
+    throw make_error(ErrorKind::kInvalidInput,
+                     "could not decode any video frame (%s, %lld packets, %d rejected): %s",
+                     info_.codec.c_str(), static_cast<long long>(packets_), decode_errors_,
+                     why.c_str());
+  }
+
   void on_frame() {
     const int w = frame_->width, h = frame_->height;
     check_size(w, h);
+    work_.add(w, h);
     if (w <= 0 || h <= 0 || frame_->format < 0)
       throw Error(ErrorKind::kInvalidInput, "decoded frame has no pixels");
     if (width_ == 0) {
@@ -211,6 +246,7 @@ class FfmpegVideoSource final : public VideoSource {
 
   DecodeOptions options_;
   av::Deadline deadline_;
+  DecodeWorkCounter work_;
   av::InputPtr fmt_;
   av::CodecPtr codec_;
   av::PacketPtr packet_;
@@ -224,6 +260,9 @@ class FfmpegVideoSource final : public VideoSource {
   int width_ = 0, height_ = 0;
   int64_t packets_ = 0;
   int decode_errors_ = 0;
+  // The decoder's first complaint (usually the cause; later ones tend to be consequences such as
+  // "cannot decode frame without keyframe"), for no_frame_decoded().
+  std::string first_error_;
   bool draining_ = false;
   int64_t last_pts_ = 0, last_step_ = 1;
   bool have_last_ = false;
@@ -245,7 +284,17 @@ VideoInfo probe_video(const std::string& path, const MediaLimits& limits) {
   media::av::InputPtr ctx = media::av::open_input(path, limits, deadline);
   const int stream = media::av::first_video_stream(ctx.get());
   if (stream < 0) throw Error(ErrorKind::kInvalidInput, "'" + path + "' has no video stream");
-  return media::av::describe(ctx.get(), stream);
+  VideoInfo info = media::av::describe(ctx.get(), stream);
+  // Stream analysis decodes a first picture to learn its size, under the decoders' pixel cap; a
+  // stream still without one could not be decoded (or declared a picture above the cap).
+  if (info.width <= 0 || info.height <= 0) {
+    const std::string why = media::av::first_logged_error();
+    throw Error(ErrorKind::kInvalidInput, "cannot determine the video's picture size" +
+                                              (why.empty() ? std::string() : ": " + why));
+  }
+  check_video_limits(media::work_estimate_info(ctx->streams[stream], info),
+                     DecodeOptions().end_sec, limits);
+  return info;
 }
 
 bool media_has_ffmpeg() {

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "media/common/variant.h"
+#include "media/common/video_limits.h"
 #include "media/common/wav.h"
 #include "media/common/y4m.h"
 
@@ -28,13 +29,18 @@ void require_y4m(const std::string& path) {
     no_ffmpeg("'" + path + "' is not a Y4M (YUV4MPEG2) file, the only video input");
 }
 
-VideoInfo describe(const Y4mHeader& h) {
+// Frames are fixed-size, so the file size gives the duration (used to size the stacks and to
+// estimate the decode work).
+VideoInfo describe(const Y4mHeader& h, const std::string& path) {
   VideoInfo info;
   info.container = "yuv4mpegpipe";
   info.codec = "rawvideo";
   info.width = h.width;
   info.height = h.height;
   info.frame_rate = double(h.fps_num) / h.fps_den;
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 && h.frame_bytes > 0)
+    info.duration_sec = double(st.st_size) / double(h.frame_bytes + 6) / info.frame_rate;
   return info;
 }
 
@@ -43,20 +49,16 @@ VideoInfo describe(const Y4mHeader& h) {
 class Y4mVideoSource final : public VideoSource {
  public:
   Y4mVideoSource(const std::string& path, const DecodeOptions& options)
-      : reader_(path, options.limits), options_(options) {
-    info_ = describe(reader_.header());
-    // Frames are fixed-size, so the file size gives the duration (used to size the stacks).
-    struct stat st {};
-    if (stat(path.c_str(), &st) == 0 && reader_.header().frame_bytes > 0) {
-      const double frames = double(st.st_size) / double(reader_.header().frame_bytes + 6);
-      info_.duration_sec = frames / info_.frame_rate;
-    }
+      : reader_(path, options.limits), options_(options), work_(options.limits) {
+    info_ = describe(reader_.header(), path);
+    check_video_limits(info_, options.end_sec, options.limits);
   }
 
   const VideoInfo& info() const override { return info_; }
 
   bool next(int64_t* pts, int* tb_num, int* tb_den) override {
     if (!reader_.next_frame(planes_)) return false;
+    work_.add(reader_.header().width, reader_.header().height);
     *pts = index_++;
     *tb_num = reader_.header().fps_den;
     *tb_den = reader_.header().fps_num;
@@ -79,6 +81,7 @@ class Y4mVideoSource final : public VideoSource {
   Y4mReader reader_;
   DecodeOptions options_;
   VideoInfo info_;
+  DecodeWorkCounter work_;
   std::vector<uint8_t> planes_, rgb_;
   int64_t index_ = 0;
 };
@@ -101,7 +104,9 @@ namespace foley {
 
 VideoInfo probe_video(const std::string& path, const MediaLimits& limits) {
   media::require_y4m(path);
-  return media::describe(media::Y4mReader(path, limits).header());
+  VideoInfo info = media::describe(media::Y4mReader(path, limits).header(), path);
+  check_video_limits(info, DecodeOptions().end_sec, limits);
+  return info;
 }
 
 AudioData read_audio(const std::string& path, const MediaLimits& limits) {
