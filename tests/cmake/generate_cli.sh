@@ -1,8 +1,10 @@
 #!/bin/sh
 # `foley generate` end to end on the complete tiny model: a single clip (WAV + muxed MP4 checked
-# with ffprobe when the ffmpeg CLI is there, Y4M input otherwise), a JSONL batch with one bad line
-# (nonzero exit, the good outputs written, nothing for the bad one), a CSV batch, and bad flags
-# (exit 2). Usage: generate_cli.sh FOLEY PYTHON SOURCE_DIR WORK_DIR. Exit 77 = skipped.
+# with ffprobe when the ffmpeg CLI is there, Y4M input otherwise), a JSONL batch with bad lines
+# (nonzero exit, the good outputs written, nothing for the bad ones), a CSV batch, bad flags
+# (exit 2), batch outputs confined to --output-dir, and --sample-format s16 read by Python's wave.
+# Usage: generate_cli.sh FOLEY PYTHON SOURCE_DIR WORK_DIR. Exit 77 = skipped (a missing tool; in
+# CI, CI=true, that is a failure instead: tests/cmake/skip_missing.sh).
 set -eu
 FOLEY=$1 PY=$2 SRC=$3 WORK=$4
 "$PY" -c 'import torch' 2>/dev/null || { echo "python3-torch missing"; exit 77; }
@@ -74,6 +76,9 @@ cat > list.jsonl <<JSON
 {"video": "missing.mp4", "prompt": "nothing", "steps": 2, "output": "second"}
 {"video": "$clip", "prompt": "wind", "steps": 2, "seed": 5, "guidance": 1, "output": "third", "format": "x"}
 {"video": "$clip", "prompt": "wind", "steps": 2, "seed": 5, "guidance": 1, "output": "fourth"}
+{"video": "$clip", "prompt": "escape", "steps": 2, "output": "../escaped"}
+{"video": "$clip", "prompt": "escape", "steps": 2, "output": "$WORK/absolute"}
+{"video": "$clip", "prompt": "escape", "steps": 2, "output": "sub/../../escaped2"}
 JSON
 set +e
 "$FOLEY" generate --model tiny.safetensors --batch list.jsonl --output-dir batch --format wav 2>err.txt
@@ -83,6 +88,23 @@ set -e
 [ -s batch/first.wav ] && [ -s batch/fourth.wav ] || fail "good batch outputs missing"
 ls batch/second* batch/third* >/dev/null 2>&1 && fail "outputs written for bad lines"
 grep -q "list.jsonl:2" err.txt && grep -q "list.jsonl:3" err.txt || { cat err.txt; fail "bad lines not reported"; }
+# Outputs are confined to --output-dir: "..", absolute paths and climbing out are refused.
+for n in 5 6 7; do
+  grep -q "list.jsonl:$n: skipped: output .*inside --output-dir" err.txt || { cat err.txt; fail "line $n (outside --output-dir) not refused"; }
+done
+ls escaped* absolute* >/dev/null 2>&1 && fail "a batch line wrote outside --output-dir"
+grep -q "5 entries failed or skipped" err.txt || { cat err.txt; fail "failure count"; }
+
+# ---- 16-bit PCM WAV (--sample-format s16) that Python's wave module reads --------------------
+"$FOLEY" generate --model tiny.safetensors --video $clip --steps 1 --format wav \
+  --sample-format s16 -o out/s16 2>err.txt || { cat err.txt; fail "--sample-format s16 exited $?"; }
+"$PY" - <<'PY' || fail "out/s16.wav is not 16-bit PCM readable by Python's wave"
+import wave
+w = wave.open("out/s16.wav")
+assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 48000), w.getparams()
+assert w.getnframes() > 0
+PY
+if grep -q "clipped" err.txt; then grep -q "warning: [0-9]* of [0-9]* samples clipped" err.txt || fail "clip warning"; fi
 
 # ---- CSV batch ---------------------------------------------------------------------------------
 printf 'video,prompt,steps,output\n%s,"footsteps, on gravel",2,csv_out\n' $clip > list.csv

@@ -30,6 +30,7 @@ extern "C" void on_interrupt(int) { g_cancel = true; }
 
 struct Options {
   std::string model, video, prompt, output, format, batch, output_dir, device = "cpu";
+  std::string sample_format = "f32";  // WAV: f32 (IEEE float) or s16 (16-bit PCM)
   std::string negative_prompt = foley::GenerationParams().negative_prompt;
   int steps = 50;
   float guidance = 4.5f;
@@ -82,10 +83,20 @@ class Progress {
 
 // ---- outputs -----------------------------------------------------------------------------------
 
+// The audio file format for an output path and --sample-format: WAV float or 16-bit PCM; FLAC
+// 24-bit, or 16-bit with s16.
+foley::AudioFormat audio_format(const std::string& path, const std::string& sample_format) {
+  const foley::AudioFormat f = foley::audio_format_for_path(path);
+  if (sample_format != "s16") return f;
+  return f == foley::AudioFormat::kWavF32 ? foley::AudioFormat::kWavS16
+                                          : foley::AudioFormat::kFlac16;
+}
+
 // The audio/video files for one result. `format` "" = WAV, plus MP4 when FFmpeg is built in
 // (skipped with a note if the input's video cannot be copied into MP4).
 std::vector<std::string> write_outputs(const Job& job, const foley::GenerationResult& r,
-                                       const std::string& format) {
+                                       const std::string& format,
+                                       const std::string& sample_format) {
   std::vector<std::string> written;
   const fs::path dir = fs::path(job.output_base).parent_path();
   std::error_code ec;
@@ -96,9 +107,16 @@ std::vector<std::string> write_outputs(const Job& job, const foley::GenerationRe
   const auto audio = [&](const std::string& ext) {
     const std::string path = job.output_base + ext;
     foley::AudioWriteOptions o;
-    o.format = foley::audio_format_for_path(path);
+    o.format = audio_format(path, sample_format);
     o.sample_rate = r.sample_rate;
-    foley::write_audio(path, r.audio.data(), r.audio.size(), o);
+    const foley::AudioWriteStats stats =
+        foley::write_audio(path, r.audio.data(), r.audio.size(), o);
+    if (stats.clipped > 0)
+      std::fprintf(stderr, "foley: warning: %lld of %zu samples clipped to [-1, 1] in %s\n",
+                   static_cast<long long>(stats.clipped), r.audio.size(), path.c_str());
+    if (stats.non_finite > 0)
+      std::fprintf(stderr, "foley: warning: %lld of %zu samples were NaN/inf, written as 0 in %s\n",
+                   static_cast<long long>(stats.non_finite), r.audio.size(), path.c_str());
     written.push_back(path);
   };
   const auto video = [&](bool optional) {
@@ -191,6 +209,19 @@ T parse_number(const Fields& f, const std::string& key, T fallback) {
   return v;
 }
 
+// A list's "output" names a file inside --output-dir: a relative path whose lexically normal
+// form neither is absolute nor climbs out with "..". (A symlink placed inside the directory is
+// the directory owner's choice and is followed.)
+fs::path confined_output(const std::string& out) {
+  const fs::path p = fs::path(out).lexically_normal();
+  const bool escapes = !p.empty() && *p.begin() == "..";
+  if (p.has_root_path() || escapes || p.empty() || p == "." || !p.has_filename())
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "output \"" + out + "\" is not a file name inside --output-dir (absolute "
+                       "paths and \"..\" are refused)");
+  return p;
+}
+
 Job job_from_fields(const Fields& f, const Options& o, const fs::path& list_dir,
                     const std::string& where) {
   static const std::set<std::string> known = {"video",    "prompt", "negative_prompt", "steps",
@@ -216,7 +247,7 @@ Job job_from_fields(const Fields& f, const Options& o, const fs::path& list_dir,
                               ? f.at("output")
                               : fs::path(video->second).stem().string();
   std::string base, format = o.format;
-  split_output((fs::path(o.output_dir) / out).string(), base, format);
+  split_output((fs::path(o.output_dir) / confined_output(out)).string(), base, format);
   job.output_base = base;
   job.format = format;
   return job;
@@ -335,7 +366,7 @@ int run(const Options& o) {
     try {
       const foley::GenerationResult r = generator->generate(job.video, job.params, cb);
       progress.finish();
-      const auto files = write_outputs(job, r, job.format);
+      const auto files = write_outputs(job, r, job.format, o.sample_format);
       const double total =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       for (const auto& f : files)
@@ -384,6 +415,11 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--format", o->format,
                   "wav, flac or mp4 (default: .wav, plus .mp4 when FFmpeg is built in)")
       ->check(CLI::IsMember({"wav", "flac", "mp4"}));
+  cmd->add_option("--sample-format", o->sample_format,
+                  "audio samples: f32 (default; float WAV, exactly what the model produced) or "
+                  "s16 (16-bit PCM WAV that every tool reads, e.g. Python's wave; FLAC 16-bit); "
+                  "clipped samples are counted in a warning")
+      ->check(CLI::IsMember({"f32", "s16"}));
   cmd->add_flag("--verbose", o->verbose, "progress lines and per-stage timings on stderr");
   cmd->add_option("--batch", o->batch,
                   "JSONL (objects) or CSV (header row) list: video, prompt, and optionally "
