@@ -5,19 +5,72 @@
 #   FOLEY_MODEL_DIR=/path/to/official/HunyuanVideo-Foley  bash scripts/run.sh   # official weights
 #   bash scripts/run.sh                                                          # tiny model
 #   FOLEY_DEVICE=cuda picks the GPU for the generation (default cpu).
+#
+# Run it as yourself: scripts/setup.sh asks sudo for apt-get only. Run through sudo anyway, it
+# installs the packages as root, hands build/, models/ and out/ back to $SUDO_USER and does the
+# rest (build, convert, generate) as that user, so `bash scripts/test.sh` works afterwards.
+#
+# Bundles are written under a temporary name and renamed when complete, and an existing one is
+# reused only when `foley inspect` reads it as a foley bundle and it is current: for the tiny
+# model, newer than the generator scripts; for official weights, made from the same directory,
+# newer than every file in it and by this build's converter (its "converter" metadata).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+BUILD_DIR=${BUILD_DIR:-build}
 
-bash scripts/setup.sh
-BUILD_DIR=${BUILD_DIR:-build} bash scripts/build.sh
-FOLEY="$ROOT/${BUILD_DIR:-build}/bin/foley"
+if [ "${FOLEY_RUN_AS_USER:-}" != 1 ]; then
+  bash scripts/setup.sh
+  if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+    echo "== run through sudo: the packages are installed; building and running as $SUDO_USER"
+    for d in "$BUILD_DIR" models out; do
+      if [ -e "$d" ]; then chown -R "$SUDO_USER": "$d"; fi
+    done
+    # runuser keeps the environment (FOLEY_MODEL_DIR, BUILD_DIR, FOLEY_DEVICE, ...).
+    exec runuser -u "$SUDO_USER" -- env FOLEY_RUN_AS_USER=1 bash "$ROOT/scripts/run.sh" "$@"
+  fi
+fi
+
+BUILD_DIR=$BUILD_DIR bash scripts/build.sh
+FOLEY="$ROOT/$BUILD_DIR/bin/foley"
 mkdir -p models
 
+# True when BUNDLE is a complete foley bundle (foley inspect validates the whole file's layout).
+bundle_ok() {
+  [ -f "$1" ] && "$FOLEY" inspect "$1" 2>/dev/null | grep '^# metadata format = foley$' >/dev/null
+}
+# Converts into a temporary name, checks the result, renames it over BUNDLE.
+convert_to() {
+  local bundle=$1; shift
+  local tmp="$bundle.partial"
+  rm -f "$tmp"
+  "$FOLEY" convert "$@" -o "$tmp"
+  bundle_ok "$tmp" || { echo "run.sh: the converted bundle $tmp does not load" >&2; exit 1; }
+  mv -f "$tmp" "$bundle"
+}
+
 if [ -n "${FOLEY_MODEL_DIR:-}" ]; then
-  echo "== converting the official checkpoints in $FOLEY_MODEL_DIR (once)"
   BUNDLE=models/official.foley.safetensors
-  [ -f "$BUNDLE" ] || "$FOLEY" convert --model-dir "$FOLEY_MODEL_DIR" -o "$BUNDLE"
+  SOURCE_STAMP="$BUNDLE.source"  # the model directory it was converted from
+  model_dir=$(cd "$FOLEY_MODEL_DIR" && pwd -P)
+  why=""
+  if ! bundle_ok "$BUNDLE"; then
+    why="no bundle yet, or it does not load"
+  elif [ "$(cat "$SOURCE_STAMP" 2>/dev/null)" != "$model_dir" ]; then
+    why="it was converted from another directory"
+  elif [ -n "$(find -L "$model_dir" -type f -newer "$BUNDLE" -print -quit)" ]; then
+    why="a file in $model_dir is newer than it"
+  else
+    made_by=$("$FOLEY" inspect "$BUNDLE" | sed -n 's/^# metadata converter = //p')
+    [ "$made_by" = "$("$FOLEY" --version)" ] || why="it was made by ${made_by:-an unknown converter}"
+  fi
+  if [ -n "$why" ]; then
+    echo "== converting the official checkpoints in $model_dir ($why)"
+    convert_to "$BUNDLE" --model-dir "$model_dir"
+    echo "$model_dir" > "$SOURCE_STAMP"
+  else
+    echo "== reusing $BUNDLE (current for $model_dir)"
+  fi
 else
   cat <<'MSG'
 == No official weights given (FOLEY_MODEL_DIR is unset): using a TINY model that this script
@@ -25,15 +78,19 @@ else
    Its output is noise by design: it exercises the pipeline, not the sound.
 MSG
   BUNDLE=models/tiny.foley.safetensors
-  # Rebuilt whenever the generator scripts change (older bundles may lack networks).
+  # Rebuilt whenever the generator scripts change (older bundles may lack networks) or the
+  # bundle does not load.
   stale=0
+  bundle_ok "$BUNDLE" || stale=1
   for f in scripts/make_tiny_models.py scripts/tiny_models/*.py; do
     [ "$BUNDLE" -nt "$f" ] || stale=1
   done
   if [ $stale = 1 ]; then
-    rm -rf models/tiny-official
-    /usr/bin/python3 scripts/make_tiny_models.py models/tiny-official --seed 1
-    "$FOLEY" convert --model-dir models/tiny-official --dtype f32 -o "$BUNDLE"
+    # Generated under a temporary name too: an interrupted run leaves no half model directory.
+    rm -rf models/tiny-official models/tiny-official.partial
+    /usr/bin/python3 scripts/make_tiny_models.py models/tiny-official.partial --seed 1
+    mv models/tiny-official.partial models/tiny-official
+    convert_to "$BUNDLE" --model-dir models/tiny-official --dtype f32
   fi
 fi
 
