@@ -965,6 +965,14 @@ TEST_F(ServerTest, BodiesAreJudgedBeforeTheyAreRead) {
     const std::string r = conn.read_response(5);
     EXPECT_EQ(status_of(r), 413) << r.substr(0, 300);
   }
+  {  // a client asking before it sends (curl does above 1 KiB) gets the refusal, not "100 Continue"
+    RawConn conn(port);
+    std::string head = post_head("/v1/generations", "b", 50u << 20);
+    head.insert(head.size() - 2, "Expect: 100-continue\r\n");
+    conn.send_all(head);
+    const std::string r = conn.read_response(5);
+    EXPECT_EQ(status_of(r), 413) << r.substr(0, 300);
+  }
   {  // chunked past the cap: 413 once the cap is reached, not after reading it all
     RawConn conn(port);
     conn.send_all("POST /v1/generations HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "

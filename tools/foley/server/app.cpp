@@ -180,6 +180,47 @@ bool App::drain() {
   return scheduler_.drain(options_.drain_seconds, 1.0);
 }
 
+bool App::judge_head(const httplib::Request& req, httplib::Response& res) {
+  if (!authorized(req)) {
+    res.set_header("WWW-Authenticate", "Bearer");
+    answer_unread(req, res);
+    send_error(res, 401, "unauthorized", "missing or wrong bearer token");
+    return true;
+  }
+  if (req.method != "POST") return false;
+  if (phase_ != Phase::kReady) {
+    const bool loading = phase_ == Phase::kLoading;
+    res.set_header("Retry-After", loading ? "5" : "30");
+    answer_unread(req, res);
+    send_error(res, 503, "unavailable",
+               loading ? "the model is still loading" : "the server is shutting down");
+    return true;
+  }
+  // The body is judged by its head, before a byte of it is read.
+  const auto length = content_length(req);
+  if (!is_chunked(req) && !length) {
+    res.set_header("Connection", "close");
+    FrontServer::close_after_response();
+    send_error(res, 411, "invalid_input",
+               "body: a POST needs a Content-Length or a chunked Transfer-Encoding");
+    return true;
+  }
+  if (length && *length < 0) {
+    res.set_header("Connection", "close");
+    FrontServer::close_after_response();
+    send_error(res, 400, "invalid_input", "Content-Length: not a number");
+    return true;
+  }
+  if (length && *length > limits_.max_upload_bytes) {
+    answer_unread(req, res);
+    send_error(res, 413, "too_large",
+               "request body above --max-upload-mb (" + std::to_string(options_.max_upload_mb) +
+                   " MB)");
+    return true;
+  }
+  return false;
+}
+
 bool App::authorized(const httplib::Request& req) const {
   if (options_.token.empty() || !needs_auth(req.path)) return true;
   const auto token = bearer_token(req.get_header_value("Authorization"));
@@ -188,44 +229,13 @@ bool App::authorized(const httplib::Request& req) const {
 
 void App::routes() {
   http_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req)) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      answer_unread(req, res);
-      send_error(res, 401, "unauthorized", "missing or wrong bearer token");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (req.method != "POST") return httplib::Server::HandlerResponse::Unhandled;
-    if (phase_ != Phase::kReady) {
-      const bool loading = phase_ == Phase::kLoading;
-      res.set_header("Retry-After", loading ? "5" : "30");
-      answer_unread(req, res);
-      send_error(res, 503, "unavailable",
-                 loading ? "the model is still loading" : "the server is shutting down");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    // The body is judged by its head, before a byte of it is read.
-    const auto length = content_length(req);
-    if (!is_chunked(req) && !length) {
-      res.set_header("Connection", "close");
-      FrontServer::close_after_response();
-      send_error(res, 411, "invalid_input",
-                 "body: a POST needs a Content-Length or a chunked Transfer-Encoding");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (length && *length < 0) {
-      res.set_header("Connection", "close");
-      FrontServer::close_after_response();
-      send_error(res, 400, "invalid_input", "Content-Length: not a number");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (length && *length > limits_.max_upload_bytes) {
-      answer_unread(req, res);
-      send_error(res, 413, "too_large",
-                 "request body above --max-upload-mb (" + std::to_string(options_.max_upload_mb) +
-                     " MB)");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return judge_head(req, res) ? httplib::Server::HandlerResponse::Handled
+                                : httplib::Server::HandlerResponse::Unhandled;
+  });
+  // curl asks before sending a body over 1 KiB: a request refused by its head gets the refusal
+  // instead of "100 Continue", so the body is never sent.
+  http_.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return judge_head(req, res) ? res.status : 100;
   });
   // Bodies for errors httplib answers itself (unknown route, bad request, ...).
   http_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {

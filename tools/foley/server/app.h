@@ -62,6 +62,8 @@ class App {
  private:
   void routes();
   bool authorized(const httplib::Request& req) const;
+  // Answers a request that its head alone refuses (auth, phase, body length); true if answered.
+  bool judge_head(const httplib::Request& req, httplib::Response& res);
   void post_generation(const httplib::Request& req, httplib::Response& res,
                        const httplib::ContentReader& body, bool synchronous);
   void answer_synchronously(const httplib::Request& req, const std::shared_ptr<Job>& job,
