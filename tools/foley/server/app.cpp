@@ -45,7 +45,7 @@ Lane classify(std::string_view method, std::string_view path) {
 FrontLimits front_limits(const ServerOptions& o) {
   FrontLimits l;
   l.threads[int(Lane::kWork)] = std::max(2, o.http_threads);
-  l.backlog[int(Lane::kWork)] = 2 * std::max(2, o.http_threads);
+  l.backlog[int(Lane::kWork)] = 4 * std::max(2, o.http_threads);
   l.threads[int(Lane::kStream)] = std::max(1, o.max_streams);
   l.backlog[int(Lane::kStream)] = 0;  // the cap: one stream more gets 503 at once
   l.io_timeout_seconds = o.io_timeout_seconds;
@@ -293,7 +293,7 @@ void App::routes() {
             "# TYPE foley_http_connections gauge\nfoley_http_connections " +
             std::to_string(s.connections) +
             "\n# HELP foley_http_refused_total Connections answered 503 (busy), 408 (head too "
-            "slow) or 431 (head too large) before reaching a handler.\n"
+            "slow) or 431 (head too large), or 429/503 when their lane was full, before reaching a handler.\n"
             "# TYPE foley_http_refused_total counter\n"
             "foley_http_refused_total{reason=\"busy\"} " + std::to_string(s.rejected_busy) +
             "\nfoley_http_refused_total{reason=\"head_timeout\"} " +

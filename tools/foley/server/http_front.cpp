@@ -37,6 +37,7 @@ SteadyClock::time_point after(double seconds) {
 const char* reason_phrase(int status) {
   switch (status) {
     case 408: return "Request Timeout";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 503: return "Service Unavailable";
     default: return "Error";
@@ -545,7 +546,12 @@ bool FrontServer::process_and_close_socket(socket_t sock) {
 void FrontServer::dispatch(Lane lane, int fd, std::string head) {
   if (!lanes_->submit(lane, fd, std::move(head))) {
     gate_->count_busy();
-    gate_->refuse(fd, 503, "unavailable", "the server is busy; retry later", 1);
+    // Streams are a capped resource (503, as for any unavailable service); everything else is
+    // a client burst beyond what the server queues, answered like a full job queue.
+    if (lane == Lane::kStream)
+      gate_->refuse(fd, 503, "unavailable", "too many event streams open; retry later", 2);
+    else
+      gate_->refuse(fd, 429, "queue_full", "too many requests in progress; retry later", 1);
   }
 }
 

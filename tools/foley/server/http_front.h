@@ -24,7 +24,8 @@ enum class Lane { kHealth, kControl, kWork, kStream };
 inline constexpr int kLaneCount = 4;
 
 struct FrontLimits {
-  // Threads and extra waiting requests per lane; a request beyond both gets 503 + Retry-After.
+  // Threads and extra waiting requests per lane; a request beyond both gets 429 + Retry-After
+  // (503 on the stream lane, whose threads are the cap on open event streams).
   int threads[kLaneCount] = {2, 4, 16, 16};
   int backlog[kLaneCount] = {256, 256, 64, 0};
   double head_timeout_seconds = 10;  // from the first byte of a request to the end of its head
