@@ -19,6 +19,7 @@
 #include <chrono>
 #include <climits>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "server/app.h"
@@ -68,17 +69,11 @@ int run_server(foley_server::ServerOptions o) {
   const std::string uploads = o.data_dir + "/uploads", results = o.data_dir + "/results";
   make_private_dir(uploads);
   make_private_dir(results);
-  // Jobs live in this process only: files an earlier run left (killed before it could clean up)
-  // belong to no job and would never be deleted.
-  size_t orphans = 0;
-  for (const std::string& dir : {uploads, results}) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec))
-      if (fs::remove(e.path(), ec)) ++orphans;
-  }
-  if (orphans > 0)
-    std::printf("foley serve: removed %zu files an earlier run left in %s\n", orphans,
-                o.data_dir.c_str());
+  // The journal of accepted jobs: a restart on the same data dir picks up what a killed (or
+  // stopped) run left queued or running, and keeps serving its finished results.
+  auto journal = foley_server::JobJournal::open(o.data_dir);
+  const size_t interrupted = journal->requeue_interrupted();
+  const auto rows = journal->load();
   std::string media_root;
   if (!o.media_root.empty()) {
     char resolved[PATH_MAX];
@@ -87,7 +82,25 @@ int run_server(foley_server::ServerOptions o) {
     media_root = resolved;
   }
 
-  foley_server::App app(o, uploads, results, media_root);
+  foley_server::App app(o, uploads, results, media_root, journal.get());
+  const foley_server::RestoreSummary restored = app.restore_jobs(rows);
+  // Files no journaled job refers to (a run killed between writing and journaling) are
+  // deleted, so nothing in the data dir is orphaned forever.
+  {
+    const std::set<std::string> kept(restored.files.begin(), restored.files.end());
+    size_t orphans = 0;
+    for (const std::string& dir : {uploads, results}) {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(dir, ec))
+        if (!kept.count(e.path().string()) && fs::remove(e.path(), ec)) ++orphans;
+    }
+    if (!rows.empty() || orphans > 0)
+      std::printf("foley serve: %zu jobs from an earlier run: %zu queued again (%zu were "
+                  "running), %zu finished kept, %zu given up, %zu forgotten; %zu orphaned files "
+                  "removed\n",
+                  rows.size(), restored.requeued, interrupted, restored.finished,
+                  restored.given_up, restored.forgotten, orphans);
+  }
   const int port = app.bind();
   if (port < 0)
     throw foley::Error(foley::ErrorKind::kInvalidInput,

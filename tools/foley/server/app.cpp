@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
 
 #include <charconv>
@@ -128,11 +129,12 @@ void widen_listen_backlog(int port) {
 }  // namespace
 
 App::App(const ServerOptions& options, const std::string& uploads_dir,
-         const std::string& results_dir, const std::string& media_root_real)
+         const std::string& results_dir, const std::string& media_root_real,
+         JobJournal* journal)
     : options_(options),
       scheduler_(
           SchedulerOptions{options.queue_size, results_dir, options.result_ttl_seconds,
-                           options.disk_budget_mb << 20},
+                           options.disk_budget_mb << 20, journal},
           metrics_),
       http_(front_limits(options), classify) {
   limits_.uploads_dir = uploads_dir;
@@ -341,7 +343,22 @@ void App::post_generation(const httplib::Request& req, httplib::Response& res,
     std::lock_guard<std::mutex> lock(job->mutex);
     accepted = job_json_locked(*job, "");
   }
-  const SubmitResult submitted = scheduler_.submit(job);
+  SubmitResult submitted;
+  try {
+    submitted = scheduler_.submit(job);
+  } catch (const JournalError& e) {
+    // Not recorded, so not accepted: a 202 is a promise the job survives a crash.
+    if (job->request.owns_video) std::remove(job->request.video_path.c_str());
+    std::fprintf(stderr, "foley serve: cannot journal a job: %s\n", e.what());
+    const auto err = e.kind() == JournalErrorKind::kFull ? storage_error(ENOSPC, "the job")
+                     : e.kind() == JournalErrorKind::kReadOnly ||
+                             e.kind() == JournalErrorKind::kIo
+                         ? storage_error(EROFS, "the job")
+                         : std::nullopt;
+    if (!err) return send_error(res, 500, "internal", "internal error (see the server log)");
+    res.set_header("Retry-After", std::to_string(err->retry_after));
+    return send_error(res, err->status, err->code, err->what());
+  }
   if (submitted != SubmitResult::kAccepted) {
     if (job->request.owns_video) std::remove(job->request.video_path.c_str());
     if (submitted == SubmitResult::kDraining) {

@@ -42,8 +42,10 @@ enum class Phase { kLoading, kReady, kDraining };
 
 class App {
  public:
+  // `journal` (may be null) outlives the App: it records every accepted job on disk.
   App(const ServerOptions& options, const std::string& uploads_dir,
-      const std::string& results_dir, const std::string& media_root_real);
+      const std::string& results_dir, const std::string& media_root_real,
+      JobJournal* journal = nullptr);
   ~App();
 
   int bind();     // the port actually bound (--port, or a free one for --port 0); -1 on failure
@@ -53,6 +55,10 @@ class App {
 
   void set_ready() { phase_ = Phase::kReady; metrics_.ready = true; }
   void start_workers(std::vector<std::unique_ptr<foley::Generator>> generators);
+  // Before start_workers: the jobs an earlier run journaled.
+  RestoreSummary restore_jobs(const std::vector<JobJournal::Row>& rows) {
+    return scheduler_.restore(rows);
+  }
   // Stops taking work (ready -> 503 draining), then drains the scheduler within the budget.
   // False when a running job did not stop in time (the caller should exit without joining it).
   bool drain();

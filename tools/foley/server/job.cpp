@@ -69,6 +69,75 @@ nlohmann::json iso_time(Clock::time_point t) {
 
 }  // namespace
 
+double to_epoch_seconds(Clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+Clock::time_point from_epoch_seconds(double s) {
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)));
+}
+
+nlohmann::json request_to_json(const JobRequest& r) {
+  const auto& p = r.params;
+  return {{"prompt", p.prompt},
+          {"negative_prompt", p.negative_prompt},
+          {"steps", p.steps},
+          {"guidance", p.guidance},
+          {"seed", p.seed},
+          {"max_clip_seconds", p.max_clip_seconds},
+          {"format", r.format == OutputFormat::kFlac ? "flac" : "wav"},
+          {"sample_format", r.sample_format == SampleFormat::kS16 ? "s16" : "f32"},
+          {"video_path", r.video_path},
+          {"owns_video", r.owns_video},
+          {"synchronous", r.synchronous},
+          {"mux", r.mux}};
+}
+
+JobRequest request_from_json(const nlohmann::json& j) {
+  try {
+    JobRequest r;
+    auto& p = r.params;
+    p.prompt = j.at("prompt").get<std::string>();
+    p.negative_prompt = j.at("negative_prompt").get<std::string>();
+    p.steps = j.at("steps").get<int>();
+    p.guidance = j.at("guidance").get<float>();
+    p.seed = j.at("seed").get<uint64_t>();
+    p.max_clip_seconds = j.at("max_clip_seconds").get<double>();
+    r.format = j.at("format").get<std::string>() == "flac" ? OutputFormat::kFlac : OutputFormat::kWav;
+    r.sample_format =
+        j.at("sample_format").get<std::string>() == "s16" ? SampleFormat::kS16 : SampleFormat::kF32;
+    r.video_path = j.at("video_path").get<std::string>();
+    r.owns_video = j.at("owns_video").get<bool>();
+    r.synchronous = j.at("synchronous").get<bool>();
+    r.mux = j.at("mux").get<bool>();
+    return r;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(std::string("malformed job record: ") + e.what());
+  }
+}
+
+nlohmann::json result_json_locked(const Job& job) {
+  nlohmann::json timings = nlohmann::json::array();
+  for (const auto& t : job.timings) timings.push_back({t.stage, t.seconds});
+  return {{"audio_path", job.audio_path},       {"video_path", job.video_path},
+          {"audio_seconds", job.audio_seconds}, {"result_bytes", job.result_bytes},
+          {"clipped_samples", job.clipped_samples}, {"timings", timings}};
+}
+
+void apply_result_locked(Job& job, const nlohmann::json& result) {
+  job.audio_path = result.value("audio_path", "");
+  job.video_path = result.value("video_path", "");
+  job.audio_seconds = result.value("audio_seconds", 0.0);
+  job.result_bytes = result.value("result_bytes", int64_t{0});
+  job.clipped_samples = result.value("clipped_samples", int64_t{0});
+  job.timings.clear();
+  if (result.contains("timings") && result["timings"].is_array())
+    for (const auto& t : result["timings"])
+      if (t.is_array() && t.size() == 2 && t[0].is_string() && t[1].is_number())
+        job.timings.push_back({t[0].get<std::string>(), t[1].get<double>()});
+}
+
 double overall_fraction(const foley::GenerationProgress& p) {
   // Stage order and a rough share of a CPU run each; denoising dominates.
   struct Share {

@@ -80,6 +80,17 @@ struct Job {
   void emit_locked(const std::string& name, nlohmann::json data);
 };
 
+// What the journal stores of a request (every field a rerun needs), and back. from_json throws
+// std::runtime_error on a malformed record.
+nlohmann::json request_to_json(const JobRequest& r);
+JobRequest request_from_json(const nlohmann::json& j);
+// A succeeded job's result record (files, sizes, timings), and applying one to a job.
+nlohmann::json result_json_locked(const Job& job);
+void apply_result_locked(Job& job, const nlohmann::json& result);
+
+double to_epoch_seconds(Clock::time_point t);
+Clock::time_point from_epoch_seconds(double s);
+
 // The public JSON of a job (GET /v1/generations/{id}); the caller holds job.mutex.
 nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix);
 

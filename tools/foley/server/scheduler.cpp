@@ -11,7 +11,15 @@
 namespace foley_server {
 
 namespace fs = std::filesystem;
-// Lock order: Scheduler::mutex_ before Job::mutex, never the reverse.
+// Lock order: Scheduler::mutex_ before Job::mutex, never the reverse. The journal is written
+// with neither held (each write waits for the disk).
+
+namespace {
+constexpr const char* kShutdownReason = "server shutting down";
+constexpr int64_t kMaxAttempts = 3;
+
+bool journaled(const Job& job) { return !job.request.synchronous; }
+}  // namespace
 
 Scheduler::Scheduler(SchedulerOptions options, Metrics& metrics)
     : options_(std::move(options)), metrics_(metrics) {}
@@ -34,9 +42,29 @@ std::shared_ptr<Job> Scheduler::make_job(JobRequest request) {
 }
 
 SubmitResult Scheduler::submit(const std::shared_ptr<Job>& job) {
+  const bool journal = options_.journal && journaled(*job);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (draining_) return SubmitResult::kDraining;
+    if (queue_.size() + reserved_ >= options_.queue_size) return SubmitResult::kQueueFull;
+    ++reserved_;
+  }
+  if (journal) {
+    try {
+      options_.journal->accept(job->id, request_to_json(job->request),
+                               to_epoch_seconds(job->created_at));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --reserved_;
+      throw;
+    }
+  }
   std::lock_guard<std::mutex> lock(mutex_);
-  if (draining_) return SubmitResult::kDraining;
-  if (queue_.size() >= options_.queue_size) return SubmitResult::kQueueFull;
+  --reserved_;
+  if (draining_) {
+    if (journal) options_.journal->remove(job->id);
+    return SubmitResult::kDraining;
+  }
   {
     std::lock_guard<std::mutex> job_lock(job->mutex);
     job->emit_locked("queued", {{"id", job->id}, {"position", queue_.size()}});
@@ -76,17 +104,58 @@ void Scheduler::finish_failed_locked(Job& job, int status, const std::string& co
 }
 
 bool Scheduler::cancel(const std::shared_ptr<Job>& job, const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::lock_guard<std::mutex> job_lock(job->mutex);
-  if (is_terminal(job->state)) return false;
-  if (!job->cancel) job->cancel_reason = reason;
-  job->cancel = true;
-  if (job->state == JobState::kQueued) {
-    queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
-    finish_cancelled_locked(*job, reason);
-    if (job->request.owns_video) std::remove(job->request.video_path.c_str());
+  bool ended = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<std::mutex> job_lock(job->mutex);
+    if (is_terminal(job->state)) return false;
+    if (!job->cancel) job->cancel_reason = reason;
+    job->cancel = true;
+    if (job->state == JobState::kQueued) {
+      queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+      finish_cancelled_locked(*job, reason);
+      if (job->request.owns_video) std::remove(job->request.video_path.c_str());
+      ended = true;
+    }
   }
+  if (ended) journal_end(job);
   return true;
+}
+
+void Scheduler::journal_end(const std::shared_ptr<Job>& job) {
+  if (!options_.journal || !journaled(*job)) return;
+  std::string state;
+  double finished_at = 0;
+  nlohmann::json result, error;
+  {
+    std::lock_guard<std::mutex> lock(job->mutex);
+    if (!is_terminal(job->state)) return;
+    if (job->state == JobState::kCancelled && job->cancel_reason == kShutdownReason) return;
+    state = state_name(job->state);
+    finished_at = to_epoch_seconds(job->finished_at);
+    if (job->state == JobState::kSucceeded) result = result_json_locked(*job);
+    else error = {{"status", job->error_status}, {"code", job->error_code},
+                  {"message", job->error_message}};
+  }
+  try {
+    options_.journal->finished(job->id, state, finished_at, result, error);
+  } catch (const std::exception& e) {
+    // The job's end is known in memory and served; only a restart would not see it.
+    std::fprintf(stderr, "foley serve: job %s: cannot journal its end: %s\n", job->id.c_str(),
+                 e.what());
+  }
+}
+
+void Scheduler::journal_remove(const std::vector<std::string>& ids) {
+  if (!options_.journal) return;
+  for (const auto& id : ids) {
+    try {
+      options_.journal->remove(id);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "foley serve: job %s: cannot remove it from the journal: %s\n",
+                   id.c_str(), e.what());
+    }
+  }
 }
 
 void Scheduler::delete_files_locked(Job& job) {
@@ -99,7 +168,7 @@ void Scheduler::delete_files_locked(Job& job) {
 }
 
 void Scheduler::remove(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
   const auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
   // Our own reference: erasing the map entry must not free the job while its lock is held.
@@ -110,6 +179,8 @@ void Scheduler::remove(const std::string& id) {
     delete_files_locked(*job);
   }
   jobs_.erase(it);
+  lock.unlock();
+  journal_remove({id});
 }
 
 size_t Scheduler::queue_depth() const {
@@ -156,7 +227,16 @@ void Scheduler::worker_loop(foley::Generator* generator) {
       job->started_at = Clock::now();
       job->emit_locked("running", {{"id", job->id}});
     }
+    if (options_.journal && journaled(*job)) {
+      try {
+        options_.journal->running(job->id, to_epoch_seconds(job->started_at));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "foley serve: job %s: cannot journal its start: %s\n",
+                     job->id.c_str(), e.what());
+      }
+    }
     run_job(generator, job);
+    journal_end(job);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --running_;
@@ -276,6 +356,7 @@ void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>&
     error_code = "internal";
     error_message = "internal error (see the server log)";
   }
+  bool rerun_after_restart = false;
   {
     std::lock_guard<std::mutex> lock(job->mutex);
     if (!is_terminal(job->state)) {
@@ -284,8 +365,11 @@ void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>&
                                 error_code.empty() ? "internal" : error_code,
                                 error_message.empty() ? "internal error" : error_message);
     }
+    rerun_after_restart = job->state == JobState::kCancelled &&
+                          job->cancel_reason == kShutdownReason && options_.journal &&
+                          journaled(*job);
   }
-  if (req.owns_video) std::remove(req.video_path.c_str());
+  if (req.owns_video && !rerun_after_restart) std::remove(req.video_path.c_str());
   double seconds = 0;
   {
     std::lock_guard<std::mutex> lock(job->mutex);
@@ -318,6 +402,7 @@ void Scheduler::janitor_loop() {
     }
     std::sort(finished.begin(), finished.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::string> removed;
     for (const auto& [when, job] : finished) {
       if (now - when < ttl && bytes <= options_.disk_budget_bytes) break;
       {
@@ -327,6 +412,14 @@ void Scheduler::janitor_loop() {
         delete_files_locked(*job);
       }
       jobs_.erase(job->id);
+      removed.push_back(job->id);
+    }
+    if (!removed.empty()) {
+      // Files first, then the journal rows: on a full disk the row removal may fail, and a row
+      // whose files are gone is forgotten at the next start anyway.
+      lock.unlock();
+      journal_remove(removed);
+      lock.lock();
     }
   }
 }
@@ -336,8 +429,11 @@ bool Scheduler::drain(double budget_seconds, double cancel_grace_seconds) {
   draining_ = true;
   for (auto& job : queue_) {
     std::lock_guard<std::mutex> job_lock(job->mutex);
-    finish_cancelled_locked(*job, "server shutting down");
-    if (job->request.owns_video) std::remove(job->request.video_path.c_str());
+    job->cancel_reason = kShutdownReason;
+    finish_cancelled_locked(*job, kShutdownReason);
+    // A journaled job stays queued on disk (with its upload) and runs after a restart.
+    const bool kept = options_.journal && journaled(*job);
+    if (job->request.owns_video && !kept) std::remove(job->request.video_path.c_str());
   }
   queue_.clear();
   const auto deadline =
@@ -348,7 +444,7 @@ bool Scheduler::drain(double budget_seconds, double cancel_grace_seconds) {
     for (auto& [id, job] : jobs_) {
       std::lock_guard<std::mutex> job_lock(job->mutex);
       if (is_terminal(job->state)) continue;
-      if (!job->cancel) job->cancel_reason = "server shutting down";
+      if (!job->cancel) job->cancel_reason = kShutdownReason;
       job->cancel = true;  // each stops at its next step
     }
     running_changed_.wait_for(lock, std::chrono::duration<double>(cancel_grace_seconds),
@@ -370,6 +466,92 @@ bool Scheduler::drain(double budget_seconds, double cancel_grace_seconds) {
   workers_.clear();
   if (janitor_.joinable()) janitor_.join();
   return true;
+}
+
+RestoreSummary Scheduler::restore(const std::vector<JobJournal::Row>& rows) {
+  RestoreSummary summary;
+  std::vector<std::shared_ptr<Job>> ended;  // journaled as finished once the locks are released
+  std::vector<std::string> forget;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& row : rows) {
+    auto job = std::make_shared<Job>();
+    job->id = row.id;
+    try {
+      job->request = request_from_json(row.request);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "foley serve: job %s: unreadable journal record, forgotten: %s\n",
+                   row.id.c_str(), e.what());
+      forget.push_back(row.id);
+      ++summary.forgotten;
+      continue;
+    }
+    job->created_at = from_epoch_seconds(row.created_at);
+    std::lock_guard<std::mutex> job_lock(job->mutex);
+    if (row.state == "queued" || row.state == "running") {
+      const bool upload_lost =
+          job->request.owns_video && !fs::exists(job->request.video_path);
+      if (row.attempts >= kMaxAttempts || upload_lost) {
+        finish_failed_locked(*job, 500, "internal",
+                             upload_lost ? "the uploaded video was lost in a server restart"
+                                         : "the server stopped while running this job " +
+                                               std::to_string(row.attempts) +
+                                               " times; it is not run again");
+        ended.push_back(job);
+        ++summary.given_up;
+      } else {
+        job->emit_locked("queued", {{"id", job->id}, {"position", queue_.size()}});
+        queue_.push_back(job);
+        ++summary.requeued;
+      }
+      if (job->request.owns_video && !upload_lost && is_terminal(job->state))
+        std::remove(job->request.video_path.c_str());
+      else if (job->request.owns_video && !upload_lost)
+        summary.files.push_back(job->request.video_path);
+    } else {
+      job->finished_at = from_epoch_seconds(row.finished_at.value_or(row.created_at));
+      job->started_at = from_epoch_seconds(row.started_at.value_or(row.created_at));
+      if (row.state == "succeeded") {
+        apply_result_locked(*job, row.result);
+        if (job->audio_path.empty() || !fs::exists(job->audio_path)) {
+          forget.push_back(row.id);  // its result is gone: as if it had expired
+          ++summary.forgotten;
+          continue;
+        }
+        if (!job->video_path.empty() && !fs::exists(job->video_path)) job->video_path.clear();
+        job->state = JobState::kSucceeded;
+        job->emit_locked("done", job_json_locked(*job, ""));
+        summary.files.push_back(job->audio_path);
+        if (!job->video_path.empty()) summary.files.push_back(job->video_path);
+      } else {
+        job->state = row.state == "cancelled" ? JobState::kCancelled : JobState::kFailed;
+        job->error_status = row.error.value("status", 500);
+        job->error_code = row.error.value("code", "internal");
+        job->error_message = row.error.value("message", "");
+        job->emit_locked(row.state, {{"id", job->id},
+                                     {"error", {{"code", job->error_code},
+                                                {"message", job->error_message}}}});
+      }
+      ++summary.finished;
+    }
+    jobs_[job->id] = job;
+  }
+  // Journal writes wait for the disk; nothing else runs yet (start() comes after), so holding
+  // the scheduler's lock here delays nobody.
+  for (const auto& job : ended) {
+    std::string state;
+    double finished_at;
+    nlohmann::json error;
+    {
+      std::lock_guard<std::mutex> job_lock(job->mutex);
+      state = state_name(job->state);
+      finished_at = to_epoch_seconds(job->finished_at);
+      error = {{"status", job->error_status}, {"code", job->error_code},
+               {"message", job->error_message}};
+    }
+    options_.journal->finished(job->id, state, finished_at, nullptr, error);
+  }
+  for (const auto& id : forget) options_.journal->remove(id);
+  return summary;
 }
 
 }  // namespace foley_server

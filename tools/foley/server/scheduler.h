@@ -15,6 +15,7 @@
 
 #include "foley/foley.h"
 #include "job.h"
+#include "job_journal.h"
 #include "metrics.h"
 
 namespace foley_server {
@@ -24,6 +25,15 @@ struct SchedulerOptions {
   std::string results_dir;
   double result_ttl_seconds = 3600;
   int64_t disk_budget_bytes = int64_t{1} << 30;
+  // When set, every accepted job is journaled before it is acknowledged and every change of
+  // state after that, so a restart on the same data dir picks the jobs up (restore()).
+  JobJournal* journal = nullptr;
+};
+
+// What restore() did with the journal's rows.
+struct RestoreSummary {
+  size_t requeued = 0, finished = 0, given_up = 0, forgotten = 0;
+  std::vector<std::string> files;  // uploads and results the restored jobs still refer to
 };
 
 enum class SubmitResult { kAccepted, kQueueFull, kDraining };
@@ -37,7 +47,13 @@ class Scheduler {
   void start(std::vector<std::unique_ptr<foley::Generator>> generators);
 
   std::shared_ptr<Job> make_job(JobRequest request);  // with a fresh random id, not yet queued
+  // Journals (when a journal is set) and queues the job. Throws JournalError when the journal
+  // cannot record it: the job is then not accepted.
   SubmitResult submit(const std::shared_ptr<Job>& job);
+  // Before start(): the jobs of an earlier run, in acceptance order. Queued ones (and those it
+  // was running) are queued again, past the queue limit; finished ones are kept with their
+  // results until their TTL; a job that was running in 3 runs that died is given up (failed).
+  RestoreSummary restore(const std::vector<JobJournal::Row>& rows);
   std::shared_ptr<Job> find(const std::string& id) const;
   // Queued: removed from the queue and cancelled now. Running: asked to stop at its next check;
   // it then ends "cancelled" whatever stage it was in (its end is decided under the job's lock,
@@ -66,6 +82,10 @@ class Scheduler {
                             const std::string& message);
   void delete_files_locked(Job& job);
   std::string cancel_message_locked(const Job& job) const;
+  // Journals a finished job's end (outside every lock: the journal syncs to disk). Jobs stopped
+  // by the shutdown are left as they were, so the next start runs them again.
+  void journal_end(const std::shared_ptr<Job>& job);
+  void journal_remove(const std::vector<std::string>& ids);
 
   SchedulerOptions options_;
   Metrics& metrics_;
@@ -79,6 +99,7 @@ class Scheduler {
   std::deque<std::shared_ptr<Job>> queue_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;
   size_t running_ = 0;
+  size_t reserved_ = 0;  // queue slots held by submissions being journaled
   double mean_job_seconds_ = 0;
   bool draining_ = false;
   bool stop_ = false;
