@@ -30,6 +30,8 @@
 #include <vector>
 
 #include "media_clips.h"
+#include "redis_client.h"
+#include "redis_server.h"
 #include "test_util.h"
 
 namespace foley::test {
@@ -37,17 +39,19 @@ namespace {
 
 using nlohmann::json;
 using media::read_file;
+using foley_server::parse_redis_url;
+using foley_server::RedisClient;
+using foley_server::RedisReply;
 
 // `foley serve --port 0 ...` as a child process; its stdout is collected to learn the port and
 // when it is ready. Killed (SIGKILL) when the object goes away.
 class ServerProcess {
  public:
-  ServerProcess(const std::string& bundle, std::vector<std::string> extra) {
-    std::vector<std::string> args = {FOLEY_CLI, "serve", "--model", bundle, "--max-clip-seconds",
-                                     "1"};
-    if (std::find(extra.begin(), extra.end(), "--port") == extra.end())
-      args.insert(args.end(), {"--port", "0"});
-    args.insert(args.end(), extra.begin(), extra.end());
+  ServerProcess(const std::string& bundle, std::vector<std::string> extra)
+      : ServerProcess(serve_args(bundle, std::move(extra)), 0) {}
+  // Any `foley` command line (after the binary), e.g. a worker or a front end without a model.
+  ServerProcess(std::vector<std::string> args, int) {
+    args.insert(args.begin(), FOLEY_CLI);
     stderr_path_ = temp_dir() + "/serve.stderr";
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
@@ -94,6 +98,15 @@ class ServerProcess {
     if (reader_.joinable()) reader_.join();
   }
 
+  static std::vector<std::string> serve_args(const std::string& bundle,
+                                             std::vector<std::string> extra) {
+    std::vector<std::string> args = {"serve", "--model", bundle, "--max-clip-seconds", "1"};
+    if (std::find(extra.begin(), extra.end(), "--port") == extra.end())
+      args.insert(args.end(), {"--port", "0"});
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
   int port() {
     const std::string marker = "listening on http://127.0.0.1:";
     wait_for(marker, 60);
@@ -102,6 +115,9 @@ class ServerProcess {
     return at == std::string::npos ? 0 : std::atoi(output_.c_str() + at + marker.size());
   }
   void wait_ready() { ASSERT_TRUE(wait_for("foley serve: ready on", 180)) << diagnostics(); }
+  void wait_output(const std::string& text) {
+    ASSERT_TRUE(wait_for(text, 180)) << diagnostics();
+  }
   void signal(int sig) { kill(pid_, sig); }
   pid_t pid() const { return pid_; }
   // The exit status, or -1 on a timeout or a signal death.
@@ -908,7 +924,9 @@ TEST_F(ServerTest, EventStreamsAreCappedWith503Beyond) {
   ASSERT_EQ(connected.load(), 2);
   auto third = c.Get("/v1/generations/" + id + "/events");
   expect_clean_error(third, 503);
-  if (third) EXPECT_FALSE(third->get_header_value("Retry-After").empty());
+  if (third) {
+    EXPECT_FALSE(third->get_header_value("Retry-After").empty());
+  }
   // Status and health still answer while the stream lane is full.
   EXPECT_LT(probe_ms(port, "/v1/generations/" + id, 200), 1e9);
   c.Delete("/v1/generations/" + id);  // the streams end with the cancelled event
@@ -1136,6 +1154,110 @@ TEST_F(ServerTest, SigtermKeepsQueuedJobsForTheNextStart) {
   again.wait_ready();
   httplib::Client c("127.0.0.1", again.port());
   EXPECT_EQ(poll_until(c, id, is_finished, 60).value("state", ""), "succeeded");
+}
+
+// Issue 16's distributed mode: two stateless front ends and two workers on one Redis. Every
+// accepted job ends succeeded exactly once, with one result, through a worker killed mid-job
+// (its job is taken over after the visibility timeout), a front end killed, and Redis restarted
+// (AOF, fsync always).
+TEST_F(ServerTest, DistributedFrontEndsAndWorkersSurviveKills) {
+  if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
+  namespace fs = std::filesystem;
+  RedisServer redis;
+  const std::string data = temp_dir() + "/shared";
+  fs::create_directories(data);
+  const double visibility = 2.0;
+  auto front_end = [&] {
+    return std::make_unique<ServerProcess>(
+        std::vector<std::string>{"serve", "--queue", redis.url(), "--data-dir", data, "--port",
+                                 "0", "--queue-size", "100", "--max-clip-seconds", "1"},
+        0);
+  };
+  auto worker = [&](const std::string& name) {
+    return std::make_unique<ServerProcess>(
+        std::vector<std::string>{"worker", "--queue", redis.url(), "--data-dir", data,
+                                 "--model", assets().bundle, "--name", name,
+                                 "--visibility-timeout", "2", "--max-clip-seconds", "1"},
+        0);
+  };
+  auto fe1 = front_end(), fe2 = front_end();
+  std::map<std::string, std::unique_ptr<ServerProcess>> workers;
+  workers["w1"] = worker("w1");
+  workers["w2"] = worker("w2");
+  fe1->wait_ready();
+  fe2->wait_ready();
+  for (auto& [name, w] : workers) w->wait_output("foley worker " + name + ": ready");
+  httplib::Client c1("127.0.0.1", fe1->port()), c2("127.0.0.1", fe2->port());
+  auto ready = c1.Get("/health/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+
+  // A long job first; then 40 short ones through both front ends.
+  const std::string long_id = submit(c1, fields(assets().long_clip, "40"));
+  ASSERT_FALSE(long_id.empty());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 40; ++i)
+    ids.push_back(submit(i % 2 ? c2 : c1, fields(assets().clip, "1", {{"seed", std::to_string(i)}})));
+  // Kill the worker running the long job as soon as it runs it.
+  RedisClient redis_client(parse_redis_url(redis.url()));
+  std::string victim;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (victim.empty() && std::chrono::steady_clock::now() < deadline) {
+    const RedisReply w = redis_client.command({"HGET", "foley:job:" + long_id, "worker"});
+    if (w.is_string() && !w.str.empty()) victim = w.str;
+    else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(victim.empty()) << "the long job never started";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  workers[victim]->signal(SIGKILL);
+  workers[victim]->wait_exit(10);
+  const auto killed_at = std::chrono::system_clock::now();
+  // A front end dies too: the other one still answers for every job.
+  fe1->signal(SIGKILL);
+  fe1->wait_exit(10);
+
+  for (const auto& id : ids)
+    EXPECT_EQ(poll_until(c2, id, is_finished, 120).value("state", ""), "succeeded") << id;
+  const json long_job = poll_until(c2, long_id, is_finished, 120);
+  EXPECT_EQ(long_job.value("state", ""), "succeeded") << long_job.dump();
+  // Taken over within the visibility timeout + 1 s (the survivor may be mid-job: + its length).
+  const RedisReply started = redis_client.command({"HGET", "foley:job:" + long_id, "started_at"});
+  const double restart_delay =
+      std::atof(started.str.c_str()) -
+      std::chrono::duration<double>(killed_at.time_since_epoch()).count();
+  EXPECT_LT(restart_delay, visibility + 1.5) << "seconds from the kill to the takeover";
+  const RedisReply attempts = redis_client.command({"HGET", "foley:job:" + long_id, "attempts"});
+  EXPECT_EQ(attempts.str, "2");
+
+  // Redis restarts (AOF): jobs submitted around it are not lost.
+  std::vector<std::string> late;
+  for (int i = 0; i < 5; ++i)
+    late.push_back(submit(c2, fields(assets().clip, "1", {{"seed", std::to_string(100 + i)}})));
+  redis.kill9();
+  redis.restart();
+  for (const auto& id : late)
+    EXPECT_EQ(poll_until(c2, id, is_finished, 120).value("state", ""), "succeeded") << id;
+
+  // One audio result per job, none duplicated; the fleet metrics saw the takeover.
+  std::map<std::string, int> results;
+  for (const auto& e : fs::directory_iterator(data + "/results"))
+    if (e.path().extension() == ".wav") ++results[e.path().stem().string().substr(0, 32)];
+  EXPECT_EQ(results.size(), ids.size() + late.size() + 1);
+  for (const auto& [id, n] : results) EXPECT_EQ(n, 1) << id;
+  EXPECT_GE(metric(c2, "foley_fleet_reclaimed_total"), 1);
+  auto audio = c2.Get("/v1/generations/" + ids[3] + "/audio");
+  ASSERT_TRUE(audio);
+  EXPECT_EQ(audio->status, 200);
+  EXPECT_EQ(wav_samples(audio->body), 46080);
+  // Cancel reaches the worker running a job.
+  const std::string doomed = submit(c2, fields(assets().long_clip, "200"));
+  poll_until(c2, doomed, [](const json& j) { return j.value("state", "") == "running"; }, 60);
+  auto del = c2.Delete("/v1/generations/" + doomed);
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 202);
+  const json cancelled = poll_until(c2, doomed, is_finished, 30);
+  EXPECT_EQ(cancelled.value("state", ""), "cancelled") << cancelled.dump();
+  EXPECT_LT(cancelled["progress"]["step"].get<int>(), 200);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "server/app.h"
+#include "server/redis_jobs.h"
 #endif
 
 namespace foley_cli {
@@ -69,11 +70,6 @@ int run_server(foley_server::ServerOptions o) {
   const std::string uploads = o.data_dir + "/uploads", results = o.data_dir + "/results";
   make_private_dir(uploads);
   make_private_dir(results);
-  // The journal of accepted jobs: a restart on the same data dir picks up what a killed (or
-  // stopped) run left queued or running, and keeps serving its finished results.
-  auto journal = foley_server::JobJournal::open(o.data_dir);
-  const size_t interrupted = journal->requeue_interrupted();
-  const auto rows = journal->load();
   std::string media_root;
   if (!o.media_root.empty()) {
     char resolved[PATH_MAX];
@@ -81,12 +77,36 @@ int run_server(foley_server::ServerOptions o) {
       throw foley::Error(foley::ErrorKind::kNotFound, "--media-root is not a directory");
     media_root = resolved;
   }
-
-  foley_server::App app(o, uploads, results, media_root, journal.get());
-  const foley_server::RestoreSummary restored = app.restore_jobs(rows);
-  // Files no journaled job refers to (a run killed between writing and journaling) are
-  // deleted, so nothing in the data dir is orphaned forever.
-  {
+  const bool front_end = !o.queue.empty();
+  std::unique_ptr<foley_server::JobJournal> journal;
+  std::unique_ptr<foley_server::App> app_holder;
+  if (front_end) {
+    // Jobs live in Redis and run on `foley worker` processes; this process only answers HTTP.
+    const foley_server::RedisUrl redis = foley_server::parse_redis_url(o.queue);
+    app_holder =
+        std::make_unique<foley_server::App>(o, uploads, media_root, [&](foley_server::Metrics&) {
+          foley_server::RedisJobsOptions ro;
+          ro.url = redis;
+          ro.queue_size = o.queue_size;
+          ro.result_ttl_seconds = o.result_ttl_seconds;
+          return std::make_unique<foley_server::RedisJobs>(ro);
+        });
+  } else {
+    // The journal of accepted jobs: a restart on the same data dir picks up what a killed (or
+    // stopped) run left queued or running, and keeps serving its finished results.
+    journal = foley_server::JobJournal::open(o.data_dir);
+    const size_t interrupted = journal->requeue_interrupted();
+    const auto rows = journal->load();
+    app_holder = std::make_unique<foley_server::App>(
+        o, uploads, media_root, [&](foley_server::Metrics& metrics) {
+          return std::make_unique<foley_server::Scheduler>(
+              foley_server::SchedulerOptions{o.queue_size, results, o.result_ttl_seconds,
+                                             o.disk_budget_mb << 20, journal.get()},
+              metrics);
+        });
+    const foley_server::RestoreSummary restored = app_holder->scheduler()->restore(rows);
+    // Files no journaled job refers to (a run killed between writing and journaling) are
+    // deleted, so nothing in the data dir is orphaned forever.
     const std::set<std::string> kept(restored.files.begin(), restored.files.end());
     size_t orphans = 0;
     for (const std::string& dir : {uploads, results}) {
@@ -95,18 +115,21 @@ int run_server(foley_server::ServerOptions o) {
         if (!kept.count(e.path().string()) && fs::remove(e.path(), ec)) ++orphans;
     }
     if (!rows.empty() || orphans > 0)
-      std::printf("foley serve: %zu jobs from an earlier run: %zu queued again (%zu were "
-                  "running), %zu finished kept, %zu given up, %zu forgotten; %zu orphaned files "
-                  "removed\n",
-                  rows.size(), restored.requeued, interrupted, restored.finished,
-                  restored.given_up, restored.forgotten, orphans);
+      std::printf(
+          "foley serve: %zu jobs from an earlier run: %zu queued again (%zu were "
+          "running), %zu finished kept, %zu given up, %zu forgotten; %zu orphaned files "
+          "removed\n",
+          rows.size(), restored.requeued, interrupted, restored.finished, restored.given_up,
+          restored.forgotten, orphans);
   }
+  foley_server::App& app = *app_holder;
   const int port = app.bind();
   if (port < 0)
     throw foley::Error(foley::ErrorKind::kInvalidInput,
                        "cannot listen on " + o.host + ":" + std::to_string(o.port));
   const std::string url = "http://" + o.host + ":" + std::to_string(port);
-  std::printf("foley serve: listening on %s (loading %s)\n", url.c_str(), o.model.c_str());
+  std::printf("foley serve: listening on %s (loading %s)\n", url.c_str(),
+              front_end ? o.queue.c_str() : o.model.c_str());
   std::fflush(stdout);
   std::thread http([&app] { app.listen(); });
 
@@ -140,33 +163,41 @@ int run_server(foley_server::ServerOptions o) {
   };
 
   try {
-    const auto t_load = std::chrono::steady_clock::now();
-    foley::ModelOptions mo;
-    mo.bundle_path = o.model;
-    const auto model = foley::Model::load(mo);
-    app.metrics().model_load_seconds = seconds_since(t_load);
-
-    const auto t_warm = std::chrono::steady_clock::now();
-    std::vector<std::unique_ptr<foley::Generator>> generators;
-    int64_t device_bytes = 0;
-    for (int i = 0; i < workers && !signalled; ++i) {
-      foley::GeneratorOptions go;
-      go.device = cuda ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
-      go.max_clip_seconds = o.max_clip_seconds;
-      auto g = foley::Generator::create(model, go);
-      g->warm_up();
-      device_bytes += g->device_bytes();
-      generators.push_back(std::move(g));
-    }
-    const double warm = seconds_since(t_warm);
-    app.metrics().warmup_seconds = warm;
-    app.metrics().device_memory_bytes = device_bytes;
-    if (!signalled) {
-      app.start_workers(std::move(generators));
-      app.set_ready();
-      std::printf("foley serve: ready on %s (model %s, %d workers, warmed in %.1f s)\n",
-                  url.c_str(), fs::path(o.model).filename().c_str(), workers, warm);
+    if (front_end) {
+      app.set_ready();  // /health/ready also asks Redis each time
+      std::printf("foley serve: ready on %s (front end of the queue %s)\n", url.c_str(),
+                  foley_server::to_string(foley_server::parse_redis_url(o.queue)).c_str());
       std::fflush(stdout);
+    }
+    if (!front_end) {
+      const auto t_load = std::chrono::steady_clock::now();
+      foley::ModelOptions mo;
+      mo.bundle_path = o.model;
+      const auto model = foley::Model::load(mo);
+      app.metrics().model_load_seconds = seconds_since(t_load);
+
+      const auto t_warm = std::chrono::steady_clock::now();
+      std::vector<std::unique_ptr<foley::Generator>> generators;
+      int64_t device_bytes = 0;
+      for (int i = 0; i < workers && !signalled; ++i) {
+        foley::GeneratorOptions go;
+        go.device = cuda ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+        go.max_clip_seconds = o.max_clip_seconds;
+        auto g = foley::Generator::create(model, go);
+        g->warm_up();
+        device_bytes += g->device_bytes();
+        generators.push_back(std::move(g));
+      }
+      const double warm = seconds_since(t_warm);
+      app.metrics().warmup_seconds = warm;
+      app.metrics().device_memory_bytes = device_bytes;
+      if (!signalled) {
+        app.scheduler()->start(std::move(generators));
+        app.set_ready();
+        std::printf("foley serve: ready on %s (model %s, %d workers, warmed in %.1f s)\n",
+                    url.c_str(), fs::path(o.model).filename().c_str(), workers, warm);
+        std::fflush(stdout);
+      }
     }
   } catch (...) {
     shut_down(0);
@@ -184,49 +215,73 @@ int run_server(foley_server::ServerOptions o) {
 #endif
 
 Command add_serve_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "HTTP service: queued generations, SSE progress, metrics");
+  auto* cmd =
+      app.add_subcommand("serve", "HTTP service: queued generations, SSE progress, metrics");
 #ifdef FOLEY_HAVE_HTTP
   auto o = std::make_shared<foley_server::ServerOptions>();
-  cmd->add_option("--model", o->model, "bundle written by `foley convert`")->required();
+  auto* model = cmd->add_option("--model", o->model, "bundle written by `foley convert`");
+  auto* queue = cmd->add_option(
+      "--queue", o->queue,
+      "redis://[:password@]host[:port][/db]: be a stateless front end of a shared queue whose "
+      "jobs `foley worker` processes run (needs --data-dir on a folder shared with them)");
+  model->excludes(queue);
+  cmd->callback([o] {
+    if (o->model.empty() && o->queue.empty())
+      throw CLI::RequiredError("--model (or --queue for a front end)");
+    if (!o->queue.empty() && o->data_dir.empty())
+      throw CLI::ValidationError("--queue", "needs --data-dir: the folder shared with the workers");
+  });
   cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "port (0: pick a free one and print it)")
-      ->capture_default_str()->check(CLI::Range(0, 65535));
-  cmd->add_option("--device", o->device, "cpu or cuda")->capture_default_str()
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--device", o->device, "cpu or cuda")
+      ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--jobs-per-device", o->jobs_per_device,
                   "concurrent jobs, one warmed Generator each (default 4 on cuda, 1 on cpu)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--queue-size", o->queue_size, "queued jobs before 429")
-      ->capture_default_str()->check(CLI::Range(1, 100000));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   cmd->add_option("--threads", o->http_threads,
                   "HTTP threads for uploads, downloads and POST /generate waits (health checks, "
                   "status and event streams have their own)")
-      ->capture_default_str()->check(CLI::Range(2, 1024));
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1024));
   cmd->add_option("--max-streams", o->max_streams,
                   "concurrent SSE event streams (503 + Retry-After beyond)")
-      ->capture_default_str()->check(CLI::Range(1, 4096));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--sync-timeout", o->sync_timeout_seconds,
                   "longest wait of POST /generate, seconds (then 504 and the job is cancelled)")
-      ->capture_default_str()->check(CLI::Range(1.0, 86400.0));
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
   cmd->add_option("--max-upload-mb", o->max_upload_mb, "request body cap (413 above)")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 16));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--data-dir", o->data_dir,
                   "uploads and results (default: a private temporary directory)");
   cmd->add_option("--media-root", o->media_root,
                   "folder JSON requests may name files in (video_path); absent: refused");
   cmd->add_option("--result-ttl", o->result_ttl_seconds, "seconds results are kept")
-      ->capture_default_str()->check(CLI::Range(1.0, 1e7));
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e7));
   cmd->add_option("--disk-budget-mb", o->disk_budget_mb, "results kept within this size")
-      ->capture_default_str()->check(CLI::Range(1, 1 << 30));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--drain-seconds", o->drain_seconds,
                   "on SIGTERM, time running jobs get before they are cancelled")
-      ->capture_default_str()->check(CLI::Range(0.0, 86400.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option("--token", o->token,
                   "bearer token for /v1/*, /generate, /metrics (or env FOLEY_API_TOKEN)");
   cmd->add_option("--max-clip-seconds", o->max_clip_seconds, "longest video span used")
-      ->capture_default_str()->check(CLI::Range(1.0, 15.0));
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 15.0));
   cmd->add_option("--io-timeout", o->io_timeout_seconds, "socket read/write timeout, seconds")
-      ->capture_default_str()->check(CLI::Range(1, 3600));
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   return {cmd, [o]() { return run_server(*o); }};
 #else
   return {cmd, []() -> int {

@@ -18,5 +18,6 @@ Command add_convert_command(CLI::App& app);
 Command add_golden_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
 Command add_serve_command(CLI::App& app);
+Command add_worker_command(CLI::App& app);
 
 }  // namespace foley_cli

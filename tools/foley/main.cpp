@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
       foley_cli::add_golden_command(app),
       foley_cli::add_generate_command(app),
       foley_cli::add_serve_command(app),
+      foley_cli::add_worker_command(app),
   };
   try {
     app.parse(argc, argv);

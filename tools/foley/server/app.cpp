@@ -129,13 +129,9 @@ void widen_listen_backlog(int port) {
 }  // namespace
 
 App::App(const ServerOptions& options, const std::string& uploads_dir,
-         const std::string& results_dir, const std::string& media_root_real,
-         JobJournal* journal)
+         const std::string& media_root_real, const JobServiceFactory& make_jobs)
     : options_(options),
-      scheduler_(
-          SchedulerOptions{options.queue_size, results_dir, options.result_ttl_seconds,
-                           options.disk_budget_mb << 20, journal},
-          metrics_),
+      jobs_(make_jobs(metrics_)),
       http_(front_limits(options), classify) {
   limits_.uploads_dir = uploads_dir;
   limits_.media_root = media_root_real;
@@ -172,14 +168,10 @@ void App::stop(double grace_seconds) {
   http_.shut_down(std::chrono::duration<double>(grace_seconds));
 }
 
-void App::start_workers(std::vector<std::unique_ptr<foley::Generator>> generators) {
-  scheduler_.start(std::move(generators));
-}
-
 bool App::drain() {
   phase_ = Phase::kDraining;
   metrics_.ready = false;
-  return scheduler_.drain(options_.drain_seconds, 1.0);
+  return jobs_->drain(options_.drain_seconds, 1.0);
 }
 
 bool App::judge_head(const httplib::Request& req, httplib::Response& res) {
@@ -281,7 +273,11 @@ void App::routes() {
   http_.Get("/health/ready", [this](const httplib::Request&, httplib::Response& res) {
     switch (phase_.load()) {
       case Phase::kLoading: send_json(res, 503, {{"status", "loading"}}); break;
-      case Phase::kReady: send_json(res, 200, {{"status", "ready"}}); break;
+      case Phase::kReady:
+        // A front end is ready while its queue (Redis) answers.
+        if (jobs_->healthy()) send_json(res, 200, {{"status", "ready"}});
+        else send_json(res, 503, {{"status", "queue_unreachable"}});
+        break;
       case Phase::kDraining: send_json(res, 503, {{"status", "draining"}}); break;
     }
   });
@@ -290,7 +286,7 @@ void App::routes() {
   });
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     const FrontServer::Stats s = http_.stats();
-    std::string text = metrics_.render(scheduler_.queue_depth(), scheduler_.jobs_by_state());
+    std::string text = metrics_.render(jobs_->queue_depth(), jobs_->jobs_by_state());
     text += "# HELP foley_http_connections Open client connections.\n"
             "# TYPE foley_http_connections gauge\nfoley_http_connections " +
             std::to_string(s.connections) +
@@ -302,6 +298,7 @@ void App::routes() {
             std::to_string(s.head_timeouts) +
             "\nfoley_http_refused_total{reason=\"head_too_large\"} " +
             std::to_string(s.head_too_large) + "\n";
+    text += jobs_->extra_metrics();
     res.set_content(text, "text/plain; version=0.0.4");
   });
   http_.Post("/v1/generations", [this](const httplib::Request& req, httplib::Response& res,
@@ -337,7 +334,7 @@ void App::post_generation(const httplib::Request& req, httplib::Response& res,
   }
   parsed.request.synchronous = synchronous;
   parsed.request.mux = !synchronous && foley::media_has_ffmpeg();
-  auto job = scheduler_.make_job(std::move(parsed.request));
+  auto job = jobs_->make_job(std::move(parsed.request));
   nlohmann::json accepted;  // taken before a worker can pick the job up: the 202 says queued
   {
     std::lock_guard<std::mutex> lock(job->mutex);
@@ -345,7 +342,7 @@ void App::post_generation(const httplib::Request& req, httplib::Response& res,
   }
   SubmitResult submitted;
   try {
-    submitted = scheduler_.submit(job);
+    submitted = jobs_->submit(job);
   } catch (const JournalError& e) {
     // Not recorded, so not accepted: a 202 is a promise the job survives a crash.
     if (job->request.owns_video) std::remove(job->request.video_path.c_str());
@@ -365,7 +362,7 @@ void App::post_generation(const httplib::Request& req, httplib::Response& res,
       res.set_header("Retry-After", "30");
       return send_error(res, 503, "unavailable", "the server is shutting down");
     }
-    res.set_header("Retry-After", std::to_string(scheduler_.retry_after_seconds()));
+    res.set_header("Retry-After", std::to_string(jobs_->retry_after_seconds()));
     return send_error(res, 429, "queue_full", "the job queue is full; retry later");
   }
   if (synchronous) return answer_synchronously(req, job, res);
@@ -390,7 +387,7 @@ void App::answer_synchronously(const httplib::Request& req, const std::shared_pt
       timed_out = std::chrono::steady_clock::now() >= deadline;
       if (gone || timed_out || stopping_) {
         lock.unlock();
-        scheduler_.cancel(job, gone ? "the client disconnected" : timed_out
+        jobs_->cancel(job, gone ? "the client disconnected" : timed_out
                                           ? "took longer than --sync-timeout"
                                           : "server shutting down");
         lock.lock();
@@ -415,7 +412,7 @@ void App::answer_synchronously(const httplib::Request& req, const std::shared_pt
         job->error_message.empty() ? "the generation was stopped" : job->error_message;
     lock.unlock();
     send_error(res, status, code, message);
-    scheduler_.remove(job->id);
+    jobs_->remove(job->id);
     return;
   }
   const ResultFile file = open_result_locked(*job, false);
@@ -428,11 +425,11 @@ void App::answer_synchronously(const httplib::Request& req, const std::shared_pt
     serve_file(req, res, file, "foley-" + id);
   }
   // The open descriptor keeps the bytes readable after the files are deleted.
-  scheduler_.remove(id);
+  jobs_->remove(id);
 }
 
 std::shared_ptr<Job> App::job_or_404(const httplib::Request& req, httplib::Response& res) {
-  auto job = scheduler_.find(req.matches[1]);
+  auto job = jobs_->find(req.matches[1]);
   if (!job) send_error(res, 404, "not_found", "no such generation (unknown or expired id)");
   return job;
 }
@@ -447,7 +444,7 @@ void App::get_job(const httplib::Request& req, httplib::Response& res) {
 void App::delete_job(const httplib::Request& req, httplib::Response& res) {
   auto job = job_or_404(req, res);
   if (!job) return;
-  if (scheduler_.cancel(job, "cancelled by request")) {
+  if (jobs_->cancel(job, "cancelled by request")) {
     // A queued job is cancelled now; a running one stops at its next check, and whatever it
     // was doing, it ends "cancelled" (the scheduler decides its end under the same lock).
     std::lock_guard<std::mutex> lock(job->mutex);
@@ -461,7 +458,7 @@ void App::delete_job(const httplib::Request& req, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(job->mutex);
     state = state_name(job->state);
   }
-  scheduler_.remove(job->id);
+  jobs_->remove(job->id);
   send_json(res, 200, {{"id", job->id}, {"state", state}, {"deleted", true}});
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +20,7 @@ namespace foley_server {
 
 struct ServerOptions {
   std::string model;
+  std::string queue;  // redis://...: a front end of a shared queue (no model, no workers)
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string device = "cpu";
@@ -42,10 +44,11 @@ enum class Phase { kLoading, kReady, kDraining };
 
 class App {
  public:
-  // `journal` (may be null) outlives the App: it records every accepted job on disk.
+  // Where jobs live is made by `make_jobs` (it gets the App's metrics): the local Scheduler, or
+  // the Redis front end.
+  using JobServiceFactory = std::function<std::unique_ptr<JobService>(Metrics&)>;
   App(const ServerOptions& options, const std::string& uploads_dir,
-      const std::string& results_dir, const std::string& media_root_real,
-      JobJournal* journal = nullptr);
+      const std::string& media_root_real, const JobServiceFactory& make_jobs);
   ~App();
 
   int bind();     // the port actually bound (--port, or a free one for --port 0); -1 on failure
@@ -54,11 +57,8 @@ class App {
   void stop(double grace_seconds = 1.0);
 
   void set_ready() { phase_ = Phase::kReady; metrics_.ready = true; }
-  void start_workers(std::vector<std::unique_ptr<foley::Generator>> generators);
-  // Before start_workers: the jobs an earlier run journaled.
-  RestoreSummary restore_jobs(const std::vector<JobJournal::Row>& rows) {
-    return scheduler_.restore(rows);
-  }
+  // The local scheduler, or null on a Redis front end.
+  Scheduler* scheduler() { return dynamic_cast<Scheduler*>(jobs_.get()); }
   // Stops taking work (ready -> 503 draining), then drains the scheduler within the budget.
   // False when a running job did not stop in time (the caller should exit without joining it).
   bool drain();
@@ -83,7 +83,7 @@ class App {
   ServerOptions options_;
   RequestLimits limits_;
   Metrics metrics_;
-  Scheduler scheduler_;
+  std::unique_ptr<JobService> jobs_;
   FrontServer http_;
   std::atomic<Phase> phase_{Phase::kLoading};
   std::atomic<bool> stopping_{false};

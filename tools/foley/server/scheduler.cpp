@@ -7,6 +7,7 @@
 
 #include "foley/media.h"
 #include "http_errors.h"
+#include "job_runner.h"
 
 namespace foley_server {
 
@@ -32,13 +33,6 @@ void Scheduler::start(std::vector<std::unique_ptr<foley::Generator>> generators)
   generators_ = std::move(generators);
   for (auto& g : generators_) workers_.emplace_back([this, gen = g.get()] { worker_loop(gen); });
   janitor_ = std::thread([this] { janitor_loop(); });
-}
-
-std::shared_ptr<Job> Scheduler::make_job(JobRequest request) {
-  auto job = std::make_shared<Job>();
-  job->id = new_random_id();
-  job->request = std::move(request);
-  return job;
 }
 
 SubmitResult Scheduler::submit(const std::shared_ptr<Job>& job) {
@@ -76,7 +70,7 @@ SubmitResult Scheduler::submit(const std::shared_ptr<Job>& job) {
   return SubmitResult::kAccepted;
 }
 
-std::shared_ptr<Job> Scheduler::find(const std::string& id) const {
+std::shared_ptr<Job> Scheduler::find(const std::string& id) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = jobs_.find(id);
   return it == jobs_.end() ? nullptr : it->second;
@@ -183,12 +177,12 @@ void Scheduler::remove(const std::string& id) {
   journal_remove({id});
 }
 
-size_t Scheduler::queue_depth() const {
+size_t Scheduler::queue_depth() {
   std::lock_guard<std::mutex> lock(mutex_);
   return queue_.size();
 }
 
-std::map<std::string, size_t> Scheduler::jobs_by_state() const {
+std::map<std::string, size_t> Scheduler::jobs_by_state() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::map<std::string, size_t> counts;
   for (const auto& [id, job] : jobs_) {
@@ -198,7 +192,7 @@ std::map<std::string, size_t> Scheduler::jobs_by_state() const {
   return counts;
 }
 
-int Scheduler::retry_after_seconds() const {
+int Scheduler::retry_after_seconds() {
   std::lock_guard<std::mutex> lock(mutex_);
   const double workers = std::max<size_t>(1, workers_.size());
   const double guess = mean_job_seconds_ * double(queue_.size()) / workers;
@@ -245,117 +239,34 @@ void Scheduler::worker_loop(foley::Generator* generator) {
   }
 }
 
-namespace {
-
-// The result files of a job, written into the results folder; a write that fails because the
-// disk is full or read-only says so (507 / 503) instead of "internal error".
-struct WrittenResult {
-  std::string audio, video;
-  int64_t bytes = 0;
-  int64_t clipped = 0;
-};
-
-WrittenResult write_results(const std::string& dir, const Job& job,
-                            const foley::GenerationResult& result, double* mux_seconds) {
-  const JobRequest& req = job.request;
-  WrittenResult out;
-  const bool flac = req.format == OutputFormat::kFlac;
-  out.audio = dir + "/" + job.id + (flac ? ".flac" : ".wav");
-  foley::AudioWriteOptions wopts;
-  wopts.format = flac ? foley::AudioFormat::kFlac24
-                      : req.sample_format == SampleFormat::kS16 ? foley::AudioFormat::kWavS16
-                                                                : foley::AudioFormat::kWavF32;
-  wopts.sample_rate = result.sample_rate;
-  try {
-    out.clipped =
-        foley::write_audio(out.audio, result.audio.data(), result.audio.size(), wopts).clipped;
-  } catch (const foley::Error&) {
-    if (auto e = storage_state_error(dir, "the result")) throw *e;
-    throw;
-  }
-  if (req.mux) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::string mp4 = dir + "/" + job.id + ".mp4";
-    try {
-      foley::mux_audio(req.video_path, result.audio.data(), result.audio.size(),
-                       result.sample_rate, mp4);
-      out.video = mp4;
-      *mux_seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    } catch (const foley::Error& e) {
-      // The audio is the product; a clip the MP4 muxer cannot hold only loses the video.
-      std::fprintf(stderr, "foley serve: job %s: no muxed video: %s\n", job.id.c_str(),
-                   e.what());
-    }
-  }
-  std::error_code ec;
-  out.bytes = int64_t(fs::file_size(out.audio, ec));
-  if (!out.video.empty()) out.bytes += int64_t(fs::file_size(out.video, ec));
-  return out;
-}
-
-void delete_written(const WrittenResult& w) {
-  std::error_code ec;
-  if (!w.audio.empty()) fs::remove(w.audio, ec);
-  if (!w.video.empty()) fs::remove(w.video, ec);
-}
-
-}  // namespace
-
 void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>& job) {
   const JobRequest& req = job->request;
-  foley::GenerationCallbacks callbacks;
-  callbacks.cancel = &job->cancel;
-  callbacks.progress = [&job](const foley::GenerationProgress& p) {
-    std::lock_guard<std::mutex> lock(job->mutex);
-    job->progress = p;
-    job->fraction = std::max(job->fraction, overall_fraction(p));
-    job->emit_locked("progress", progress_json_locked(*job));
-  };
-
-  int error_status = 0;
-  std::string error_code, error_message;
-  try {
-    foley::GenerationResult result = generator->generate(req.video_path, req.params, callbacks);
-    double mux_seconds = -1;
-    const WrittenResult written = write_results(options_.results_dir, *job, result, &mux_seconds);
-    if (mux_seconds >= 0) result.timings.push_back({"mux", mux_seconds});
-    for (const auto& t : result.timings) metrics_.observe_stage(t.stage, t.seconds);
+  GenerationOutcome outcome =
+      generate_and_write(*generator, *job, options_.results_dir, job->id);
+  if (outcome.result) {
+    for (const auto& t : outcome.result->timings) metrics_.observe_stage(t.stage, t.seconds);
     std::lock_guard<std::mutex> lock(job->mutex);
     // Decided under the lock that cancel() takes: a DELETE answered "cancelled" before this
     // point is honoured even though the work is done.
     if (job->cancel) {
-      delete_written(written);
+      delete_written(outcome.written);
       finish_cancelled_locked(*job, cancel_message_locked(*job));
     } else {
       job->state = JobState::kSucceeded;
       job->finished_at = Clock::now();
-      job->timings = result.timings;
-      job->audio_path = written.audio;
-      job->video_path = written.video;
-      job->audio_seconds = result.audio_seconds;
-      job->result_bytes = written.bytes;
-      job->clipped_samples = written.clipped;
+      job->timings = outcome.result->timings;
+      job->audio_path = outcome.written.audio;
+      job->video_path = outcome.written.video;
+      job->audio_seconds = outcome.result->audio_seconds;
+      job->result_bytes = outcome.written.bytes;
+      job->clipped_samples = outcome.written.clipped;
       job->emit_locked("done", job_json_locked(*job, ""));
       metrics_.count_finished("succeeded");
     }
-  } catch (const HttpError& e) {
-    error_status = e.status;
-    error_code = e.code;
-    error_message = e.what();
-  } catch (const foley::Error& e) {
-    if (e.kind() != foley::ErrorKind::kCancelled) {
-      const MappedError m = map_error(e);
-      error_status = m.status;
-      error_code = m.code;
-      error_message = m.message;
-    }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "foley serve: job %s: internal error: %s\n", job->id.c_str(), e.what());
-    error_status = 500;
-    error_code = "internal";
-    error_message = "internal error (see the server log)";
   }
+  const int error_status = outcome.error_status;
+  const std::string& error_code = outcome.error_code;
+  const std::string& error_message = outcome.error_message;
   bool rerun_after_restart = false;
   {
     std::lock_guard<std::mutex> lock(job->mutex);

@@ -16,6 +16,7 @@
 #include "foley/foley.h"
 #include "job.h"
 #include "job_journal.h"
+#include "job_service.h"
 #include "metrics.h"
 
 namespace foley_server {
@@ -36,42 +37,39 @@ struct RestoreSummary {
   std::vector<std::string> files;  // uploads and results the restored jobs still refer to
 };
 
-enum class SubmitResult { kAccepted, kQueueFull, kDraining };
-
-class Scheduler {
+class Scheduler : public JobService {
  public:
   Scheduler(SchedulerOptions options, Metrics& metrics);
-  ~Scheduler();
+  ~Scheduler() override;
 
   // Starts one worker thread per (warmed) generator, and the janitor.
   void start(std::vector<std::unique_ptr<foley::Generator>> generators);
 
-  std::shared_ptr<Job> make_job(JobRequest request);  // with a fresh random id, not yet queued
   // Journals (when a journal is set) and queues the job. Throws JournalError when the journal
   // cannot record it: the job is then not accepted.
-  SubmitResult submit(const std::shared_ptr<Job>& job);
+  SubmitResult submit(const std::shared_ptr<Job>& job) override;
   // Before start(): the jobs of an earlier run, in acceptance order. Queued ones (and those it
   // was running) are queued again, past the queue limit; finished ones are kept with their
   // results until their TTL; a job that was running in 3 runs that died is given up (failed).
   RestoreSummary restore(const std::vector<JobJournal::Row>& rows);
-  std::shared_ptr<Job> find(const std::string& id) const;
+  std::shared_ptr<Job> find(const std::string& id) override;
   // Queued: removed from the queue and cancelled now. Running: asked to stop at its next check;
   // it then ends "cancelled" whatever stage it was in (its end is decided under the job's lock,
   // after the cancel flag is read). Returns false when the job is already finished.
-  bool cancel(const std::shared_ptr<Job>& job, const std::string& reason);
+  bool cancel(const std::shared_ptr<Job>& job, const std::string& reason) override;
   // Forgets a finished job and deletes its files.
-  void remove(const std::string& id);
+  void remove(const std::string& id) override;
 
-  size_t queue_depth() const;
-  std::map<std::string, size_t> jobs_by_state() const;
-  int retry_after_seconds() const;  // a guess at when a queue slot frees up
+  size_t queue_depth() override;
+  std::map<std::string, size_t> jobs_by_state() override;
+  int retry_after_seconds() override;
   bool draining() const;
 
   // Stops taking jobs, cancels queued ones, lets running jobs finish within `budget_seconds`,
   // then cancels what is still running and waits `cancel_grace_seconds` more for it to stop.
   // Returns true when every thread was joined; false when a job was still running (its worker
   // is detached: the process must exit without destroying the scheduler's generators).
-  bool drain(double budget_seconds, double cancel_grace_seconds = 2.0);
+  bool drain(double budget_seconds, double cancel_grace_seconds = 2.0) override;
 
  private:
   void worker_loop(foley::Generator* generator);

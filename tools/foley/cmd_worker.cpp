@@ -1,0 +1,375 @@
+// foley worker: runs the jobs of a Redis queue (the distributed mode of `foley serve --queue`).
+// One process per GPU: it loads and warms its model, then takes one job at a time from the
+// stream's consumer group, heartbeats while it runs (so a worker that dies has its job taken
+// over by another after --visibility-timeout), writes the result into the shared --data-dir,
+// and ends the job in Redis only if it still owns it (so a job ends once, with one result).
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+#include "foley/foley.h"
+
+#ifdef FOLEY_HAVE_HTTP
+#include <httplib.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "server/http_errors.h"
+#include "server/job_runner.h"
+#include "server/redis_queue.h"
+#endif
+
+namespace foley_cli {
+
+#ifdef FOLEY_HAVE_HTTP
+namespace {
+
+namespace fs = std::filesystem;
+using namespace foley_server;
+
+struct WorkerOptions {
+  std::string queue, model, device = "cpu", data_dir, name, host = "127.0.0.1";
+  int port = -1;  // health and metrics; -1: none
+  double visibility_seconds = 30;
+  double max_clip_seconds = 15;
+  double drain_seconds = 30;
+};
+
+std::atomic<bool> g_stop{false};
+
+// Keeps the claim alive and watches for a cancel while the job runs.
+class Heartbeat {
+ public:
+  Heartbeat(RedisQueue& queue, const RedisUrl& url, QueueClaim claim, std::string worker, Job& job,
+            double interval)
+      : queue_(queue),
+        client_(url),
+        claim_(std::move(claim)),
+        worker_(std::move(worker)),
+        job_(job),
+        interval_(interval) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      lock.unlock();
+      try {
+        if (queue_.heartbeat(client_, claim_, worker_, true, interval_ * 3)) {
+          if (!job_.cancel) {
+            std::lock_guard<std::mutex> jl(job_.mutex);
+            job_.cancel_reason = "cancelled by request";
+          }
+          job_.cancel = true;
+        }
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "foley worker: heartbeat: %s\n", e.what());
+      }
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::duration<double>(std::min(interval_, 0.25)));
+    }
+  }
+
+  RedisQueue& queue_;
+  RedisClient client_;
+  QueueClaim claim_;
+  std::string worker_;
+  Job& job_;
+  double interval_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Marks the local copy of the job finished from the outcome (as the Scheduler does).
+void settle(Job& job, const GenerationOutcome& outcome) {
+  std::lock_guard<std::mutex> lock(job.mutex);
+  job.finished_at = Clock::now();
+  if (outcome.result && !job.cancel) {
+    job.state = JobState::kSucceeded;
+    job.timings = outcome.result->timings;
+    job.audio_path = outcome.written.audio;
+    job.video_path = outcome.written.video;
+    job.audio_seconds = outcome.result->audio_seconds;
+    job.result_bytes = outcome.written.bytes;
+    job.clipped_samples = outcome.written.clipped;
+  } else if (outcome.cancelled || job.cancel) {
+    job.state = JobState::kCancelled;
+    job.error_status = 409;
+    job.error_code = "cancelled";
+    job.error_message = job.cancel_reason.empty() ? "cancelled" : job.cancel_reason;
+  } else {
+    job.state = JobState::kFailed;
+    job.error_status = outcome.error_status ? outcome.error_status : 500;
+    job.error_code = outcome.error_code.empty() ? "internal" : outcome.error_code;
+    job.error_message = outcome.error_message.empty() ? "internal error" : outcome.error_message;
+  }
+}
+
+// Redis calls that must not be lost to a brief outage (Redis restarting) are retried.
+template <typename F>
+auto with_retry(const char* what, F&& f) -> decltype(f()) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      return f();
+    } catch (const RedisError& e) {
+      if (!e.connection() || attempt >= 120 || g_stop) throw;
+      if (attempt == 0) std::fprintf(stderr, "foley worker: %s: %s (retrying)\n", what, e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  }
+}
+
+struct Counters {
+  std::atomic<uint64_t> succeeded{0}, failed{0}, cancelled{0}, lost{0};
+  std::atomic<bool> busy{false}, ready{false};
+};
+
+void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::Generator& gen,
+             const QueueClaim& claim, Counters& counters) {
+  const int64_t attempt = with_retry("start", [&] { return queue.start(c, claim, o.name); });
+  if (attempt == 0) {  // finished meanwhile (cancelled while queued) or expired
+    with_retry("ack", [&] {
+      queue.acknowledge(c, claim);
+      return 0;
+    });
+    return;
+  }
+  auto job = std::make_shared<Job>();
+  if (!with_retry("load", [&] { return queue.load(claim.id, *job); })) {
+    with_retry("ack", [&] {
+      queue.acknowledge(c, claim);
+      return 0;
+    });
+    return;
+  }
+  job->state = JobState::kRunning;
+  std::printf("foley worker %s: job %s (attempt %lld%s)\n", o.name.c_str(), claim.id.c_str(),
+              (long long)attempt, claim.reclaimed ? ", taken over" : "");
+  std::fflush(stdout);
+  GenerationOutcome outcome;
+  if (attempt > RedisQueue::kMaxAttempts) {
+    outcome.error_status = 500;
+    outcome.error_code = "internal";
+    outcome.error_message =
+        "the job stopped " + std::to_string(attempt - 1) + " workers; it is not run again";
+  } else {
+    counters.busy = true;
+    Heartbeat heartbeat(queue, queue.pool().url(), claim, o.name, *job,
+                        std::max(0.2, o.visibility_seconds / 3));
+    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    outcome = generate_and_write(gen, *job, o.data_dir + "/results",
+                                 claim.id + "-" + std::to_string(attempt), [&] {
+                                   // At most ten progress writes a second reach Redis.
+                                   const auto now = std::chrono::steady_clock::now();
+                                   if (now - last < std::chrono::milliseconds(100)) return;
+                                   last = now;
+                                   try {
+                                     queue.progress(c, *job, o.name);
+                                   } catch (const std::exception& e) {
+                                     std::fprintf(stderr, "foley worker: progress: %s\n", e.what());
+                                   }
+                                 });
+    counters.busy = false;
+  }
+  settle(*job, outcome);
+  int ended = with_retry("finish", [&] { return queue.finish(c, *job, o.name); });
+  if (ended == 2) {  // a cancel arrived after the work was done: it wins, as DELETE promised
+    delete_written(outcome.written);
+    outcome.result.reset();
+    job->cancel = true;
+    settle(*job, outcome);
+    ended = with_retry("finish", [&] { return queue.finish(c, *job, o.name); });
+  }
+  if (ended != 1) {
+    // Another worker owns the job now (this one was too slow to heartbeat): its result counts.
+    delete_written(outcome.written);
+    ++counters.lost;
+    return;
+  }
+  if (job->request.owns_video) {
+    std::error_code ec;
+    fs::remove(job->request.video_path, ec);
+  }
+  switch (job->state) {
+    case JobState::kSucceeded:
+      ++counters.succeeded;
+      break;
+    case JobState::kCancelled:
+      ++counters.cancelled;
+      break;
+    default:
+      ++counters.failed;
+      break;
+  }
+  with_retry("ack", [&] {
+    queue.acknowledge(c, claim);
+    return 0;
+  });
+}
+
+int run_worker(WorkerOptions o) {
+  if (o.name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    o.name = std::string(host) + "-" + std::to_string(::getpid());
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    g_stop = true;
+  });
+  signal_waiter.detach();
+
+  Counters counters;
+  std::unique_ptr<httplib::Server> health;
+  std::thread health_thread;
+  if (o.port >= 0) {
+    // Health and metrics only, for the orchestrator on the worker's own pod.
+    health = std::make_unique<httplib::Server>();
+    health->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, {{"status", "live"}});
+    });
+    health->Get("/health/ready", [&](const httplib::Request&, httplib::Response& res) {
+      if (counters.ready && !g_stop)
+        send_json(res, 200, {{"status", "ready"}});
+      else
+        send_json(res, 503, {{"status", g_stop ? "draining" : "loading"}});
+    });
+    health->Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+      std::string t = "# TYPE foley_worker_busy gauge\nfoley_worker_busy " +
+                      std::to_string(int(counters.busy)) +
+                      "\n# TYPE foley_worker_jobs_total counter\n";
+      t += "foley_worker_jobs_total{state=\"succeeded\"} " + std::to_string(counters.succeeded) +
+           "\n";
+      t += "foley_worker_jobs_total{state=\"failed\"} " + std::to_string(counters.failed) + "\n";
+      t += "foley_worker_jobs_total{state=\"cancelled\"} " + std::to_string(counters.cancelled) +
+           "\n";
+      t += "foley_worker_jobs_total{state=\"taken_over\"} " + std::to_string(counters.lost) + "\n";
+      res.set_content(t, "text/plain; version=0.0.4");
+    });
+    const int port = o.port == 0 ? health->bind_to_any_port(o.host)
+                                 : (health->bind_to_port(o.host, o.port) ? o.port : -1);
+    if (port < 0)
+      throw foley::Error(foley::ErrorKind::kInvalidInput,
+                         "cannot listen on " + o.host + ":" + std::to_string(o.port));
+    std::printf("foley worker %s: health on http://%s:%d\n", o.name.c_str(), o.host.c_str(), port);
+    health_thread = std::thread([&] { health->listen_after_bind(); });
+  }
+  auto stop_health = [&] {
+    if (health) health->stop();
+    if (health_thread.joinable()) health_thread.join();
+  };
+
+  try {
+    const RedisUrl url = parse_redis_url(o.queue);
+    RedisQueue queue(url);
+    with_retry("connect", [&] {
+      queue.ensure_group();
+      return 0;
+    });
+    std::error_code ec;
+    fs::create_directories(o.data_dir + "/results", ec);
+
+    foley::ModelOptions mo;
+    mo.bundle_path = o.model;
+    const auto model = foley::Model::load(mo);
+    foley::GeneratorOptions go;
+    go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+    go.max_clip_seconds = o.max_clip_seconds;
+    auto generator = foley::Generator::create(model, go);
+    generator->warm_up();
+    counters.ready = true;
+    std::printf("foley worker %s: ready (queue %s)\n", o.name.c_str(), to_string(url).c_str());
+    std::fflush(stdout);
+
+    RedisClient c(url);
+    const int64_t visibility_ms = int64_t(o.visibility_seconds * 1000);
+    while (!g_stop) {
+      std::optional<QueueClaim> claim;
+      try {
+        claim = queue.claim(c, o.name, visibility_ms, 500);
+        if (!claim) {
+          queue.idle(c, o.name, std::max(1.0, o.visibility_seconds));
+          continue;
+        }
+      } catch (const RedisError& e) {
+        if (!e.connection()) throw;
+        std::fprintf(stderr, "foley worker: %s (retrying)\n", e.what());
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        continue;
+      }
+      run_one(queue, c, o, *generator, *claim, counters);
+    }
+  } catch (...) {
+    stop_health();
+    throw;
+  }
+  stop_health();
+  std::printf("foley worker %s: stopped\n", o.name.c_str());
+  return 0;
+}
+
+}  // namespace
+#endif
+
+Command add_worker_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "worker", "run the jobs of a Redis queue (the workers behind `foley serve --queue`)");
+#ifdef FOLEY_HAVE_HTTP
+  auto o = std::make_shared<WorkerOptions>();
+  cmd->add_option("--queue", o->queue, "redis://[:password@]host[:port][/db]")->required();
+  cmd->add_option("--model", o->model, "bundle written by `foley convert`")->required();
+  cmd->add_option("--data-dir", o->data_dir,
+                  "the folder shared with the front ends (uploads/, results/)")
+      ->required();
+  cmd->add_option("--device", o->device, "cpu or cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--name", o->name, "consumer name in Redis (default: host-pid)");
+  cmd->add_option("--visibility-timeout", o->visibility_seconds,
+                  "seconds without a heartbeat before another worker takes a job over")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 3600.0));
+  cmd->add_option("--max-clip-seconds", o->max_clip_seconds, "longest video span used")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 15.0));
+  cmd->add_option("--host", o->host, "address of the health endpoint")->capture_default_str();
+  cmd->add_option("--port", o->port, "port of /health/* and /metrics (0: any free one)")
+      ->check(CLI::Range(0, 65535));
+  return {cmd, [o]() { return run_worker(*o); }};
+#else
+  return {cmd, []() -> int {
+            throw foley::Error(foley::ErrorKind::kUnsupported,
+                               "this build has no HTTP server (configured with FOLEY_HTTP=OFF)");
+          }};
+#endif
+}
+
+}  // namespace foley_cli

@@ -1,0 +1,105 @@
+#include "job_runner.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "foley/media.h"
+#include "http_errors.h"
+
+namespace foley_server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+WrittenResult write_results(const std::string& dir, const std::string& stem, const Job& job,
+                            const foley::GenerationResult& result, double* mux_seconds) {
+  const JobRequest& req = job.request;
+  WrittenResult out;
+  const bool flac = req.format == OutputFormat::kFlac;
+  out.audio = dir + "/" + stem + (flac ? ".flac" : ".wav");
+  foley::AudioWriteOptions wopts;
+  wopts.format = flac                                      ? foley::AudioFormat::kFlac24
+                 : req.sample_format == SampleFormat::kS16 ? foley::AudioFormat::kWavS16
+                                                           : foley::AudioFormat::kWavF32;
+  wopts.sample_rate = result.sample_rate;
+  try {
+    out.clipped =
+        foley::write_audio(out.audio, result.audio.data(), result.audio.size(), wopts).clipped;
+  } catch (const foley::Error&) {
+    if (auto e = storage_state_error(dir, "the result")) throw *e;
+    throw;
+  }
+  if (req.mux) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string mp4 = dir + "/" + stem + ".mp4";
+    try {
+      foley::mux_audio(req.video_path, result.audio.data(), result.audio.size(), result.sample_rate,
+                       mp4);
+      out.video = mp4;
+      *mux_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const foley::Error& e) {
+      // The audio is the product; a clip the MP4 muxer cannot hold only loses the video.
+      std::fprintf(stderr, "foley: job %s: no muxed video: %s\n", job.id.c_str(), e.what());
+    }
+  }
+  std::error_code ec;
+  out.bytes = int64_t(fs::file_size(out.audio, ec));
+  if (!out.video.empty()) out.bytes += int64_t(fs::file_size(out.video, ec));
+  return out;
+}
+
+}  // namespace
+
+GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
+                                     const std::string& results_dir, const std::string& stem,
+                                     const std::function<void()>& on_progress) {
+  const JobRequest& req = job.request;
+  foley::GenerationCallbacks callbacks;
+  callbacks.cancel = &job.cancel;
+  callbacks.progress = [&job, &on_progress](const foley::GenerationProgress& p) {
+    {
+      std::lock_guard<std::mutex> lock(job.mutex);
+      job.progress = p;
+      job.fraction = std::max(job.fraction, overall_fraction(p));
+      job.emit_locked("progress", progress_json_locked(job));
+    }
+    if (on_progress) on_progress();
+  };
+  GenerationOutcome out;
+  try {
+    foley::GenerationResult result = generator.generate(req.video_path, req.params, callbacks);
+    double mux_seconds = -1;
+    out.written = write_results(results_dir, stem, job, result, &mux_seconds);
+    if (mux_seconds >= 0) result.timings.push_back({"mux", mux_seconds});
+    out.result = std::move(result);
+  } catch (const HttpError& e) {
+    out.error_status = e.status;
+    out.error_code = e.code;
+    out.error_message = e.what();
+  } catch (const foley::Error& e) {
+    if (e.kind() == foley::ErrorKind::kCancelled) {
+      out.cancelled = true;
+    } else {
+      const MappedError m = map_error(e);
+      out.error_status = m.status;
+      out.error_code = m.code;
+      out.error_message = m.message;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "foley: job %s: internal error: %s\n", job.id.c_str(), e.what());
+    out.error_status = 500;
+    out.error_code = "internal";
+    out.error_message = "internal error (see the server log)";
+  }
+  return out;
+}
+
+void delete_written(const WrittenResult& w) {
+  std::error_code ec;
+  if (!w.audio.empty()) fs::remove(w.audio, ec);
+  if (!w.video.empty()) fs::remove(w.video, ec);
+}
+
+}  // namespace foley_server

@@ -1,0 +1,39 @@
+// Running one job's request on a Generator and writing its result files: the part that is the
+// same whether the job came from the local queue (Scheduler) or from Redis (`foley worker`).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "foley/foley.h"
+#include "job.h"
+
+namespace foley_server {
+
+struct WrittenResult {
+  std::string audio, video;  // video: the muxed clip, when muxing worked
+  int64_t bytes = 0;
+  int64_t clipped = 0;
+};
+
+struct GenerationOutcome {
+  std::optional<foley::GenerationResult> result;  // set when the result files were written
+  WrittenResult written;
+  bool cancelled = false;  // stopped at a cancel check (job.cancel)
+  int error_status = 0;    // otherwise, why it failed
+  std::string error_code, error_message;
+};
+
+// Generates, reporting progress into `job` (a "progress" event each; `on_progress` runs after,
+// outside the job's lock) and reading `job.cancel`; then writes STEM.wav|flac (and STEM.mp4 when
+// the request muxes) into `results_dir`. A full or read-only disk is a 507/503 error, not
+// "internal".
+GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
+                                     const std::string& results_dir, const std::string& stem,
+                                     const std::function<void()>& on_progress = {});
+
+void delete_written(const WrittenResult& w);
+
+}  // namespace foley_server
