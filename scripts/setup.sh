@@ -16,7 +16,7 @@ PACKAGES=(
   libdnnl-dev ocl-icd-opencl-dev opencl-headers libopenblas-dev
   ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
   libpcre2-dev libyaml-cpp-dev
-  python3-numpy python3-torch python3-pil
+  python3-numpy python3-torch python3-pil python3-yaml
   clang libclang-rt-14-dev
   chromium
   hey

@@ -15,7 +15,8 @@ status=0
 if [ "${FOLEY_SANITIZE_TESTS:-1}" != 0 ] || [ "${CI:-}" = true ]; then
   SAN_DIR=${SAN_BUILD_DIR:-build-asan}
   echo "== sanitizer build ($SAN_DIR): ASan + UBSan, CPU only"
-  cmake -S . -B "$SAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFOLEY_SANITIZE=ON \
+  # -O1: a third faster to compile than -O3 and plenty for the tiny model these tests run.
+  cmake -S . -B "$SAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 -DFOLEY_SANITIZE=ON \
     -DFOLEY_CUDA=OFF -DFOLEY_BENCH=OFF \
     -DFOLEY_TEST_SUBSET='/(server|pipeline|safetensors|torch_checkpoint|inspect|media_decode|media_sampling|bpe_tokenizer|job_journal)_test\.cpp$' \
     >/dev/null
