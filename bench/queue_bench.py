@@ -158,7 +158,13 @@ def main():
         wait_all(fe.port, [jid])
         p50, p99 = get_latency_ms(fe.port, jid)
         print(f"front end GET status: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        def redis_calls():
+            out = subprocess.run(["redis-cli", "-p", str(rport), "INFO", "commandstats"],
+                                 capture_output=True, text=True).stdout
+            return sum(int(l.split("calls=")[1].split(",")[0]) for l in out.splitlines() if "calls=" in l)
+
         rates = {}
+        calls_before = redis_calls()
         for n in (1, 2):
             if n == 2:
                 add_worker("w2")
@@ -168,6 +174,10 @@ def main():
             rates[n] = a.jobs / (time.time() - t0) * 60
             print(f"{n} worker(s): {a.jobs} jobs of {a.steps} steps, {rates[n]:.1f} clips/min")
         print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+        calls = redis_calls() - calls_before
+        print(f"Redis commands: {calls} for {2 * a.jobs} jobs of {a.steps} steps = {calls / (2 * a.jobs):.0f} per job "
+              "(submit, start, progress <= 10/s, heartbeats 4/s per busy worker, finish, ack, "
+              "the front end's status reads and the idle workers' polls)")
         redis.terminate()
         redis.wait(10)
     finally:
