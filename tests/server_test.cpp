@@ -1226,6 +1226,8 @@ TEST_F(ServerTest, DistributedFrontEndsAndWorkersSurviveKills) {
       std::atof(started.str.c_str()) -
       std::chrono::duration<double>(killed_at.time_since_epoch()).count();
   EXPECT_LT(restart_delay, visibility + 1.5) << "seconds from the kill to the takeover";
+  std::printf("takeover %.2f s after the kill (visibility timeout %.1f s)\n", restart_delay,
+              visibility);
   const RedisReply attempts = redis_client.command({"HGET", "foley:job:" + long_id, "attempts"});
   EXPECT_EQ(attempts.str, "2");
 
