@@ -26,6 +26,26 @@ void emit_terminal_locked(Job& job) {
   }
 }
 
+// The record's fields (not its state or events) into a held mirror; the caller holds its lock.
+void copy_record_locked(Job& mirror, const Job& record) {
+  mirror.request = record.request;
+  mirror.created_at = record.created_at;
+  mirror.started_at = record.started_at;
+  mirror.finished_at = record.finished_at;
+  mirror.progress = record.progress;
+  mirror.fraction = std::max(mirror.fraction, record.fraction);
+  mirror.timings = record.timings;
+  mirror.audio_path = record.audio_path;
+  mirror.video_path = record.video_path;
+  mirror.audio_seconds = record.audio_seconds;
+  mirror.result_bytes = record.result_bytes;
+  mirror.clipped_samples = record.clipped_samples;
+  mirror.error_status = record.error_status;
+  mirror.error_code = record.error_code;
+  mirror.error_message = record.error_message;
+  mirror.cancel_reason = record.cancel_reason;
+}
+
 }  // namespace
 
 RedisJobs::RedisJobs(RedisJobsOptions options)
@@ -78,22 +98,7 @@ std::shared_ptr<Job> RedisJobs::find(const std::string& id) {
   {
     std::lock_guard<std::mutex> lock(job->mutex);
     job->id = id;
-    job->request = snapshot.request;
-    job->created_at = snapshot.created_at;
-    job->started_at = snapshot.started_at;
-    job->finished_at = snapshot.finished_at;
-    job->progress = snapshot.progress;
-    job->fraction = std::max(job->fraction, snapshot.fraction);
-    job->timings = snapshot.timings;
-    job->audio_path = snapshot.audio_path;
-    job->video_path = snapshot.video_path;
-    job->audio_seconds = snapshot.audio_seconds;
-    job->result_bytes = snapshot.result_bytes;
-    job->clipped_samples = snapshot.clipped_samples;
-    job->error_status = snapshot.error_status;
-    job->error_code = snapshot.error_code;
-    job->error_message = snapshot.error_message;
-    job->cancel_reason = snapshot.cancel_reason;
+    copy_record_locked(*job, snapshot);
     if (fresh || !is_terminal(job->state)) {
       const bool ended_now = !is_terminal(job->state) && is_terminal(snapshot.state);
       job->state = snapshot.state;
@@ -228,19 +233,7 @@ void RedisJobs::poll_loop() {
         {
           std::lock_guard<std::mutex> l(job->mutex);
           if (known) {
-            job->progress = snapshot.progress;
-            job->fraction = std::max(job->fraction, snapshot.fraction);
-            job->started_at = snapshot.started_at;
-            job->finished_at = snapshot.finished_at;
-            job->timings = snapshot.timings;
-            job->audio_path = snapshot.audio_path;
-            job->video_path = snapshot.video_path;
-            job->audio_seconds = snapshot.audio_seconds;
-            job->result_bytes = snapshot.result_bytes;
-            job->clipped_samples = snapshot.clipped_samples;
-            job->error_status = snapshot.error_status;
-            job->error_code = snapshot.error_code;
-            job->error_message = snapshot.error_message;
+            copy_record_locked(*job, snapshot);
             job->state = snapshot.state;
           }
           for (const auto& e : events)
