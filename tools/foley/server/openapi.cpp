@@ -66,7 +66,7 @@ const char* const kOpenApi = R"json({
     "/health/live": {"get": {"summary": "Liveness (200 from the first moment)", "security": [],
       "responses": {"200": {"description": "{\"status\":\"live\"}"}}}},
     "/health/ready": {"get": {"summary": "Readiness: 200 once every worker is loaded and warmed", "security": [],
-      "responses": {"200": {"description": "{\"status\":\"ready\"}"}, "503": {"description": "{\"status\":\"loading\"} or {\"status\":\"draining\"}"}}}},
+      "responses": {"200": {"description": "{\"status\":\"ready\"}"}, "503": {"description": "{\"status\":\"loading\"}, {\"status\":\"draining\"}, or on a --queue front end {\"status\":\"queue_unreachable\"} (Redis does not answer)"}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.0"}}}},
     "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_model_load_seconds, foley_warmup_seconds, foley_device_memory_bytes, foley_ready, foley_http_connections, foley_http_refused_total",
       "content": {"text/plain": {}}}, "401": {"$ref": "#/components/responses/Error"}}}},
