@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "foley/foley.h"
+#include "stop_signals.h"
 
 #ifdef FOLEY_HAVE_HTTP
 #include <pthread.h>
@@ -50,13 +51,7 @@ int run_server(foley_server::ServerOptions o) {
   const bool cuda = o.device == "cuda";
   const int workers = o.jobs_per_device > 0 ? o.jobs_per_device : (cuda ? 4 : 1);
 
-  // Every thread started from here on inherits this mask; one thread takes the signals.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = block_stop_signals();
 
   bool temp_data_dir = false;
   if (o.data_dir.empty()) {
@@ -80,9 +75,11 @@ int run_server(foley_server::ServerOptions o) {
   const bool front_end = !o.queue.empty();
   std::unique_ptr<foley_server::JobJournal> journal;
   std::unique_ptr<foley_server::App> app_holder;
+  std::string queue_name;  // the Redis URL without its password, for the log
   if (front_end) {
     // Jobs live in Redis and run on `foley worker` processes; this process only answers HTTP.
     const foley_server::RedisUrl redis = foley_server::parse_redis_url(o.queue);
+    queue_name = foley_server::to_string(redis);
     app_holder =
         std::make_unique<foley_server::App>(o, uploads, media_root, [&](foley_server::Metrics&) {
           foley_server::RedisJobsOptions ro;
@@ -129,7 +126,7 @@ int run_server(foley_server::ServerOptions o) {
                        "cannot listen on " + o.host + ":" + std::to_string(o.port));
   const std::string url = "http://" + o.host + ":" + std::to_string(port);
   std::printf("foley serve: listening on %s (loading %s)\n", url.c_str(),
-              front_end ? o.queue.c_str() : o.model.c_str());
+              front_end ? queue_name.c_str() : o.model.c_str());
   std::fflush(stdout);
   std::thread http([&app] { app.listen(); });
 
@@ -166,10 +163,9 @@ int run_server(foley_server::ServerOptions o) {
     if (front_end) {
       app.set_ready();  // /health/ready also asks Redis each time
       std::printf("foley serve: ready on %s (front end of the queue %s)\n", url.c_str(),
-                  foley_server::to_string(foley_server::parse_redis_url(o.queue)).c_str());
+                  queue_name.c_str());
       std::fflush(stdout);
-    }
-    if (!front_end) {
+    } else {
       const auto t_load = std::chrono::steady_clock::now();
       foley::ModelOptions mo;
       mo.bundle_path = o.model;

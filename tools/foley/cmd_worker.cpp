@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "foley/foley.h"
+#include "stop_signals.h"
 
 #ifdef FOLEY_HAVE_HTTP
 #include <httplib.h>
@@ -106,13 +107,7 @@ void settle(Job& job, const GenerationOutcome& outcome) {
   std::lock_guard<std::mutex> lock(job.mutex);
   job.finished_at = Clock::now();
   if (outcome.result && !job.cancel) {
-    job.state = JobState::kSucceeded;
-    job.timings = outcome.result->timings;
-    job.audio_path = outcome.written.audio;
-    job.video_path = outcome.written.video;
-    job.audio_seconds = outcome.result->audio_seconds;
-    job.result_bytes = outcome.written.bytes;
-    job.clipped_samples = outcome.written.clipped;
+    record_success_locked(job, outcome);
   } else if (outcome.cancelled || job.cancel) {
     job.state = JobState::kCancelled;
     job.error_status = 409;
@@ -234,12 +229,7 @@ int run_worker(WorkerOptions o) {
     ::gethostname(host, sizeof host - 1);
     o.name = std::string(host) + "-" + std::to_string(::getpid());
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = block_stop_signals();
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&signals, &sig);

@@ -78,6 +78,21 @@ Clock::time_point from_epoch_seconds(double s) {
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)));
 }
 
+std::pair<std::string, nlohmann::json> terminal_event_locked(const Job& job) {
+  if (job.state == JobState::kSucceeded) return {"done", job_json_locked(job, "")};
+  return {state_name(job.state),
+          {{"id", job.id}, {"error", {{"code", job.error_code}, {"message", job.error_message}}}}};
+}
+
+void emit_terminal_locked(Job& job) {
+  auto [name, data] = terminal_event_locked(job);
+  job.emit_locked(name, std::move(data));
+}
+
+nlohmann::json error_record_locked(const Job& job) {
+  return {{"status", job.error_status}, {"code", job.error_code}, {"message", job.error_message}};
+}
+
 nlohmann::json request_to_json(const JobRequest& r) {
   const auto& p = r.params;
   return {{"prompt", p.prompt},

@@ -10,6 +10,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -90,6 +91,13 @@ void apply_result_locked(Job& job, const nlohmann::json& result);
 
 double to_epoch_seconds(Clock::time_point t);
 Clock::time_point from_epoch_seconds(double s);
+
+// A finished job's terminal event as SSE sends it: "done" with the job, or "failed"/"cancelled"
+// with its error; emit_terminal_locked appends it. The caller holds job.mutex.
+std::pair<std::string, nlohmann::json> terminal_event_locked(const Job& job);
+void emit_terminal_locked(Job& job);
+// A failed or cancelled job's error as the journal and Redis store it: {status, code, message}.
+nlohmann::json error_record_locked(const Job& job);
 
 // The public JSON of a job (GET /v1/generations/{id}); the caller holds job.mutex.
 nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix);

@@ -96,6 +96,17 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
   return out;
 }
 
+void record_success_locked(Job& job, const GenerationOutcome& outcome) {
+  job.state = JobState::kSucceeded;
+  job.finished_at = Clock::now();
+  job.timings = outcome.result->timings;
+  job.audio_path = outcome.written.audio;
+  job.video_path = outcome.written.video;
+  job.audio_seconds = outcome.result->audio_seconds;
+  job.result_bytes = outcome.written.bytes;
+  job.clipped_samples = outcome.written.clipped;
+}
+
 void delete_written(const WrittenResult& w) {
   std::error_code ec;
   if (!w.audio.empty()) fs::remove(w.audio, ec);

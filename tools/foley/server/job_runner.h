@@ -34,6 +34,10 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
                                      const std::string& results_dir, const std::string& stem,
                                      const std::function<void()>& on_progress = {});
 
+// The job succeeded with the outcome's result (state, time, files, timings); the caller holds
+// job.mutex and has checked outcome.result.
+void record_success_locked(Job& job, const GenerationOutcome& outcome);
+
 void delete_written(const WrittenResult& w);
 
 }  // namespace foley_server

@@ -9,23 +9,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The event a mirror of a finished job starts with: SSE sends it to a late client.
-void emit_terminal_locked(Job& job) {
-  switch (job.state) {
-    case JobState::kSucceeded:
-      job.emit_locked("done", job_json_locked(job, ""));
-      break;
-    case JobState::kFailed:
-    case JobState::kCancelled:
-      job.emit_locked(
-          state_name(job.state),
-          {{"id", job.id}, {"error", {{"code", job.error_code}, {"message", job.error_message}}}});
-      break;
-    default:
-      break;
-  }
-}
-
 // The record's fields (not its state or events) into a held mirror; the caller holds its lock.
 void copy_record_locked(Job& mirror, const Job& record) {
   mirror.request = record.request;

@@ -397,21 +397,11 @@ int RedisQueue::finish(RedisClient& c, const Job& job, const std::string& worker
     std::lock_guard<std::mutex> lock(const_cast<Job&>(job).mutex);
     state = state_name(job.state);
     finished_at = to_epoch_seconds(job.finished_at);
-    if (job.state == JobState::kSucceeded) {
-      result = result_json_locked(job).dump();
-      event_name = "done";
-      event = job_json_locked(job, "").dump();
-    } else {
-      error = nlohmann::json({{"status", job.error_status},
-                              {"code", job.error_code},
-                              {"message", job.error_message}})
-                  .dump();
-      event_name = state;
-      event =
-          nlohmann::json({{"id", job.id},
-                          {"error", {{"code", job.error_code}, {"message", job.error_message}}}})
-              .dump();
-    }
+    if (job.state == JobState::kSucceeded) result = result_json_locked(job).dump();
+    else error = error_record_locked(job).dump();
+    auto [name, data] = terminal_event_locked(job);
+    event_name = name;
+    event = data.dump();
   }
   long long r = 0;
   eval(c, kFinish, {job_key(job.id), events_key(job.id), kDone},

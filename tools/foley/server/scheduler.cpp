@@ -82,7 +82,7 @@ void Scheduler::finish_cancelled_locked(Job& job, const std::string& message) {
   job.error_code = "cancelled";
   job.error_message = message;
   job.error_status = 409;
-  job.emit_locked("cancelled", {{"id", job.id}, {"error", {{"code", "cancelled"}, {"message", message}}}});
+  emit_terminal_locked(job);
   metrics_.count_finished("cancelled");
 }
 
@@ -93,7 +93,7 @@ void Scheduler::finish_failed_locked(Job& job, int status, const std::string& co
   job.error_code = code;
   job.error_message = message;
   job.error_status = status;
-  job.emit_locked("failed", {{"id", job.id}, {"error", {{"code", code}, {"message", message}}}});
+  emit_terminal_locked(job);
   metrics_.count_finished("failed");
 }
 
@@ -128,8 +128,7 @@ void Scheduler::journal_end(const std::shared_ptr<Job>& job) {
     state = state_name(job->state);
     finished_at = to_epoch_seconds(job->finished_at);
     if (job->state == JobState::kSucceeded) result = result_json_locked(*job);
-    else error = {{"status", job->error_status}, {"code", job->error_code},
-                  {"message", job->error_message}};
+    else error = error_record_locked(*job);
   }
   try {
     options_.journal->finished(job->id, state, finished_at, result, error);
@@ -252,15 +251,8 @@ void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>&
       delete_written(outcome.written);
       finish_cancelled_locked(*job, cancel_message_locked(*job));
     } else {
-      job->state = JobState::kSucceeded;
-      job->finished_at = Clock::now();
-      job->timings = outcome.result->timings;
-      job->audio_path = outcome.written.audio;
-      job->video_path = outcome.written.video;
-      job->audio_seconds = outcome.result->audio_seconds;
-      job->result_bytes = outcome.written.bytes;
-      job->clipped_samples = outcome.written.clipped;
-      job->emit_locked("done", job_json_locked(*job, ""));
+      record_success_locked(*job, outcome);
+      emit_terminal_locked(*job);
       metrics_.count_finished("succeeded");
     }
   }
@@ -430,7 +422,7 @@ RestoreSummary Scheduler::restore(const std::vector<JobJournal::Row>& rows) {
         }
         if (!job->video_path.empty() && !fs::exists(job->video_path)) job->video_path.clear();
         job->state = JobState::kSucceeded;
-        job->emit_locked("done", job_json_locked(*job, ""));
+        emit_terminal_locked(*job);
         summary.files.push_back(job->audio_path);
         if (!job->video_path.empty()) summary.files.push_back(job->video_path);
       } else {
@@ -438,9 +430,7 @@ RestoreSummary Scheduler::restore(const std::vector<JobJournal::Row>& rows) {
         job->error_status = row.error.value("status", 500);
         job->error_code = row.error.value("code", "internal");
         job->error_message = row.error.value("message", "");
-        job->emit_locked(row.state, {{"id", job->id},
-                                     {"error", {{"code", job->error_code},
-                                                {"message", job->error_message}}}});
+        emit_terminal_locked(*job);
       }
       ++summary.finished;
     }
@@ -456,8 +446,7 @@ RestoreSummary Scheduler::restore(const std::vector<JobJournal::Row>& rows) {
       std::lock_guard<std::mutex> job_lock(job->mutex);
       state = state_name(job->state);
       finished_at = to_epoch_seconds(job->finished_at);
-      error = {{"status", job->error_status}, {"code", job->error_code},
-               {"message", job->error_message}};
+      error = error_record_locked(*job);
     }
     options_.journal->finished(job->id, state, finished_at, nullptr, error);
   }
