@@ -2,6 +2,8 @@
 // scripts/make_tiny_models.py (all five networks, converted to F32): output lengths, determinism,
 // CFG, cancellation, parameter and video errors, frozen arenas, concurrency, and parity of the
 // denoise + VAE stages with the networks run directly.
+#include "pipeline/pipeline.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -20,67 +22,14 @@
 #include "foley/media.h"
 #include "media_clips.h"
 #include "models/text_features.h"
-#include "pipeline/pipeline.h"
 #include "test_util.h"
+#include "tiny_pipeline.h"
 
 namespace foley::test {
 namespace {
 
 namespace fs = std::filesystem;
 using pipeline::GeneratorImpl;
-
-// The tiny model directory depends only on the generator scripts, so it is cached in /tmp under
-// a hash of them (Python with torch is most of the time); the conversion runs in every process.
-struct TinyModel {
-  std::string bundle;
-  std::shared_ptr<const Model> model;
-
-  static const TinyModel* get() {
-    static std::unique_ptr<TinyModel> tiny = []() -> std::unique_ptr<TinyModel> {
-      std::string key;
-      for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
-                            "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
-                            "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
-        std::ifstream in(source_path(f), std::ios::binary);
-        key += std::string(std::istreambuf_iterator<char>(in), {});
-      }
-      const std::string source =
-          "/tmp/foley-tiny-full-" + std::to_string(std::hash<std::string>()(key));
-      if (!fs::exists(source + "/synchformer_state_dict.pth")) {
-        const std::string tmp = temp_dir();
-        const std::string cmd = std::string(FOLEY_PYTHON) + " " +
-                                source_path("scripts/make_tiny_models.py") + " " + tmp +
-                                " --seed 3 2>&1";
-        std::string out;
-        if (run_command(cmd, &out) != 0) {
-          ADD_FAILURE() << cmd << "\n" << out;
-          return nullptr;
-        }
-        std::error_code ec;
-        fs::rename(tmp, source, ec);  // losing a race to another process is fine
-      }
-      auto t = std::make_unique<TinyModel>();
-      t->bundle = temp_dir() + "/tiny.safetensors";
-      ConvertRequest req;
-      req.model_dir = source;
-      req.dtype = "f32";
-      req.output = t->bundle;
-      convert_model(req);
-      t->model = Model::load({t->bundle});
-      return t;
-    }();
-    return tiny.get();
-  }
-};
-
-// Without python3-torch the tiny model cannot be made (skipped here, a failure in CI); when it
-// can but making it failed, the test fails (TinyModel::get reported why).
-#define TINY_OR_SKIP()                                                          \
-  if (!::foley::test::have_python_torch())                                      \
-    FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch for the tiny model"); \
-  const TinyModel* tiny = TinyModel::get();                                     \
-  if (!tiny) GTEST_FAIL() << "the tiny model could not be made (see above)";    \
-  (void)tiny
 
 // One generator for clips up to 4 s, shared by the tests that do not look at arenas. It is not
 // warmed up (ctest runs each test in its own process, and its arenas grow on first use).
@@ -149,7 +98,8 @@ TEST(Pipeline, ModelInfoAndMissingNetworks) {
   EXPECT_GT(info.parameters, 10000);
   EXPECT_GT(info.bundle_bytes, info.parameters * 4 - 1);
   EXPECT_NE(info.dit_summary.find("MMDiT hidden"), std::string::npos);
-  expect_error(ErrorKind::kNotFound, "not found", [] { Model::load({"/nonexistent.safetensors"}); });
+  expect_error(ErrorKind::kNotFound, "not found",
+               [] { Model::load({"/nonexistent.safetensors"}); });
   // A DAC-only bundle is a valid bundle but cannot generate.
   const std::string partial = temp_dir() + "/dac_only.safetensors";
   const std::string dir = temp_dir();
@@ -189,8 +139,8 @@ TEST(Pipeline, OutputLengthFollowsTheClipAndIsCappedAt15s) {
     EXPECT_DOUBLE_EQ(r.audio_seconds, expected_timing(clip(frames), 15.0).audio_seconds);
     std::vector<std::string> stages;
     for (const auto& s : r.timings) stages.push_back(s.stage);
-    EXPECT_EQ(stages, (std::vector<std::string>{"decode", "visual", "sync", "text", "denoise",
-                                                "vae"}));
+    EXPECT_EQ(stages,
+              (std::vector<std::string>{"decode", "visual", "sync", "text", "denoise", "vae"}));
   }
 }
 
@@ -233,7 +183,8 @@ TEST(Pipeline, ProgressAndCancellation) {
   // The generator is usable afterwards.
   cancel = false;
   cb.progress = nullptr;
-  expect_valid_audio(g.generate(clip(25), quick(), cb), expected_samples(clip(25), kSharedMaxSeconds));
+  expect_valid_audio(g.generate(clip(25), quick(), cb),
+                     expected_samples(clip(25), kSharedMaxSeconds));
 }
 
 TEST(Pipeline, BadParametersNameTheField) {
@@ -254,8 +205,8 @@ TEST(Pipeline, BadParametersNameTheField) {
   with([](GenerationParams& p) { p.prompt = "bad \xC3\x28 utf8"; }, "prompt");
   with([](GenerationParams& p) { p.prompt = "surrogate \xED\xA0\x80"; }, "prompt");
   with([](GenerationParams& p) { p.negative_prompt = "overlong \xC0\xAF"; }, "negative_prompt");
-  with([](GenerationParams& p) { p.max_clip_seconds = 0; }, "max_clip_seconds");
-  with([](GenerationParams& p) { p.max_clip_seconds = 4.5; }, "max_clip_seconds");
+  with([](GenerationParams& p) { p.max_clip_seconds = -1; }, "max_clip_seconds");
+  with([](GenerationParams& p) { p.max_clip_seconds = 601; }, "max_clip_seconds");
   EXPECT_TRUE(pipeline::valid_utf8("h\xC3\xA9llo \xF0\x9F\x94\x8A"));
   GenerationParams empty = quick();
   empty.prompt = "";
@@ -274,8 +225,7 @@ TEST(Pipeline, UnusableVideosAreInvalidInput) {
   } catch (const Error& e) {
     // Without FFmpeg only Y4M is read: anything else is "built without FFmpeg" (kUnsupported).
     if (media_has_ffmpeg() || e.kind() != ErrorKind::kUnsupported) {
-      EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(ErrorKind::kInvalidInput))
-          << e.what();
+      EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(ErrorKind::kInvalidInput)) << e.what();
     }
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
   }
@@ -368,8 +318,12 @@ TEST(Pipeline, ArenasAreFrozenByWarmUpAndNeverGrow) {
     EXPECT_EQ(before[i].high_water, after[i].high_water) << before[i].name;
   }
   GenerationParams too_long = quick();
-  too_long.max_clip_seconds = kSharedMaxSeconds + 1;
-  expect_error(ErrorKind::kInvalidInput, "max_clip_seconds", [&] { g.generate(clip(25), too_long); });
+  too_long.max_clip_seconds = 601;  // beyond max_video_seconds
+  expect_error(ErrorKind::kInvalidInput, "max_clip_seconds",
+               [&] { g.generate(clip(25), too_long); });
+  // Longer than the 4 s span: windows need a span of 9 s or more.
+  too_long.max_clip_seconds = 16;
+  expect_error(ErrorKind::kInvalidInput, "span", [&] { g.generate(clip(400), too_long); });
   GeneratorOptions bad;
   bad.max_clip_seconds = 0.5;
   expect_error(ErrorKind::kInvalidInput, "0.64", [&] { Generator::create(tiny->model, bad); });
@@ -393,8 +347,8 @@ TEST(Pipeline, StagesShareOneArenaOfTheLargestNeed) {
     total += a.reserved;
     if (a.name == "stage") stage = &a;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context",
-                                             "io"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context", "io"}));
   ASSERT_NE(stage, nullptr);
   const pipeline::StageArenaNeeds& n = g.stage_arena_needs();
   for (size_t need : {n.visual, n.sync, n.text, n.step, n.dac}) EXPECT_GT(need, 0u);
@@ -421,8 +375,8 @@ TEST(Pipeline, StagesShareOneArenaOfTheLargestNeed) {
     else
       sum += t.seconds;
   }
-  EXPECT_EQ(parts, (std::vector<std::string>{"encoders", "text", "freeze", "denoise", "vae",
-                                             "total"}));
+  EXPECT_EQ(parts,
+            (std::vector<std::string>{"encoders", "text", "freeze", "denoise", "vae", "total"}));
   EXPECT_GE(all, sum);
 }
 

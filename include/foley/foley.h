@@ -32,28 +32,48 @@ struct ModelOptions {
 struct GeneratorOptions {
   DeviceType device = DeviceType::kCpu;
   int device_index = 0;
-  // Longest clip (seconds of video used) this generator accepts; arenas are sized for it. The
-  // official pipeline caps clips at 15 s.
+  // Longest span the networks see at once (seconds, at most the model's trained 15 s); every
+  // arena is sized for it. A clip up to this long runs in one piece, exactly as the official
+  // pipeline; a longer one in windows (window_seconds below).
   double max_clip_seconds = 15.0;
+  // Longest clip accepted at all (seconds of video or of text-only audio). Memory does not grow
+  // with it beyond the latent, the features and the output audio themselves.
+  double max_video_seconds = 600.0;
+  // Clips longer than max_clip_seconds are sampled in overlapping windows of this length that
+  // start every 8 s (where the 8 fps, 25 fps and Synchformer-segment grids all meet, so each
+  // window sees exactly the conditions of a clip cut there) and are fused at every denoising
+  // step; the overlap is window_seconds - 8. In (8, max_clip_seconds].
+  double window_seconds = 10.0;
 };
 
 // What one request asks for. Every field is validated by Generator::generate (kInvalidInput with
 // a message naming the field for nonsense values).
 struct GenerationParams {
-  std::string prompt;                          // may be empty
+  std::string prompt;                            // may be empty
   std::string negative_prompt = "noisy, harsh";  // the official default
-  int steps = 50;                              // 1..200
-  float guidance = 4.5f;                       // 0..30; <= 1 disables CFG
+  int steps = 50;                                // 1..200
+  float guidance = 4.5f;                         // 0..30; <= 1 disables CFG
   uint64_t seed = 0;
-  double max_clip_seconds = 15.0;  // video seconds used (end_sec), <= the generator's limit
+  // Video seconds used (end_sec), at most the generator's max_video_seconds; 0 (the default):
+  // the whole clip, up to that limit. The official pipeline stops at 15 s.
+  double max_clip_seconds = 0;
+  // Text-only generation (Generator::generate_text): the length of the audio in seconds
+  // (0.64 .. max_video_seconds). Ignored when a video is given.
+  double seconds = 0;
 };
 
 // Progress of one request: stage names are "decode", "visual", "sync", "text", "denoise", "vae".
-// During "denoise", step/total_steps count finished steps.
+// During "denoise", step/total_steps count finished steps. A long clip is denoised in
+// total_windows overlapping windows: each step runs every window once, and `window` counts the
+// windows of the step now running that are done (0 for a short clip, and right after a step),
+// so the denoising fraction is (step + window / total_windows) / total_steps. During "vae" of a
+// long clip, step/total_steps count decoded chunks.
 struct GenerationProgress {
   std::string stage;
   int step = 0;
   int total_steps = 0;
+  int window = 0;
+  int total_windows = 1;
 };
 
 struct GenerationCallbacks {
@@ -72,6 +92,7 @@ struct GenerationResult {
   std::vector<float> audio;  // mono, `sample_rate` Hz, in [-1, 1]
   int sample_rate = 48000;
   double audio_seconds = 0;  // T25 / 25: the span of the video that was used
+  int windows = 1;           // denoising windows (more than 1 for a clip beyond max_clip_seconds)
   std::vector<StageTiming> timings;
 };
 
@@ -110,6 +131,12 @@ class Generator {
   // Generator are serialised; different Generators (even of one Model) run concurrently.
   virtual GenerationResult generate(const std::string& video_path, const GenerationParams& params,
                                     const GenerationCallbacks& callbacks = {}) = 0;
+
+  // Sound from the prompt alone, params.seconds long: the visual and sync conditions are the
+  // model's learned empty features in both CFG branches (the model was trained with the video
+  // dropped this way), at the lengths a clip of that duration would have.
+  virtual GenerationResult generate_text(const GenerationParams& params,
+                                         const GenerationCallbacks& callbacks = {}) = 0;
 
   virtual std::string device_name() const = 0;
   // Bytes this generator holds on its device (weights it uploaded + arenas); 0 on the CPU.

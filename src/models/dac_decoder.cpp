@@ -1,6 +1,7 @@
 #include "models/dac_decoder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "core/check.h"
@@ -20,6 +21,19 @@ int json_int(const nlohmann::json& j, const char* field) {
 }
 
 }  // namespace
+
+int DacDecoder::halo_frames() const {
+  // Each layer's reach in samples at its own rate, divided by that rate's samples per frame.
+  double frames = 3.0;  // conv_in, k7 at the latent rate (post_quant_conv is k1)
+  double rate = 1.0;
+  for (int s : config_.decoder_rates) {
+    frames += 2.0 / rate;  // the transposed conv (k 2s, stride s) reads two input samples
+    rate *= s;
+    frames += 3.0 * (1 + 3 + 9) / rate;  // three k7 residual units, dilations 1, 3, 9
+  }
+  frames += 3.0 / rate;  // conv_out, k7
+  return static_cast<int>(std::ceil(frames));
+}
 
 int DacConfig::hop() const {
   int h = 1;

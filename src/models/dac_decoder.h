@@ -60,6 +60,10 @@ class DacDecoder {
   DacDecoder& operator=(const DacDecoder&) = delete;
 
   const DacConfig& config() const { return config_; }
+  // Latent frames on each side that one output sample can depend on (the receptive field's
+  // half-width, rounded up): decoding a longer latent in pieces that each carry this many
+  // frames of context beyond the samples kept gives the samples a whole decode would.
+  int halo_frames() const;
 
   // latent [B, T, latent_dim] F32 (channel-last), audio [B, T·hop] F32, both on the backend's
   // device; T >= 1. Activations are taken from `arena` inside a scope (released on return).

@@ -7,8 +7,11 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "models/flow_sampler_internal.h"
 
 namespace foley {
+
+using namespace flow_internal;
 
 // Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11).
 std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
@@ -25,9 +28,8 @@ std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<ui
   return ctr;
 }
 
-namespace {
+namespace flow_internal {
 
-// Tensor of any float dtype on the host -> contiguous F32 copy.
 Tensor host_f32(const Tensor& t, const char* what) {
   FOLEY_CHECK(t.device() == DeviceKind::kCPU, "%s must be a host tensor", what);
   Tensor out = Tensor::empty(t.shape(), DType::kF32);
@@ -60,7 +62,7 @@ Tensor host_f32(const Tensor& t, const char* what) {
   return out;
 }
 
-}  // namespace
+}  // namespace flow_internal
 
 Tensor flow_initial_noise(int64_t latent_dim, int64_t audio_len, uint64_t seed) {
   Tensor noise = Tensor::empty({1, latent_dim, audio_len}, DType::kF32);
@@ -105,21 +107,12 @@ std::vector<float> flow_sigmas(int steps) {
 
 // ---- one request ------------------------------------------------------------------------------
 
-namespace {
+namespace flow_internal {
 
 size_t aligned_f32(int64_t n) {
   const size_t bytes = static_cast<size_t>(n) * sizeof(float);
   return (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
 }
-
-// The request's host inputs, checked: the latent (updated in place by the Euler steps) and the
-// conditions as contiguous F32.
-struct HostInputs {
-  Tensor x;  // [1, latent_dim, Ta]
-  Tensor clip, sync, text, uncond_text;
-  int64_t B = 1, Ta = 0, Tv = 0, S8 = 0, L = 0;
-  bool cfg = false;
-};
 
 HostInputs host_inputs(const Mmdit& model, const FlowConditions& cond,
                        const FlowSampleParams& params, int64_t audio_len, const Tensor* noise) {
@@ -160,13 +153,6 @@ size_t inputs_arena_bytes(const MmditConfig& c, int64_t B, int64_t Ta, int64_t T
          aligned_f32(B * S8 * c.sync_dim) + aligned_f32(B * L * c.text_dim);
 }
 
-struct DeviceInputs {
-  Tensor x, v;  // the step's latent and velocity [B, latent_dim, Ta]
-  Tensor clip, sync, text;
-};
-
-// The CFG batch [uncond, cond] on the device. x and v come first, so their addresses depend only
-// on B and Ta.
 DeviceInputs upload_inputs(const Mmdit& model, const HostInputs& in, Arena& arena) {
   const MmditConfig& c = model.config();
   Backend& be = model.backend();
@@ -190,8 +176,8 @@ DeviceInputs upload_inputs(const Mmdit& model, const HostInputs& in, Arena& aren
 
 // The Euler loop. `forward` runs the DiT on d.x -> d.v for the timesteps already set.
 void run_steps(const Mmdit& model, HostInputs& in, const DitContext& ctx, const DeviceInputs& d,
-               const Tensor& v_host, const FlowSampleParams& params,
-               const FlowCallbacks& callbacks, const std::function<void()>& forward) {
+               const Tensor& v_host, const FlowSampleParams& params, const FlowCallbacks& callbacks,
+               const std::function<void()>& forward) {
   Backend& be = model.backend();
   const int64_t B = in.B, n = model.config().latent_dim * in.Ta;
   const std::vector<float> sigmas = flow_sigmas(params.steps);
@@ -229,100 +215,9 @@ bool graphs_enabled_by_env() {
   return v == nullptr || std::strcmp(v, "0") != 0;
 }
 
-// Everything a recorded step refers to besides the model's weights and the backend's own memory
-// (scratch, cuBLASLt workspace: see backend/cuda/cuda_graph.cu): the lengths and where the
-// buffers sit. Any difference means the step is recorded again.
-struct StepGraphKey {
-  int64_t batch, audio_len, visual_len, text_len, sync_len;
-  const void* x;
-  const void* v;
-  const void* context;
-  size_t step_mark;
-  bool operator==(const StepGraphKey&) const = default;
-};
+}  // namespace flow_internal
 
-}  // namespace
-
-// Recorded steps, least recently used dropped first: each executable graph holds some device
-// memory of the driver's, and lengths vary with the clip and the prompt, so only recent shapes
-// are kept.
-struct FlowWorkspace::Graphs {
-  static constexpr size_t kMaxGraphs = 8;
-  struct Entry {
-    StepGraphKey key;
-    std::unique_ptr<OpGraph> graph;
-    uint64_t last_use = 0;
-  };
-  std::vector<Entry> entries;
-  uint64_t clock = 0;
-  size_t recorded = 0;
-  std::string error;
-
-  OpGraph* find(const StepGraphKey& key) {
-    for (Entry& e : entries)
-      if (e.key == key) {
-        e.last_use = ++clock;
-        return e.graph.get();
-      }
-    return nullptr;
-  }
-  OpGraph* add(const StepGraphKey& key, std::unique_ptr<OpGraph> graph) {
-    if (entries.size() >= kMaxGraphs)
-      entries.erase(std::min_element(entries.begin(), entries.end(),
-                                     [](auto& a, auto& b) { return a.last_use < b.last_use; }));
-    ++recorded;
-    entries.push_back({key, std::move(graph), ++clock});
-    return entries.back().graph.get();
-  }
-};
-
-namespace {
-
-// One request's steps: replay the shape's graph when there is one; otherwise the first step
-// runs eagerly (it creates whatever the ops make on first use: GEMM plans, scratch blocks), the
-// second is recorded and replayed, and so is every later one.
-class GraphedForward {
- public:
-  GraphedForward(Backend& be, FlowWorkspace::Graphs& graphs, const StepGraphKey& key)
-      : be_(be),
-        graphs_(graphs),
-        key_(key),
-        enabled_(graphs_enabled_by_env() && graphs.error.empty()) {
-    if (enabled_) graph_ = graphs_.find(key_);
-  }
-
-  void operator()(const std::function<void()>& forward) {
-    if (graph_) return graph_->replay();
-    if (!enabled_ || !ran_eagerly_) {
-      forward();
-      ran_eagerly_ = true;
-      return;
-    }
-    std::unique_ptr<OpGraph> recorded;
-    try {
-      recorded = be_.record(forward);
-    } catch (const Error& e) {
-      // The results do not depend on it: run eagerly from now on, and say why.
-      graphs_.error = e.what();
-    }
-    if (!recorded) {  // cannot record on this backend, or failed
-      enabled_ = false;
-      return forward();
-    }
-    graph_ = graphs_.add(key_, std::move(recorded));
-    graph_->replay();
-  }
-
- private:
-  Backend& be_;
-  FlowWorkspace::Graphs& graphs_;
-  StepGraphKey key_;
-  bool enabled_;
-  bool ran_eagerly_ = false;
-  OpGraph* graph_ = nullptr;
-};
-
-}  // namespace
+namespace flow_internal {}  // namespace flow_internal
 
 FlowWorkspaceBytes FlowWorkspace::bytes(const Mmdit& model, const FlowLimits& l) {
   FlowWorkspaceBytes b;
@@ -368,9 +263,15 @@ FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena
 
 FlowWorkspace::~FlowWorkspace() = default;
 
-size_t FlowWorkspace::graphs_recorded() const { return graphs_->recorded; }
-size_t FlowWorkspace::graphs_cached() const { return graphs_->entries.size(); }
-const std::string& FlowWorkspace::graph_error() const { return graphs_->error; }
+size_t FlowWorkspace::graphs_recorded() const {
+  return graphs_->recorded;
+}
+size_t FlowWorkspace::graphs_cached() const {
+  return graphs_->entries.size();
+}
+const std::string& FlowWorkspace::graph_error() const {
+  return graphs_->error;
+}
 
 Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
                    int64_t audio_len, const Tensor* noise, FlowWorkspace& ws,
@@ -400,9 +301,9 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
       model.prepare(d.clip, d.sync, d.text, in.Ta, *ws.context_);
   const Tensor v_host(ws.v_host_.raw(), DType::kF32, {in.B, model.config().latent_dim, in.Ta},
                       DeviceKind::kCPU);
-  GraphedForward graphed(model.backend(), *ws.graphs_,
-                         {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(),
-                          step.mark()});
+  GraphedForward graphed(
+      model.backend(), *ws.graphs_,
+      {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(), step.mark()});
   run_steps(model, in, *ctx, d, v_host, params, callbacks,
             [&] { graphed([&] { model.forward(*ctx, d.x, d.v, step); }); });
   return in.x;

@@ -43,6 +43,9 @@ struct FlowConditions {
 struct FlowCallbacks {
   // Called after each finished step with (steps done, total steps).
   std::function<void(int, int)> progress;
+  // Windowed sampling only: after each window of a step, (step being run 1.., steps, window
+  // done 1.., windows).
+  std::function<void(int, int, int, int)> window_progress;
   // Checked before every step; when set, sampling stops with Error(kCancelled).
   const std::atomic<bool>* cancel = nullptr;
 };
@@ -56,6 +59,24 @@ Tensor flow_initial_noise(int64_t latent_dim, int64_t audio_len, uint64_t seed);
 // The counter-based generator behind flow_initial_noise: Philox4x32-10 (Salmon et al., SC'11),
 // one block of four 32-bit words for counter `ctr` under `key`. Exposed for its known-answer test.
 std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key);
+
+// One window of a long latent and the rows of the conditions it sees: latent frames
+// [audio_begin, audio_begin + audio_len), clip rows [visual_begin, +visual_len) and sync rows
+// [sync_begin, +sync_len) of the whole clip's FlowConditions.
+struct FlowWindow {
+  int64_t audio_begin = 0, audio_len = 0;
+  int64_t visual_begin = 0, visual_len = 0;
+  int64_t sync_begin = 0, sync_len = 0;
+};
+
+// The blend weights of windows over a latent of `audio_len` frames: per window, one weight per
+// latent frame of it. 1 where a window alone covers a frame; across an overlap with a neighbour
+// a raised-cosine ramp (0.5 - 0.5·cos(π(i + 0.5)/m) for the later window, the complement for
+// the earlier), then divided by their sum, so the covering weights sum to one at every frame.
+// Windows must be in order, start at 0, end at audio_len, and overlap only their neighbours
+// (kInvalidInput otherwise).
+std::vector<std::vector<float>> flow_window_weights(const std::vector<FlowWindow>& windows,
+                                                    int64_t audio_len);
 
 // The F32 sigma schedule, bit-identical to torch.linspace(1, 0, steps + 1).
 std::vector<float> flow_sigmas(int steps);
@@ -115,9 +136,12 @@ class FlowWorkspace {
   FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena* step);  // null: own one
 
   friend Tensor flow_sample(const Mmdit& model, const FlowConditions& cond,
-                            const FlowSampleParams& params, int64_t audio_len,
-                            const Tensor* noise, FlowWorkspace& workspace,
-                            const FlowCallbacks& callbacks);
+                            const FlowSampleParams& params, int64_t audio_len, const Tensor* noise,
+                            FlowWorkspace& workspace, const FlowCallbacks& callbacks);
+  friend Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
+                                    const FlowSampleParams& params, int64_t audio_len,
+                                    const std::vector<FlowWindow>& windows, const Tensor* noise,
+                                    FlowWorkspace& workspace, const FlowCallbacks& callbacks);
 
   const Mmdit& model_;
   FlowLimits limits_;
@@ -139,6 +163,21 @@ class FlowWorkspace {
 Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
                    int64_t audio_len, const Tensor* noise, FlowWorkspace& workspace,
                    const FlowCallbacks& callbacks = {});
+
+// A latent longer than the workspace's limits, sampled in overlapping windows fused at every
+// step (MultiDiffusion, Bar-Tal et al. 2023): each step evaluates the DiT (with CFG) on every
+// window's part of the one long latent with that window's rows of the conditions, blends the
+// guided velocities with flow_window_weights, and takes one Euler step on the whole latent. So
+// the windows agree on the overlaps as the noise is removed, and the result is one continuous
+// latent rather than pieces to crossfade. `cond` holds the whole clip's conditions; `noise` is
+// [1, latent_dim, audio_len] or null (drawn from the seed over the whole length). Device memory
+// is the workspace's (one window at a time); host memory is the latent and one velocity sum.
+// Each window's first step of a new shape runs eagerly and later ones replay its recorded step;
+// cancellation is checked before every window.
+Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
+                           const FlowSampleParams& params, int64_t audio_len,
+                           const std::vector<FlowWindow>& windows, const Tensor* noise,
+                           FlowWorkspace& workspace, const FlowCallbacks& callbacks = {});
 
 // The same with device memory allocated for this request and every step run eagerly. `arena` is
 // the step arena (see Mmdit::forward): if it is still in growth mode it is frozen with room for

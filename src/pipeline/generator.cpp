@@ -5,7 +5,6 @@
 #include <cstring>
 
 #include "core/check.h"
-#include "image/resize.h"
 #include "media/common/sampling.h"
 #include "models/text_features.h"
 #include "pipeline/pipeline.h"
@@ -35,22 +34,6 @@ size_t measured_bytes(F&& reserve) {
   Arena one_block(host_block_allocator(), growing.high_water());
   reserve(one_block);
   return one_block.high_water();
-}
-
-// Synchformer's resize geometry (image/resize.cpp synchformer_preprocess): shorter side to
-// `size`, the other truncated, then the centre crop offsets with Python's round().
-struct SyncGeometry {
-  int rh, rw, top, left;
-};
-SyncGeometry sync_geometry(int h, int w, int size) {
-  SyncGeometry g{size, size, 0, 0};
-  if (h <= w)
-    g.rw = static_cast<int>(static_cast<int64_t>(size) * w / h);
-  else
-    g.rh = static_cast<int>(static_cast<int64_t>(size) * h / w);
-  g.top = static_cast<int>(std::nearbyint((g.rh - size) / 2.0));
-  g.left = static_cast<int>(std::nearbyint((g.rw - size) / 2.0));
-  return g;
 }
 
 }  // namespace
@@ -100,15 +83,14 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
   // Taken once so that the high-water mark covers them (later requests never raise it).
   clap_->reserve(*stage_arena_, 2, cc.max_length());
   dac_->reserve(*stage_arena_, max_ta_);
-  text_out_arena_ = frozen_arena(
-      be, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
+  text_out_arena_ =
+      frozen_arena(be, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
   // The sampler's memory at the largest request: CFG batch 2, the longest latent, visual, text
   // and sync sequences; its step activations in the stage arena.
   flow_ = std::make_unique<FlowWorkspace>(*dit_, limits, *stage_arena_);
   const MmditConfig& dc = dit_->config();
-  io_arena_ = frozen_arena(
-      be, aligned(size_t(max_ta_) * dc.latent_dim * sizeof(float)) +
-              aligned(size_t(max_ta_) * dac_->config().hop() * sizeof(float)));
+  io_arena_ = frozen_arena(be, aligned(size_t(max_ta_) * dc.latent_dim * sizeof(float)) +
+                                   aligned(size_t(max_ta_) * dac_->config().hop() * sizeof(float)));
 
   const int ss = siglip_->config().image_size, sy = sync_->config().image_size;
   semantic_buffer_ = Tensor::empty({max_tv_, ss, ss, 3}, DType::kU8);
@@ -117,8 +99,12 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
 
 GeneratorImpl::~GeneratorImpl() = default;
 
-size_t StageArenaNeeds::largest() const { return std::max({visual, sync, text, step, dac}); }
-size_t StageArenaNeeds::sum() const { return visual + sync + text + step + dac; }
+size_t StageArenaNeeds::largest() const {
+  return std::max({visual, sync, text, step, dac});
+}
+size_t StageArenaNeeds::sum() const {
+  return visual + sync + text + step + dac;
+}
 
 Arena& GeneratorImpl::stage_arena() {
   FOLEY_CHECK(stage_arena_->used() == 0, "the stage arena still holds %zu bytes of another stage",
@@ -142,7 +128,9 @@ FlowLimits GeneratorImpl::flow_limits() const {
   return l;
 }
 
-std::string GeneratorImpl::device_name() const { return backend_->name(); }
+std::string GeneratorImpl::device_name() const {
+  return backend_->name();
+}
 
 int64_t GeneratorImpl::device_bytes() const {
   if (backend_->device() == DeviceKind::kCPU) return 0;
@@ -188,48 +176,6 @@ ClipFrames GeneratorImpl::synthetic_clip(int tv, int t25) const {
   return c;
 }
 
-ClipFrames GeneratorImpl::decode(const std::string& video_path, double max_clip_seconds) {
-  DecodeOptions opts;
-  opts.end_sec = max_clip_seconds;
-  const int ss = siglip_->config().image_size, sy = sync_->config().image_size;
-  const size_t sem_bytes = size_t(ss) * ss * 3, sync_bytes = size_t(sy) * sy * 3;
-  uint8_t* sem = semantic_buffer_.data<uint8_t>();
-  uint8_t* syn = sync_buffer_.data<uint8_t>();
-  std::vector<uint8_t> resized;  // the uncropped Synchformer resize of one frame
-  auto sink = [&](const SampledFrame& f) {
-    FOLEY_CHECK(f.semantic_first + f.semantic_count <= max_tv_ &&
-                    f.sync_first + f.sync_count <= max_t25_,
-                "decoded past the generator's frame buffers");
-    if (f.semantic_count > 0) {
-      uint8_t* dst = sem + size_t(f.semantic_first) * sem_bytes;
-      resize_u8(f.rgb, f.height, f.width, 3, int64_t{f.width} * 3, dst, ss, ss,
-                ResizeFilter::kBilinear);
-      for (int i = 1; i < f.semantic_count; ++i) std::memcpy(dst + i * sem_bytes, dst, sem_bytes);
-    }
-    if (f.sync_count > 0) {
-      const SyncGeometry g = sync_geometry(f.height, f.width, sy);
-      resized.resize(size_t(g.rh) * size_t(g.rw) * 3);
-      resize_bicubic_aa_u8(f.rgb, f.height, f.width, 3, int64_t{f.width} * 3, resized.data(),
-                           g.rh, g.rw);
-      uint8_t* dst = syn + size_t(f.sync_first) * sync_bytes;
-      for (int y = 0; y < sy; ++y)
-        std::memcpy(dst + size_t(y) * sy * 3,
-                    &resized[(size_t(y + g.top) * size_t(g.rw) + size_t(g.left)) * 3],
-                    size_t(sy) * 3);
-      for (int i = 1; i < f.sync_count; ++i)
-        std::memcpy(dst + i * sync_bytes, dst, sync_bytes);
-    }
-  };
-  const SamplingResult r = decode_video_frames(video_path, opts, sink);
-  ClipFrames c;
-  c.timing = clip_timing(r.sync_frames);  // "clip too short: needs at least 0.64 s ..."
-  if (r.semantic_frames < 1)
-    throw Error(ErrorKind::kInvalidInput, "video has no frame at 8 fps within the clip");
-  c.semantic = semantic_buffer_.slice(0, 0, r.semantic_frames);
-  c.sync = sync_buffer_.slice(0, 0, r.sync_frames);
-  return c;
-}
-
 }  // namespace pipeline
 
 std::unique_ptr<Generator> Generator::create(std::shared_ptr<const Model> model,
@@ -240,11 +186,18 @@ std::unique_ptr<Generator> Generator::create(std::shared_ptr<const Model> model,
       options.max_clip_seconds > 15.0)
     throw make_error(ErrorKind::kInvalidInput, "max_clip_seconds must be in (0, 15], got %g",
                      options.max_clip_seconds);
+  if (!std::isfinite(options.max_video_seconds) || options.max_video_seconds <= 0 ||
+      options.max_video_seconds > 7200.0)
+    throw make_error(ErrorKind::kInvalidInput, "max_video_seconds must be in (0, 7200], got %g",
+                     options.max_video_seconds);
+  if (!std::isfinite(options.window_seconds) || options.window_seconds <= 8.0 ||
+      options.window_seconds > 15.04)
+    throw make_error(ErrorKind::kInvalidInput, "window_seconds must be in (8, 15.04], got %g",
+                     options.window_seconds);
   std::unique_ptr<Backend> backend;
   if (options.device == DeviceType::kCuda) {
     backend = make_cuda_backend(options.device_index);
-    if (!backend)
-      throw Error(ErrorKind::kUnsupported, "CUDA not available in this build/machine");
+    if (!backend) throw Error(ErrorKind::kUnsupported, "CUDA not available in this build/machine");
   } else {
     backend = make_cpu_backend();
   }

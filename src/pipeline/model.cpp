@@ -87,8 +87,7 @@ bool valid_utf8(const std::string& s) {
 
 void validate_params(const GenerationParams& p, double generator_max_seconds) {
   auto bad = [](const std::string& message) { throw Error(ErrorKind::kInvalidInput, message); };
-  if (p.steps < 1 || p.steps > 200)
-    bad("steps must be in 1..200, got " + std::to_string(p.steps));
+  if (p.steps < 1 || p.steps > 200) bad("steps must be in 1..200, got " + std::to_string(p.steps));
   if (!std::isfinite(p.guidance) || p.guidance < 0.0f || p.guidance > 30.0f)
     bad("guidance must be a finite number in 0..30 (<= 1 disables CFG), got " +
         std::to_string(p.guidance));
@@ -96,14 +95,13 @@ void validate_params(const GenerationParams& p, double generator_max_seconds) {
   for (const auto& [field, text] : {std::pair<const char*, const std::string*>{"prompt", &p.prompt},
                                     {"negative_prompt", &p.negative_prompt}}) {
     if (text->size() > kMaxPromptBytes)
-      bad(std::string(field) + " is longer than 4096 bytes (" + std::to_string(text->size()) +
-          ")");
+      bad(std::string(field) + " is longer than 4096 bytes (" + std::to_string(text->size()) + ")");
     if (!valid_utf8(*text)) bad(std::string(field) + " is not valid UTF-8");
   }
-  if (!std::isfinite(p.max_clip_seconds) || p.max_clip_seconds <= 0 ||
-      p.max_clip_seconds > generator_max_seconds)
-    bad("max_clip_seconds must be in (0, " + std::to_string(generator_max_seconds) +
-        "], got " + std::to_string(p.max_clip_seconds));
+  if (p.max_clip_seconds != 0 && (!std::isfinite(p.max_clip_seconds) || p.max_clip_seconds < 0 ||
+                                  p.max_clip_seconds > generator_max_seconds))
+    bad("max_clip_seconds must be 0 (the whole clip) or in (0, " +
+        std::to_string(generator_max_seconds) + "], got " + std::to_string(p.max_clip_seconds));
 }
 
 }  // namespace pipeline

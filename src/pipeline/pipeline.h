@@ -18,6 +18,7 @@
 // different threads.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,7 +83,29 @@ struct ClipFeatures {
   FlowConditions cond;
   int audio_len = 0;  // Ta
   double audio_seconds = 0;
+  int t25 = 0;  // frames at 25 fps (0: round(audio_seconds·25)); places the windows of a long clip
 };
+
+// A decoded clip: a short one (up to the generator's span) as frames, exactly as before; a longer
+// one already encoded while it was decoded (its frames never all exist at once: the frame
+// buffers hold one span and are encoded and emptied whenever they fill).
+struct DecodedClip {
+  bool long_clip = false;
+  ClipFrames frames;                            // short clip
+  ClipFeatures features;                        // long clip: visual and sync features (no text yet)
+  double visual_seconds = 0, sync_seconds = 0;  // encoder time spent inside the decode
+};
+
+// The denoising windows of a clip longer than one span (GeneratorOptions::window_seconds): one
+// starts every 200 frames at 25 fps (8 s), where the 8 fps frames (64 per 8 s), the Synchformer
+// segments (25 per 8 s, 8 rows each) and the latent (400 per 8 s) all begin together, so each
+// window's rows are exactly those of a clip cut at its start. Every window is `window_t25`
+// frames long except the last, which runs to the end (at most `max_t25`, more than
+// max_t25 - 200). The clip has `t25` frames, `audio_len` latent frames, `visual_rows` clip rows
+// and `sync_rows` = S·rows_per_segment sync rows. kInvalidInput if the clip does not fit.
+std::vector<FlowWindow> plan_windows(int t25, int64_t audio_len, int64_t visual_rows,
+                                     int64_t sync_rows, int rows_per_segment, int window_t25,
+                                     int max_t25, int max_tv);
 
 struct ArenaStat {
   std::string name;
@@ -112,6 +135,8 @@ class GeneratorImpl final : public Generator {
   void warm_up() override;
   GenerationResult generate(const std::string& video_path, const GenerationParams& params,
                             const GenerationCallbacks& callbacks = {}) override;
+  GenerationResult generate_text(const GenerationParams& params,
+                                 const GenerationCallbacks& callbacks = {}) override;
   std::string device_name() const override;
   int64_t device_bytes() const override;
 
@@ -123,8 +148,21 @@ class GeneratorImpl final : public Generator {
   GenerationResult generate_features(const ClipFeatures& features, const GenerationParams& params,
                                      const GenerationCallbacks& callbacks = {},
                                      const Tensor* noise = nullptr);
-  // Decodes a file into this generator's frame buffers (valid until the next decode).
+  // Decodes a file into this generator's frame buffers (valid until the next decode); a clip
+  // longer than the buffers is refused (decode_clip takes those).
   ClipFrames decode(const std::string& video_path, double max_clip_seconds);
+  // Decodes a clip of any length up to max_video_seconds: a short one into the frame buffers, a
+  // long one encoded as its frames arrive (see DecodedClip).
+  DecodedClip decode_clip(const std::string& video_path, double max_clip_seconds,
+                          const std::atomic<bool>* cancel = nullptr);
+  // The conditions of a text-only request of `t25` frames at 25 fps: the learned empty visual
+  // and sync features at that clip's lengths (text not yet encoded).
+  ClipFeatures empty_video_features(int t25) const;
+  // The DAC on a latent [1, 128, Ta] of any length (in overlapping chunks beyond one span):
+  // Ta·960 samples.
+  std::vector<float> decode_latent(const Tensor& latent, const GenerationCallbacks& callbacks = {});
+  // The windows a clip with these features is denoised in (one for a short clip).
+  std::vector<FlowWindow> windows_for(const ClipFeatures& features) const;
   // A deterministic synthetic clip of `t25` frames at 25 fps and `tv` at 8 fps (own buffers).
   ClipFrames synthetic_clip(int tv, int t25) const;
 
@@ -159,8 +197,14 @@ class GeneratorImpl final : public Generator {
   Tensor encode_sync(const ClipFrames& frames);
   void encode_text(const GenerationParams& params, Tensor& text, Tensor& uncond_text);
   Tensor denoise(Run& run, const ClipFeatures& features, const GenerationParams& params,
-                 const Tensor* noise);
-  std::vector<float> decode_audio(const Tensor& latent, int audio_len);
+                 const Tensor* noise, const std::vector<FlowWindow>& windows);
+  // Frames at 25 fps of the longest clip accepted (max_video_seconds).
+  int max_video_t25() const;
+  std::vector<float> decode_audio(const Tensor& latent, int audio_len,
+                                  const GenerationCallbacks& callbacks);
+  // decode_audio of latent frames [begin, begin + count) into out[begin·hop ...), count at most
+  // one span.
+  void decode_audio_span(const Tensor& latent, int64_t begin, int64_t count, float* out);
   // The stage arena for the next stage: checked empty (the stages never overlap).
   Arena& stage_arena();
   // Freezes the stage arena at the largest need (or its high-water mark, if more) before the

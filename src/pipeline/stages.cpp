@@ -40,14 +40,16 @@ struct GeneratorImpl::Run {
     if (callbacks.cancel && callbacks.cancel->load())
       throw Error(ErrorKind::kCancelled, "generation cancelled");
   }
-  void report(const char* stage, int step = 0, int total = 0) const {
-    if (callbacks.progress) callbacks.progress(GenerationProgress{stage, step, total});
+  void report(const char* stage, int step = 0, int total = 0, int window = 0,
+              int windows = 1) const {
+    if (callbacks.progress)
+      callbacks.progress(GenerationProgress{stage, step, total, window, windows});
   }
   // Runs one stage: cancellation check, progress, timing.
   template <typename F>
-  auto stage(const char* name, F&& body, int total_steps = 0) {
+  auto stage(const char* name, F&& body, int total_steps = 0, int windows = 1) {
     check_cancel();
-    report(name, 0, total_steps);
+    report(name, 0, total_steps, 0, windows);
     const auto t0 = std::chrono::steady_clock::now();
     auto result = body();
     timings.push_back({name, seconds_since(t0)});
@@ -59,18 +61,53 @@ GenerationResult GeneratorImpl::generate(const std::string& video_path,
                                          const GenerationParams& params,
                                          const GenerationCallbacks& callbacks) {
   std::lock_guard<std::mutex> lock(busy_);
-  validate_params(params, options_.max_clip_seconds);
+  validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
-  const ClipFrames frames =
-      run.stage("decode", [&] { return decode(video_path, params.max_clip_seconds); });
-  return run_frames(run, frames, params);
+  run.check_cancel();
+  run.report("decode");
+  const auto t0 = std::chrono::steady_clock::now();
+  const double end_sec =
+      params.max_clip_seconds > 0 ? params.max_clip_seconds : options_.max_video_seconds;
+  DecodedClip clip = decode_clip(video_path, end_sec, callbacks.cancel);
+  const double decode_seconds = seconds_since(t0);
+  if (!clip.long_clip) {
+    run.timings.push_back({"decode", decode_seconds});
+    return run_frames(run, clip.frames, params);
+  }
+  // A long clip was encoded while it decoded: the encoders' share is reported as their stages.
+  run.timings.push_back({"decode", decode_seconds - clip.visual_seconds - clip.sync_seconds});
+  run.timings.push_back({"visual", clip.visual_seconds});
+  run.timings.push_back({"sync", clip.sync_seconds});
+  ClipFeatures& f = clip.features;
+  run.stage("text", [&] {
+    encode_text(params, f.cond.text, f.cond.uncond_text);
+    return 0;
+  });
+  return run_features(run, f, params, nullptr);
+}
+
+GenerationResult GeneratorImpl::generate_text(const GenerationParams& params,
+                                              const GenerationCallbacks& callbacks) {
+  std::lock_guard<std::mutex> lock(busy_);
+  validate_params(params, options_.max_video_seconds);
+  if (!std::isfinite(params.seconds) || params.seconds < 0.64 ||
+      params.seconds > options_.max_video_seconds)
+    throw make_error(ErrorKind::kInvalidInput, "seconds must be in [0.64, %g], got %g",
+                     options_.max_video_seconds, params.seconds);
+  Run run{callbacks, {}};
+  ClipFeatures f = empty_video_features(static_cast<int>(std::lround(params.seconds * 25.0)));
+  run.stage("text", [&] {
+    encode_text(params, f.cond.text, f.cond.uncond_text);
+    return 0;
+  });
+  return run_features(run, f, params, nullptr);
 }
 
 GenerationResult GeneratorImpl::generate_frames(const ClipFrames& frames,
                                                 const GenerationParams& params,
                                                 const GenerationCallbacks& callbacks) {
   std::lock_guard<std::mutex> lock(busy_);
-  validate_params(params, options_.max_clip_seconds);
+  validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
   return run_frames(run, frames, params);
 }
@@ -80,7 +117,7 @@ GenerationResult GeneratorImpl::generate_features(const ClipFeatures& features,
                                                   const GenerationCallbacks& callbacks,
                                                   const Tensor* noise) {
   std::lock_guard<std::mutex> lock(busy_);
-  validate_params(params, options_.max_clip_seconds);
+  validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
   return run_features(run, features, params, noise);
 }
@@ -107,14 +144,18 @@ GenerationResult GeneratorImpl::run_frames(Run& run, const ClipFrames& frames,
 
 GenerationResult GeneratorImpl::run_features(Run& run, const ClipFeatures& features,
                                              const GenerationParams& params, const Tensor* noise) {
-  if (features.audio_len < 1 || features.audio_len > max_ta_)
+  const int max_latent = clip_timing(max_video_t25()).latent_frames;
+  if (features.audio_len < 1 || features.audio_len > max_latent)
     throw make_error(ErrorKind::kInvalidInput, "latent length %d is outside 1..%d",
-                     features.audio_len, max_ta_);
+                     features.audio_len, max_latent);
+  const std::vector<FlowWindow> windows = windows_for(features);
   const Tensor latent = run.stage(
-      "denoise", [&] { return denoise(run, features, params, noise); }, params.steps);
+      "denoise", [&] { return denoise(run, features, params, noise, windows); }, params.steps,
+      static_cast<int>(windows.size()));
   std::vector<float> audio =
-      run.stage("vae", [&] { return decode_audio(latent, features.audio_len); });
+      run.stage("vae", [&] { return decode_audio(latent, features.audio_len, run.callbacks); });
   GenerationResult r;
+  r.windows = static_cast<int>(windows.size());
   r.audio = std::move(audio);
   r.sample_rate = dac_->config().sample_rate;
   r.audio_seconds = features.audio_seconds;
@@ -132,8 +173,7 @@ Tensor GeneratorImpl::encode_sync(const ClipFrames& frames) {
   return out.reshape({out.dim(1), out.dim(2)});
 }
 
-void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text,
-                                Tensor& uncond_text) {
+void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text, Tensor& uncond_text) {
   // The text tower has a fixed position table; a longer batch is refused up front (the
   // reference has no truncation either, model-spec §1.4).
   const int64_t length = tokenizer_->encode_batch({params.negative_prompt, params.prompt}).length;
@@ -144,9 +184,8 @@ void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text,
                      "text encoder takes at most %d",
                      static_cast<long long>(length), max_length);
   Arena::Scope scope(*text_out_arena_);
-  const TextFeatures f = encode_text_features(*tokenizer_, *clap_, params.prompt,
-                                              params.negative_prompt, *text_out_arena_,
-                                              stage_arena());
+  const TextFeatures f = encode_text_features(
+      *tokenizer_, *clap_, params.prompt, params.negative_prompt, *text_out_arena_, stage_arena());
   Tensor hidden = Tensor::empty(f.hidden.shape(), DType::kF32);
   backend_->copy_to_host(hidden, f.hidden);
   backend_->synchronize();
@@ -159,7 +198,8 @@ void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text,
 }
 
 Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
-                              const GenerationParams& params, const Tensor* noise) {
+                              const GenerationParams& params, const Tensor* noise,
+                              const std::vector<FlowWindow>& windows) {
   FlowSampleParams sp;
   sp.steps = params.steps;
   sp.guidance = params.guidance;
@@ -168,35 +208,15 @@ Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
   fc.cancel = run.callbacks.cancel;
   fc.progress = [&](int done, int total) { run.report("denoise", done, total); };
   freeze_stage_arena();  // normally done by warm-up already
-  return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
-}
-
-std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_len) {
-  // The sampler's latent is channel-first [1, 128, Ta]; the DAC takes channel-last [1, Ta, 128].
-  const int64_t c = latent.dim(1), ta = latent.dim(2);
-  FOLEY_CHECK(latent.rank() == 3 && ta == audio_len, "latent %s for Ta %d",
-              latent.describe().c_str(), audio_len);
-  Tensor host = Tensor::empty({1, ta, c}, DType::kF32);
-  const float* src = latent.data<float>();
-  float* dst = host.data<float>();
-  for (int64_t t = 0; t < ta; ++t)
-    for (int64_t k = 0; k < c; ++k) dst[t * c + k] = src[k * ta + t];
-  const int64_t hop = dac_->config().hop();
-  Arena::Scope scope(*io_arena_);
-  const Tensor lat = io_arena_->alloc({1, ta, c}, DType::kF32);
-  const Tensor audio = io_arena_->alloc({1, ta * hop}, DType::kF32);
-  backend_->copy_from_host(lat, host);
-  dac_->decode(lat, audio, stage_arena());
-  // Ta·960 samples at 48 kHz (model-spec §1.7: the reference's trim is a no-op).
-  const int64_t samples = std::min<int64_t>(ta * hop, int64_t{audio_len} * 960);
-  std::vector<float> out(static_cast<size_t>(ta * hop));
-  backend_->copy_to_host(Tensor(out.data(), DType::kF32, {1, ta * hop}, DeviceKind::kCPU), audio);
-  backend_->synchronize();
-  out.resize(static_cast<size_t>(samples));
-  for (float v : out)
-    if (!std::isfinite(v) || std::fabs(v) > 1.0f)
-      throw Error(ErrorKind::kInternal, "the decoder produced samples outside [-1, 1]");
-  return out;
+  if (windows.size() == 1)
+    return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
+  const int n = static_cast<int>(windows.size());
+  fc.progress = [&](int done, int total) { run.report("denoise", done, total, 0, n); };
+  fc.window_progress = [&](int step, int total, int window, int) {
+    if (window < n) run.report("denoise", step - 1, total, window, n);
+  };
+  return flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise, *flow_,
+                             fc);
 }
 
 void GeneratorImpl::warm_up() {

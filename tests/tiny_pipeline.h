@@ -1,0 +1,72 @@
+// The complete tiny model (all five networks, official formats from
+// scripts/make_tiny_models.py, converted to F32) for the pipeline tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+
+#include "foley/convert.h"
+#include "foley/foley.h"
+#include "test_util.h"
+
+namespace foley::test {
+
+// The tiny model directory depends only on the generator scripts, so it is cached in /tmp under
+// a hash of them (Python with torch is most of the time); the conversion runs in every process.
+struct TinyModel {
+  std::string bundle;
+  std::shared_ptr<const Model> model;
+
+  static const TinyModel* get() {
+    static std::unique_ptr<TinyModel> tiny = []() -> std::unique_ptr<TinyModel> {
+      std::string key;
+      for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
+                            "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
+                            "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
+        std::ifstream in(source_path(f), std::ios::binary);
+        key += std::string(std::istreambuf_iterator<char>(in), {});
+      }
+      const std::string source =
+          "/tmp/foley-tiny-full-" + std::to_string(std::hash<std::string>()(key));
+      if (!std::filesystem::exists(source + "/synchformer_state_dict.pth")) {
+        const std::string tmp = temp_dir();
+        const std::string cmd = std::string(FOLEY_PYTHON) + " " +
+                                source_path("scripts/make_tiny_models.py") + " " + tmp +
+                                " --seed 3 2>&1";
+        std::string out;
+        if (run_command(cmd, &out) != 0) {
+          ADD_FAILURE() << cmd << "\n" << out;
+          return nullptr;
+        }
+        std::error_code ec;
+        std::filesystem::rename(tmp, source, ec);  // losing a race to another process is fine
+      }
+      auto t = std::make_unique<TinyModel>();
+      t->bundle = temp_dir() + "/tiny.safetensors";
+      ConvertRequest req;
+      req.model_dir = source;
+      req.dtype = "f32";
+      req.output = t->bundle;
+      convert_model(req);
+      t->model = Model::load({t->bundle});
+      return t;
+    }();
+    return tiny.get();
+  }
+};
+
+// Without python3-torch the tiny model cannot be made (skipped here, a failure in CI); when it
+// can but making it failed, the test fails (TinyModel::get reported why).
+#define TINY_OR_SKIP()                                                          \
+  if (!::foley::test::have_python_torch())                                      \
+    FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch for the tiny model"); \
+  const TinyModel* tiny = TinyModel::get();                                     \
+  if (!tiny) GTEST_FAIL() << "the tiny model could not be made (see above)";    \
+  (void)tiny
+
+}  // namespace foley::test
