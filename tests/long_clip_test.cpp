@@ -166,37 +166,7 @@ TEST(LongClip, DacInChunksEqualsOneLongDecode) {
   EXPECT_LE(max_diff, 1e-6 * std::max(1.0, max_abs));
 }
 
-// Mean squared first difference over `half` samples each side of `center`.
-double roughness(const std::vector<float>& a, int64_t center, int64_t half) {
-  double s = 0;
-  for (int64_t i = center - half; i < center + half; ++i) {
-    const double d = double(a[size_t(i + 1)]) - double(a[size_t(i)]);
-    s += d * d;
-  }
-  return s / double(2 * half);
-}
-
-// The seam measure: roughness in ±5 ms around each place a window starts or ends, over its
-// median elsewhere (every 0.1 s, away from those places).
-double seam_ratio(const std::vector<float>& audio, const std::vector<FlowWindow>& windows) {
-  std::vector<int64_t> joins;
-  for (size_t k = 1; k < windows.size(); ++k) {
-    joins.push_back(windows[k].audio_begin * 960);
-    joins.push_back((windows[k - 1].audio_begin + windows[k - 1].audio_len) * 960);
-  }
-  const int64_t half = 240;
-  double at_joins = 0;
-  for (int64_t j : joins) at_joins += roughness(audio, j, half);
-  at_joins /= double(joins.size());
-  std::vector<double> rest;
-  for (int64_t c = 4800; c + 4800 < int64_t(audio.size()); c += 4800) {
-    bool near = false;
-    for (int64_t j : joins) near |= std::llabs(c - j) < 4800;
-    if (!near) rest.push_back(roughness(audio, c, half));
-  }
-  std::nth_element(rest.begin(), rest.begin() + rest.size() / 2, rest.end());
-  return at_joins / rest[rest.size() / 2];
-}
+using pipeline::seam_ratio;
 
 TEST(LongClip, LongVideoGetsItsWholeLengthInFusedWindows) {
   TINY_OR_SKIP();

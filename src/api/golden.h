@@ -72,9 +72,10 @@ struct Stage {
 
 // Registration, one function per model area.
 void register_dac_stages(std::vector<Stage>& stages);  // golden.cpp: "dac"
-void register_dit_stages(std::vector<Stage>& stages);  // golden_dit.cpp: "dit", "sample"
-void register_clap_stages(std::vector<Stage>& stages);  // golden_clap.cpp: "clap"
-void register_siglip2_stages(std::vector<Stage>& stages);  // golden_siglip2.cpp: "siglip2"
+void register_dit_stages(
+    std::vector<Stage>& stages);  // golden_dit.cpp: "dit", "sample", "text_only"
+void register_clap_stages(std::vector<Stage>& stages);         // golden_clap.cpp: "clap"
+void register_siglip2_stages(std::vector<Stage>& stages);      // golden_siglip2.cpp: "siglip2"
 void register_synchformer_stages(std::vector<Stage>& stages);  // golden_synchformer.cpp
 
 // The whole table, in the order the stages run.

@@ -1,10 +1,12 @@
 // Golden-case stages of the diffusion transformer: "dit" (one forward on the CFG batch) and
 // "sample" (the whole Euler CFG run from the case's noise and features).
 #include <array>
+#include <cmath>
 #include <vector>
 
 #include "api/golden.h"
 #include "core/check.h"
+#include "foley/media.h"
 #include "models/flow_sampler.h"
 #include "models/mmdit.h"
 
@@ -82,11 +84,59 @@ std::vector<StageOutput> run_sample(const StageContext& ctx) {
   return {{"sample_latent", latent}};
 }
 
+// Host F32 [rows, n]: the learned vector `v` [n] (on the backend's device) in every row.
+Tensor tiled(Backend& be, const Tensor& v, int64_t rows) {
+  Tensor one = Tensor::empty({v.numel()}, DType::kF32);
+  be.copy_to_host(one, v);
+  be.synchronize();
+  Tensor out = Tensor::empty({rows, v.numel()}, DType::kF32);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < v.numel(); ++i)
+      out.data<float>()[r * v.numel() + i] = one.data<float>()[i];
+  return out;
+}
+
+// Sound from text alone (Generator::generate_text): the learned empty visual and sync features in
+// both CFG rows, at the lengths the case gives (text_only_Tv, text_only_sync_len) or, failing
+// those, the lengths of a 25 fps clip of text_only_seconds.
+std::vector<StageOutput> run_text_only(const StageContext& ctx) {
+  Backend& be = ctx.backend;
+  const Mmdit model(ctx.weights, be);
+  const GoldenCase& g = ctx.gcase;
+  const nlohmann::json& j = g.json();
+  int64_t tv = 0, s8 = 0;
+  if (j.contains("text_only_Tv") && j.contains("text_only_sync_len")) {
+    tv = static_cast<int64_t>(g.number("text_only_Tv"));
+    s8 = static_cast<int64_t>(g.number("text_only_sync_len"));
+  } else {
+    const ClipTiming t =
+        clip_timing(static_cast<int>(std::lround(g.number("text_only_seconds") * 25)));
+    tv = int64_t{t.sync_frames - 1} * 8 / 25 + 1;
+    s8 = int64_t{t.sync_segments} * 8;
+  }
+  auto row = [&](const char* name) {
+    const Tensor t = host_copy(g.tensor(name));
+    if (t.rank() != 3 || t.dim(0) != 1)
+      throw Error(ErrorKind::kInvalidInput, std::string(name) + " must be [1, T, C]");
+    return t.reshape({t.dim(1), t.dim(2)});
+  };
+  FlowConditions cond{tiled(be, model.empty_clip_feat(), tv),
+                      tiled(be, model.empty_sync_feat(), s8), row("text_feat"),
+                      row("uncond_text_feat")};
+  FlowSampleParams params;
+  params.steps = static_cast<int>(g.number("steps"));
+  params.guidance = static_cast<float>(g.number("guidance"));
+  const Tensor noise = host_copy(g.tensor("text_only_noise"));
+  Arena step(be.block_allocator());
+  return {{"text_only_latent", flow_sample(model, cond, params, noise.dim(2), &noise, step)}};
+}
+
 }  // namespace
 
 void register_dit_stages(std::vector<Stage>& stages) {
   stages.push_back({"dit", {"dit"}, run_dit});
   stages.push_back({"sample", {"dit"}, run_sample});
+  stages.push_back({"text_only", {"dit"}, run_text_only});
 }
 
 }  // namespace foley::golden

@@ -17,6 +17,11 @@ Usage:
       IN holds x [B,128,Ta], t [B], clip [B,Tv,C], sync [B,S8,C], text [B,L,C]; OUT gets v
   reference_dit.py sample CKPT CONFIG IN.safetensors OUT.safetensors STEPS GUIDANCE
       IN holds noise [1,128,Ta], clip, sync, text, uncond_text (batch 1); OUT gets latent
+  reference_dit.py text-only-case GOLDEN_CASE_DIR OUT_CASE_DIR SECONDS
+      writes a golden case in the shared layout with one "text_only" stage: sound from the prompt
+      alone, the visual and sync conditions being the learned empty features in both CFG rows at
+      the lengths a 25 fps clip of SECONDS has (Tv = (T25-1)*8//25 + 1, S8 = ((T25-16)//8+1)*8);
+      the text features, steps and guidance are the golden case's, the checkpoints linked to it
 """
 
 import json
@@ -359,11 +364,49 @@ def run_golden(case_dir):
     return 0 if e_dit <= 1e-4 and e_sample <= 1e-3 else 1
 
 
+def text_only_case(golden_dir, out_dir, seconds):
+    import os
+    case = json.load(open(f"{golden_dir}/case.json"))
+    g = st_load(f"{golden_dir}/tensors.safetensors")
+    ck = f"{golden_dir}/checkpoints"
+    model = ReferenceDiT(load_weights(f"{ck}/hunyuanvideo_foley.pth"), load_config(f"{ck}/config.yaml"))
+    t25 = int(round(seconds * 25))
+    ta, tv, s8 = int(t25 / 25.0 * 50.0), (t25 - 1) * 8 // 25 + 1, ((t25 - 16) // 8 + 1) * 8
+    gen = torch.Generator().manual_seed(1234)
+    noise = torch.randn(1, 128, ta, generator=gen).to(torch.bfloat16).float()
+    sd = model.sd
+    clip = sd["empty_clip_feat"][None].expand(1, tv, -1).contiguous()
+    sync = sd["empty_sync_feat"][None].expand(1, s8, -1).contiguous()
+    with torch.no_grad():
+        lat = model.sample(noise, clip, sync, _t(g, "text_feat"), _t(g, "uncond_text_feat"),
+                           case["steps"], case["guidance"])
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.path.exists(f"{out_dir}/checkpoints"):
+        os.symlink(os.path.abspath(ck), f"{out_dir}/checkpoints")
+    st_save(f"{out_dir}/tensors.safetensors",
+            {"text_only_noise": noise, "text_feat": _t(g, "text_feat"),
+             "uncond_text_feat": _t(g, "uncond_text_feat"), "text_only_latent": lat})
+    out = {k: case[k] for k in ("seed", "steps", "guidance", "prompt", "negative_prompt")}
+    out.update({"case": os.path.basename(out_dir), "text_only_seconds": seconds,
+                "text_only_Tv": tv, "text_only_sync_len": s8, "text_only_Ta": ta,
+                "made_by": "tests/python/reference_dit.py (from the spec), not the official code",
+                "stages": {"text_only": {
+                    "in": ["text_only_noise", "text_feat", "uncond_text_feat"],
+                    "check": {"text_only_latent": "rel 1e-3"},
+                    "what": "Euler CFG sampling with no video: empty_clip_feat [Tv] and "
+                            "empty_sync_feat [S8] in both rows, the prompt's and the negative "
+                            "prompt's text features"}}})
+    json.dump(out, open(f"{out_dir}/case.json", "w"), indent=1)
+    return 0
+
+
 def main(argv):
     torch.set_num_threads(2)
     mode = argv[1]
     if mode == "golden":
         return run_golden(argv[2])
+    if mode == "text-only-case":
+        return text_only_case(argv[2], argv[3], float(argv[4]))
     model = ReferenceDiT(load_weights(argv[2]), load_config(argv[3]))
     d = st_load(argv[4])
     with torch.no_grad():
