@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "job.h"
 #include "media_clips.h"
 #include "redis_client.h"
 #include "redis_server.h"
@@ -100,7 +101,10 @@ class ServerProcess {
 
   static std::vector<std::string> serve_args(const std::string& bundle,
                                              std::vector<std::string> extra) {
-    std::vector<std::string> args = {"serve", "--model", bundle, "--max-clip-seconds", "1"};
+    // Clips of at most 1 s (arenas and warm-up small), unless the test asks otherwise.
+    std::vector<std::string> args = {"serve", "--model", bundle};
+    if (std::find(extra.begin(), extra.end(), "--max-clip-seconds") == extra.end())
+      args.insert(args.end(), {"--max-clip-seconds", "1"});
     if (std::find(extra.begin(), extra.end(), "--port") == extra.end())
       args.insert(args.end(), {"--port", "0"});
     args.insert(args.end(), extra.begin(), extra.end());
@@ -268,6 +272,12 @@ httplib::MultipartFormDataItems fields(const std::string& video_path, const std:
   items.push_back({"steps", steps, "", ""});
   for (auto& [k, v] : extra) items.push_back({k, v, "", ""});
   return items;
+}
+
+// The 4 s clip, on a server limited to 1 s (--max-clip-seconds 1, the tests' default): without
+// max_seconds it would be refused for its length.
+httplib::MultipartFormDataItems long_fields(const std::string& steps) {
+  return fields(g_assets->long_clip, steps, {{"max_seconds", "1"}});
 }
 
 // Asserts the body is a JSON error that leaks neither paths nor C++ internals.
@@ -558,6 +568,7 @@ TEST_F(ServerTest, EventStreamReportsProgressThenDone) {
   ASSERT_NE(done, std::string::npos) << stream;
   EXPECT_LT(progress, done);
   EXPECT_NE(stream.find("\"total_steps\":4"), std::string::npos) << stream;
+  EXPECT_NE(stream.find("\"total_windows\":1"), std::string::npos) << stream;
   const std::string done_data = stream.substr(done + 18, stream.find('\n', done + 18) - done - 18);
   EXPECT_EQ(json::parse(done_data)["state"], "succeeded");
   // A late client gets the terminal event at once and the stream ends.
@@ -569,7 +580,7 @@ TEST_F(ServerTest, EventStreamReportsProgressThenDone) {
 
 TEST_F(ServerTest, DeleteStopsARunningJob) {
   httplib::Client c("127.0.0.1", shared_server().port());
-  const std::string id = submit(c, fields(assets().long_clip, "200"));
+  const std::string id = submit(c, long_fields("200"));
   ASSERT_FALSE(id.empty());
   poll_until(c, id, [](const json& j) {
     return j.value("state", "") == "running" || is_finished(j);
@@ -590,7 +601,7 @@ TEST_F(ServerTest, FullQueueAnswers429WithRetryAfter) {
   httplib::Client c("127.0.0.1", server.port());
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
-    auto r = c.Post("/v1/generations", fields(assets().long_clip, "200"));
+    auto r = c.Post("/v1/generations", long_fields("200"));
     ASSERT_TRUE(r);
     if (r->status == 202) {
       ids.push_back(json::parse(r->body)["id"]);
@@ -631,6 +642,129 @@ TEST_F(ServerTest, BadUploadsAndParametersAre4xx) {
                      403);
   // The synchronous endpoint validates the same way and also answers in JSON.
   expect_clean_error(c.Post("/generate", fields(assets().not_video, "2")), 422);
+}
+
+// Issue 15: audio from the prompt alone (`seconds`, no video), and --max-clip-seconds as the
+// operator's limit on clip length (here 2 s).
+TEST_F(ServerTest, TextOnlyJobsAndTheClipLimit) {
+  ServerProcess server(assets().bundle, {"--max-clip-seconds", "2"});
+  server.wait_ready();
+  httplib::Client c("127.0.0.1", server.port());
+  // seconds=2 without a video: T25 = 50 frames at 25 fps, Ta = 100 latents x 960 samples.
+  const std::string id = submit(c, fields("", "2", {{"seconds", "2"}, {"seed", "3"}}));
+  ASSERT_FALSE(id.empty());
+  const json j = poll_until(c, id, is_finished);
+  ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+  EXPECT_TRUE(j.value("text_only", false)) << j.dump();
+  EXPECT_FALSE(j.contains("video_url")) << j.dump();
+  EXPECT_EQ(j["params"]["seconds"].get<double>(), 2.0) << j.dump();
+  EXPECT_FALSE(j["params"].contains("max_seconds")) << j.dump();
+  EXPECT_DOUBLE_EQ(j["audio_seconds"].get<double>(), 2.0);
+  EXPECT_EQ(j.value("windows", 0), 1);
+  EXPECT_FALSE(j["timings"].contains("decode")) << "no video was decoded: " << j.dump();
+  auto audio = c.Get("/v1/generations/" + id + "/audio");
+  ASSERT_TRUE(audio);
+  ASSERT_EQ(audio->status, 200);
+  EXPECT_EQ(wav_samples(audio->body), 96000);
+  expect_clean_error(c.Get("/v1/generations/" + id + "/video"), 404, "text-only");
+  // The same through JSON (no --media-root needed: no file is named) and POST /generate.
+  auto r = c.Post("/v1/generations", R"({"prompt":"rain","seconds":1,"steps":1})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 202) << r->body;
+  r = c.Post("/generate", fields("", "1", {{"seconds", "0.64"}}));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(wav_samples(r->body), 16 * 2 * 960);  // T25 = 16: Ta = 32
+
+  // The 4 s clip is longer than the limit: refused (422, naming the limit) unless max_seconds
+  // says how much of it to use; nothing is queued.
+  const double before = metric(c, "foley_jobs_total{state=\"submitted\"}");
+  const json refused = expect_clean_error(
+      c.Post("/v1/generations", fields(assets().long_clip, "2")), 422, "limit of 2 s");
+  EXPECT_NE(refused.dump().find("max_seconds"), std::string::npos) << refused.dump();
+  EXPECT_EQ(metric(c, "foley_jobs_total{state=\"submitted\"}"), before);
+  const std::string cut = submit(c, fields(assets().long_clip, "2", {{"max_seconds", "2"}}));
+  ASSERT_FALSE(cut.empty());
+  const json k = poll_until(c, cut, is_finished);
+  ASSERT_EQ(k.value("state", ""), "succeeded") << k.dump();
+  EXPECT_FALSE(k.value("text_only", true));
+  EXPECT_EQ(k["params"]["max_seconds"].get<double>(), 2.0);
+  EXPECT_NEAR(k["audio_seconds"].get<double>(), 2.0, 0.041);
+  // max_seconds is bounded by the limit, and the OpenAPI document states it.
+  expect_clean_error(
+      c.Post("/v1/generations", fields(assets().clip, "2", {{"max_seconds", "3"}})), 400,
+      "max_seconds");
+  auto api = c.Get("/openapi.json");
+  ASSERT_TRUE(api);
+  const json props =
+      json::parse(api->body)["components"]["schemas"]["GenerationFields"]["properties"];
+  EXPECT_EQ(props["max_seconds"]["maximum"], 2) << props.dump();
+  EXPECT_EQ(props["seconds"]["maximum"], 2) << props.dump();
+}
+
+TEST_F(ServerTest, BadTextOnlyRequestsAre400AndCreateNoJob) {
+  httplib::Client c("127.0.0.1", shared_server().port());  // --max-clip-seconds 1
+  const double before = metric(c, "foley_jobs_total{state=\"submitted\"}");
+  for (const std::string bad : {"0", "-1", "nan", "inf", "0.5", "1.5", "abc", "", "2s"}) {
+    SCOPED_TRACE("seconds=" + bad);
+    expect_clean_error(c.Post("/v1/generations", fields("", "1", {{"seconds", bad}})), 400,
+                       "seconds");
+  }
+  // Neither a video nor seconds; seconds with a video; max_seconds without one.
+  expect_clean_error(c.Post("/v1/generations", fields("", "1")), 400, "seconds");
+  expect_clean_error(c.Post("/v1/generations", R"({"prompt":"x"})", "application/json"), 400,
+                     "seconds");
+  expect_clean_error(c.Post("/v1/generations", fields(assets().clip, "1", {{"seconds", "1"}})),
+                     400, "seconds");
+  expect_clean_error(
+      c.Post("/v1/generations", fields("", "1", {{"seconds", "1"}, {"max_seconds", "1"}})), 400,
+      "max_seconds");
+  expect_clean_error(
+      c.Post("/v1/generations", R"({"prompt":"x","seconds":0})", "application/json"), 400,
+      "seconds");
+  EXPECT_EQ(metric(c, "foley_jobs_total{state=\"submitted\"}"), before);
+}
+
+// What the journal and the Redis queue store of a request keeps a text-only job text-only, and
+// records written before `seconds` existed still load.
+TEST(ServerJobs, TextOnlyRequestsSurviveTheirRecord) {
+  foley_server::JobRequest r;
+  r.params.prompt = "rain";
+  r.params.seconds = 2.5;
+  r.params.steps = 3;
+  const foley_server::JobRequest back =
+      foley_server::request_from_json(json::parse(foley_server::request_to_json(r).dump()));
+  EXPECT_TRUE(back.text_only());
+  EXPECT_EQ(back.params.seconds, 2.5);
+  EXPECT_EQ(back.params.steps, 3);
+  json old = foley_server::request_to_json(r);
+  old.erase("seconds");
+  old["video_path"] = "clip.mp4";
+  const foley_server::JobRequest legacy = foley_server::request_from_json(old);
+  EXPECT_FALSE(legacy.text_only());
+  EXPECT_EQ(legacy.params.seconds, 0);
+}
+
+TEST(ServerJobs, ProgressCountsWindowsWithinADenoisingStep) {
+  foley::GenerationProgress p;
+  p.stage = "denoise";
+  p.step = 2;
+  p.total_steps = 4;
+  const double start = foley_server::overall_fraction(p);  // one window: 2 of 4 steps
+  p.window = 2;
+  p.total_windows = 8;
+  const double later = foley_server::overall_fraction(p);  // 2.25 of 4 steps
+  EXPECT_GT(later, start);
+  p.step = 3;
+  p.window = 0;
+  const double next = foley_server::overall_fraction(p);
+  EXPECT_NEAR((later - start) / (next - start), 0.25, 1e-9);
+  foley_server::Job job;
+  job.progress = p;
+  const json pj = foley_server::progress_json_locked(job);
+  EXPECT_EQ(pj["window"], 0);
+  EXPECT_EQ(pj["total_windows"], 8);
 }
 
 TEST_F(ServerTest, TokenAndUploadCap) {
@@ -852,7 +986,8 @@ TEST_F(ServerTest, SyncRequestIsCancelledWhenTheClientLeavesAndBoundedBySyncTime
     RawConn conn(port);
     ASSERT_TRUE(conn.ok());
     const std::string body =
-        multipart_body("b0undary", read_file(assets().long_clip), {{"prompt", "x"}, {"steps", "200"}});
+        multipart_body("b0undary", read_file(assets().long_clip),
+                       {{"prompt", "x"}, {"steps", "200"}, {"max_seconds", "1"}});
     ASSERT_TRUE(conn.send_all(post_head("/generate", "b0undary", body.size()) + body));
     ASSERT_TRUE(wait_metric(c, "foley_jobs{state=\"running\"}", 1, 30)) << server.diagnostics();
   }  // the client goes away mid-generation
@@ -861,7 +996,7 @@ TEST_F(ServerTest, SyncRequestIsCancelledWhenTheClientLeavesAndBoundedBySyncTime
   // A client that stays gets 504 after --sync-timeout, and the job is cancelled too.
   const auto t0 = std::chrono::steady_clock::now();
   c.set_read_timeout(30, 0);
-  auto r = c.Post("/generate", fields(assets().long_clip, "200"));
+  auto r = c.Post("/generate", long_fields("200"));
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   expect_clean_error(r, 504, "sync-timeout");
   EXPECT_LT(waited, 6.0);
@@ -905,7 +1040,7 @@ TEST_F(ServerTest, EventStreamsAreCappedWith503Beyond) {
   server.wait_ready();
   const int port = server.port();
   httplib::Client c("127.0.0.1", port);
-  const std::string id = submit(c, fields(assets().long_clip, "200"));
+  const std::string id = submit(c, long_fields("200"));
   ASSERT_FALSE(id.empty());
   std::atomic<int> connected{0};
   std::vector<std::thread> streams;
@@ -1062,7 +1197,7 @@ TEST_F(ServerTest, SigtermExitIsBoundedByTheDrainBudget) {
   std::thread waiter([&] {  // a synchronous request whose job would run for minutes
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(60, 0);
-    c.Post("/generate", fields(assets().long_clip, "200"));
+    c.Post("/generate", long_fields("200"));
   });
   httplib::Client idle("127.0.0.1", port);  // an idle kept-alive connection
   idle.set_keep_alive(true);
@@ -1098,9 +1233,11 @@ TEST_F(ServerTest, AcceptedJobsSurviveKill9AndRunAfterRestart) {
     httplib::Client c("127.0.0.1", server.port());
     done_id = submit(c, fields(assets().clip, "1", {{"seed", "5"}}));
     ASSERT_EQ(poll_until(c, done_id, is_finished).value("state", ""), "succeeded");
-    running_id = submit(c, fields(assets().long_clip, "200"));
-    for (int i = 0; i < 5; ++i)
+    running_id = submit(c, long_fields("200"));
+    for (int i = 0; i < 4; ++i)
       queued_ids.push_back(submit(c, fields(assets().clip, "1", {{"seed", std::to_string(i)}})));
+    // A text-only job (no upload) is journaled and rerun like the others.
+    queued_ids.push_back(submit(c, fields("", "1", {{"seconds", "1"}})));
     poll_until(c, running_id, [](const json& j) { return j.value("state", "") == "running"; });
     // A file nothing refers to, as a crash between writing and journaling would leave.
     media::write_file(data + "/results/stray.wav", "x");
@@ -1132,8 +1269,14 @@ TEST_F(ServerTest, AcceptedJobsSurviveKill9AndRunAfterRestart) {
   c.Get("/v1/generations/" + queued_ids[0] + "/events",
         [&](const char* d, size_t n) { stream.append(d, n); return true; });
   EXPECT_EQ(stream.rfind("event: done\n", 0), 0u) << stream;
-  // Each result file belongs to a finished job: 6 succeeded jobs, audio + muxed video each.
-  EXPECT_EQ(count_files(), 12u);
+  const json text_only = poll_until(c, queued_ids.back(), is_finished);
+  EXPECT_TRUE(text_only.value("text_only", false)) << text_only.dump();
+  auto text_audio = c.Get("/v1/generations/" + queued_ids.back() + "/audio");
+  ASSERT_TRUE(text_audio);
+  EXPECT_EQ(wav_samples(text_audio->body), 48000);
+  // Each result file belongs to a finished job: 6 succeeded jobs, audio + muxed video each but
+  // the text-only one's audio alone.
+  EXPECT_EQ(count_files(), 11u);
 }
 
 TEST_F(ServerTest, SigtermKeepsQueuedJobsForTheNextStart) {
@@ -1144,7 +1287,7 @@ TEST_F(ServerTest, SigtermKeepsQueuedJobsForTheNextStart) {
                                            "--drain-seconds", "0"});
     server.wait_ready();
     httplib::Client c("127.0.0.1", server.port());
-    const std::string busy = submit(c, fields(assets().long_clip, "200"));
+    const std::string busy = submit(c, long_fields("200"));
     id = submit(c, fields(assets().clip, "1"));
     poll_until(c, busy, [](const json& j) { return j.value("state", "") == "running"; });
     server.signal(SIGTERM);
@@ -1193,11 +1336,14 @@ TEST_F(ServerTest, DistributedFrontEndsAndWorkersSurviveKills) {
   EXPECT_EQ(ready->status, 200) << ready->body;
 
   // A long job first; then 40 short ones through both front ends.
-  const std::string long_id = submit(c1, fields(assets().long_clip, "40"));
+  // (150 steps, ~2.5 s on the CPU: still running when its worker is killed on a busy machine.)
+  const std::string long_id = submit(c1, long_fields("150"));
   ASSERT_FALSE(long_id.empty());
   std::vector<std::string> ids;
   for (int i = 0; i < 40; ++i)
     ids.push_back(submit(i % 2 ? c2 : c1, fields(assets().clip, "1", {{"seed", std::to_string(i)}})));
+  // A text-only job travels through Redis like the others.
+  ids.push_back(submit(c2, fields("", "1", {{"seconds", "1"}})));
   // Kill the worker running the long job as soon as it runs it.
   RedisClient redis_client(parse_redis_url(redis.url()));
   std::string victim;
@@ -1251,8 +1397,14 @@ TEST_F(ServerTest, DistributedFrontEndsAndWorkersSurviveKills) {
   ASSERT_TRUE(audio);
   EXPECT_EQ(audio->status, 200);
   EXPECT_EQ(wav_samples(audio->body), 46080);
+  const json text_only = poll_until(c2, ids.back(), is_finished);
+  EXPECT_TRUE(text_only.value("text_only", false)) << text_only.dump();
+  EXPECT_FALSE(text_only.contains("video_url")) << text_only.dump();
+  audio = c2.Get("/v1/generations/" + ids.back() + "/audio");
+  ASSERT_TRUE(audio);
+  EXPECT_EQ(wav_samples(audio->body), 48000);
   // Cancel reaches the worker running a job.
-  const std::string doomed = submit(c2, fields(assets().long_clip, "200"));
+  const std::string doomed = submit(c2, long_fields("200"));
   poll_until(c2, doomed, [](const json& j) { return j.value("state", "") == "running"; }, 60);
   auto del = c2.Delete("/v1/generations/" + doomed);
   ASSERT_TRUE(del);

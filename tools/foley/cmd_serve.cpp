@@ -2,6 +2,7 @@
 // answers before the model loads; /health/ready turns 200 only after every worker's Generator is
 // created and warmed. SIGTERM/SIGINT drain: new work gets 503, queued jobs are cancelled,
 // running ones get --drain-seconds to finish and are then cancelled at their next step.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -178,7 +179,10 @@ int run_server(foley_server::ServerOptions o) {
       for (int i = 0; i < workers && !signalled; ++i) {
         foley::GeneratorOptions go;
         go.device = cuda ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
-        go.max_clip_seconds = o.max_clip_seconds;
+        // The operator's limit is the longest clip; the networks' span stays the model's 15 s
+        // (less when no clip may be that long: arenas are sized for the span).
+        go.max_video_seconds = o.max_clip_seconds;
+        go.max_clip_seconds = std::min(15.0, o.max_clip_seconds);
         auto g = foley::Generator::create(model, go);
         g->warm_up();
         device_bytes += g->device_bytes();
@@ -272,9 +276,13 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 86400.0));
   cmd->add_option("--token", o->token,
                   "bearer token for /v1/*, /generate, /metrics (or env FOLEY_API_TOKEN)");
-  cmd->add_option("--max-clip-seconds", o->max_clip_seconds, "longest video span used")
+  cmd->add_option("--max-clip-seconds", o->max_clip_seconds,
+                  "longest clip accepted, in seconds: video seconds a job uses (max_seconds' "
+                  "default and bound) and the longest text-only audio; clips beyond the model's "
+                  "15 s are generated in overlapping windows. A longer upload without "
+                  "max_seconds is refused (422)")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 15.0));
+      ->check(CLI::Range(1.0, 7200.0));
   cmd->add_option("--io-timeout", o->io_timeout_seconds, "socket read/write timeout, seconds")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));

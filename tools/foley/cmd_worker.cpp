@@ -3,6 +3,7 @@
 // stream's consumer group, heartbeats while it runs (so a worker that dies has its job taken
 // over by another after --visibility-timeout), writes the result into the shared --data-dir,
 // and ends the job in Redis only if it still owns it (so a job ends once, with one result).
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -41,7 +42,7 @@ struct WorkerOptions {
   std::string queue, model, device = "cpu", data_dir, name, host = "127.0.0.1";
   int port = -1;  // health and metrics; -1: none
   double visibility_seconds = 30;
-  double max_clip_seconds = 15;
+  double max_clip_seconds = 600;  // the longest clip (GeneratorOptions::max_video_seconds)
   double drain_seconds = 30;
 };
 
@@ -159,6 +160,18 @@ void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::G
     return;
   }
   job->state = JobState::kRunning;
+  // A front end whose --max-clip-seconds is above this worker's: the job uses what this worker
+  // takes (the library refuses a longer span; the front end has already refused clips beyond its
+  // own limit that did not send max_seconds).
+  foley::GenerationParams& params = job->request.params;
+  if (params.max_clip_seconds > o.max_clip_seconds) {
+    if (!job->request.text_only())
+      std::fprintf(stderr,
+                   "foley worker %s: job %s may use %g s of video, this worker's "
+                   "--max-clip-seconds is %g: it uses at most that\n",
+                   o.name.c_str(), claim.id.c_str(), params.max_clip_seconds, o.max_clip_seconds);
+    params.max_clip_seconds = o.max_clip_seconds;
+  }
   std::printf("foley worker %s: job %s (attempt %lld%s)\n", o.name.c_str(), claim.id.c_str(),
               (long long)attempt, claim.reclaimed ? ", taken over" : "");
   std::fflush(stdout);
@@ -292,7 +305,8 @@ int run_worker(WorkerOptions o) {
     const auto model = foley::Model::load(mo);
     foley::GeneratorOptions go;
     go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
-    go.max_clip_seconds = o.max_clip_seconds;
+    go.max_video_seconds = o.max_clip_seconds;
+    go.max_clip_seconds = std::min(15.0, o.max_clip_seconds);  // the span: at most the model's
     auto generator = foley::Generator::create(model, go);
     generator->warm_up();
     counters.ready = true;
@@ -347,9 +361,12 @@ Command add_worker_command(CLI::App& app) {
                   "seconds without a heartbeat before another worker takes a job over")
       ->capture_default_str()
       ->check(CLI::Range(0.5, 3600.0));
-  cmd->add_option("--max-clip-seconds", o->max_clip_seconds, "longest video span used")
+  cmd->add_option("--max-clip-seconds", o->max_clip_seconds,
+                  "longest clip accepted, in seconds: video seconds a job uses and the longest "
+                  "text-only audio; clips beyond the model's 15 s are generated in overlapping "
+                  "windows. Give front ends and workers the same value")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 15.0));
+      ->check(CLI::Range(1.0, 7200.0));
   cmd->add_option("--host", o->host, "address of the health endpoint")->capture_default_str();
   cmd->add_option("--port", o->port, "port of /health/* and /metrics (0: any free one)")
       ->check(CLI::Range(0, 65535));

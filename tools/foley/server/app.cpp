@@ -136,6 +136,7 @@ App::App(const ServerOptions& options, const std::string& uploads_dir,
   limits_.uploads_dir = uploads_dir;
   limits_.media_root = media_root_real;
   limits_.max_clip_seconds = options.max_clip_seconds;
+  openapi_ = openapi_json(options.max_clip_seconds);
   limits_.flac_available = foley::media_has_ffmpeg();
   limits_.max_upload_bytes = int64_t(options.max_upload_mb) << 20;
   // Accepted sockets inherit TCP_NODELAY from the listener; without it a response written in
@@ -281,8 +282,8 @@ void App::routes() {
       case Phase::kDraining: send_json(res, 503, {{"status", "draining"}}); break;
     }
   });
-  http_.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(openapi_json(), "application/json");
+  http_.Get("/openapi.json", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(openapi_, "application/json");
   });
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     const FrontServer::Stats s = http_.stats();
@@ -333,7 +334,8 @@ void App::post_generation(const httplib::Request& req, httplib::Response& res,
     return send_error(res, parsed.status, parsed.code, parsed.message);
   }
   parsed.request.synchronous = synchronous;
-  parsed.request.mux = !synchronous && foley::media_has_ffmpeg();
+  parsed.request.mux =
+      !synchronous && !parsed.request.text_only() && foley::media_has_ffmpeg();
   auto job = jobs_->make_job(std::move(parsed.request));
   nlohmann::json accepted;  // taken before a worker can pick the job up: the 202 says queued
   {
@@ -476,7 +478,9 @@ void App::get_file(const httplib::Request& req, httplib::Response& res, bool vid
     }
     if (video && job->video_path.empty())
       return send_error(res, 404, "not_found",
-                        "no muxed video for this job (the clip could not be muxed to MP4)");
+                        job->request.text_only()
+                            ? "no video for this job: a text-only generation makes audio only"
+                            : "no muxed video for this job (the clip could not be muxed to MP4)");
     file = open_result_locked(*job, video);
   }
   if (!file) return send_error(res, 404, "not_found", "the result has expired");

@@ -35,7 +35,10 @@ struct ServerOptions {
   int64_t disk_budget_mb = 2048;
   double drain_seconds = 30;
   std::string token;
-  double max_clip_seconds = 15;
+  // The longest clip accepted (--max-clip-seconds): video seconds a job uses, and the longest
+  // text-only audio (GeneratorOptions::max_video_seconds). Clips beyond the networks' 15 s span
+  // are generated in overlapping windows.
+  double max_clip_seconds = 600;
   int io_timeout_seconds = 60;
   double sync_timeout_seconds = 600;  // POST /generate waits at most this long (then 504)
 };
@@ -87,8 +90,11 @@ class App {
   FrontServer http_;
   std::atomic<Phase> phase_{Phase::kLoading};
   std::atomic<bool> stopping_{false};
+  std::string openapi_;  // made once: it depends only on the options
 };
 
-const std::string& openapi_json();
+// The OpenAPI document, with this server's --max-clip-seconds as the bound of max_seconds and
+// seconds.
+std::string openapi_json(double max_clip_seconds);
 
 }  // namespace foley_server

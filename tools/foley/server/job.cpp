@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <stdexcept>
@@ -101,6 +102,7 @@ nlohmann::json request_to_json(const JobRequest& r) {
           {"guidance", p.guidance},
           {"seed", p.seed},
           {"max_clip_seconds", p.max_clip_seconds},
+          {"seconds", p.seconds},
           {"format", r.format == OutputFormat::kFlac ? "flac" : "wav"},
           {"sample_format", r.sample_format == SampleFormat::kS16 ? "s16" : "f32"},
           {"video_path", r.video_path},
@@ -119,6 +121,7 @@ JobRequest request_from_json(const nlohmann::json& j) {
     p.guidance = j.at("guidance").get<float>();
     p.seed = j.at("seed").get<uint64_t>();
     p.max_clip_seconds = j.at("max_clip_seconds").get<double>();
+    p.seconds = j.value("seconds", 0.0);  // absent in records written before text-only jobs
     r.format = j.at("format").get<std::string>() == "flac" ? OutputFormat::kFlac : OutputFormat::kWav;
     r.sample_format =
         j.at("sample_format").get<std::string>() == "s16" ? SampleFormat::kS16 : SampleFormat::kF32;
@@ -136,14 +139,16 @@ nlohmann::json result_json_locked(const Job& job) {
   nlohmann::json timings = nlohmann::json::array();
   for (const auto& t : job.timings) timings.push_back({t.stage, t.seconds});
   return {{"audio_path", job.audio_path},       {"video_path", job.video_path},
-          {"audio_seconds", job.audio_seconds}, {"result_bytes", job.result_bytes},
-          {"clipped_samples", job.clipped_samples}, {"timings", timings}};
+          {"audio_seconds", job.audio_seconds}, {"windows", job.windows},
+          {"result_bytes", job.result_bytes}, {"clipped_samples", job.clipped_samples},
+          {"timings", timings}};
 }
 
 void apply_result_locked(Job& job, const nlohmann::json& result) {
   job.audio_path = result.value("audio_path", "");
   job.video_path = result.value("video_path", "");
   job.audio_seconds = result.value("audio_seconds", 0.0);
+  job.windows = result.value("windows", 1);
   job.result_bytes = result.value("result_bytes", int64_t{0});
   job.clipped_samples = result.value("clipped_samples", int64_t{0});
   job.timings.clear();
@@ -165,7 +170,13 @@ double overall_fraction(const foley::GenerationProgress& p) {
   for (const auto& s : kShares) {
     if (p.stage == s.stage) {
       double within = 0;
-      if (p.total_steps > 0) within = double(p.step) / double(p.total_steps);
+      if (p.total_steps > 0) {
+        // A long clip's step runs every window once: count the windows finished in it.
+        const double window =
+            p.total_windows > 1 ? double(std::clamp(p.window, 0, p.total_windows)) / p.total_windows
+                                : 0.0;
+        within = std::min(1.0, (double(p.step) + window) / double(p.total_steps));
+      }
       return std::min(1.0, before + s.weight * within);
     }
     before += s.weight;
@@ -178,6 +189,8 @@ nlohmann::json progress_json_locked(const Job& job) {
                                                 : nlohmann::json(job.progress.stage)},
           {"step", job.progress.step},
           {"total_steps", job.progress.total_steps},
+          {"window", job.progress.window},
+          {"total_windows", job.progress.total_windows},
           {"fraction", job.state == JobState::kSucceeded ? 1.0 : job.fraction}};
 }
 
@@ -203,19 +216,24 @@ nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix) {
         {"steps", p.steps},
         {"guidance", p.guidance},
         {"seed", p.seed},
-        {"max_seconds", p.max_clip_seconds},
         {"format", job.request.format == OutputFormat::kFlac ? "flac" : "wav"},
         {"sample_format", job.request.format == OutputFormat::kFlac
                               ? "s24"
                               : job.request.sample_format == SampleFormat::kS16 ? "s16" : "f32"}}},
   };
+  // A text-only job says how long its audio is; a video job how much of the video it uses.
+  if (job.request.text_only()) j["params"]["seconds"] = p.seconds;
+  else j["params"]["max_seconds"] = p.max_clip_seconds;
+  j["text_only"] = job.request.text_only();
   if (job.state == JobState::kSucceeded) {
     j["audio_seconds"] = job.audio_seconds;
+    j["windows"] = job.windows;
     // Integer samples clamp what the model put outside [-1, 1]; say how much.
     if (job.request.sample_format == SampleFormat::kS16 || job.request.format == OutputFormat::kFlac)
       j["clipped_samples"] = job.clipped_samples;
   }
-  // The muxed clip is announced only once it exists (it needs FFmpeg and a muxable input).
+  // The muxed clip is announced only once it exists (it needs FFmpeg and a muxable input); a
+  // text-only job never has one.
   if (!job.video_path.empty() || (job.request.mux && !is_terminal(job.state))) j["video_url"] = base + "/video";
   if (job.state == JobState::kFailed || job.state == JobState::kCancelled)
     j["error"] = {{"code", job.error_code}, {"message", job.error_message}};

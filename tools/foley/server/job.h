@@ -33,13 +33,16 @@ enum class SampleFormat { kF32, kS16 };  // WAV sample encoding
 std::string new_random_id();
 
 struct JobRequest {
-  foley::GenerationParams params;
+  foley::GenerationParams params;  // params.seconds: the length of text-only audio
   OutputFormat format = OutputFormat::kWav;
   SampleFormat sample_format = SampleFormat::kF32;
-  std::string video_path;      // an upload in the data dir, or a file under --media-root
+  std::string video_path;      // an upload in the data dir, or a file under --media-root;
+                               // empty for a text-only job (Generator::generate_text)
   bool owns_video = false;     // delete video_path when the job is finished
   bool synchronous = false;    // POST /generate: no mux, removed once answered
   bool mux = false;            // also write the clip with the audio muxed in
+  // Sound from the prompt alone, params.seconds long: audio only, never a muxed video.
+  bool text_only() const { return video_path.empty(); }
 };
 
 struct JobEvent {
@@ -66,6 +69,7 @@ struct Job {
   std::string audio_path;  // set when succeeded
   std::string video_path;  // muxed clip, when muxing worked
   double audio_seconds = 0;
+  int windows = 1;  // denoising windows (more than 1 for a clip beyond the generator's span)
   int64_t result_bytes = 0;
   int64_t clipped_samples = 0;  // s16 output: samples clamped to [-1, 1]
   // The latest events for SSE streams (a stream that falls further behind skips to the oldest
@@ -102,7 +106,8 @@ nlohmann::json error_record_locked(const Job& job);
 // The public JSON of a job (GET /v1/generations/{id}); the caller holds job.mutex.
 nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix);
 
-// Overall completion in [0, 1] for a progress report (stage weights are rough CPU shares).
+// Overall completion in [0, 1] for a progress report (stage weights are rough CPU shares; within
+// "denoise" the share done is (step + window / total_windows) / total_steps).
 double overall_fraction(const foley::GenerationProgress& p);
 
 nlohmann::json progress_json_locked(const Job& job);

@@ -31,7 +31,7 @@ WrittenResult write_results(const std::string& dir, const std::string& stem, con
     if (auto e = storage_state_error(dir, "the result")) throw *e;
     throw;
   }
-  if (req.mux) {
+  if (req.mux && !req.text_only()) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string mp4 = dir + "/" + stem + ".mp4";
     try {
@@ -69,7 +69,9 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
   };
   GenerationOutcome out;
   try {
-    foley::GenerationResult result = generator.generate(req.video_path, req.params, callbacks);
+    foley::GenerationResult result =
+        req.text_only() ? generator.generate_text(req.params, callbacks)
+                        : generator.generate(req.video_path, req.params, callbacks);
     double mux_seconds = -1;
     out.written = write_results(results_dir, stem, job, result, &mux_seconds);
     if (mux_seconds >= 0) result.timings.push_back({"mux", mux_seconds});
@@ -103,6 +105,7 @@ void record_success_locked(Job& job, const GenerationOutcome& outcome) {
   job.audio_path = outcome.written.audio;
   job.video_path = outcome.written.video;
   job.audio_seconds = outcome.result->audio_seconds;
+  job.windows = outcome.result->windows;
   job.result_bytes = outcome.written.bytes;
   job.clipped_samples = outcome.written.clipped;
 }

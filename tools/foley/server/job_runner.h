@@ -26,9 +26,10 @@ struct GenerationOutcome {
   std::string error_code, error_message;
 };
 
-// Generates, reporting progress into `job` (a "progress" event each; `on_progress` runs after,
-// outside the job's lock) and reading `job.cancel`; then writes STEM.wav|flac (and STEM.mp4 when
-// the request muxes) into `results_dir`. A full or read-only disk is a 507/503 error, not
+// Generates (from the video, or from the prompt alone for a text-only request), reporting
+// progress into `job` (a "progress" event each; `on_progress` runs after, outside the job's lock)
+// and reading `job.cancel`; then writes STEM.wav|flac (and STEM.mp4 when the request muxes a
+// video) into `results_dir`. A full or read-only disk is a 507/503 error, not
 // "internal".
 GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
                                      const std::string& results_dir, const std::string& stem,

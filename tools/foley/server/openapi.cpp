@@ -1,4 +1,6 @@
 // GET /openapi.json: the API description, written by hand next to the handlers it describes.
+#include <cstdio>
+
 #include "app.h"
 
 namespace foley_server {
@@ -10,7 +12,7 @@ const char* const kOpenApi = R"json({
   "info": {
     "title": "foley serve",
     "version": "1",
-    "description": "Video + text prompt -> Foley audio (HunyuanVideo-Foley). Jobs are queued (bounded), run by a fixed set of warmed workers, and their results kept for a TTL. When the server runs with --token, /v1/*, /generate and /metrics need 'Authorization: Bearer <token>'."
+    "description": "Video + text prompt -> Foley audio (HunyuanVideo-Foley), or audio from the prompt alone (seconds). Jobs are queued (bounded), run by a fixed set of warmed workers, and their results kept for a TTL. When the server runs with --token, /v1/*, /generate and /metrics need 'Authorization: Bearer <token>'."
   },
   "components": {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -23,6 +25,8 @@ const char* const kOpenApi = R"json({
         "stage": {"type": "string", "nullable": true, "enum": ["decode", "visual", "sync", "text", "denoise", "vae"]},
         "step": {"type": "integer", "description": "finished denoising steps (during denoise)"},
         "total_steps": {"type": "integer"},
+        "window": {"type": "integer", "minimum": 0, "description": "during denoise of a clip longer than 15 s: windows finished within the step now running (0 for a short clip and right after a step)"},
+        "total_windows": {"type": "integer", "minimum": 1, "description": "overlapping windows the clip is denoised in; 1 for a clip of at most 15 s. The denoising fraction is (step + window / total_windows) / total_steps"},
         "fraction": {"type": "number", "minimum": 0, "maximum": 1, "description": "rough overall completion"}}},
       "GenerationFields": {"type": "object", "required": ["prompt"], "properties": {
         "prompt": {"type": "string", "maxLength": 4096, "description": "required; may be empty"},
@@ -30,13 +34,14 @@ const char* const kOpenApi = R"json({
         "steps": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
         "guidance": {"type": "number", "minimum": 0, "maximum": 30, "default": 4.5, "description": "<= 1 disables classifier-free guidance"},
         "seed": {"type": "integer", "minimum": 0, "default": 0},
-        "max_seconds": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": 15, "description": "seconds of video used"},
+        "max_seconds": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "maximum": @LIMIT@, "description": "seconds of the video used, from its start; default and maximum: this server's --max-clip-seconds (@LIMIT@). A video longer than that is refused (422) unless max_seconds is sent. Beyond 15 s the clip is generated in overlapping windows. Not with seconds"},
+        "seconds": {"type": "number", "minimum": 0.64, "maximum": @LIMIT@, "description": "text-only generation: the length of audio made from the prompt alone, sent instead of a video (not with one); at most this server's --max-clip-seconds (@LIMIT@). The job makes audio only (no video_url)"},
         "format": {"type": "string", "enum": ["wav", "flac"], "default": "wav"},
         "sample_format": {"type": "string", "enum": ["f32", "s16"], "default": "f32", "description": "WAV samples: 32-bit float (exact) or 16-bit PCM (rounded to nearest, no dither; values outside [-1, 1] are clipped and counted in the job's clipped_samples)"}}},
-      "Upload": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video"],
-        "properties": {"video": {"type": "string", "format": "binary", "description": "any container FFmpeg reads"}}}]},
-      "ServerFile": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object", "required": ["video_path"],
-        "properties": {"video_path": {"type": "string", "description": "a file under the server's --media-root, relative to it or absolute (403 without --media-root; 404 when missing or outside it)"}}}]},
+      "Upload": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object",
+        "properties": {"video": {"type": "string", "format": "binary", "description": "any container FFmpeg reads; required unless seconds is sent (text-only)"}}}]},
+      "ServerFile": {"allOf": [{"$ref": "#/components/schemas/GenerationFields"}, {"type": "object",
+        "properties": {"video_path": {"type": "string", "description": "a file under the server's --media-root, relative to it or absolute (403 without --media-root; 404 when missing or outside it); required unless seconds is sent (text-only)"}}}]},
       "Job": {"type": "object", "required": ["id", "state"], "properties": {
         "id": {"type": "string"},
         "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
@@ -47,11 +52,13 @@ const char* const kOpenApi = R"json({
         "started_at": {"type": "string", "format": "date-time", "nullable": true},
         "finished_at": {"type": "string", "format": "date-time", "nullable": true},
         "audio_seconds": {"type": "number"},
+        "text_only": {"type": "boolean", "description": "made from the prompt alone (seconds): audio only"},
+        "windows": {"type": "integer", "description": "when succeeded: the overlapping windows the clip was denoised in (1 up to 15 s)"},
         "clipped_samples": {"type": "integer", "description": "integer formats (s16 WAV, FLAC): samples clamped to [-1, 1]"},
         "status_url": {"type": "string"}, "events_url": {"type": "string"},
         "audio_url": {"type": "string"},
-        "video_url": {"type": "string", "description": "present when a muxed MP4 is (or will be) available"},
-        "params": {"type": "object"}}}
+        "video_url": {"type": "string", "description": "present when a muxed MP4 is (or will be) available; never for a text-only job"},
+        "params": {"type": "object", "description": "the request's fields; max_seconds for a video job, seconds for a text-only one"}}}
     },
     "responses": {
       "Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -70,7 +77,7 @@ const char* const kOpenApi = R"json({
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.0"}}}},
     "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_model_load_seconds, foley_warmup_seconds, foley_device_memory_bytes, foley_ready, foley_http_connections, foley_http_refused_total",
       "content": {"text/plain": {}}}, "401": {"$ref": "#/components/responses/Error"}}}},
-    "/v1/generations": {"post": {"summary": "Queue a generation. The body needs a Content-Length or chunked encoding (411 otherwise) and is refused above --max-upload-mb before it is read (413); the upload is streamed to disk (507 when the server's disk is full, 503 when it cannot write)",
+    "/v1/generations": {"post": {"summary": "Queue a generation: a video (multipart field video, or video_path in JSON), or text-only audio (seconds, no video). The body needs a Content-Length or chunked encoding (411 otherwise) and is refused above --max-upload-mb before it is read (413); the upload is streamed to disk (507 when the server's disk is full, 503 when it cannot write)",
       "requestBody": {"required": true, "content": {
         "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}},
         "application/json": {"schema": {"$ref": "#/components/schemas/ServerFile"}}}},
@@ -80,7 +87,8 @@ const char* const kOpenApi = R"json({
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
         "403": {"$ref": "#/components/responses/Error"}, "411": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"},
-        "422": {"$ref": "#/components/responses/Error"}, "429": {"$ref": "#/components/responses/QueueFull"},
+        "422": {"description": "the video cannot be read, or it is longer than --max-clip-seconds and max_seconds was not sent", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "429": {"$ref": "#/components/responses/QueueFull"},
         "503": {"$ref": "#/components/responses/Error"}, "507": {"$ref": "#/components/responses/Error"}}}},
     "/v1/generations/{id}": {
       "parameters": [{"$ref": "#/components/parameters/id"}],
@@ -105,7 +113,7 @@ const char* const kOpenApi = R"json({
       "get": {"summary": "The uploaded clip with the generated audio muxed in (video stream copied); a single byte Range gets 206",
         "responses": {"200": {"description": "MP4", "content": {"video/mp4": {}}},
           "206": {"description": "the requested byte range"}, "416": {"$ref": "#/components/responses/Error"},
-          "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}},
+          "404": {"description": "unknown or expired job, or no muxed video (a text-only job, or a clip MP4 cannot hold)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}, "409": {"$ref": "#/components/responses/Error"}}}},
     "/generate": {"post": {"summary": "Synchronous convenience: same fields as POST /v1/generations, answers with the audio. Waits at most --sync-timeout (then 504 and the job is cancelled); a client that disconnects cancels its job",
       "requestBody": {"required": true, "content": {
         "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}},
@@ -120,8 +128,13 @@ const char* const kOpenApi = R"json({
 
 }  // namespace
 
-const std::string& openapi_json() {
-  static const std::string text = kOpenApi;
+std::string openapi_json(double max_clip_seconds) {
+  char limit[32];
+  std::snprintf(limit, sizeof limit, "%g", max_clip_seconds);
+  std::string text = kOpenApi;
+  const std::string mark = "@LIMIT@";
+  for (size_t at = text.find(mark); at != std::string::npos; at = text.find(mark, at))
+    text.replace(at, mark.size(), limit);
   return text;
 }
 

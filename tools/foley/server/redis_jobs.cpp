@@ -21,6 +21,7 @@ void copy_record_locked(Job& mirror, const Job& record) {
   mirror.audio_path = record.audio_path;
   mirror.video_path = record.video_path;
   mirror.audio_seconds = record.audio_seconds;
+  mirror.windows = record.windows;
   mirror.result_bytes = record.result_bytes;
   mirror.clipped_samples = record.clipped_samples;
   mirror.error_status = record.error_status;

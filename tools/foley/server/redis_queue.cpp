@@ -230,6 +230,8 @@ bool RedisQueue::load(const std::string& id, Job& job) {
     job.progress.stage = progress.value("stage", "");
     job.progress.step = progress.value("step", 0);
     job.progress.total_steps = progress.value("total_steps", 0);
+    job.progress.window = progress.value("window", 0);
+    job.progress.total_windows = progress.value("total_windows", 1);
   }
   job.fraction = std::atof(get("fraction").c_str());
   const nlohmann::json result = parse_json(get("result"));

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -27,6 +28,18 @@ constexpr size_t kMaxPromptBytes = 4096;
 constexpr size_t kMaxFieldBytes = 64 << 10;  // a text part of a multipart body
 constexpr size_t kMaxFields = 32;
 constexpr size_t kMaxJsonBytes = 1 << 20;
+// The shortest text-only audio the model makes: 16 frames at 25 fps (the library's bound).
+constexpr double kMinTextSeconds = 0.64;
+// A video may be this much longer than the server's limit and still be taken whole: containers
+// round their durations, and a clip cut at the limit may declare a frame more.
+constexpr double kDurationSlack = 0.05;
+
+// "2", "2.5", "600": a number of seconds as the messages show it.
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
 
 struct Fields {
   std::map<std::string, std::string> values;  // text fields present in the request
@@ -106,8 +119,15 @@ std::string apply_fields(const Fields& f, const RequestLimits& limits, JobReques
     const auto s = parse_real(*v);
     if (!s || *s <= 0 || *s > limits.max_clip_seconds)
       return "max_seconds: must be a number above 0 and at most " +
-             std::to_string(int(limits.max_clip_seconds));
+             seconds_text(limits.max_clip_seconds) + " (this server's limit)";
     p.max_clip_seconds = *s;
+  }
+  if (const auto* v = get("seconds")) {
+    const auto s = parse_real(*v);
+    if (!s || *s < kMinTextSeconds || *s > limits.max_clip_seconds)
+      return "seconds: the length of text-only audio must be a number from 0.64 to " +
+             seconds_text(limits.max_clip_seconds) + " (this server's limit)";
+    p.seconds = *s;
   }
   if (const auto* v = get("format")) {
     if (*v == "wav") out.format = OutputFormat::kWav;
@@ -122,6 +142,22 @@ std::string apply_fields(const Fields& f, const RequestLimits& limits, JobReques
     if (out.sample_format == SampleFormat::kS16 && out.format != OutputFormat::kWav)
       return "sample_format: s16 applies to format wav only (FLAC is 24-bit)";
   }
+  return "";
+}
+
+// With the fields applied: a request is either a video (uploaded or named) or text-only
+// (`seconds`, no video). Returns an error message naming the field, or "".
+std::string check_input_kind(const Fields& f, bool has_video) {
+  const bool seconds = f.values.count("seconds") > 0;
+  if (has_video && seconds)
+    return "seconds: sets the length of text-only audio and cannot come with a video (to use "
+           "only the start of a video, send max_seconds)";
+  if (!has_video && !seconds)
+    return "video: required (upload it as the multipart file field 'video'), or send seconds "
+           "for text-only audio";
+  if (!has_video && f.values.count("max_seconds"))
+    return "max_seconds: limits the video used; a text-only request sets its length with "
+           "seconds";
   return "";
 }
 
@@ -195,14 +231,27 @@ class UploadFile {
   size_t bytes_ = 0;
 };
 
-// Fails early on files that are not a readable video, so the client gets 422 at submission.
-ParsedRequest probe_or_fail(ParsedRequest r) {
+// Fails early on files that are not a readable video, so the client gets 422 at submission; and
+// on a clip longer than the server's limit that did not say how much of it to use
+// (max_seconds), rather than silently using only its start.
+ParsedRequest probe_or_fail(ParsedRequest r, const RequestLimits& limits, bool max_seconds_sent) {
+  foley::VideoInfo info;
   try {
-    foley::probe_video(r.request.video_path);
+    info = foley::probe_video(r.request.video_path);
   } catch (const foley::Error& e) {
     if (r.request.owns_video) ::unlink(r.request.video_path.c_str());
     const MappedError m = map_error(e);
     return fail(m.status == 404 ? 422 : m.status, m.code, "video: " + m.message);
+  }
+  if (!max_seconds_sent && info.duration_sec > limits.max_clip_seconds + kDurationSlack) {
+    if (r.request.owns_video) ::unlink(r.request.video_path.c_str());
+    char length[32];
+    std::snprintf(length, sizeof length, "%.2f", info.duration_sec);
+    const std::string limit = seconds_text(limits.max_clip_seconds);
+    return fail(422, "invalid_input",
+                std::string("video: the clip is ") + length + " s long, above this server's "
+                "limit of " + limit + " s (--max-clip-seconds); send max_seconds (at most " +
+                limit + ") to use its first seconds");
   }
   r.ok = true;
   return r;
@@ -221,9 +270,16 @@ ParsedRequest parse_json(const std::string& text, const RequestLimits& limits) {
   if (const std::string e = apply_fields(f, limits, r.request); !e.empty())
     return fail(400, "invalid_input", e);
   const auto it = f.values.find("video_path");
-  if (it == f.values.end() || it->second.empty())
+  const bool has_video = it != f.values.end() && !it->second.empty();
+  if (!has_video && !f.values.count("seconds"))
     return fail(400, "invalid_input", "video_path: required (or upload the file as multipart "
-                                      "field 'video')");
+                                      "field 'video'), or send seconds for text-only audio");
+  if (const std::string e = check_input_kind(f, has_video); !e.empty())
+    return fail(400, "invalid_input", e);
+  if (!has_video) {
+    r.ok = true;  // text-only: no file at all
+    return r;
+  }
   if (limits.media_root.empty())
     return fail(403, "invalid_input", "video_path: reading server files is disabled (no --media-root)");
   const std::string joined =
@@ -237,7 +293,7 @@ ParsedRequest parse_json(const std::string& text, const RequestLimits& limits) {
   const std::string path = resolved;
   r.request.video_path = path;
   r.request.owns_video = false;
-  return probe_or_fail(std::move(r));
+  return probe_or_fail(std::move(r), limits, f.values.count("max_seconds") > 0);
 }
 
 
@@ -315,14 +371,19 @@ ParsedRequest parse_multipart_body(const httplib::ContentReader& body,
   }
   if (!complete) return unreadable_body(limits);
   ParsedRequest r;
-  if (!saw_video) return fail(400, "invalid_input", "video: required file field is missing");
   if (const std::string e = apply_fields(f, limits, r.request); !e.empty())
     return fail(400, "invalid_input", e);
+  if (const std::string e = check_input_kind(f, saw_video); !e.empty())
+    return fail(400, "invalid_input", e);
+  if (!saw_video) {
+    r.ok = true;  // text-only
+    return r;
+  }
   if (upload.bytes() == 0) return fail(400, "invalid_input", "video: the uploaded file is empty");
   upload.finish();
   r.request.video_path = upload.release();
   r.request.owns_video = true;
-  return probe_or_fail(std::move(r));
+  return probe_or_fail(std::move(r), limits, f.values.count("max_seconds") > 0);
 }
 
 }  // namespace
@@ -367,7 +428,8 @@ ParsedRequest parse_generation_request(const httplib::Request& req,
   }
   FrontServer::close_after_response();
   return fail(400, "invalid_input",
-              "body: send a multipart form (fields video, prompt, ...) or a JSON object");
+              "body: send a multipart form (fields video or seconds, prompt, ...) or a JSON "
+              "object");
 }
 
 }  // namespace foley_server

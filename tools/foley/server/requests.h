@@ -1,9 +1,10 @@
-// Turning a POST /v1/generations or /generate request (multipart upload, or JSON naming a file
-// under --media-root) into a validated JobRequest. The body is read as it arrives: the video part
-// straight into a file in the uploads folder (never whole in memory), the other fields into
-// small capped buffers. Field errors name the field (400); a body past the cap is 413; an upload
-// that is not a readable video is refused before it is queued (422); a full or read-only disk is
-// 507/503.
+// Turning a POST /v1/generations or /generate request (multipart upload, JSON naming a file
+// under --media-root, or a text-only request with `seconds` and no video) into a validated
+// JobRequest. The body is read as it arrives: the video part straight into a file in the uploads
+// folder (never whole in memory), the other fields into small capped buffers. Field errors name
+// the field (400); a body past the cap is 413; an upload that is not a readable video, or one
+// longer than the server's limit that did not send max_seconds, is refused before it is queued
+// (422); a full or read-only disk is 507/503.
 #pragma once
 
 #include <string>
@@ -17,7 +18,9 @@ namespace foley_server {
 struct RequestLimits {
   std::string uploads_dir;  // where uploads are stored, under generated names
   std::string media_root;   // realpath of --media-root; empty: JSON video_path refused
-  double max_clip_seconds = 15.0;
+  // The operator's limit (--max-clip-seconds): the most video seconds a job uses, and the
+  // longest text-only audio. Bounds max_seconds and seconds, and is max_seconds' default.
+  double max_clip_seconds = 600.0;
   bool flac_available = true;
   int64_t max_upload_bytes = int64_t(256) << 20;
 };
