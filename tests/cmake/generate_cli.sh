@@ -2,7 +2,8 @@
 # `foley generate` end to end on the complete tiny model: a single clip (WAV + muxed MP4 checked
 # with ffprobe when the ffmpeg CLI is there, Y4M input otherwise), a JSONL batch with bad lines
 # (nonzero exit, the good outputs written, nothing for the bad ones), a CSV batch, bad flags
-# (exit 2), batch outputs confined to --output-dir, and --sample-format s16 read by Python's wave.
+# (exit 2), batch outputs confined to --output-dir, --sample-format s16 read by Python's wave, and
+# text-only audio (--seconds, and a batch line with seconds).
 # Usage: generate_cli.sh FOLEY PYTHON SOURCE_DIR WORK_DIR. Exit 77 = skipped (a missing tool; in
 # CI, CI=true, that is a failure instead: tests/cmake/skip_missing.sh).
 set -eu
@@ -67,6 +68,31 @@ if [ $have_ffmpeg = 1 ]; then
   echo "checked: out/one.mp4 has $streams"
 fi
 
+# ---- text-only: --seconds without a video writes audio only ----------------------------------
+"$FOLEY" generate --model tiny.safetensors --seconds 2 --prompt "rain" --steps 1 -o out/text \
+  2>err.txt || { cat err.txt; fail "--seconds exited $?"; }
+[ -s out/text.wav ] || fail "no out/text.wav"
+ls out/text.mp4 >/dev/null 2>&1 && fail "text-only generation wrote an MP4"
+"$PY" - <<'PY' || fail "out/text.wav is not 2 s of 48 kHz float (T25 = 50, Ta = 100: 96000 samples)"
+import struct
+d = open("out/text.wav", "rb").read()
+i = d.index(b"data")
+assert struct.unpack("<I", d[i + 4:i + 8])[0] == 96000 * 4
+PY
+set +e
+"$FOLEY" generate --model tiny.safetensors --seconds 2 --video $clip -o out/both 2>err.txt
+rc=$?
+set -e
+[ $rc = 2 ] && grep -q -- "--seconds" err.txt ||
+  { cat err.txt; fail "--seconds with --video: exit $rc"; }
+set +e
+"$FOLEY" generate --model tiny.safetensors --prompt "rain" -o out/neither 2>err.txt
+rc=$?
+set -e
+[ $rc = 2 ] && grep -q -- "--seconds" err.txt ||
+  { cat err.txt; fail "neither --video nor --seconds: exit $rc"; }
+ls out/both* out/neither* >/dev/null 2>&1 && fail "output written for bad flags"
+
 # ---- bad flags: exit 2, nothing written ------------------------------------------------------
 set +e
 "$FOLEY" generate --model tiny.safetensors --video $clip --steps 0 -o out/bad 2>err.txt
@@ -85,13 +111,15 @@ cat > list.jsonl <<JSON
 {"video": "$clip", "prompt": "escape", "steps": 2, "output": "../escaped"}
 {"video": "$clip", "prompt": "escape", "steps": 2, "output": "$WORK/absolute"}
 {"video": "$clip", "prompt": "escape", "steps": 2, "output": "sub/../../escaped2"}
+{"seconds": 1, "prompt": "rain", "steps": 1, "output": "text_only"}
 JSON
 set +e
 "$FOLEY" generate --model tiny.safetensors --batch list.jsonl --output-dir batch --format wav 2>err.txt
 rc=$?
 set -e
 [ $rc = 2 ] || { cat err.txt; fail "batch with bad lines exited $rc"; }
-[ -s batch/first.wav ] && [ -s batch/fourth.wav ] || fail "good batch outputs missing"
+[ -s batch/first.wav ] && [ -s batch/fourth.wav ] && [ -s batch/text_only.wav ] ||
+  fail "good batch outputs missing"
 ls batch/second* batch/third* >/dev/null 2>&1 && fail "outputs written for bad lines"
 grep -q "list.jsonl:2" err.txt && grep -q "list.jsonl:3" err.txt || { cat err.txt; fail "bad lines not reported"; }
 # Outputs are confined to --output-dir: "..", absolute paths and climbing out are refused.

@@ -1,9 +1,12 @@
-// foley generate: video + prompt -> Foley audio (WAV/FLAC) and the video with it muxed in.
-// One clip from flags, or many from a JSONL/CSV list (--batch) with the model loaded once.
+// foley generate: video + prompt -> Foley audio (WAV/FLAC) and the video with it muxed in, or
+// audio from the prompt alone (--seconds, text-only). One clip from flags, or many from a
+// JSONL/CSV list (--batch) with the model loaded once.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -35,14 +38,23 @@ struct Options {
   int steps = 50;
   float guidance = 4.5f;
   uint64_t seed = 0;
-  double max_seconds = 15.0;
+  double max_seconds = 600.0;  // video seconds used (longer clips run in windows)
+  double seconds = 0;          // text-only: the audio's length (0: not given)
+  bool seconds_given = false;
   bool verbose = false;
 };
+
+// The longest clip the library takes (GeneratorOptions::max_video_seconds' bound), and the
+// shortest text-only audio (16 frames at 25 fps).
+constexpr double kLongestSeconds = 7200.0;
+constexpr double kShortestTextSeconds = 0.64;
+// The span the networks see at once: the model's 15 s (less when no clip may be that long).
+constexpr double kSpanSeconds = 15.0;
 
 // One clip to generate: parameters plus where its outputs go (a path without extension).
 struct Job {
   std::string where;  // "LIST:line" in batch mode, for messages
-  std::string video;
+  std::string video;  // empty: text-only (params.seconds long)
   std::string output_base;
   std::string format;  // "wav", "flac", "mp4" or "" (the default pair)
   foley::GenerationParams params;
@@ -54,19 +66,37 @@ class Progress {
  public:
   explicit Progress(bool verbose) : tty_(isatty(STDERR_FILENO) == 1), verbose_(verbose) {}
   void operator()(const foley::GenerationProgress& p) {
+    // A long clip's step runs every window once: "step 3/50 window 2/8" (windows finished in
+    // the step now running), and the bar counts the windows too.
+    const bool windows = p.total_windows > 1 && p.stage == "denoise";
     if (tty_) {
       std::string bar;
       if (p.total_steps > 0) {
-        const int width = 30, done = p.step * width / p.total_steps;
+        const int width = 30;
+        double done_steps = p.step;
+        if (windows)
+          done_steps += double(std::clamp(p.window, 0, p.total_windows)) / p.total_windows;
+        const int done = std::clamp(int(done_steps * width / p.total_steps), 0, width);
         bar = " [" + std::string(size_t(done), '#') + std::string(size_t(width - done), ' ') +
-              "] " + std::to_string(p.step) + "/" + std::to_string(p.total_steps);
+              "] " + (p.stage == "denoise" ? "step " : "") + std::to_string(p.step) + "/" +
+              std::to_string(p.total_steps);
+        if (windows)
+          bar += " window " + std::to_string(p.window) + "/" + std::to_string(p.total_windows);
       }
       std::fprintf(stderr, "\r\033[K%-8s%s", p.stage.c_str(), bar.c_str());
       std::fflush(stderr);
       dirty_ = true;
-    } else if (verbose_ && (p.total_steps == 0 || p.step == 0 || p.step == p.total_steps ||
-                            p.step % std::max(1, p.total_steps / 10) == 0)) {
-      if (p.total_steps > 0)
+    } else if (verbose_ && p.window == 0 &&
+               (p.total_steps == 0 || p.step == 0 || p.step == p.total_steps ||
+                p.step % std::max(1, p.total_steps / 10) == 0)) {
+      // Lines only at step boundaries (window 0), once each.
+      if (p.stage == last_stage_ && p.step == last_step_) return;
+      last_stage_ = p.stage;
+      last_step_ = p.step;
+      if (p.total_steps > 0 && windows)
+        std::fprintf(stderr, "foley: %s %d/%d (%d windows)\n", p.stage.c_str(), p.step,
+                     p.total_steps, p.total_windows);
+      else if (p.total_steps > 0)
         std::fprintf(stderr, "foley: %s %d/%d\n", p.stage.c_str(), p.step, p.total_steps);
       else
         std::fprintf(stderr, "foley: %s\n", p.stage.c_str());
@@ -79,6 +109,8 @@ class Progress {
 
  private:
   bool tty_, verbose_, dirty_ = false;
+  std::string last_stage_;
+  int last_step_ = -1;
 };
 
 // ---- outputs -----------------------------------------------------------------------------------
@@ -92,8 +124,8 @@ foley::AudioFormat audio_format(const std::string& path, const std::string& samp
                                           : foley::AudioFormat::kFlac16;
 }
 
-// The audio/video files for one result. `format` "" = WAV, plus MP4 when FFmpeg is built in
-// (skipped with a note if the input's video cannot be copied into MP4).
+// The audio/video files for one result. `format` "" = WAV, plus MP4 when FFmpeg is built in and
+// there is a video (skipped with a note if the input's video cannot be copied into MP4).
 std::vector<std::string> write_outputs(const Job& job, const foley::GenerationResult& r,
                                        const std::string& format,
                                        const std::string& sample_format) {
@@ -132,7 +164,7 @@ std::vector<std::string> write_outputs(const Job& job, const foley::GenerationRe
   if (format == "wav" || format.empty()) audio(".wav");
   if (format == "flac") audio(".flac");
   if (format == "mp4") video(false);
-  if (format.empty() && foley::media_has_ffmpeg()) video(true);
+  if (format.empty() && foley::media_has_ffmpeg() && !job.video.empty()) video(true);
   return written;
 }
 
@@ -222,34 +254,66 @@ fs::path confined_output(const std::string& out) {
   return p;
 }
 
+// A text-only job has no video to mux: --format mp4 (or an .mp4 output) is an error.
+void check_text_only_format(const Job& job) {
+  if (job.format == "mp4")
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "MP4 output needs a video: text-only generation (seconds) writes audio "
+                       "only (wav or flac)");
+}
+
+// The seconds of a text-only job: a number in [0.64, 7200].
+double text_seconds(double s, const std::string& name) {
+  if (!std::isfinite(s) || s < kShortestTextSeconds || s > kLongestSeconds) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "%s must be a number from %g to %g (seconds of text-only audio), got %g",
+                  name.c_str(), kShortestTextSeconds, kLongestSeconds, s);
+    throw foley::Error(foley::ErrorKind::kInvalidInput, buf);
+  }
+  return s;
+}
+
 Job job_from_fields(const Fields& f, const Options& o, const fs::path& list_dir,
-                    const std::string& where) {
-  static const std::set<std::string> known = {"video",    "prompt", "negative_prompt", "steps",
-                                              "guidance", "seed",   "output"};
+                    const std::string& where, int line) {
+  static const std::set<std::string> known = {"video", "seconds",  "prompt", "negative_prompt",
+                                              "steps", "guidance", "seed",   "output"};
   for (const auto& [key, value] : f)
     if (!known.count(key))
       throw foley::Error(foley::ErrorKind::kInvalidInput, "unknown field \"" + key + "\"");
   const auto video = f.find("video");
-  if (video == f.end() || video->second.empty())
-    throw foley::Error(foley::ErrorKind::kInvalidInput, "missing \"video\"");
+  const bool has_video = video != f.end() && !video->second.empty();
+  const bool has_seconds = f.count("seconds") && !f.at("seconds").empty();
+  if (!has_video && !has_seconds)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "missing \"video\" (or \"seconds\" for text-only audio)");
+  if (has_video && has_seconds)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "\"seconds\" is for text-only audio; it cannot come with \"video\"");
   Job job;
   job.where = where;
-  fs::path v(video->second);
-  job.video = (v.is_relative() ? list_dir / v : v).string();
+  if (has_video) {
+    fs::path v(video->second);
+    job.video = (v.is_relative() ? list_dir / v : v).string();
+    job.params.max_clip_seconds = o.max_seconds;
+  } else {
+    job.params.seconds = text_seconds(parse_number<double>(f, "seconds", 0), "seconds");
+    job.params.max_clip_seconds = job.params.seconds;
+  }
   job.params.prompt = f.count("prompt") ? f.at("prompt") : "";
   job.params.negative_prompt = f.count("negative_prompt") ? f.at("negative_prompt")
                                                           : o.negative_prompt;
   job.params.steps = parse_number<int>(f, "steps", o.steps);
   job.params.guidance = parse_number<float>(f, "guidance", o.guidance);
   job.params.seed = parse_number<uint64_t>(f, "seed", o.seed);
-  job.params.max_clip_seconds = o.max_seconds;
-  const std::string out = f.count("output") && !f.at("output").empty()
-                              ? f.at("output")
-                              : fs::path(video->second).stem().string();
+  const std::string out = f.count("output") && !f.at("output").empty() ? f.at("output")
+                          : has_video ? fs::path(video->second).stem().string()
+                                      : "text_" + std::to_string(line);
   std::string base, format = o.format;
   split_output((fs::path(o.output_dir) / confined_output(out)).string(), base, format);
   job.output_base = base;
   job.format = format;
+  if (!has_video) check_text_only_format(job);
   return job;
 }
 
@@ -283,7 +347,7 @@ std::vector<Job> read_batch(const Options& o, int& failures) {
       } else {
         f = json_fields(line);
       }
-      Job job = job_from_fields(f, o, list_dir, where);
+      Job job = job_from_fields(f, o, list_dir, where, n);
       if (!outputs.insert(job.output_base).second)
         throw foley::Error(foley::ErrorKind::kInvalidInput,
                            "output " + job.output_base + " is already used by an earlier line");
@@ -310,8 +374,21 @@ void print_timings(const foley::GenerationResult& r, double total) {
 }
 
 int run(const Options& o) {
-  if (o.batch.empty() == o.video.empty())
-    throw foley::Error(foley::ErrorKind::kInvalidInput, "give either --video or --batch");
+  const int inputs = int(!o.video.empty()) + int(!o.batch.empty()) + int(o.seconds_given);
+  if (inputs == 0)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "give --video, --seconds (audio from the prompt alone) or --batch");
+  if (!o.video.empty() && o.seconds_given)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "--seconds sets the length of text-only audio and cannot be combined with "
+                       "--video (--max-seconds limits the video seconds used)");
+  if (inputs > 1)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "--batch cannot be combined with --video or --seconds (a list's lines "
+                       "carry their own video or seconds)");
+  if (!std::isfinite(o.max_seconds) || o.max_seconds <= 0 || o.max_seconds > kLongestSeconds)
+    throw foley::Error(foley::ErrorKind::kInvalidInput,
+                       "--max-seconds must be above 0 and at most 7200");
   if (!o.batch.empty() && o.output_dir.empty())
     throw foley::Error(foley::ErrorKind::kInvalidInput, "--batch needs --output-dir");
   if (o.format == "flac" && !foley::media_has_ffmpeg())
@@ -330,7 +407,7 @@ int run(const Options& o) {
                          "cannot create --output-dir " + o.output_dir + ": " + ec.message());
   } else {
     Job job;
-    job.where = o.video;
+    job.where = o.video.empty() ? "text-only audio" : o.video;
     job.video = o.video;
     job.params.prompt = o.prompt;
     job.params.negative_prompt = o.negative_prompt;
@@ -338,9 +415,15 @@ int run(const Options& o) {
     job.params.guidance = o.guidance;
     job.params.seed = o.seed;
     job.params.max_clip_seconds = o.max_seconds;
+    if (o.seconds_given) {
+      job.params.seconds = text_seconds(o.seconds, "--seconds");
+      job.params.max_clip_seconds = job.params.seconds;  // no video: bounds nothing
+    }
     job.format = o.format;
-    split_output(o.output.empty() ? fs::path(o.video).stem().string() + "_foley" : o.output,
-                 job.output_base, job.format);
+    const std::string default_output =
+        o.video.empty() ? "foley_text" : fs::path(o.video).stem().string() + "_foley";
+    split_output(o.output.empty() ? default_output : o.output, job.output_base, job.format);
+    if (o.video.empty()) check_text_only_format(job);
     jobs.push_back(job);
   }
 
@@ -351,7 +434,14 @@ int run(const Options& o) {
                  o.model.c_str());
   foley::GeneratorOptions go;
   go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
-  go.max_clip_seconds = o.max_seconds;
+  // The longest clip of these jobs (video seconds used, or text-only audio); the networks' span
+  // is the model's 15 s, less when no job is that long (the arenas are sized for the span).
+  double longest = 0;
+  for (const Job& job : jobs)
+    longest = std::max(longest, job.video.empty() ? job.params.seconds : o.max_seconds);
+  if (longest <= 0) longest = o.max_seconds;  // no job: nothing runs
+  go.max_video_seconds = longest;
+  go.max_clip_seconds = std::min(kSpanSeconds, longest);
   const auto generator = foley::Generator::create(model, go);
 
   std::signal(SIGINT, on_interrupt);
@@ -364,13 +454,17 @@ int run(const Options& o) {
     cb.progress = [&](const foley::GenerationProgress& p) { progress(p); };
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      const foley::GenerationResult r = generator->generate(job.video, job.params, cb);
+      const foley::GenerationResult r = job.video.empty()
+                                            ? generator->generate_text(job.params, cb)
+                                            : generator->generate(job.video, job.params, cb);
       progress.finish();
       const auto files = write_outputs(job, r, job.format, o.sample_format);
       const double total =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const std::string windows =
+          r.windows > 1 ? ", " + std::to_string(r.windows) + " denoising windows" : "";
       for (const auto& f : files)
-        std::printf("wrote %s (%.2f s of audio)\n", f.c_str(), r.audio_seconds);
+        std::printf("wrote %s (%.2f s of audio%s)\n", f.c_str(), r.audio_seconds, windows.c_str());
       std::fflush(stdout);
       if (o.verbose) print_timings(r, total);
     } catch (const foley::Error& e) {
@@ -396,21 +490,29 @@ int run(const Options& o) {
 }  // namespace
 
 Command add_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Generate Foley audio for a video and a prompt");
+  auto* cmd = app.add_subcommand(
+      "generate", "Generate Foley audio for a video and a prompt, or for a prompt alone");
   auto o = std::make_shared<Options>();
   cmd->add_option("--model", o->model, "model bundle (.safetensors from `foley convert`)")
       ->required();
   cmd->add_option("--video", o->video, "input video");
+  auto* seconds = cmd->add_option(
+      "--seconds", o->seconds,
+      "text-only: make this many seconds of audio from the prompt alone, without a video "
+      "(0.64..7200; writes audio only)");
   cmd->add_option("--prompt", o->prompt, "what the audio should sound like");
   cmd->add_option("--negative-prompt", o->negative_prompt, "what to avoid (default: \"noisy, harsh\")");
   cmd->add_option("--steps", o->steps, "denoising steps, 1..200 (default 50)");
   cmd->add_option("--guidance", o->guidance, "CFG scale, 0..30; <= 1 disables CFG (default 4.5)");
   cmd->add_option("--seed", o->seed, "noise seed (default 0)");
-  cmd->add_option("--max-seconds", o->max_seconds, "video seconds used, up to 15 (default 15)");
+  cmd->add_option("--max-seconds", o->max_seconds,
+                  "video seconds used, from the start (default 600); clips longer than the "
+                  "model's 15 s are generated in overlapping windows");
   cmd->add_option("--device", o->device, "cpu (default) or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("-o,--output", o->output,
-                  "output path without extension (default: VIDEO-NAME_foley); an extension "
+                  "output path without extension (default: VIDEO-NAME_foley, or foley_text "
+                  "for text-only audio); an extension "
                   ".wav/.flac/.mp4 picks the format");
   cmd->add_option("--format", o->format,
                   "wav, flac or mp4 (default: .wav, plus .mp4 when FFmpeg is built in)")
@@ -422,11 +524,14 @@ Command add_generate_command(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "s16"}));
   cmd->add_flag("--verbose", o->verbose, "progress lines and per-stage timings on stderr");
   cmd->add_option("--batch", o->batch,
-                  "JSONL (objects) or CSV (header row) list: video, prompt, and optionally "
-                  "negative_prompt, steps, guidance, seed, output; relative video paths are "
-                  "taken from the list's folder");
+                  "JSONL (objects) or CSV (header row) list: video (or seconds, for text-only "
+                  "audio), prompt, and optionally negative_prompt, steps, guidance, seed, "
+                  "output; relative video paths are taken from the list's folder");
   cmd->add_option("--output-dir", o->output_dir, "where --batch writes its outputs");
-  return {cmd, [o]() { return run(*o); }};
+  return {cmd, [o, seconds]() {
+            o->seconds_given = seconds->count() > 0;
+            return run(*o);
+          }};
 }
 
 }  // namespace foley_cli
