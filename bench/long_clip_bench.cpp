@@ -3,7 +3,7 @@
 // seam measure (pipeline::seam_ratio) of the output, the process's peak RSS and, on CUDA, the
 // device memory in use after the request (the arenas are sized at start, so it must not grow).
 //
-//   long_clip_bench BUNDLE cpu|cuda VIDEO|text:SECONDS [STEPS] [REPEAT]
+//   long_clip_bench BUNDLE cpu|cuda VIDEO|text:SECONDS [STEPS] [REPEAT] [WINDOW_SECONDS]
 // REPEAT runs the request again that many times (the first one records the step graphs) and
 // reports the last; a 10 s and a 60 s run in separate processes give the time ratio.
 #include <sys/resource.h>
@@ -34,10 +34,12 @@ double used_gb(bool cuda) {
   return cuda && cuda_memory_info(0, &free, &total) ? double(total - free) / 1e9 : 0;
 }
 
-int run(const std::string& bundle, bool cuda, const std::string& input, int steps, int repeat) {
+int run(const std::string& bundle, bool cuda, const std::string& input, int steps, int repeat,
+        double window) {
   auto model = Model::load({bundle});
   GeneratorOptions go;
   go.device = cuda ? DeviceType::kCuda : DeviceType::kCpu;
+  go.window_seconds = window;
   auto gen = Generator::create(model, go);
   gen->warm_up();
   std::printf("rss_after_ready_MB %.1f\nvram_after_ready_GB %.4f\n", peak_rss_mb(), used_gb(cuda));
@@ -53,7 +55,8 @@ int run(const std::string& bundle, bool cuda, const std::string& input, int step
     r = text_only ? gen->generate_text(gp) : gen->generate(input, gp);
     total = secs(t0);
   }
-  std::printf("audio_s %.2f\nwindows %d\ntotal_s %.4f\n", r.audio_seconds, r.windows, total);
+  std::printf("input %s\nwindow_s %.2f\naudio_s %.2f\nwindows %d\ntotal_s %.4f\n", input.c_str(),
+              window, r.audio_seconds, r.windows, total);
   for (const StageTiming& t : r.timings)
     std::printf("stage_%s_s %.4f\n", t.stage.c_str(), t.seconds);
   // The windows the pipeline used, from the clip's lengths (pipeline::plan_windows).
@@ -63,8 +66,15 @@ int run(const std::string& bundle, bool cuda, const std::string& input, int step
   if (impl && r.windows > 1) {
     const auto windows = pipeline::plan_windows(
         t25, timing.latent_frames, int64_t{t25 - 1} * 8 / 25 + 1, int64_t{timing.sync_segments} * 8,
-        8, 250, impl->max_sync_frames(), impl->max_semantic_frames());
+        8, static_cast<int>(window * 25 + 0.5), impl->max_sync_frames(),
+        impl->max_semantic_frames());
     std::printf("seam_ratio %.4f\n", pipeline::seam_ratio(r.audio, windows));
+  }
+  if (const char* raw = std::getenv("LONG_CLIP_RAW")) {  // the samples as raw F32, for analysis
+    if (FILE* f = std::fopen(raw, "wb")) {
+      std::fwrite(r.audio.data(), sizeof(float), r.audio.size(), f);
+      std::fclose(f);
+    }
   }
   std::printf("peak_rss_MB %.1f\nvram_after_request_GB %.4f\n", peak_rss_mb(), used_gb(cuda));
   return 0;
@@ -81,7 +91,8 @@ int main(int argc, char** argv) {
   }
   try {
     return foley::run(argv[1], std::string(argv[2]) == "cuda", argv[3],
-                      argc > 4 ? std::atoi(argv[4]) : 50, argc > 5 ? std::atoi(argv[5]) : 1);
+                      argc > 4 ? std::atoi(argv[4]) : 50, argc > 5 ? std::atoi(argv[5]) : 1,
+                      argc > 6 ? std::atof(argv[6]) : 10.0);
   } catch (const std::exception& e) {
     std::printf("error %s\n", e.what());
     return 1;

@@ -6,6 +6,7 @@
 # line lands in $OUT/bench.txt.
 #
 #   SIZE=xxl|small  PARTS="tests model read load dit pipeline torch"  bash bench/run_h100.sh
+#   (PARTS="model long": long clips and text only, bench/long_clip_bench)
 #   (PARTS="model read ready": start->ready alone, cold and warm;
 #    PARTS="model profile": per-op times of one MMDiT step and of the encoders for a 10 s clip,
 #    also in $OUT/profile_{dit,siglip2,synchformer,dac}.txt)
@@ -43,6 +44,9 @@ bash scripts/device/build.sh foley_cli e2e_bench foley_tests 2>&1 | tail -5 | te
 # Separately: the whole-pipeline bench needs src/pipeline, which may not be there yet.
 if has pipeline; then
   bash scripts/device/build.sh pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
+fi
+if has long; then
+  bash scripts/device/build.sh long_clip_bench 2>&1 | tail -5 | tee -a "$LOG"
 fi
 if has profile; then
   bash scripts/device/build.sh dit_profile 2>&1 | tail -5 | tee -a "$LOG"
@@ -133,5 +137,24 @@ for sec in (5, 10, 15):
 EOF
   cat "$BUNDLE" >/dev/null
   wall timeout 150 $B/bin/pipeline_bench "$BUNDLE" "$W/clip5.y4m" "$W/clip10.y4m" "$W/clip15.y4m"
+fi
+if has long && [ -x $B/bin/long_clip_bench ]; then
+  say "long clips and text only (issue 15): one process each; REPEAT 2 reports the second request"
+  python3 - "$W" <<'EOF'
+import sys
+import numpy as np
+w, h = 320, 240
+for sec in (10, 60):
+    with open("%s/long%d.y4m" % (sys.argv[1], sec), "wb") as f:
+        f.write(b"YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\n" % (w, h))
+        for i in range(sec * 25):
+            y = ((np.arange(w)[None, :] * (1 + i // 50) + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
+            f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
+EOF
+  cat "$BUNDLE" >/dev/null
+  for args in "$W/long10.y4m 50 2 10" "$W/long60.y4m 50 2 10" "$W/long60.y4m 50 1 9" \
+      "$W/long60.y4m 50 1 12" "text:8 50 2 10"; do
+    run timeout 150 $B/bin/long_clip_bench "$BUNDLE" cuda $args
+  done
 fi
 say "done"

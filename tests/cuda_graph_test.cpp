@@ -5,12 +5,16 @@
 // (its official checkpoint converted here), as in cuda_models_test.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/device_upload.h"
 #include "convert/convert.h"
@@ -33,7 +37,6 @@ bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() &&
          std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
-
 
 // The golden case tiny-a: its tensors and its DiT converted with `dtype` weights (once per dtype
 // and process); null when the case is absent.
@@ -256,6 +259,63 @@ TEST(CudaGraph, FailedRecordingLeavesTheBackendUsable) {
   expect_all(2.0f);
   graph->replay();
   expect_all(3.0f);
+}
+
+// Windowed sampling of a long latent (three windows, two shapes) on the GPU: the CPU's latent
+// within F32 rounding, the same bits with and without recorded steps, and device memory that
+// the first long request sized once.
+TEST(CudaGraph, WindowedSamplingMatchesTheCpuAndItsEagerRun) {
+  FOLEY_CUDA_OR_SKIP(be);
+  GOLDEN_DIT_OR_SKIP(g, DType::kF32);
+  auto cpu = make_cpu_backend();
+  const Mmdit on_gpu(*g->store, be), on_cpu(*g->store, *cpu);
+  const MmditConfig& c = on_gpu.config();
+  // 24 s at 25 fps: windows [0, 10), [8, 18), [16, 24) s.
+  const int t25 = 600;
+  const int64_t ta = 1200, tv = (t25 - 1) * 8 / 25 + 1, s8 = ((t25 - 16) / 8 + 1) * 8, L = 8;
+  auto features = [](int64_t rows, int64_t dim, float phase) {
+    Tensor t = Tensor::empty({rows, dim}, DType::kF32);
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.data<float>()[i] = std::sin(phase + 0.013f * float(i));
+    return t;
+  };
+  const FlowConditions cond{features(tv, c.clip_dim, 0.1f), features(s8, c.sync_dim, 0.2f),
+                            features(L, c.text_dim, 0.3f), features(L, c.text_dim, 0.4f)};
+  std::vector<FlowWindow> windows;
+  for (int k = 0; k < 3; ++k) {
+    const bool last = k == 2;
+    windows.push_back({400 * k, last ? ta - 800 : 500, 64 * k, last ? tv - 128 : 80, 200 * k,
+                       last ? s8 - 400 : 240});
+  }
+  FlowLimits limits;
+  limits.audio_len = 752;
+  limits.visual_len = 121;
+  limits.text_len = L;
+  limits.sync_len = 46 * 8;
+  FlowSampleParams sp;
+  sp.steps = 4;
+  sp.seed = 3;
+  FlowWorkspace ws_cpu(on_cpu, limits), ws_gpu(on_gpu, limits);
+  const Tensor want = flow_sample_windows(on_cpu, cond, sp, ta, windows, nullptr, ws_cpu);
+  const Tensor got = flow_sample_windows(on_gpu, cond, sp, ta, windows, nullptr, ws_gpu);
+  EXPECT_EQ(ws_gpu.graphs_recorded(), 2u) << ws_gpu.graph_error();  // one per window shape
+  double err = 0, scale = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    err = std::max(err, double(std::fabs(got.data<float>()[i] - want.data<float>()[i])));
+    scale = std::max(scale, double(std::fabs(want.data<float>()[i])));
+  }
+  std::printf("[parity] windowed sampling, 3 windows: CUDA vs CPU max rel err %.3g\n", err / scale);
+  EXPECT_LE(err, 1e-3 * scale);
+  size_t free_before = 0, free_after = 0, total = 0;
+  ASSERT_TRUE(cuda_memory_info(0, &free_before, &total));
+  const Tensor again = flow_sample_windows(on_gpu, cond, sp, ta, windows, nullptr, ws_gpu);
+  ASSERT_TRUE(cuda_memory_info(0, &free_after, &total));
+  EXPECT_EQ(free_before, free_after);
+  EXPECT_TRUE(same_bits(again, got));
+  test::ScopedEnv eager("FOLEY_CUDA_GRAPHS", "0");
+  FlowWorkspace ws_eager(on_gpu, limits);
+  EXPECT_TRUE(
+      same_bits(flow_sample_windows(on_gpu, cond, sp, ta, windows, nullptr, ws_eager), got));
 }
 
 }  // namespace

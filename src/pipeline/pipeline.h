@@ -244,9 +244,10 @@ class GeneratorImpl final : public Generator {
 // Parameter checks shared by generate and the CLI's batch mode: Error(kInvalidInput) naming the
 // field. `generator_max_seconds` bounds max_clip_seconds.
 void validate_params(const GenerationParams& params, double generator_max_seconds);
-// How much a long clip's audio stands out where windows start or end: the mean squared first
-// difference in ±5 ms around each of those places over its median elsewhere (every 0.1 s, more
-// than 0.1 s from them). About 1 without seams; a click or a broken tone at a join raises it.
+// How much a long clip's audio stands out where windows start or end: for each of those places,
+// the mean squared first difference in ±5 ms around it over the median of the same at 25, 50,
+// ..., 250 ms either side (its own neighbourhood, so louder passages elsewhere do not count),
+// averaged over the places. About 1 without seams; a click or a broken tone at a join raises it.
 // `hop` is audio samples per latent frame. 1 when there is only one window.
 double seam_ratio(const std::vector<float>& audio, const std::vector<FlowWindow>& windows,
                   int hop = 960, int sample_rate = 48000);
