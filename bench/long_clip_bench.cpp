@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   try {
     return foley::run(argv[1], std::string(argv[2]) == "cuda", argv[3],
                       argc > 4 ? std::atoi(argv[4]) : 50, argc > 5 ? std::atoi(argv[5]) : 1,
-                      argc > 6 ? std::atof(argv[6]) : 10.0);
+                      argc > 6 ? std::atof(argv[6]) : 9.0);
   } catch (const std::exception& e) {
     std::printf("error %s\n", e.what());
     return 1;

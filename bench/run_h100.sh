@@ -152,8 +152,8 @@ for sec in (10, 60):
             f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
 EOF
   cat "$BUNDLE" >/dev/null
-  for args in "$W/long10.y4m 50 2 10" "$W/long60.y4m 50 2 10" "$W/long60.y4m 50 1 9" \
-      "$W/long60.y4m 50 1 12" "text:8 50 2 10"; do
+  for args in "$W/long10.y4m 50 2 9" "$W/long60.y4m 50 2 9" "$W/long60.y4m 50 1 10" \
+      "text:8 50 2 9" "$W/long60.y4m 50 1 12"; do
     run timeout 150 $B/bin/long_clip_bench "$BUNDLE" cuda $args
   done
 fi
