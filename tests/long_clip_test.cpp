@@ -27,18 +27,10 @@ using pipeline::ClipFeatures;
 using pipeline::GeneratorImpl;
 
 std::string clip(int frames) {
-  static const std::string dir = temp_dir();
-  const std::string path = dir + "/clip" + std::to_string(frames) + ".y4m";
-  if (!std::filesystem::exists(path)) media::write_index_y4m(path, frames, "25:1");
-  return path;
+  return tiny_clip(frames);
 }
-
 GenerationParams quick(uint64_t seed = 7) {
-  GenerationParams p;
-  p.prompt = "footsteps on gravel";
-  p.steps = 2;
-  p.seed = seed;
-  return p;
+  return quick_params(seed);
 }
 
 // A generator whose span is 10 s, with 9 s windows (1 s of overlap): the smallest that windows.

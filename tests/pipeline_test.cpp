@@ -43,19 +43,12 @@ GeneratorImpl& shared_generator() {
   return static_cast<GeneratorImpl&>(*g);
 }
 
-// A Y4M clip of `frames` frames at 25 fps (readable with and without FFmpeg).
 std::string clip(int frames) {
-  static const std::string dir = temp_dir();
-  const std::string path = dir + "/clip" + std::to_string(frames) + ".y4m";
-  if (!fs::exists(path)) media::write_index_y4m(path, frames, "25:1");
-  return path;
+  return tiny_clip(frames);
 }
 
 GenerationParams quick(uint64_t seed = 7) {
-  GenerationParams p;
-  p.prompt = "footsteps on gravel";
-  p.steps = 2;
-  p.seed = seed;
+  GenerationParams p = quick_params(seed);
   p.max_clip_seconds = kSharedMaxSeconds;
   return p;
 }

@@ -12,6 +12,7 @@
 
 #include "foley/convert.h"
 #include "foley/foley.h"
+#include "media_clips.h"
 #include "test_util.h"
 
 namespace foley::test {
@@ -68,5 +69,22 @@ struct TinyModel {
   const TinyModel* tiny = TinyModel::get();                                     \
   if (!tiny) GTEST_FAIL() << "the tiny model could not be made (see above)";    \
   (void)tiny
+
+// A Y4M clip of `frames` frames at 25 fps (readable with and without FFmpeg), made once.
+inline std::string tiny_clip(int frames) {
+  static const std::string dir = temp_dir();
+  const std::string path = dir + "/clip" + std::to_string(frames) + ".y4m";
+  if (!std::filesystem::exists(path)) media::write_index_y4m(path, frames, "25:1");
+  return path;
+}
+
+// A cheap request: two steps of a fixed prompt.
+inline GenerationParams quick_params(uint64_t seed = 7) {
+  GenerationParams p;
+  p.prompt = "footsteps on gravel";
+  p.steps = 2;
+  p.seed = seed;
+  return p;
+}
 
 }  // namespace foley::test

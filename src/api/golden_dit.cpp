@@ -31,6 +31,14 @@ Tensor host_copy(const Tensor& t) {
   return out;
 }
 
+// A stored feature tensor [1, T, C] (its batch dimension of 1) as host F32 [T, C].
+Tensor feature_rows(const GoldenCase& g, const char* name) {
+  const Tensor t = host_copy(g.tensor(name));
+  if (t.rank() != 3 || t.dim(0) != 1)
+    throw Error(ErrorKind::kInvalidInput, std::string(name) + " must be [1, T, C]");
+  return t.reshape({t.dim(1), t.dim(2)});
+}
+
 // A device copy of a stored tensor, allocated from `arena`.
 Tensor upload(Backend& be, Arena& arena, const Tensor& stored) {
   const Tensor host = host_copy(stored);
@@ -62,26 +70,25 @@ std::vector<StageOutput> run_dit(const StageContext& ctx) {
   return {{"dit_out_v", v_host}};
 }
 
+// The Euler CFG sampler from the case's stored noise with its steps and guidance.
+Tensor sample_case(const Mmdit& model, const GoldenCase& g, const FlowConditions& cond,
+                   const char* noise_name) {
+  FlowSampleParams params;
+  params.steps = static_cast<int>(g.number("steps"));
+  params.guidance = static_cast<float>(g.number("guidance"));
+  const Tensor noise = host_copy(g.tensor(noise_name));
+  Arena step(model.backend().block_allocator());
+  return flow_sample(model, cond, params, noise.dim(2), &noise, step);
+}
+
 std::vector<StageOutput> run_sample(const StageContext& ctx) {
   Backend& be = ctx.backend;
   const Mmdit model(ctx.weights, be);
   const GoldenCase& g = ctx.gcase;
-  // Features are stored with their batch dimension of 1.
-  auto row = [&](const char* name) {
-    const Tensor t = host_copy(g.tensor(name));
-    if (t.rank() != 3 || t.dim(0) != 1)
-      throw Error(ErrorKind::kInvalidInput, std::string(name) + " must be [1, T, C]");
-    return t.reshape({t.dim(1), t.dim(2)});
-  };
+  auto row = [&](const char* name) { return feature_rows(g, name); };
   FlowConditions cond{row("siglip2_features"), row("sync_features"), row("text_feat"),
                       row("uncond_text_feat")};
-  FlowSampleParams params;
-  params.steps = static_cast<int>(g.number("steps"));
-  params.guidance = static_cast<float>(g.number("guidance"));
-  const Tensor noise = host_copy(g.tensor("sample_noise"));
-  Arena step(be.block_allocator());
-  Tensor latent = flow_sample(model, cond, params, noise.dim(2), &noise, step);
-  return {{"sample_latent", latent}};
+  return {{"sample_latent", sample_case(model, g, cond, "sample_noise")}};
 }
 
 // Host F32 [rows, n]: the learned vector `v` [n] (on the backend's device) in every row.
@@ -114,21 +121,12 @@ std::vector<StageOutput> run_text_only(const StageContext& ctx) {
     tv = int64_t{t.sync_frames - 1} * 8 / 25 + 1;
     s8 = int64_t{t.sync_segments} * 8;
   }
-  auto row = [&](const char* name) {
-    const Tensor t = host_copy(g.tensor(name));
-    if (t.rank() != 3 || t.dim(0) != 1)
-      throw Error(ErrorKind::kInvalidInput, std::string(name) + " must be [1, T, C]");
-    return t.reshape({t.dim(1), t.dim(2)});
-  };
+  auto row = [&](const char* name) { return feature_rows(g, name); };
+
   FlowConditions cond{tiled(be, model.empty_clip_feat(), tv),
                       tiled(be, model.empty_sync_feat(), s8), row("text_feat"),
                       row("uncond_text_feat")};
-  FlowSampleParams params;
-  params.steps = static_cast<int>(g.number("steps"));
-  params.guidance = static_cast<float>(g.number("guidance"));
-  const Tensor noise = host_copy(g.tensor("text_only_noise"));
-  Arena step(be.block_allocator());
-  return {{"text_only_latent", flow_sample(model, cond, params, noise.dim(2), &noise, step)}};
+  return {{"text_only_latent", sample_case(model, g, cond, "text_only_noise")}};
 }
 
 }  // namespace
