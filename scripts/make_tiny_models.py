@@ -2,9 +2,11 @@
 """Generates a tiny model directory in the official HunyuanVideo-Foley file formats.
 
   make_tiny_models.py OUT_DIR [--seed N] [--decoder-dim 64] [--encoder-dim 8] [--no-dit]
-                      [--no-encoders]
+                      [--no-encoders] [--dit-layout xxl|xl]
 
---no-dit writes only the DAC-VAE; --no-encoders leaves the three encoders out.
+--no-dit writes only the DAC-VAE; --no-encoders leaves the three encoders out; --dit-layout xl
+writes the DiT as the XL model's files (hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml)
+instead of the XXL's (the default), same tiny sizes.
 
 OUT_DIR gets:
   vae_128d_48k.pth   {"state_dict": fp32 DAC-VAE weights with the official key names (old-style
@@ -13,7 +15,8 @@ OUT_DIR gets:
                      encoder and quant_conv are included, so converters are tested on skipping them.
   hunyuanvideo_foley.pth + config.yaml
                      from scripts/tiny_models/dit.py (the DiT's generator) when that file exists,
-                     called as `dit.py OUT_DIR --seed N`.
+                     called as `dit.py OUT_DIR --seed N [--layout xl]` (with --dit-layout xl:
+                     hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml).
   siglip2/           model.safetensors + config.json (scripts/tiny_models/siglip2.py): a whole
                      SiglipModel, text tower included; vision hidden 64, 64x64 images, 16 patches.
   clap/              pytorch_model.bin, config.json, vocab.json, merges.txt, tokenizer_config.json
@@ -127,6 +130,8 @@ def main():
                     help="only the DAC-VAE (no DiT and no encoders; what the DAC tests use)")
     ap.add_argument("--no-encoders", action="store_true",
                     help="leave SigLIP2, CLAP and Synchformer out")
+    ap.add_argument("--dit-layout", choices=("xxl", "xl"), default="xxl",
+                    help="file names of the DiT: the XXL model's (default) or the XL model's")
     args = ap.parse_args()
     if args.decoder_dim % 32:
         ap.error("--decoder-dim must be a multiple of 32 (five halvings)")
@@ -135,7 +140,8 @@ def main():
              args.decoder_dim)
     dit = os.path.join(HERE, "tiny_models", "dit.py")
     if not args.no_dit and os.path.exists(dit):
-        subprocess.run([sys.executable, dit, args.out_dir, "--seed", str(args.seed)], check=True)
+        subprocess.run([sys.executable, dit, args.out_dir, "--seed", str(args.seed), "--layout",
+                        args.dit_layout], check=True)
     if not args.no_dit and not args.no_encoders:
         import clap
         import siglip2

@@ -5,6 +5,8 @@
 #   FOLEY_MODEL_DIR=/path/to/official/HunyuanVideo-Foley  bash scripts/run.sh   # official weights
 #   bash scripts/run.sh                                                          # tiny model
 #   FOLEY_DEVICE=cuda picks the GPU for the generation (default cpu).
+#   FOLEY_MODEL_SIZE=xl|xxl picks the DiT of a directory that holds both (default xxl there; a
+#   directory with one DiT converts that one).
 #
 # Run it as yourself: scripts/setup.sh asks sudo for apt-get only. Run through sudo anyway, it
 # installs the packages as root, hands build/, models/ and out/ back to $SUDO_USER and does the
@@ -53,11 +55,18 @@ if [ -n "${FOLEY_MODEL_DIR:-}" ]; then
   BUNDLE=models/official.foley.safetensors
   SOURCE_STAMP="$BUNDLE.source"  # the model directory it was converted from
   model_dir=$(cd "$FOLEY_MODEL_DIR" && pwd -P)
+  # `foley convert` refuses a directory with both DiTs unless told which: XXL, as before XL came.
+  size=${FOLEY_MODEL_SIZE:-}
+  if [ -z "$size" ] && [ -f "$model_dir/hunyuanvideo_foley.pth" ] &&
+    [ -f "$model_dir/hunyuanvideo_foley_xl.pth" ]; then
+    size=xxl
+  fi
+  stamp="$model_dir${FOLEY_MODEL_SIZE:+ ($FOLEY_MODEL_SIZE)}"  # the plain path for the default
   why=""
   if ! bundle_ok "$BUNDLE"; then
     why="no bundle yet, or it does not load"
-  elif [ "$(cat "$SOURCE_STAMP" 2>/dev/null)" != "$model_dir" ]; then
-    why="it was converted from another directory"
+  elif [ "$(cat "$SOURCE_STAMP" 2>/dev/null)" != "$stamp" ]; then
+    why="it was converted from another directory or model size"
   elif [ -n "$(find -L "$model_dir" -type f -newer "$BUNDLE" -print -quit)" ]; then
     why="a file in $model_dir is newer than it"
   else
@@ -66,8 +75,8 @@ if [ -n "${FOLEY_MODEL_DIR:-}" ]; then
   fi
   if [ -n "$why" ]; then
     echo "== converting the official checkpoints in $model_dir ($why)"
-    convert_to "$BUNDLE" --model-dir "$model_dir"
-    echo "$model_dir" > "$SOURCE_STAMP"
+    convert_to "$BUNDLE" --model-dir "$model_dir" ${size:+--model-size "$size"}
+    echo "$stamp" > "$SOURCE_STAMP"
   else
     echo "== reusing $BUNDLE (current for $model_dir)"
   fi

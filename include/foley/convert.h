@@ -9,11 +9,17 @@
 namespace foley {
 
 struct ConvertRequest {
-  // An official model directory (as on the HF hub): hunyuanvideo_foley.pth (or
-  // hunyuanvideo_foley_xl.pth for model_size "xl"), config.yaml, vae_128d_48k.pth. Networks whose
-  // files are absent from the directory are left out of the bundle (and listed as such).
+  // An official model directory (as on the HF hub): hunyuanvideo_foley.pth (XXL) and/or
+  // hunyuanvideo_foley_xl.pth (XL), their configs (config.yaml or hunyuanvideo-foley-xxl.yaml;
+  // hunyuanvideo-foley-xl.yaml), vae_128d_48k.pth, synchformer_state_dict.pth, siglip2/, clap/.
+  // Networks whose files are absent from the directory are left out of the bundle (and listed as
+  // such).
   std::string model_dir;
-  std::string model_size = "xxl";  // "xxl" or "xl": which DiT checkpoint and config to take
+  // Which DiT checkpoint and config of model_dir to take: "xxl", "xl", or "" (default) = the one
+  // the directory holds; a directory with both needs the choice (refused otherwise). With an
+  // explicit dit_checkpoint, "" takes the config that goes with its file name. The variant is
+  // always recognised from the tensors' own shapes, whatever the file is called.
+  std::string model_size;
 
   // Explicit paths override what model_dir provides (and need no model_dir).
   std::string dit_checkpoint;
@@ -38,6 +44,10 @@ struct ConvertSummary {
   std::map<std::string, std::vector<std::string>> sources;  // network -> files it came from
   std::vector<std::string> notes;  // e.g. "no hunyuanvideo_foley.pth in DIR: DiT left out"
   unsigned long long bytes = 0;    // size of the written bundle
+  // The DiT's variant as recorded in the bundle: "xxl", "xl" or "custom" ("" without a DiT).
+  std::string variant;
+  // network -> content hash of its converted tensors ("xxh64:<16 hex>"; see BundleInfo).
+  std::map<std::string, std::string> content_hashes;
 };
 
 // Throws foley::Error (kInvalidInput / kNotFound) naming the file or tensor at fault.

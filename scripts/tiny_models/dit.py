@@ -2,10 +2,14 @@
 """Tiny HunyuanVideo-Foley DiT in the official file formats.
 
   dit.py OUT_DIR [--seed N] [--hidden 128] [--heads 2] [--triple 2] [--single 2]
-                 [--feat-dim 64] [--mlp-ratio 4]
+                 [--feat-dim 64] [--mlp-ratio 4] [--layout xxl|xl]
 
 OUT_DIR gets hunyuanvideo_foley.pth (a flat bf16 state dict with the official key names and
-shapes, torch.save zip format) and config.yaml (the official model config with these sizes).
+shapes, torch.save zip format) and config.yaml (the official model config with these sizes): the
+layout of the XXL model on the HF hub (the default, --layout xxl). --layout xl writes the XL
+model's files instead, hunyuanvideo_foley_xl.pth and hunyuanvideo-foley-xl.yaml (the name of the
+XL config in the code repository), with the same tiny sizes; the two layouts can share a
+directory, as the XXL and XL DiTs share the encoders and the DAC.
 make_tiny_models.py calls this script; other scripts and tests can import make_dit().
 
 Values are seeded per tensor (the seed mixed with a CRC of the tensor's name), so the output
@@ -27,7 +31,7 @@ from seeded import Maker
 
 CONFIG_TEMPLATE = """\
 model_config:
-  model_name: HunyuanVideo-Foley-tiny
+  model_name: {name}
   model_type: 1d
   model_precision: bf16
   model_kwargs:
@@ -156,15 +160,25 @@ def make_state_dict(seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64
     return m.sd
 
 
-def make_dit(out_dir, seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64, mlp_ratio=4):
-    """Writes OUT_DIR/hunyuanvideo_foley.pth (bf16) and OUT_DIR/config.yaml."""
+# layout -> (checkpoint, config, model_name), as upstream names the two official DiTs' files.
+LAYOUTS = {
+    "xxl": ("hunyuanvideo_foley.pth", "config.yaml", "HunyuanVideo-Foley-tiny"),
+    "xl": ("hunyuanvideo_foley_xl.pth", "hunyuanvideo-foley-xl.yaml",
+           "HunyuanVideo-Foley-XL-tiny"),
+}
+
+
+def make_dit(out_dir, seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64, mlp_ratio=4,
+             layout="xxl"):
+    """Writes the checkpoint (bf16) and config of LAYOUTS[layout] into OUT_DIR."""
+    checkpoint, config, name = LAYOUTS[layout]
     os.makedirs(out_dir, exist_ok=True)
     sd = make_state_dict(seed, hidden, heads, triple, single, feat_dim, mlp_ratio)
     sd = collections.OrderedDict((k, v.to(torch.bfloat16)) for k, v in sd.items())
-    torch.save(sd, os.path.join(out_dir, "hunyuanvideo_foley.pth"))
-    with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+    torch.save(sd, os.path.join(out_dir, checkpoint))
+    with open(os.path.join(out_dir, config), "w") as f:
         f.write(CONFIG_TEMPLATE.format(triple=triple, single=single, hidden=hidden, heads=heads,
-                                       mlp_ratio=mlp_ratio, feat=feat_dim))
+                                       mlp_ratio=mlp_ratio, feat=feat_dim, name=name))
 
 
 def main(argv):
@@ -177,8 +191,12 @@ def main(argv):
     ap.add_argument("--single", type=int, default=2)
     ap.add_argument("--feat-dim", type=int, default=64)
     ap.add_argument("--mlp-ratio", type=int, default=4)
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default="xxl",
+                    help="xxl: hunyuanvideo_foley.pth + config.yaml (default); "
+                         "xl: hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml")
     a = ap.parse_args(argv[1:])
-    make_dit(a.out_dir, a.seed, a.hidden, a.heads, a.triple, a.single, a.feat_dim, a.mlp_ratio)
+    make_dit(a.out_dir, a.seed, a.hidden, a.heads, a.triple, a.single, a.feat_dim, a.mlp_ratio,
+             a.layout)
     return 0
 
 

@@ -18,6 +18,10 @@ std::string existing(const std::string& path, const char* what) {
   return path;
 }
 
+constexpr const char* kXxlCheckpoint = "hunyuanvideo_foley.pth";
+constexpr const char* kXlCheckpoint = "hunyuanvideo_foley_xl.pth";
+constexpr const char* kXlConfig = "hunyuanvideo-foley-xl.yaml";
+
 // The first of `names` that exists in `dir`, or "".
 std::string find_in(const std::string& dir, std::initializer_list<const char*> names) {
   for (const char* n : names) {
@@ -31,9 +35,10 @@ std::string find_in(const std::string& dir, std::initializer_list<const char*> n
 
 ConvertSummary convert_model(const ConvertRequest& request) {
   if (request.output.empty()) throw Error(ErrorKind::kInvalidInput, "no output path given");
-  if (request.model_size != "xxl" && request.model_size != "xl")
-    throw Error(ErrorKind::kInvalidInput,
-                "model size must be \"xxl\" or \"xl\", got \"" + request.model_size + "\"");
+  if (!request.model_size.empty() && request.model_size != "xxl" && request.model_size != "xl")
+    throw Error(ErrorKind::kInvalidInput, "model size must be \"xxl\" or \"xl\" (or none: the "
+                                          "DiT the directory holds), got \"" +
+                                              request.model_size + "\"");
   ConvertOptions options;
   if (request.dtype == "bf16") {
     options.dit_dtype = DType::kBF16;
@@ -66,29 +71,52 @@ ConvertSummary convert_model(const ConvertRequest& request) {
   ConvertSummary summary;
   OfficialFiles files;
   const std::string& dir = request.model_dir;
-  const bool xl = request.model_size == "xl";
   if (request.include_dit) {
+    bool xl = request.model_size == "xl";
     if (!request.dit_checkpoint.empty()) {
       files.dit_checkpoint = existing(request.dit_checkpoint, "DiT checkpoint");
+      // Only picks the config next to it; the variant itself comes from the tensors.
+      if (request.model_size.empty())
+        xl = fs::path(files.dit_checkpoint).filename() == kXlCheckpoint;
     } else if (!dir.empty()) {
-      files.dit_checkpoint = xl ? find_in(dir, {"hunyuanvideo_foley_xl.pth"})
-                                : find_in(dir, {"hunyuanvideo_foley.pth"});
-      if (files.dit_checkpoint.empty())
-        summary.notes.push_back(std::string("no ") +
-                                (xl ? "hunyuanvideo_foley_xl.pth" : "hunyuanvideo_foley.pth") +
-                                " in " + dir + ": DiT left out");
+      const std::string xxl_path = find_in(dir, {kXxlCheckpoint});
+      const std::string xl_path = find_in(dir, {kXlCheckpoint});
+      if (request.model_size.empty()) {
+        if (!xxl_path.empty() && !xl_path.empty())
+          throw Error(ErrorKind::kInvalidInput,
+                      dir + " holds both DiT checkpoints, " + kXxlCheckpoint + " (XXL) and " +
+                          kXlCheckpoint +
+                          " (XL): choose one with the model size (--model-size xxl or "
+                          "--model-size xl); convert twice for a bundle of each");
+        xl = !xl_path.empty();
+        if (xxl_path.empty() && xl_path.empty())
+          summary.notes.push_back(std::string("no ") + kXxlCheckpoint + " or " + kXlCheckpoint +
+                                  " in " + dir + ": DiT left out");
+      } else if ((xl ? xl_path : xxl_path).empty()) {
+        const std::string other = xl ? xxl_path : xl_path;
+        throw Error(ErrorKind::kNotFound,
+                    "model size " + request.model_size + ": no " +
+                        (xl ? kXlCheckpoint : kXxlCheckpoint) + " in " + dir +
+                        (other.empty() ? std::string()
+                                       : std::string(" (it holds ") +
+                                             (xl ? kXxlCheckpoint : kXlCheckpoint) + ", the " +
+                                             (xl ? "XXL" : "XL") + " DiT)"));
+      }
+      files.dit_checkpoint = xl ? xl_path : xxl_path;
     }
     if (!request.dit_config.empty()) {
       files.dit_config = existing(request.dit_config, "DiT config");
     } else if (!files.dit_checkpoint.empty() && !dir.empty()) {
       // The HF directory's config.yaml is the XXL one; the XL config ships in the code
       // repository (configs/hunyuanvideo-foley-xl.yaml), so it must be next to it or given.
-      files.dit_config = xl ? find_in(dir, {"hunyuanvideo-foley-xl.yaml"})
+      files.dit_config = xl ? find_in(dir, {kXlConfig})
                             : find_in(dir, {"config.yaml", "hunyuanvideo-foley-xxl.yaml"});
       if (files.dit_config.empty())
-        throw Error(ErrorKind::kNotFound, std::string("no DiT config in ") + dir + " (expected " +
-                                              (xl ? "hunyuanvideo-foley-xl.yaml" : "config.yaml") +
-                                              "); pass it explicitly");
+        throw Error(ErrorKind::kNotFound,
+                    std::string("no DiT config in ") + dir + " (expected " +
+                        (xl ? kXlConfig : "config.yaml") + " for " +
+                        fs::path(files.dit_checkpoint).filename().string() +
+                        "); pass it explicitly");
     }
   }
   if (request.include_dac) {
@@ -140,11 +168,17 @@ ConvertSummary convert_model(const ConvertRequest& request) {
   summary.networks = result.networks;
   for (const auto& s : sources) summary.sources[s.network] = s.files;
   summary.bytes = fs::file_size(request.output);
+  const SafetensorsFile written = SafetensorsFile::open(request.output);
+  const auto& meta = written.metadata();
+  if (auto it = meta.find("variant"); it != meta.end()) summary.variant = it->second;
+  if (auto it = meta.find("content_hashes"); it != meta.end()) {
+    const nlohmann::json hashes = nlohmann::json::parse(it->second);
+    for (const auto& [net, hash] : hashes.items()) summary.content_hashes[net] = hash;
+  }
   if (std::find(result.networks.begin(), result.networks.end(), "synchformer") !=
       result.networks.end()) {
     // The head count is the one Synchformer setting no tensor carries: say where it came from.
-    const nlohmann::json c = nlohmann::json::parse(
-        SafetensorsFile::open(request.output).metadata().at("config"))["synchformer"];
+    const nlohmann::json c = nlohmann::json::parse(meta.at("config"))["synchformer"];
     summary.notes.push_back("Synchformer: " + std::to_string(c.value("num_heads", 0)) +
                             " attention heads (" + c.value("num_heads_source", "") + ")");
   }

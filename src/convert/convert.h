@@ -50,6 +50,11 @@ void throw_if_key_problems(const std::vector<std::string>& problems, const std::
 // "dit." tensors; config from config.yaml's model_config.model_kwargs, cross-checked with shapes.
 nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& config_yaml_path,
                            const ConvertOptions& options, SafetensorsWriter& out);
+// The official DiT that a converted "dit" config is: "xxl" (hunyuanvideo_foley.pth, hidden 1536,
+// 12 heads, 18 dual- + 36 single-stream blocks) or "xl" (hunyuanvideo_foley_xl.pth, 1408, 11
+// heads, 12 + 24) when every size equals that config's (head dim 128, MLP ratio 4, 768-wide
+// features, 128 latent channels), else "custom". write_bundle records it as metadata "variant".
+std::string dit_variant(const nlohmann::json& dit_config);
 // "dac." tensors (decoder + post_quant_conv only); config from the checkpoint's metadata.kwargs.
 nlohmann::json convert_dac(const TorchCheckpoint& ckpt, const ConvertOptions& options,
                            SafetensorsWriter& out);
@@ -104,6 +109,10 @@ struct BundleResult {
   std::map<std::string, std::string> failed;  // network -> error (only with skip_failed)
 };
 
+// Metadata written besides format/format_version/config/sources/converter: "variant" (with a
+// DiT: dit_variant) and "content_hashes", {network: "xxh64:<16 hex>"} over each network's
+// converted tensors (io/content_hash.h), equal for byte-identical networks of any two bundles.
+//
 // Writes the bundle atomically (to a temporary name, then renamed). Without skip_failed the first
 // failing source throws and nothing is written; with it, a failing source is left out and its
 // error reported (the golden runner uses this so one network's bug does not hide the others).

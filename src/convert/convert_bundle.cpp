@@ -159,7 +159,11 @@ BundleResult write_bundle(const std::vector<BundleSource>& sources, const Conver
   writer.set_metadata("config", config.dump());
   writer.set_metadata("converter", std::string("foley ") + version());
   writer.set_metadata("sources", source_files.dump());
-  if (config.contains("dit")) writer.set_metadata("dit_dtype", dtype_name(options.dit_dtype));
+  if (config.contains("dit")) {
+    writer.set_metadata("dit_dtype", dtype_name(options.dit_dtype));
+    writer.set_metadata("variant", dit_variant(config["dit"]));
+  }
+  writer.record_group_hashes("content_hashes");
   writer.write(output_path);
   return result;
 }

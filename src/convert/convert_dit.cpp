@@ -216,6 +216,48 @@ MmditConfig sizes_from_tensors(const TorchCheckpoint& ckpt) {
   return c;
 }
 
+// ---- the official variants ----------------------------------------------------------------------
+
+struct OfficialDit {
+  const char* name;  // bundle metadata "variant"
+  const char* label;
+  int64_t hidden, heads, depth_triple, depth_single;
+};
+// configs/hunyuanvideo-foley-xxl.yaml (hunyuanvideo_foley.pth) and -xl.yaml
+// (hunyuanvideo_foley_xl.pth); both: head dim 128, mlp_ratio 4, 768-wide SigLIP2 / Synchformer /
+// CLAP features, 128 latent channels.
+constexpr OfficialDit kOfficialDits[] = {
+    {"xxl", "XXL", 1536, 12, 18, 36},
+    {"xl", "XL", 1408, 11, 12, 24},
+};
+
+MmditConfig official_sizes(const OfficialDit& v) {
+  MmditConfig c;
+  c.hidden = v.hidden;
+  c.heads = v.heads;
+  c.head_dim = v.hidden / v.heads;
+  c.depth_triple = v.depth_triple;
+  c.depth_single = v.depth_single;
+  c.latent_dim = 128;
+  c.clip_dim = c.sync_dim = c.text_dim = 768;
+  c.mlp_hidden = 4 * v.hidden;
+  c.conv_mlp_hidden = MmditConfig::conv_mlp_width(4 * v.hidden);
+  c.sync_mlp_hidden = MmditConfig::conv_mlp_width(4 * v.hidden);
+  return c;
+}
+
+const OfficialDit* official_dit_of(const MmditConfig& c) {
+  for (const OfficialDit& v : kOfficialDits)
+    if (official_sizes(v).to_json() == c.to_json()) return &v;
+  return nullptr;
+}
+
+std::string describe(const OfficialDit& v) {
+  return std::string(v.label) + " DiT (hidden " + std::to_string(v.hidden) + ", " +
+         std::to_string(v.heads) + " heads, " + std::to_string(v.depth_triple) + "+" +
+         std::to_string(v.depth_single) + " blocks)";
+}
+
 // Checks config.yaml's model_kwargs against the sizes read from the tensors, and refuses
 // options this implementation does not have.
 void cross_check_yaml(const std::string& path, const MmditConfig& c) {
@@ -279,11 +321,27 @@ void cross_check_yaml(const std::string& path, const MmditConfig& c) {
   if (!bad.empty()) {
     std::string msg = path + ": ";
     for (size_t i = 0; i < bad.size(); ++i) msg += (i ? "; " : "") + bad[i];
+    // The usual cause: the other official variant's config next to a checkpoint. Say so.
+    const OfficialDit* tensors = official_dit_of(c);
+    const OfficialDit* yaml = nullptr;
+    for (const OfficialDit& v : kOfficialDits)
+      if (kw["hidden_size"] && kw["hidden_size"].as<std::string>() == std::to_string(v.hidden))
+        yaml = &v;
+    if (tensors && yaml && tensors != yaml)
+      msg += " (the checkpoint is the " + describe(*tensors) + ", the config is the " +
+             yaml->label + "'s)";
+    else if (tensors)
+      msg += " (the checkpoint is the " + describe(*tensors) + ")";
     throw Error(ErrorKind::kUnsupported, msg);
   }
 }
 
 }  // namespace
+
+std::string dit_variant(const nlohmann::json& dit_config) {
+  const OfficialDit* v = official_dit_of(MmditConfig::from_json(dit_config));
+  return v ? v->name : "custom";
+}
 
 nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& config_yaml_path,
                            const ConvertOptions& options, SafetensorsWriter& out) {

@@ -72,6 +72,11 @@ class SafetensorsWriter {
            std::function<void(void* dst)> fill);
   // Convenience: copies a contiguous host tensor.
   void add(const std::string& name, const Tensor& host_tensor);
+  // Also records, under metadata key `key`, a JSON object {group: "xxh64:<16 hex>"}: one content
+  // hash (io/content_hash.h) per group of tensors, a group being the names up to their first '.'
+  // (a bundle's network). The bytes are hashed as write() streams them out, so it costs no second
+  // pass; the header is written last, once the hashes are known.
+  void record_group_hashes(const std::string& key) { hash_key_ = key; }
   // Writes to path + ".tmp", fsyncs and renames: readers never see a partial file.
   void write(const std::string& path) const;
 
@@ -85,6 +90,7 @@ class SafetensorsWriter {
   std::vector<Pending> tensors_;
   std::set<std::string> names_;
   std::map<std::string, std::string> metadata_;
+  std::string hash_key_;  // "": no content hashes
 };
 
 }  // namespace foley

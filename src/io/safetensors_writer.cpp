@@ -10,6 +10,7 @@
 
 #include "foley/error.h"
 #include "io/bytes.h"
+#include "io/content_hash.h"
 #include "io/safetensors.h"
 
 namespace foley {
@@ -54,6 +55,19 @@ class TempFile {
       if (w <= 0) io_error("write failed");
       p += w;
       n -= static_cast<size_t>(w);
+    }
+  }
+
+  // Writes at an absolute offset (the header, once the content hashes are known).
+  void write_at(const void* data, size_t n, uint64_t offset) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) io_error("write failed");
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
     }
   }
 
@@ -135,27 +149,47 @@ void SafetensorsWriter::write(const std::string& path) const {
   // Layout first: every tensor at a kTensorAlignment multiple within the blob.
   std::vector<uint64_t> begins;
   uint64_t cursor = 0, largest = 0;
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) header["__metadata__"] = metadata_;
   for (const auto& t : tensors_) {
     const uint64_t nbytes = checked_nbytes(t.dtype, t.shape, t.name);
     const uint64_t begin = round_up(cursor, kTensorAlignment);
     begins.push_back(begin);
     cursor = begin + nbytes;
     largest = std::max(largest, nbytes);
-    header[t.name] = {{"dtype", dtype_name(t.dtype)},
-                      {"shape", std::vector<int64_t>(t.shape.begin(), t.shape.end())},
-                      {"data_offsets", {begin, cursor}}};
   }
-  std::string text;
-  try {
-    text = header.dump();
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorKind::kInvalidInput, path + ": cannot encode the header: " + e.what());
-  }
-  // Spaces after the JSON are valid whitespace; they put the blob on a kBlobAlignment boundary
-  // so that mapped tensors are aligned in memory as well.
-  text.append(round_up(8 + text.size(), kBlobAlignment) - 8 - text.size(), ' ');
+  // Content hashes, one per group: placeholders of the final length while the header is sized,
+  // the real digests once the tensors have streamed through them.
+  std::map<std::string, Xxh64> hashes;
+  if (!hash_key_.empty())
+    for (const auto& t : tensors_) hashes.emplace(hash_group_of(t.name), Xxh64());
+  auto header_text = [&](bool final_hashes) {
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    std::map<std::string, std::string> metadata = metadata_;
+    if (!hash_key_.empty()) {
+      nlohmann::json h = nlohmann::json::object();
+      for (const auto& [group, state] : hashes)
+        h[group] = content_hash_string(final_hashes ? state.digest() : 0);
+      metadata[hash_key_] = h.dump();
+    }
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      const auto& t = tensors_[i];
+      const uint64_t end = begins[i] + checked_nbytes(t.dtype, t.shape, t.name);
+      header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                        {"shape", std::vector<int64_t>(t.shape.begin(), t.shape.end())},
+                        {"data_offsets", {begins[i], end}}};
+    }
+    std::string text;
+    try {
+      text = header.dump();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorKind::kInvalidInput, path + ": cannot encode the header: " + e.what());
+    }
+    // Spaces after the JSON are valid whitespace; they put the blob on a kBlobAlignment boundary
+    // so that mapped tensors are aligned in memory as well.
+    text.append(round_up(8 + text.size(), kBlobAlignment) - 8 - text.size(), ' ');
+    return text;
+  };
+  const std::string text = header_text(false);
   if (text.size() > kMaxHeaderBytes)
     throw Error(ErrorKind::kInvalidInput, path + ": header exceeds the 100 MB limit");
 
@@ -170,11 +204,24 @@ void SafetensorsWriter::write(const std::string& path) const {
   static const std::array<uint8_t, kTensorAlignment> zeros{};
   uint64_t written = 0;
   for (size_t i = 0; i < tensors_.size(); ++i) {
-    const uint64_t nbytes = checked_nbytes(tensors_[i].dtype, tensors_[i].shape, tensors_[i].name);
+    const auto& t = tensors_[i];
+    const uint64_t nbytes = checked_nbytes(t.dtype, t.shape, t.name);
     out.write(zeros.data(), begins[i] - written);
-    if (nbytes > 0) tensors_[i].fill(buffer.data());
+    if (nbytes > 0) t.fill(buffer.data());
+    if (!hash_key_.empty()) {
+      Xxh64& h = hashes.at(hash_group_of(t.name));
+      hash_tensor_header(h, t.name, t.dtype, t.shape, nbytes);
+      h.update(buffer.data(), nbytes);
+    }
     out.write(buffer.data(), nbytes);
     written = begins[i] + nbytes;
+  }
+  if (!hash_key_.empty()) {
+    // Fixed-width digests: the final header has the placeholder's length, so it fits in place.
+    const std::string final_text = header_text(true);
+    if (final_text.size() != text.size())
+      throw Error(ErrorKind::kInternal, path + ": header size changed with the content hashes");
+    out.write_at(final_text.data(), final_text.size(), 8);
   }
   out.commit();
 }

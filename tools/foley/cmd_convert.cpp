@@ -15,9 +15,14 @@ Command add_convert_command(CLI::App& app) {
   auto no_dit = std::make_shared<bool>(false);
   auto no_dac = std::make_shared<bool>(false);
   cmd->add_option("--model-dir", req->model_dir,
-                  "official model directory (hunyuanvideo_foley.pth, config.yaml, "
-                  "vae_128d_48k.pth; SigLIP2 and CLAP from siglip2/ and clap/ subfolders)");
-  cmd->add_option("--model-size", req->model_size, "xxl (default) or xl")
+                  "official model directory (hunyuanvideo_foley.pth + config.yaml and/or "
+                  "hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml, vae_128d_48k.pth, "
+                  "synchformer_state_dict.pth; SigLIP2 and CLAP from siglip2/ and clap/ "
+                  "subfolders)");
+  cmd->add_option("--model-size", req->model_size,
+                  "xxl or xl: which DiT of --model-dir to convert (default: the one it holds; "
+                  "needed when it holds both). The variant recorded in the bundle is recognised "
+                  "from the tensors")
       ->check(CLI::IsMember({"xxl", "xl"}));
   cmd->add_option("--dit", req->dit_checkpoint, "DiT checkpoint (overrides --model-dir)");
   cmd->add_option("--dit-config", req->dit_config, "DiT config.yaml (overrides --model-dir)");
@@ -47,6 +52,9 @@ Command add_convert_command(CLI::App& app) {
               for (const auto& f : s.sources.at(net)) from += (from.empty() ? "" : ", ") + f;
               std::printf("%-6s <- %s\n", net.c_str(), from.c_str());
             }
+            if (!s.variant.empty()) std::printf("variant: %s\n", s.variant.c_str());
+            for (const auto& [net, hash] : s.content_hashes)
+              std::printf("content hash %-13s %s\n", (net + ":").c_str(), hash.c_str());
             std::printf("wrote %s (%.1f MB)\n", req->output.c_str(), s.bytes / 1e6);
             return 0;
           }};

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "commands.h"
+#include "foley/error.h"
 #include "foley/weights.h"
 
 namespace foley_cli {
@@ -30,6 +31,32 @@ Command add_inspect_command(CLI::App& app) {
     std::printf("# total %llu bytes\n", static_cast<unsigned long long>(total));
     if (*show_metadata)
       for (const auto& [k, v] : listing.metadata) std::printf("# metadata %s = %s\n", k.c_str(), v.c_str());
+    // A foley bundle: what `foley models` lists, and the content hashes.
+    const auto format = listing.metadata.find("format");
+    if (listing.format == "safetensors" && format != listing.metadata.end() &&
+        format->second == "foley" && listing.metadata.count("format_version")) {
+      try {
+        const foley::BundleInfo b = foley::inspect_bundle(*path);
+        std::string nets;
+        for (const auto& n : b.networks) nets += (nets.empty() ? "" : ", ") + n;
+        std::printf("# bundle format version %s%s, networks: %s, %llu parameters\n",
+                    b.format_version.c_str(),
+                    b.supported_version ? "" : " (not loadable by this foley)", nets.c_str(),
+                    static_cast<unsigned long long>(b.total_parameters));
+        if (b.has_dit)
+          std::printf("# bundle variant %s: DiT %s\n", b.variant.c_str(),
+                      dit_summary_text(b.dit).c_str());
+        for (const auto& n : b.networks) {
+          const auto h = b.content_hashes.find(n);
+          const auto p = b.parameters.find(n);
+          std::printf("# bundle %s: %llu parameters, content hash %s\n", n.c_str(),
+                      static_cast<unsigned long long>(p == b.parameters.end() ? 0 : p->second),
+                      h == b.content_hashes.end() ? "not recorded" : h->second.c_str());
+        }
+      } catch (const foley::Error& e) {
+        std::printf("# bundle: unreadable: %s\n", e.what());
+      }
+    }
     return 0;
   }};
 }

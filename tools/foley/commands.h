@@ -2,8 +2,13 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
+
+namespace foley {
+struct DitSummary;
+}
 
 namespace foley_cli {
 
@@ -19,5 +24,9 @@ Command add_golden_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
 Command add_serve_command(CLI::App& app);
 Command add_worker_command(CLI::App& app);
+Command add_models_command(CLI::App& app);
+
+// "hidden 1536, 12 heads, 18+36 blocks, BF16" (cmd_models.cpp; inspect shows it too).
+std::string dit_summary_text(const foley::DitSummary& d);
 
 }  // namespace foley_cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   const std::vector<foley_cli::Command> commands = {
       foley_cli::add_inspect_command(app),
       foley_cli::add_convert_command(app),
+      foley_cli::add_models_command(app),
       foley_cli::add_golden_command(app),
       foley_cli::add_generate_command(app),
       foley_cli::add_serve_command(app),
