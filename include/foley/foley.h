@@ -142,6 +142,15 @@ class Generator {
   virtual std::string device_name() const = 0;
   // Bytes this generator holds on its device (weights it uploaded + arenas); 0 on the CPU.
   virtual int64_t device_bytes() const = 0;
+  // Its memory wherever it lives: the weights (shared by every generator of one model on one
+  // device: the mapped bundle on the CPU, the uploaded blob on CUDA) and this generator's own
+  // work memory (arenas reserved). For budgets across models (ModelRegistry).
+  struct Memory {
+    int64_t weights_bytes = 0;
+    int64_t work_bytes = 0;
+    bool on_device = false;
+  };
+  virtual Memory memory() const = 0;
 };
 
 }  // namespace foley

@@ -142,6 +142,14 @@ int64_t GeneratorImpl::device_bytes() const {
   return bytes;
 }
 
+Generator::Memory GeneratorImpl::memory() const {
+  Memory m;
+  m.on_device = backend_->device() != DeviceKind::kCPU;
+  m.weights_bytes = static_cast<int64_t>(weights_->blob_bytes());
+  for (const ArenaStat& a : arena_stats()) m.work_bytes += static_cast<int64_t>(a.reserved);
+  return m;
+}
+
 std::vector<ArenaStat> GeneratorImpl::arena_stats() const {
   std::vector<ArenaStat> out;
   auto add = [&](const char* name, const Arena& a) {

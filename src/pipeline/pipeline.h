@@ -139,6 +139,7 @@ class GeneratorImpl final : public Generator {
                                  const GenerationCallbacks& callbacks = {}) override;
   std::string device_name() const override;
   int64_t device_bytes() const override;
+  Memory memory() const override;
 
   // ---- internal entry points (tests, warm-up) -----------------------------------------------
   // Everything after decoding. `frames` may be views of this generator's frame buffers.
