@@ -2,7 +2,9 @@
 """Writes a HunyuanVideo-Foley model directory at the official sizes, seeded random weights, in the
 official file formats, for the benchmarks (bench/run_h100.sh).
 
-  make_full_model.py OUT_DIR [--size xxl|small] [--seed N]
+  make_full_model.py OUT_DIR [--size xxl|small] [--seed N] [--with-xl]
+  (--with-xl also writes the XL DiT, hunyuanvideo_foley_xl.pth + its config, beside the XXL one:
+  the two official DiTs share the encoder and DAC files)
 
 It reuses the tiny-model generators (scripts/make_tiny_models.py, scripts/tiny_models/*.py) with
 their size arguments set to the official values, and draws each tensor on the GPU when there is
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--size", choices=["xxl", "small"], default="xxl")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--with-xl", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
     t0 = time.time()
@@ -77,6 +80,10 @@ def main():
         dit.make_dit(a.out_dir, a.seed, hidden=1536, heads=12, triple=18, single=36, feat_dim=768,
                      mlp_ratio=4)
         print("dit written %.1f s" % (time.time() - t0), flush=True)
+        if a.with_xl:
+            dit.make_dit(a.out_dir, a.seed + 1, hidden=1408, heads=11, triple=12, single=24,
+                         feat_dim=768, mlp_ratio=4, layout="xl")
+            print("xl dit written %.1f s" % (time.time() - t0), flush=True)
         make_tiny_models.make_vae(os.path.join(a.out_dir, "vae_128d_48k.pth"), a.seed, 128, 2048)
         siglip2.make_siglip2(a.out_dir, a.seed, 768, 12, 12, 3072, 512, 16)
         clap.make_clap(a.out_dir, a.seed, 768, 12, 12, 3072, 64)

@@ -45,6 +45,9 @@ bash scripts/device/build.sh foley_cli e2e_bench foley_tests 2>&1 | tail -5 | te
 if has pipeline; then
   bash scripts/device/build.sh pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
 fi
+if has multi; then
+  bash scripts/device/build.sh registry_bench 2>&1 | tail -5 | tee -a "$LOG"
+fi
 if has long; then
   bash scripts/device/build.sh long_clip_bench 2>&1 | tail -5 | tee -a "$LOG"
 fi
@@ -65,10 +68,12 @@ fi
 BUNDLE=$W/bundle.safetensors
 if has model; then
   say "generate $SIZE model"
-  run timeout 240 python3 bench/make_full_model.py "$W/model" --size "$SIZE"
+  XL_ARG=""; has multi && XL_ARG="--with-xl"
+  run timeout 300 python3 bench/make_full_model.py "$W/model" --size "$SIZE" $XL_ARG
   say "convert"
+  SIZE_ARG=""; has multi && SIZE_ARG="--model-size xxl"
   run timeout 200 $B/bin/foley convert --model-dir "$W/model" --dtype bf16 --synchformer-dtype f16 \
-    -o "$BUNDLE"
+    $SIZE_ARG -o "$BUNDLE"
   run ls -la "$W/model" "$BUNDLE"
 fi
 [ -f "$BUNDLE" ] || { say "no bundle"; exit 1; }
@@ -156,5 +161,21 @@ EOF
       "text:8 50 2 9" "$W/long60.y4m 50 1 12"; do
     run timeout 150 $B/bin/long_clip_bench "$BUNDLE" cuda $args
   done
+fi
+if has multi && [ -x $B/bin/registry_bench ]; then
+  say "several models: XXL + XL through ModelRegistry (issue 14)"
+  [ -f "$W/bundle_xl.safetensors" ] || run timeout 200 $B/bin/foley convert --model-dir "$W/model" \
+    --model-size xl --dtype bf16 --synchformer-dtype f16 -o "$W/bundle_xl.safetensors"
+  [ -f "$W/long10.y4m" ] || python3 -c "
+import numpy as np
+w, h = 320, 240
+with open('$W/long10.y4m', 'wb') as f:
+    f.write(b'YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\\n' % (w, h))
+    for i in range(250):
+        y = ((np.arange(w)[None, :] + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
+        f.write(b'FRAME\\n' + y.tobytes() + bytes([128]) * (w * h // 2))
+"
+  cat "$BUNDLE" "$W/bundle_xl.safetensors" >/dev/null
+  run timeout 200 $B/bin/registry_bench "$BUNDLE" "$W/bundle_xl.safetensors" "$W/long10.y4m"
 fi
 say "done"
