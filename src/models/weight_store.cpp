@@ -38,8 +38,8 @@ std::shared_ptr<WeightStore> WeightStore::open(const std::string& path) {
 }
 
 std::shared_ptr<WeightStore> WeightStore::open_on_cuda(const std::string& path, int device_index,
-                                                      const RingOptions& options,
-                                                      UploadStats* stats) {
+                                                       const RingOptions& options,
+                                                       UploadStats* stats) {
   return open(path)->upload_to_cuda(device_index, options, stats);
 }
 
@@ -50,8 +50,8 @@ uint64_t WeightStore::blob_bytes() const {
 }
 
 std::shared_ptr<WeightStore> WeightStore::upload_to_cuda(int device_index,
-                                                        const RingOptions& options,
-                                                        UploadStats* stats) const {
+                                                         const RingOptions& options,
+                                                         UploadStats* stats) const {
   return with_device_copy(upload_file_range_to_cuda(path_, file_.data_offset(), blob_bytes(),
                                                     device_index, options, stats));
 }
@@ -66,22 +66,71 @@ std::shared_ptr<WeightStore> WeightStore::with_device_copy(DeviceBlob blob) cons
   return store;
 }
 
+std::shared_ptr<WeightStore> WeightStore::with_device_segments(
+    std::vector<DeviceSegment> segments) const {
+  FOLEY_CHECK(!segments.empty(), "device copy of %s has no segments", path_.c_str());
+  for (const auto& e : file_.entries()) {
+    bool covered = false;
+    for (const DeviceSegment& s : segments)
+      covered = covered || (s.blob.defined() && s.begin <= e.begin && e.end <= s.end);
+    FOLEY_CHECK(covered || e.begin == e.end, "device copy of %s does not hold tensor %s",
+                path_.c_str(), e.name.c_str());
+  }
+  std::shared_ptr<WeightStore> store(new WeightStore(file_, path_));
+  store->config_ = config_;
+  store->segments_ = std::move(segments);
+  return store;
+}
+
+std::vector<std::string> WeightStore::tensor_networks() const {
+  std::set<std::string> names;
+  for (const auto& e : file_.entries()) names.insert(e.name.substr(0, e.name.find('.')));
+  return {names.begin(), names.end()};
+}
+
+std::pair<uint64_t, uint64_t> WeightStore::network_range(const std::string& network) const {
+  const std::string prefix = network + ".";
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const auto& e : file_.entries())
+    if (e.name.compare(0, prefix.size(), prefix) == 0) {
+      lo = std::min(lo, e.begin);
+      hi = std::max(hi, e.end);
+    }
+  FOLEY_CHECK(hi > 0, "bundle %s has no tensors under %s", path_.c_str(), prefix.c_str());
+  return {lo, hi};
+}
+
+std::string WeightStore::network_layout(const std::string& network) const {
+  const uint64_t lo = network_range(network).first;
+  const std::string prefix = network + ".";
+  std::string out;
+  for (const auto& e : file_.entries())
+    if (e.name.compare(0, prefix.size(), prefix) == 0)
+      out += e.name.substr(prefix.size()) + ":" + dtype_name(e.dtype) + ":" + e.shape.str() + "@" +
+             std::to_string(e.begin - lo) + ";";
+  return out;
+}
+
 bool WeightStore::has_network(const std::string& network) const {
   return config_.contains(network);
 }
 
 const nlohmann::json& WeightStore::config(const std::string& network) const {
   if (!config_.contains(network))
-    throw Error(ErrorKind::kInvalidInput,
-                "weight bundle has no \"" + network + "\" network; convert it with `foley convert`");
+    throw Error(ErrorKind::kInvalidInput, "weight bundle has no \"" + network +
+                                              "\" network; convert it with `foley convert`");
   return config_.at(network);
 }
 
 Tensor WeightStore::get(const std::string& name, const Shape& shape,
                         std::initializer_list<DType> allowed) const {
   const Tensor host = get_host(name, shape, allowed);
-  if (!device_.defined()) return host;
   const SafetensorsEntry& e = file_.entry(name);
+  for (const DeviceSegment& s : segments_)
+    if (s.begin <= e.begin && e.end <= s.end)
+      return Tensor(s.blob.data + (e.begin - s.begin), e.dtype, e.shape, s.blob.device,
+                    s.blob.memory);
+  if (!device_.defined()) return host;
   return Tensor(device_.data + e.begin, e.dtype, e.shape, device_.device, device_.memory);
 }
 
@@ -100,8 +149,8 @@ Tensor WeightStore::get_host(const std::string& name, const Shape& shape,
     for (DType d : allowed) ok = ok || d == e.dtype;
   }
   if (!ok)
-    throw Error(ErrorKind::kInvalidInput, "weight bundle tensor " + name + " has unexpected dtype " +
-                                              dtype_name(e.dtype));
+    throw Error(ErrorKind::kInvalidInput,
+                "weight bundle tensor " + name + " has unexpected dtype " + dtype_name(e.dtype));
   used_.insert(name);
   return file_.tensor(name);
 }

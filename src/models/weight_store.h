@@ -14,10 +14,11 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 #include "backend/device_upload.h"
 #include "core/tensor.h"
@@ -26,6 +27,14 @@
 namespace foley {
 
 constexpr int kBundleFormatVersion = 1;
+
+// A device copy of some of a bundle's tensors: bytes [begin, end) of the bundle's data blob are
+// at `blob.data` (which owns or shares the allocation). One per network lets two bundles share
+// the copy of a network they hold byte for byte (pipeline/model.cpp).
+struct DeviceSegment {
+  uint64_t begin = 0, end = 0;
+  DeviceBlob blob;
+};
 
 class WeightStore {
  public:
@@ -39,14 +48,26 @@ class WeightStore {
 
   // A second store over the same bundle (shared mapping and config, its own record of used
   // tensors) whose get() returns views of this bundle's blob copied to a CUDA device.
-  std::shared_ptr<WeightStore> upload_to_cuda(int device_index = 0,
-                                              const RingOptions& options = {},
+  std::shared_ptr<WeightStore> upload_to_cuda(int device_index = 0, const RingOptions& options = {},
                                               UploadStats* stats = nullptr) const;
   // The same with a device copy made elsewhere; it must hold exactly blob_bytes() bytes.
   std::shared_ptr<WeightStore> with_device_copy(DeviceBlob blob) const;
+  // The same with the device copy in segments (all on one device); every tensor must lie
+  // within one of them.
+  std::shared_ptr<WeightStore> with_device_segments(std::vector<DeviceSegment> segments) const;
+  // The networks (name prefixes before the first '.') the bundle holds tensors of.
+  std::vector<std::string> tensor_networks() const;
+  // [first byte, end) in the blob of the tensors under "network.".
+  std::pair<uint64_t, uint64_t> network_range(const std::string& network) const;
+  // Each tensor of the network with its name (prefix dropped), dtype, shape and offset from the
+  // network's first byte: equal for two bundles that lay the network out the same way.
+  std::string network_layout(const std::string& network) const;
 
   // Where get() hands out views: kCPU (the mapping) or the device copy's device.
-  DeviceKind device() const { return device_.defined() ? device_.device : DeviceKind::kCPU; }
+  DeviceKind device() const {
+    if (!segments_.empty()) return segments_.front().blob.device;
+    return device_.defined() ? device_.device : DeviceKind::kCPU;
+  }
   const DeviceBlob& device_copy() const { return device_; }
   // Size of the data blob: every tensor's bytes plus alignment gaps.
   uint64_t blob_bytes() const;
@@ -75,6 +96,7 @@ class WeightStore {
   SafetensorsFile file_;
   std::string path_;
   DeviceBlob device_;
+  std::vector<DeviceSegment> segments_;  // instead of device_, when the copy is per network
   nlohmann::json config_;
   mutable std::set<std::string> used_;
 };

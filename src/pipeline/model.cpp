@@ -2,6 +2,7 @@
 // parameter checks.
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "core/check.h"
@@ -41,16 +42,82 @@ ModelInfo summarise(const std::string& path, const WeightStore& store) {
 
 }  // namespace
 
+namespace {
+
+// Device copies of networks, shared by every Model in the process that holds the same network
+// byte for byte (same content hash, same config, same layout: e.g. the encoders and DAC of the
+// XL and XXL bundles). Weak: a copy is freed with the last store that uses it.
+struct SharedNetworkCopies {
+  struct Copy {
+    std::weak_ptr<void> memory;
+    uint8_t* data = nullptr;  // device address of the network's first byte
+    size_t bytes = 0;
+  };
+  std::mutex mutex;
+  std::map<std::string, Copy> copies;
+};
+SharedNetworkCopies& shared_copies() {
+  static SharedNetworkCopies* c = new SharedNetworkCopies();  // outlives every Model
+  return *c;
+}
+
+// What makes two bundles' copies of `network` interchangeable. Without a recorded content hash
+// (bundles from before hashes were written) the copy is shared only within the same file.
+std::string network_key(const WeightStore& store, const std::string& network, int device_index) {
+  std::string hash = "file:" + store.path();
+  const auto& meta = store.file().metadata();
+  if (const auto it = meta.find("content_hashes"); it != meta.end()) {
+    const nlohmann::json hashes = nlohmann::json::parse(it->second, nullptr, false);
+    if (hashes.is_object() && hashes.contains(network) && hashes.at(network).is_string())
+      hash = hashes.at(network).get<std::string>();
+  }
+  const std::string config = store.has_network(network) ? store.config(network).dump() : "";
+  return std::to_string(device_index) + "|" + network + "|" + hash + "|" + config + "|" +
+         store.network_layout(network);
+}
+
+}  // namespace
+
 std::shared_ptr<const WeightStore> ModelImpl::weights_for(const Backend& backend,
                                                           int device_index) const {
   if (backend.device() == DeviceKind::kCPU) return store_;
   std::lock_guard<std::mutex> lock(device_stores_mutex_);
   std::weak_ptr<const WeightStore>& cached = device_stores_[device_index];
   std::shared_ptr<const WeightStore> dev = cached.lock();
-  if (!dev) {
-    dev = store_->upload_to_cuda(device_index);
-    cached = dev;
+  if (dev) return dev;
+  // One device copy per network, each shared with any other loaded bundle holding the same
+  // network; the rest is read from this file at the loader's speed.
+  std::vector<DeviceSegment> segments;
+  SharedNetworkCopies& shared = shared_copies();
+  std::lock_guard<std::mutex> shared_lock(shared.mutex);
+  for (const std::string& network : store_->tensor_networks()) {
+    const auto [lo, hi] = store_->network_range(network);
+    const std::string key = network_key(*store_, network, device_index);
+    DeviceSegment seg;
+    seg.begin = lo;
+    seg.end = hi;
+    SharedNetworkCopies::Copy& copy = shared.copies[key];
+    if (std::shared_ptr<void> memory = copy.memory.lock(); memory && copy.bytes == hi - lo) {
+      seg.blob.memory = std::move(memory);
+      seg.blob.data = copy.data;
+      seg.blob.bytes = copy.bytes;
+      seg.blob.device_index = device_index;
+    } else {
+      // File offsets of uploads are 4 KiB aligned (O_DIRECT); the blob starts at such a boundary.
+      const uint64_t aligned = lo / 4096 * 4096;
+      DeviceBlob blob = upload_file_range_to_cuda(
+          store_->path(), store_->file().data_offset() + aligned, hi - aligned, device_index);
+      seg.blob = blob;
+      seg.blob.data = blob.data + (lo - aligned);
+      seg.blob.bytes = hi - lo;
+      copy = {blob.memory, seg.blob.data, hi - lo};
+    }
+    segments.push_back(std::move(seg));
   }
+  for (auto it = shared.copies.begin(); it != shared.copies.end();)
+    it = it->second.memory.expired() ? shared.copies.erase(it) : std::next(it);
+  dev = store_->with_device_segments(std::move(segments));
+  cached = dev;
   return dev;
 }
 
