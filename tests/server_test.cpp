@@ -1,6 +1,8 @@
 // End-to-end tests of `foley serve`: the real binary on port 0 with a tiny model bundle, talked to
 // over real HTTP (httplib::Client). Covers readiness, submit/poll/download, SSE, cancel, the
-// bounded queue, bad uploads and parameters, auth, 20 concurrent clients and the SIGTERM drain.
+// bounded queue, bad uploads and parameters, auth, 20 concurrent clients and the SIGTERM drain;
+// and several models (issue 14) with a second tiny bundle of another size: /v1/models, loading
+// on demand, swaps within a memory budget without mix-ups, load/unload.
 #ifdef FOLEY_HAVE_HTTP
 
 #include <gtest/gtest.h>
@@ -514,7 +516,8 @@ TEST_F(ServerTest, ReadinessGoesFrom503To200AndLiveAnswersAtOnce) {
   EXPECT_EQ(spec["openapi"].get<std::string>().substr(0, 2), "3.");
   for (const char* p : {"/v1/generations", "/v1/generations/{id}", "/v1/generations/{id}/events",
                         "/v1/generations/{id}/audio", "/v1/generations/{id}/video", "/generate",
-                        "/metrics", "/health/ready"})
+                        "/metrics", "/health/ready", "/v1/models", "/v1/models/{name}/load",
+                        "/v1/models/{name}/unload"})
     EXPECT_TRUE(spec["paths"].contains(p)) << p;
 }
 
@@ -528,6 +531,7 @@ TEST_F(ServerTest, SubmitPollAndDownloadAudioAndVideo) {
   EXPECT_TRUE(j["timings"].contains("denoise")) << j.dump();
   EXPECT_EQ(j["params"]["steps"], 3);
   EXPECT_EQ(j["params"]["seed"], 7);
+  EXPECT_EQ(j["params"]["model"], "tiny") << "a plain --model BUNDLE is named after its stem";
   auto audio = c.Get("/v1/generations/" + id + "/audio");
   ASSERT_TRUE(audio);
   ASSERT_EQ(audio->status, 200);
@@ -547,7 +551,8 @@ TEST_F(ServerTest, SubmitPollAndDownloadAudioAndVideo) {
   ASSERT_TRUE(metrics);
   for (const char* m : {"foley_queue_depth ", "foley_jobs{state=\"succeeded\"}",
                         "foley_stage_seconds_bucket{stage=\"denoise\"", "foley_ready 1",
-                        "foley_model_load_seconds ", "foley_device_memory_bytes "})
+                        "foley_model_load_seconds{model=\"tiny\"} ",
+                        "foley_model_loaded{model=\"tiny\"} 1", "foley_device_memory_bytes "})
     EXPECT_NE(metrics->body.find(m), std::string::npos) << m;
   expect_clean_error(c.Get("/v1/generations/0123456789abcdef0123456789abcdef"), 404);
 }
@@ -744,6 +749,20 @@ TEST(ServerJobs, TextOnlyRequestsSurviveTheirRecord) {
   const foley_server::JobRequest legacy = foley_server::request_from_json(old);
   EXPECT_FALSE(legacy.text_only());
   EXPECT_EQ(legacy.params.seconds, 0);
+}
+
+// A job's model travels with its record (journal, Redis); records written before models had
+// names load with none (the server's default model).
+TEST(ServerJobs, TheModelNameSurvivesTheRecord) {
+  foley_server::JobRequest r;
+  r.params.prompt = "rain";
+  r.params.seconds = 1;
+  r.model = "xl";
+  const json record = foley_server::request_to_json(r);
+  EXPECT_EQ(foley_server::request_from_json(json::parse(record.dump())).model, "xl");
+  json old = record;
+  old.erase("model");
+  EXPECT_EQ(foley_server::request_from_json(old).model, "");
 }
 
 TEST(ServerJobs, ProgressCountsWindowsWithinADenoisingStep) {
@@ -1412,6 +1431,275 @@ TEST_F(ServerTest, DistributedFrontEndsAndWorkersSurviveKills) {
   const json cancelled = poll_until(c2, doomed, is_finished, 30);
   EXPECT_EQ(cancelled.value("state", ""), "cancelled") << cancelled.dump();
   EXPECT_LT(cancelled["progress"]["step"].get<int>(), 200);
+  // Workers serve one model each (here "tiny", the bundle's stem): a job naming it runs, one
+  // naming another fails saying so. A front end has no models of its own.
+  const std::string named = submit(c2, fields("", "1", {{"seconds", "1"}, {"model", "tiny"}}));
+  EXPECT_EQ(poll_until(c2, named, is_finished, 60).value("state", ""), "succeeded");
+  const std::string other = submit(c2, fields("", "1", {{"seconds", "1"}, {"model", "xl"}}));
+  const json refused = poll_until(c2, other, is_finished, 60);
+  EXPECT_EQ(refused.value("state", ""), "failed") << refused.dump();
+  EXPECT_NE(refused["error"].value("message", "").find("\"xl\" is not served"), std::string::npos)
+      << refused.dump();
+  expect_clean_error(c2.Get("/v1/models"), 404, "front end");
+}
+
+// ---- several models (issue 14) ----------------------------------------------------------------
+
+// Model "big": the tiny model with a DAC twice as wide (another size, other weights), as in
+// tests/registry_test.cpp; made once beside the shared assets (renamed into place).
+std::string big_bundle() {
+  namespace fs = std::filesystem;
+  const std::string path = g_assets->dir + "/big.safetensors";
+  if (fs::exists(path)) return path;
+  const std::string work = g_assets->dir + "/big.partial-" + std::to_string(getpid());
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  fs::create_directories(work, ec);
+  std::string out;
+  if (run_command(std::string(FOLEY_PYTHON) + " " + source_path("scripts/make_tiny_models.py") +
+                      " " + work + "/models --seed 4 --decoder-dim 128 2>&1", &out) != 0 ||
+      run_command(std::string(FOLEY_CLI) + " convert --model-dir " + work +
+                      "/models --dtype f32 -o " + work + "/big.safetensors 2>&1", &out) != 0) {
+    ADD_FAILURE() << out;
+    return "";
+  }
+  fs::rename(work + "/big.safetensors", path, ec);  // another process may have made it first
+  fs::remove_all(work, ec);
+  return fs::exists(path) ? path : "";
+}
+
+// `foley serve` with the tiny model as "small" (the default) and the big one as "big".
+std::vector<std::string> two_models(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"serve",           "--model", "small=" + g_assets->bundle,
+                                   "--model",         "big=" + big_bundle(),
+                                   "--max-clip-seconds", "1",    "--port", "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+json get_models(httplib::Client& c) {
+  auto r = c.Get("/v1/models");
+  EXPECT_TRUE(r);
+  if (!r) return {};
+  EXPECT_EQ(r->status, 200) << r->body;
+  return json::parse(r->body, nullptr, false);
+}
+
+json model_of(const json& models, const std::string& name) {
+  for (const auto& m : models.value("models", json::array()))
+    if (m.value("name", "") == name) return m;
+  ADD_FAILURE() << "no model " << name << " in " << models.dump();
+  return json::object();
+}
+
+// A short text-only job on `model` (1 s of audio, 2 steps).
+httplib::MultipartFormDataItems text_job(const std::string& model, const std::string& seed = "5") {
+  return fields("", "2", {{"seconds", "1"}, {"seed", seed}, {"model", model}});
+}
+
+TEST_F(ServerTest, ModelsAreListedAndLoadedWhenAJobNamesOne) {
+  ASSERT_FALSE(big_bundle().empty());
+  ServerProcess server(two_models({}), 0);
+  server.wait_ready();
+  const int port = server.port();
+  httplib::Client c("127.0.0.1", port);
+  json models = get_models(c);
+  ASSERT_EQ(models["models"].size(), 2u) << models.dump();
+  EXPECT_EQ(models["default"], "small");
+  const json small0 = model_of(models, "small"), big0 = model_of(models, "big");
+  EXPECT_EQ(small0["state"], "loaded") << "the first model is preloaded";
+  EXPECT_TRUE(small0["default"].get<bool>());
+  EXPECT_GT(small0["bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(big0["state"], "unloaded");
+  EXPECT_FALSE(big0["default"].get<bool>());
+  EXPECT_EQ(big0["bytes"], 0);
+  EXPECT_TRUE(big0["last_used"].is_null());
+  EXPECT_EQ(big0["bundle"], "big.safetensors") << "the API tells file names, not paths";
+  EXPECT_GT(big0["file_bytes"].get<int64_t>(), small0["file_bytes"].get<int64_t>());
+  EXPECT_EQ(models["used_bytes"], small0["bytes"]);
+  EXPECT_EQ(models["budget_bytes"], 0);
+
+  // An unknown model: 400 naming the field and the models there are; no job is made.
+  const double before = metric(c, "foley_jobs_total{state=\"submitted\"}");
+  const json bad =
+      expect_clean_error(c.Post("/v1/generations", text_job("nope")), 400, "model");
+  EXPECT_NE(bad.dump().find("small, big"), std::string::npos) << bad.dump();
+  expect_clean_error(c.Post("/v1/generations", R"({"prompt":"x","seconds":1,"model":"x y"})",
+                            "application/json"),
+                     400, "model");
+  EXPECT_EQ(metric(c, "foley_jobs_total{state=\"submitted\"}"), before);
+  expect_clean_error(c.Post("/v1/models/nope/load"), 404, "small, big");
+  expect_clean_error(c.Post("/v1/models/nope/unload"), 404);
+
+  // A job for "big" waits behind a long one (one worker on the CPU), so its event stream is
+  // open before it starts: the stream shows the model loading, then the job's own stages.
+  const std::string blocker = submit(c, long_fields("200"));
+  ASSERT_FALSE(blocker.empty());
+  const std::string id = submit(c, text_job("big"));
+  ASSERT_FALSE(id.empty());
+  std::mutex stream_mutex;
+  std::string stream;
+  std::thread reader([&] {
+    httplib::Client sc("127.0.0.1", port);
+    sc.set_read_timeout(120, 0);
+    sc.Get("/v1/generations/" + id + "/events", [&](const char* data, size_t n) {
+      std::lock_guard<std::mutex> lock(stream_mutex);
+      stream.append(data, n);
+      return true;
+    });
+  });
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(stream_mutex);
+      if (stream.find("event: queued") != std::string::npos) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto del = c.Delete("/v1/generations/" + blocker);
+  ASSERT_TRUE(del);
+  reader.join();
+  const size_t loading = stream.find("\"stage\":\"loading_model\"");
+  EXPECT_NE(loading, std::string::npos) << stream;
+  EXPECT_NE(stream.find("\"model\":\"big\""), std::string::npos) << stream;
+  EXPECT_LT(loading, stream.find("event: done")) << stream;
+  const json j = poll_until(c, id, is_finished);
+  ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+  EXPECT_EQ(j["params"]["model"], "big");
+  EXPECT_TRUE(j["timings"].contains("load_model")) << j.dump();
+  EXPECT_EQ(poll_until(c, blocker, is_finished)["params"]["model"], "small")
+      << "a request that names no model gets the default one";
+  models = get_models(c);
+  const json big1 = model_of(models, "big");
+  EXPECT_EQ(big1["state"], "loaded");
+  EXPECT_EQ(big1["loads"], 1);
+  EXPECT_EQ(big1["requests"], 1);
+  EXPECT_EQ(big1["running"], 0);
+  EXPECT_FALSE(big1["last_used"].is_null());
+  EXPECT_GT(big1["bytes"].get<int64_t>(), 0);
+  EXPECT_GT(big1["last_load_seconds"].get<double>(), 0);
+  EXPECT_EQ(models["used_bytes"].get<int64_t>(),
+            big1["bytes"].get<int64_t>() + model_of(models, "small")["bytes"].get<int64_t>());
+  EXPECT_EQ(metric(c, "foley_model_loaded{model=\"big\"}"), 1);
+  EXPECT_EQ(metric(c, "foley_model_requests_total{model=\"big\"}"), 1);
+  EXPECT_EQ(metric(c, "foley_model_loads_total{model=\"big\"}"), 1);
+  EXPECT_EQ(metric(c, "foley_model_evictions_total{model=\"small\"}"), 0);
+  EXPECT_EQ(metric(c, "foley_model_bytes{model=\"big\"}"), big1["bytes"].get<double>());
+  EXPECT_GT(metric(c, "foley_model_load_seconds{model=\"big\"}"), 0);
+  EXPECT_EQ(metric(c, "foley_models_budget_bytes"), 0);
+
+  // Unloading is refused (409) while the model runs a job, and works once it ended.
+  const std::string running = submit(
+      c, fields(assets().long_clip, "200", {{"max_seconds", "1"}, {"model", "big"}}));
+  ASSERT_FALSE(running.empty());
+  poll_until(c, running, [](const json& r) {
+    const json& stage = r["progress"]["stage"];
+    return is_finished(r) || (stage.is_string() && stage != "loading_model");
+  });
+  expect_clean_error(c.Post("/v1/models/big/unload"), 409, "running");
+  c.Delete("/v1/generations/" + running);
+  EXPECT_EQ(poll_until(c, running, is_finished).value("state", ""), "cancelled");
+  auto unload = c.Post("/v1/models/big/unload");
+  ASSERT_TRUE(unload);
+  ASSERT_EQ(unload->status, 200) << unload->body;
+  EXPECT_EQ(json::parse(unload->body)["state"], "unloaded");
+  EXPECT_EQ(json::parse(unload->body)["bytes"], 0);
+  EXPECT_EQ(metric(c, "foley_model_loaded{model=\"big\"}"), 0);
+  // Loading by hand answers once the model is loaded.
+  auto load = c.Post("/v1/models/big/load");
+  ASSERT_TRUE(load);
+  ASSERT_EQ(load->status, 200) << load->body;
+  EXPECT_EQ(json::parse(load->body)["state"], "loaded");
+  EXPECT_EQ(json::parse(load->body)["loads"], 2);
+}
+
+// Two models that cannot both be loaded (--vram-budget for the larger and half the smaller),
+// two workers, jobs alternating between the models: each ends with its own model's answer
+// (compared with each model's result on a server holding both), the models are swapped.
+TEST_F(ServerTest, ABudgetForOneModelSwapsModelsWithoutMixUps) {
+  ASSERT_FALSE(big_bundle().empty());
+  std::map<std::string, std::string> want;
+  int64_t small_bytes = 0, big_bytes = 0;
+  {
+    // Both preloaded: /health/ready turns 200 only once both are loaded and warm.
+    ServerProcess server(two_models({"--preload", "small", "big", "--jobs-per-device", "2"}), 0);
+    httplib::Client c("127.0.0.1", server.port());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+    bool ready = false;
+    while (!ready && std::chrono::steady_clock::now() < deadline) {
+      auto r = c.Get("/health/ready");
+      ready = r && r->status == 200;
+      if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(ready) << server.diagnostics();
+    const json models = get_models(c);
+    EXPECT_EQ(model_of(models, "small")["state"], "loaded") << "ready before the preloads";
+    EXPECT_EQ(model_of(models, "big")["state"], "loaded") << "ready before the preloads";
+    small_bytes = model_of(models, "small")["bytes"].get<int64_t>();
+    big_bytes = model_of(models, "big")["bytes"].get<int64_t>();
+    for (const char* m : {"small", "big"}) {
+      const std::string id = submit(c, text_job(m));
+      ASSERT_EQ(poll_until(c, id, is_finished).value("state", ""), "succeeded");
+      auto audio = c.Get("/v1/generations/" + id + "/audio");
+      ASSERT_TRUE(audio);
+      ASSERT_EQ(audio->status, 200);
+      want[m] = audio->body;
+    }
+  }
+  ASSERT_GT(small_bytes, 0);
+  ASSERT_GT(big_bytes, 0);
+  ASSERT_NE(want["small"], want["big"]);
+  const int64_t budget = std::max(small_bytes, big_bytes) + std::min(small_bytes, big_bytes) / 2;
+  char gb[32];
+  std::snprintf(gb, sizeof gb, "%.9f", double(budget) / 1e9);
+  ServerProcess server(
+      two_models({"--vram-budget", gb, "--jobs-per-device", "2", "--queue-size", "16"}), 0);
+  server.wait_ready();
+  httplib::Client c("127.0.0.1", server.port());
+  std::vector<std::pair<std::string, std::string>> jobs;  // id, model
+  for (int i = 0; i < 6; ++i) {
+    const std::string m = i % 2 ? "big" : "small";
+    jobs.emplace_back(submit(c, text_job(m)), m);
+  }
+  for (const auto& [id, m] : jobs) {
+    const json j = poll_until(c, id, is_finished, 180);
+    ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    EXPECT_EQ(j["params"]["model"], m);
+    auto audio = c.Get("/v1/generations/" + id + "/audio");
+    ASSERT_TRUE(audio);
+    EXPECT_TRUE(audio->body == want[m]) << "job " << id << " on " << m
+                                        << " did not get that model's answer";
+  }
+  const json models = get_models(c);
+  const json small = model_of(models, "small"), big = model_of(models, "big");
+  std::printf("[models] small %.1f MB, big %.1f MB, budget %.1f MB; loads %d/%d, evictions %d/%d\n",
+              small_bytes / 1e6, big_bytes / 1e6, budget / 1e6, small["loads"].get<int>(),
+              big["loads"].get<int>(), small["evictions"].get<int>(), big["evictions"].get<int>());
+  EXPECT_NEAR(models["budget_bytes"].get<double>(), double(budget), 2.0);
+  EXPECT_LE(models["used_bytes"].get<int64_t>(), models["budget_bytes"].get<int64_t>());
+  EXPECT_EQ(small["requests"], 3);
+  EXPECT_EQ(big["requests"], 3);
+  EXPECT_GE(small["evictions"].get<int>() + big["evictions"].get<int>(), 1) << models.dump();
+  EXPECT_GE(small["loads"].get<int>() + big["loads"].get<int>(), 3) << models.dump();
+  EXPECT_GE(metric(c, "foley_model_evictions_total{model=\"small\"}") +
+                metric(c, "foley_model_evictions_total{model=\"big\"}"),
+            1);
+}
+
+// Mistakes in the model flags stop the start with a message: a budget smaller than the default
+// model, a --preload that names no model, two models of one name.
+TEST_F(ServerTest, ModelFlagMistakesStopTheStart) {
+  ASSERT_FALSE(big_bundle().empty());
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {two_models({"--vram-budget", "0.000001"}), "budget"},
+      {two_models({"--preload", "nope"}), "--preload nope"},
+      {{"serve", "--model", "a=" + assets().bundle, "--model", "a=" + big_bundle(), "--port", "0"},
+       "\"a\""},
+  };
+  for (const auto& [args, says] : cases) {
+    ServerProcess server(args, 0);
+    EXPECT_GT(server.wait_exit(120), 0) << says;
+    EXPECT_NE(server.diagnostics().find(says), std::string::npos) << server.diagnostics();
+  }
 }
 
 }  // namespace

@@ -1,15 +1,18 @@
 // Drives the page of a running `foley serve` in headless Chromium (playwright-core, Debian's
 // /usr/bin/chromium) the way a user would:
-//   node generate.mjs URL CLIP SCREENSHOT [--steps N] [--no-video]
+//   node generate.mjs URL CLIP SCREENSHOT [--steps N] [--no-video] [--model NAME]
 // (URL may also come from FOLEY_URL, the browser from FOLEY_CHROMIUM.)
 //  1. waits until the page shows the server ready;
 //  2. error paths: a text file is refused in the page, and a file named .mp4 that is not a video
 //     comes back from the server as a readable #error;
 //  3. cancels a queued job from the page;
-//  4. uploads CLIP with a prompt and N steps, clicks Generate, follows the progress, and checks
+//  4. with --model: the model picker lists the server's models with their state, NAME (not
+//     loaded yet) is picked for the generation below, which then shows the model loading and
+//     leaves it "loaded" in the picker;
+//  5. uploads CLIP with a prompt and N steps, clicks Generate, follows the progress, and checks
 //     that #result-audio is playable with the clip's duration and that the muxed #result-video
 //     plays with an audio track;
-//  5. saves a full-page screenshot to SCREENSHOT.
+//  6. saves a full-page screenshot to SCREENSHOT.
 // Exits 0 on success, 1 with the reason otherwise.
 import fs from "node:fs";
 import { chromium } from "playwright-core";
@@ -17,12 +20,13 @@ import { chromium } from "playwright-core";
 const args = process.argv.slice(2);
 const flag = (name) => { const i = args.indexOf(name); return i < 0 ? null : args.splice(i, 2)[1]; };
 const steps = Number(flag("--steps") ?? 4);
+const model = flag("--model");
 const noVideoIdx = args.indexOf("--no-video");
 const expectVideo = noVideoIdx < 0;
 if (!expectVideo) args.splice(noVideoIdx, 1);
 const [url = process.env.FOLEY_URL, clip, screenshot] = args;
 if (!url || !clip || !screenshot) {
-  console.error("usage: node generate.mjs URL CLIP SCREENSHOT [--steps N] [--no-video]");
+  console.error("usage: node generate.mjs URL CLIP SCREENSHOT [--steps N] [--no-video] [--model NAME]");
   process.exit(2);
 }
 
@@ -115,6 +119,19 @@ try {
       }
     }).observe(s, { childList: true, characterData: true, subtree: true });
   });
+  if (model) {
+    // The picker: every model with its state, the default preselected; pick the one not loaded.
+    await page.waitForSelector("#model-box:not([hidden])", { timeout: 10000 })
+      .catch(() => { throw new Failure("no model picker although the server has several models"); });
+    const options = await page.$$eval("#model option", (os) => os.map((o) => [o.value, o.textContent]));
+    const picked = options.find(([v]) => v === model);
+    check(picked, `the picker does not list "${model}": ${JSON.stringify(options)}`);
+    check(/\(unloaded\)/.test(picked[1]), `"${model}" is not shown unloaded: ${picked[1]}`);
+    check(options.some(([, t]) => /\(loaded, default\)/.test(t)) &&
+          (await page.inputValue("#model")) !== model, `the default is not preselected: ${JSON.stringify(options)}`);
+    await page.selectOption("#model", model);
+    log("model picker:", options.map(([, t]) => t).join(", "), "-> picked", model);
+  }
   blocker = await submitBlocker();
   const started = Date.now();
   check(!(await page.isDisabled("#generate")), "Generate is disabled with a video chosen");
@@ -132,6 +149,13 @@ try {
   check(statusLog.some((t) => stepRe.test(t)), `no "step k/${steps}" in the status texts: ${JSON.stringify(statusLog)}`);
   const timingRows = await page.locator("#timings tr").count();
   check(timingRows > 0, "no per-stage timings shown");
+  if (model) {
+    check(statusLog.some((t) => /Loading the model/.test(t)), `the model's load was not shown: ${JSON.stringify(statusLog)}`);
+    await page.waitForFunction((m) => [...document.querySelectorAll("#model option")]
+      .some((o) => o.value === m && /\(loaded\)/.test(o.textContent)), model, { timeout: 10000 })
+      .catch(() => { throw new Failure(`the picker does not show "${model}" loaded after the job`); });
+    log(`model "${model}": loaded while the job waited, now shown loaded`);
+  }
 
   const audio = await playable(page, "#result-audio");
   check(Math.abs(audio.duration - clipSeconds) <= 0.1 + 0.03 * clipSeconds,

@@ -1,8 +1,9 @@
 #!/bin/sh
 # ctest's browser_generate entry (tests/cmake/browser.cmake), also usable by hand:
 #   run.sh SOURCE_ROOT WORK_DIR FOLEY_BINARY [BUNDLE CLIP]
-# Starts `foley serve --port 0` on BUNDLE, opens its page in headless Chromium (generate.mjs)
-# and generates audio for CLIP through the page. Without BUNDLE and CLIP it makes the tiny model
+# Starts `foley serve --port 0` on BUNDLE (twice, as the models "tiny", the default, and "also",
+# which is not preloaded), opens its page in headless Chromium (generate.mjs) and generates audio
+# for CLIP through the page, on the model "also" picked in the page's model picker. Without BUNDLE and CLIP it makes the tiny model
 # (scripts/make_tiny_models.py -> `foley convert --dtype f32`, the model directory cached in
 # WORK_DIR by the generator scripts' checksum) and a 2 s H.264 clip with the ffmpeg CLI.
 # playwright-core (pinned in package-lock.json) is installed with `npm ci` into WORK_DIR once.
@@ -54,7 +55,8 @@ if [ -z "$bundle" ] || [ -z "$clip" ]; then
 fi
 
 log="$work/serve.log"
-"$foley" serve --model "$bundle" --port 0 --max-clip-seconds 4 >"$log" 2>&1 &
+"$foley" serve --model tiny="$bundle" --model also="$bundle" --port 0 --max-clip-seconds 4 \
+  >"$log" 2>&1 &
 server=$!
 stop_server() {
   kill "$server" 2>/dev/null || true
@@ -80,6 +82,6 @@ done
 echo "foley serve at $url"
 
 status=0
-node "$work/generate.mjs" "$url/" "$clip" "$screenshot" --steps 4 || status=$?
+node "$work/generate.mjs" "$url/" "$clip" "$screenshot" --steps 4 --model also || status=$?
 if [ "$status" -ne 0 ]; then echo "--- foley serve log"; cat "$log"; fi
 exit "$status"

@@ -1,7 +1,9 @@
 // foley serve: the HTTP service. Startup order matters: the socket is bound and /health/live
-// answers before the model loads; /health/ready turns 200 only after every worker's Generator is
-// created and warmed. SIGTERM/SIGINT drain: new work gets 503, queued jobs are cancelled,
-// running ones get --drain-seconds to finish and are then cancelled at their next step.
+// answers before any model loads; /health/ready turns 200 only after the preloaded models
+// (--preload, default the first --model) are loaded and warmed. Other models load when a job
+// names them (or on POST /v1/models/{name}/load), within --vram-budget. SIGTERM/SIGINT drain:
+// new work gets 503, queued jobs are cancelled, running ones get --drain-seconds to finish and
+// are then cancelled at their next step.
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -24,7 +26,9 @@
 #include <set>
 #include <thread>
 
+#include "foley/registry.h"
 #include "server/app.h"
+#include "server/model_specs.h"
 #include "server/redis_jobs.h"
 #endif
 
@@ -75,6 +79,9 @@ int run_server(foley_server::ServerOptions o) {
   }
   const bool front_end = !o.queue.empty();
   std::unique_ptr<foley_server::JobJournal> journal;
+  // Declared before the App: the scheduler's workers use it until the App is gone.
+  std::unique_ptr<foley::ModelRegistry> registry;
+  std::vector<std::string> preload;
   std::unique_ptr<foley_server::App> app_holder;
   std::string queue_name;  // the Redis URL without its password, for the log
   if (front_end) {
@@ -90,6 +97,22 @@ int run_server(foley_server::ServerOptions o) {
           return std::make_unique<foley_server::RedisJobs>(ro);
         });
   } else {
+    // The models: each bundle is opened and checked now (a bad file fails here), none loaded.
+    foley::RegistryOptions ro;
+    ro.generator.device = cuda ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+    // The operator's limit is the longest clip; the networks' span stays the model's 15 s
+    // (less when no clip may be that long: arenas are sized for the span).
+    ro.generator.max_video_seconds = o.max_clip_seconds;
+    ro.generator.max_clip_seconds = std::min(15.0, o.max_clip_seconds);
+    ro.generators_per_model = workers;
+    ro.budget_bytes = int64_t(o.vram_budget_gb * 1e9);
+    ro.warm_up = true;
+    registry = std::make_unique<foley::ModelRegistry>(foley_server::parse_model_specs(o.models), ro);
+    preload = o.preload.empty() ? std::vector<std::string>{registry->default_model()} : o.preload;
+    for (const auto& name : preload)
+      if (!registry->has(name))
+        throw foley::Error(foley::ErrorKind::kInvalidInput,
+                           "--preload " + name + ": no --model is named so");
     // The journal of accepted jobs: a restart on the same data dir picks up what a killed (or
     // stopped) run left queued or running, and keeps serving its finished results.
     journal = foley_server::JobJournal::open(o.data_dir);
@@ -101,7 +124,8 @@ int run_server(foley_server::ServerOptions o) {
               foley_server::SchedulerOptions{o.queue_size, results, o.result_ttl_seconds,
                                              o.disk_budget_mb << 20, journal.get()},
               metrics);
-        });
+        },
+        registry.get());
     const foley_server::RestoreSummary restored = app_holder->scheduler()->restore(rows);
     // Files no journaled job refers to (a run killed between writing and journaling) are
     // deleted, so nothing in the data dir is orphaned forever.
@@ -126,8 +150,10 @@ int run_server(foley_server::ServerOptions o) {
     throw foley::Error(foley::ErrorKind::kInvalidInput,
                        "cannot listen on " + o.host + ":" + std::to_string(o.port));
   const std::string url = "http://" + o.host + ":" + std::to_string(port);
+  std::string loading;
+  for (const auto& name : preload) loading += (loading.empty() ? "" : ", ") + name;
   std::printf("foley serve: listening on %s (loading %s)\n", url.c_str(),
-              front_end ? queue_name.c_str() : o.model.c_str());
+              front_end ? queue_name.c_str() : loading.c_str());
   std::fflush(stdout);
   std::thread http([&app] { app.listen(); });
 
@@ -140,9 +166,11 @@ int run_server(foley_server::ServerOptions o) {
   auto shut_down = [&](int code) {
     // Bounded: running jobs get --drain-seconds, then ~1 s after their cancel; requests in
     // progress get 0.5 s more to finish writing.
-    const bool clean = app.drain();
+    bool clean = app.drain();
     app.stop(0.5);
     http.join();
+    // A POST .../load still loading on its own thread uses the registry.
+    clean = clean && app.loads_in_flight() == 0;
     if (!signalled) pthread_kill(signal_waiter.native_handle(), SIGTERM);
     signal_waiter.join();
     if (temp_data_dir) {
@@ -150,9 +178,9 @@ int run_server(foley_server::ServerOptions o) {
       fs::remove_all(o.data_dir, ec);
     }
     if (!clean) {
-      // A job is still inside a stage that cannot be interrupted; its thread uses the model,
-      // so nothing may be destroyed under it: leave now.
-      std::printf("foley serve: stopped (a running job did not reach a cancel point in time)\n");
+      // A job is still inside a stage that cannot be interrupted (or a model is still loading);
+      // its thread uses the model, so nothing may be destroyed under it: leave now.
+      std::printf("foley serve: stopped (a running job or a model load did not stop in time)\n");
       std::fflush(stdout);
       std::fflush(stderr);
       ::_exit(code);
@@ -167,35 +195,38 @@ int run_server(foley_server::ServerOptions o) {
                   queue_name.c_str());
       std::fflush(stdout);
     } else {
-      const auto t_load = std::chrono::steady_clock::now();
-      foley::ModelOptions mo;
-      mo.bundle_path = o.model;
-      const auto model = foley::Model::load(mo);
-      app.metrics().model_load_seconds = seconds_since(t_load);
-
+      // Ready means the preloaded models are warm. Each load can be stopped by a signal only
+      // between models.
       const auto t_warm = std::chrono::steady_clock::now();
-      std::vector<std::unique_ptr<foley::Generator>> generators;
-      int64_t device_bytes = 0;
-      for (int i = 0; i < workers && !signalled; ++i) {
-        foley::GeneratorOptions go;
-        go.device = cuda ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
-        // The operator's limit is the longest clip; the networks' span stays the model's 15 s
-        // (less when no clip may be that long: arenas are sized for the span).
-        go.max_video_seconds = o.max_clip_seconds;
-        go.max_clip_seconds = std::min(15.0, o.max_clip_seconds);
-        auto g = foley::Generator::create(model, go);
-        g->warm_up();
-        device_bytes += g->device_bytes();
-        generators.push_back(std::move(g));
+      for (const auto& name : preload) {
+        if (signalled) break;
+        try {
+          registry->load(name, &signalled);
+        } catch (const foley::Error& e) {
+          if (e.kind() != foley::ErrorKind::kCancelled) throw;
+        }
       }
       const double warm = seconds_since(t_warm);
       app.metrics().warmup_seconds = warm;
-      app.metrics().device_memory_bytes = device_bytes;
       if (!signalled) {
-        app.scheduler()->start(std::move(generators));
+        // Preloads beyond the budget evict the ones before them (least recently used first).
+        std::string names;
+        for (const auto& m : registry->status()) {
+          if (std::find(preload.begin(), preload.end(), m.name) == preload.end()) continue;
+          if (m.state != foley::ModelState::kLoaded)
+            std::fprintf(stderr,
+                         "foley serve: warning: --preload %s is not loaded: the models named "
+                         "after it took its place within --vram-budget\n",
+                         m.name.c_str());
+          else
+            names += (names.empty() ? "" : ", ") + m.name;
+        }
+        app.scheduler()->start(*registry, workers);
         app.set_ready();
-        std::printf("foley serve: ready on %s (model %s, %d workers, warmed in %.1f s)\n",
-                    url.c_str(), fs::path(o.model).filename().c_str(), workers, warm);
+        std::printf("foley serve: ready on %s (models loaded: %s; %zu configured, default %s; "
+                    "%d workers, warmed in %.1f s)\n",
+                    url.c_str(), names.c_str(), registry->status().size(),
+                    registry->default_model().c_str(), workers, warm);
         std::fflush(stdout);
       }
     }
@@ -219,14 +250,30 @@ Command add_serve_command(CLI::App& app) {
       app.add_subcommand("serve", "HTTP service: queued generations, SSE progress, metrics");
 #ifdef FOLEY_HAVE_HTTP
   auto o = std::make_shared<foley_server::ServerOptions>();
-  auto* model = cmd->add_option("--model", o->model, "bundle written by `foley convert`");
+  auto* model = cmd->add_option(
+      "--model", o->models,
+      "NAME=BUNDLE (repeat for several models, loaded on demand), or one BUNDLE (named after "
+      "its file's stem); bundles are written by `foley convert`. The first is the default "
+      "model of requests that name none");
   auto* queue = cmd->add_option(
       "--queue", o->queue,
       "redis://[:password@]host[:port][/db]: be a stateless front end of a shared queue whose "
       "jobs `foley worker` processes run (needs --data-dir on a folder shared with them)");
   model->excludes(queue);
+  auto* budget = cmd->add_option(
+      "--vram-budget", o->vram_budget_gb,
+      "GB (1e9 bytes) the loaded models may hold together: weights plus every generator's work "
+      "memory (arenas); on CUDA device memory, on the CPU (same accounting) host memory. A model "
+      "that would not fit unloads the least recently used idle ones first (default: no limit)")
+      ->check(CLI::Range(0.0, 1e6));
+  auto* preload = cmd->add_option(
+      "--preload", o->preload,
+      "models (by name) loaded and warmed before /health/ready turns 200 (default: the first "
+      "--model); the others load when a request names them");
+  budget->excludes(queue);
+  preload->excludes(queue);
   cmd->callback([o] {
-    if (o->model.empty() && o->queue.empty())
+    if (o->models.empty() && o->queue.empty())
       throw CLI::RequiredError("--model (or --queue for a front end)");
     if (!o->queue.empty() && o->data_dir.empty())
       throw CLI::ValidationError("--queue", "needs --data-dir: the folder shared with the workers");
@@ -239,7 +286,8 @@ Command add_serve_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--jobs-per-device", o->jobs_per_device,
-                  "concurrent jobs, one warmed Generator each (default 4 on cuda, 1 on cpu)")
+                  "concurrent jobs (worker threads), and warmed generators per loaded model "
+                  "(default 4 on cuda, 1 on cpu)")
       ->check(CLI::Range(1, 64));
   cmd->add_option("--queue-size", o->queue_size, "queued jobs before 429")
       ->capture_default_str()

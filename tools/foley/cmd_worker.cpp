@@ -27,6 +27,7 @@
 
 #include "server/http_errors.h"
 #include "server/job_runner.h"
+#include "server/model_specs.h"
 #include "server/redis_queue.h"
 #endif
 
@@ -40,6 +41,7 @@ using namespace foley_server;
 
 struct WorkerOptions {
   std::string queue, model, device = "cpu", data_dir, name, host = "127.0.0.1";
+  std::string model_name;  // from --model NAME=BUNDLE (or the bundle's stem)
   int port = -1;  // health and metrics; -1: none
   double visibility_seconds = 30;
   double max_clip_seconds = 600;  // the longest clip (GeneratorOptions::max_video_seconds)
@@ -176,11 +178,18 @@ void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::G
               (long long)attempt, claim.reclaimed ? ", taken over" : "");
   std::fflush(stdout);
   GenerationOutcome outcome;
+  const std::string& wanted = job->request.model;
   if (attempt > RedisQueue::kMaxAttempts) {
     outcome.error_status = 500;
     outcome.error_code = "internal";
     outcome.error_message =
         "the job stopped " + std::to_string(attempt - 1) + " workers; it is not run again";
+  } else if (!wanted.empty() && wanted != o.model_name) {
+    // A worker serves one model; a queue's workers are meant to serve the same one.
+    outcome.error_status = 404;
+    outcome.error_code = "not_found";
+    outcome.error_message = "model \"" + wanted + "\" is not served by this queue's workers (the "
+                            "worker that took the job serves \"" + o.model_name + "\")";
   } else {
     counters.busy = true;
     Heartbeat heartbeat(queue, queue.pool().url(), claim, o.name, *job,
@@ -301,7 +310,9 @@ int run_worker(WorkerOptions o) {
     fs::create_directories(o.data_dir + "/results", ec);
 
     foley::ModelOptions mo;
-    mo.bundle_path = o.model;
+    const foley::RegistryModel spec = parse_model_spec(o.model);
+    o.model_name = spec.name;
+    mo.bundle_path = spec.bundle_path;
     const auto model = foley::Model::load(mo);
     foley::GeneratorOptions go;
     go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
@@ -310,7 +321,8 @@ int run_worker(WorkerOptions o) {
     auto generator = foley::Generator::create(model, go);
     generator->warm_up();
     counters.ready = true;
-    std::printf("foley worker %s: ready (queue %s)\n", o.name.c_str(), to_string(url).c_str());
+    std::printf("foley worker %s: ready (queue %s, model %s)\n", o.name.c_str(),
+                to_string(url).c_str(), o.model_name.c_str());
     std::fflush(stdout);
 
     RedisClient c(url);
@@ -349,7 +361,11 @@ Command add_worker_command(CLI::App& app) {
 #ifdef FOLEY_HAVE_HTTP
   auto o = std::make_shared<WorkerOptions>();
   cmd->add_option("--queue", o->queue, "redis://[:password@]host[:port][/db]")->required();
-  cmd->add_option("--model", o->model, "bundle written by `foley convert`")->required();
+  cmd->add_option("--model", o->model,
+                  "NAME=BUNDLE or BUNDLE (named after its file's stem), written by `foley "
+                  "convert`. A worker serves this one model: a job that names another model "
+                  "fails (give every worker of a queue the same model)")
+      ->required();
   cmd->add_option("--data-dir", o->data_dir,
                   "the folder shared with the front ends (uploads/, results/)")
       ->required();

@@ -17,6 +17,7 @@
 #include <charconv>
 #include <optional>
 #include <string_view>
+#include <thread>
 
 #include "downloads.h"
 #include "foley/media.h"
@@ -29,9 +30,22 @@ namespace {
 
 constexpr const char* kIdPattern = "([^/]+)";
 
+// POST /v1/models/{name}/load or /unload: no body is read.
+bool is_model_action(std::string_view path) {
+  auto ends_with = [&](std::string_view tail) {
+    return path.size() > tail.size() && path.substr(path.size() - tail.size()) == tail;
+  };
+  return path.rfind("/v1/models/", 0) == 0 && (ends_with("/load") || ends_with("/unload"));
+}
+
 // Health checks never wait behind uploads, downloads or event streams.
 Lane classify(std::string_view method, std::string_view path) {
   if (path.rfind("/health/", 0) == 0) return Lane::kHealth;
+  // Unloading a model is quick (its memory is freed); loading one takes a while and waits on
+  // the work lane like an upload.
+  if (method == "POST" && is_model_action(path) &&
+      path.substr(path.size() - 7) == "/unload")
+    return Lane::kControl;
   if (method == "POST") return Lane::kWork;
   if (method == "GET" && path.rfind("/v1/generations/", 0) == 0) {
     auto ends_with = [&](std::string_view tail) {
@@ -129,11 +143,17 @@ void widen_listen_backlog(int port) {
 }  // namespace
 
 App::App(const ServerOptions& options, const std::string& uploads_dir,
-         const std::string& media_root_real, const JobServiceFactory& make_jobs)
+         const std::string& media_root_real, const JobServiceFactory& make_jobs,
+         foley::ModelRegistry* registry)
     : options_(options),
       jobs_(make_jobs(metrics_)),
+      registry_(registry),
       http_(front_limits(options), classify) {
   limits_.uploads_dir = uploads_dir;
+  if (registry_) {
+    for (const auto& m : registry_->status()) limits_.models.push_back(m.name);
+    limits_.default_model = registry_->default_model();
+  }
   limits_.media_root = media_root_real;
   limits_.max_clip_seconds = options.max_clip_seconds;
   openapi_ = openapi_json(options.max_clip_seconds);
@@ -162,10 +182,24 @@ int App::bind() {
   return port;
 }
 
-void App::listen() { http_.listen_after_bind(); }
+void App::listen() {
+  listen_entered_ = true;
+  if (!stopping_) http_.listen_after_bind();
+  listen_returned_ = true;
+}
 
 void App::stop(double grace_seconds) {
   stopping_ = true;
+  // httplib's stop() does nothing before its accept loop runs, and a loop started after it would
+  // never end: a stop that comes right after listen() was called (a start that fails at once)
+  // waits for the loop to run (or for listen() to have seen stopping_). Either this sees
+  // listen_entered_ or listen() sees stopping_ (both sequentially consistent).
+  if (listen_entered_) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!http_.is_running() && !listen_returned_ && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  *loads_cancel_ = true;
   http_.shut_down(std::chrono::duration<double>(grace_seconds));
 }
 
@@ -188,8 +222,13 @@ bool App::judge_head(const httplib::Request& req, httplib::Response& res) {
     res.set_header("Retry-After", loading ? "5" : "30");
     answer_unread(req, res);
     send_error(res, 503, "unavailable",
-               loading ? "the model is still loading" : "the server is shutting down");
+               loading ? "the server is still loading its models" : "the server is shutting down");
     return true;
+  }
+  // Model actions read no body: a length is not required (a body sent anyway is not read).
+  if (is_model_action(req.path)) {
+    answer_unread(req, res);
+    return false;
   }
   // The body is judged by its head, before a byte of it is read.
   const auto length = content_length(req);
@@ -287,7 +326,11 @@ void App::routes() {
   });
   http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     const FrontServer::Stats s = http_.stats();
+    if (registry_ && options_.device == "cuda") metrics_.device_memory_bytes = registry_->used_bytes();
     std::string text = metrics_.render(jobs_->queue_depth(), jobs_->jobs_by_state());
+    if (registry_)
+      text += render_model_metrics(registry_->status(), registry_->options().budget_bytes,
+                                   registry_->used_bytes());
     text += "# HELP foley_http_connections Open client connections.\n"
             "# TYPE foley_http_connections gauge\nfoley_http_connections " +
             std::to_string(s.connections) +
@@ -323,6 +366,18 @@ void App::routes() {
   });
   http_.Get(job + "/video", [this](const httplib::Request& req, httplib::Response& res) {
     get_file(req, res, true);
+  });
+  http_.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    get_models(req, res);
+  });
+  const std::string model = std::string("/v1/models/") + kIdPattern;
+  // Registered with a content reader so that httplib does not read a body: none is needed (one
+  // sent anyway closes the connection after the answer, see judge_head).
+  http_.Post(model + "/load", [this](const httplib::Request& req, httplib::Response& res,
+                                     const httplib::ContentReader&) { post_model_load(req, res); });
+  http_.Post(model + "/unload", [this](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader&) {
+    post_model_unload(req, res);
   });
 }
 

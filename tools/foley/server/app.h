@@ -11,6 +11,7 @@
 
 #include <httplib.h>
 
+#include "foley/registry.h"
 #include "http_front.h"
 #include "metrics.h"
 #include "requests.h"
@@ -19,7 +20,11 @@
 namespace foley_server {
 
 struct ServerOptions {
-  std::string model;
+  // --model values: NAME=BUNDLE, or one BUNDLE (named after its file's stem); the first is the
+  // default model of requests that name none.
+  std::vector<std::string> models;
+  double vram_budget_gb = 0;         // the registry's memory budget (0: none)
+  std::vector<std::string> preload;  // loaded and warmed before ready (default: the first model)
   std::string queue;  // redis://...: a front end of a shared queue (no model, no workers)
   std::string host = "127.0.0.1";
   int port = 8080;
@@ -27,7 +32,8 @@ struct ServerOptions {
   int http_threads = 32;   // uploads, downloads and synchronous requests served at once
   int max_streams = 64;    // concurrent SSE streams (503 + Retry-After beyond)
   size_t queue_size = 16;
-  int jobs_per_device = 0;  // 0: 4 on CUDA, 1 on the CPU
+  // Worker threads of the scheduler, and generators per loaded model. 0: 4 on CUDA, 1 on the CPU.
+  int jobs_per_device = 0;
   int64_t max_upload_mb = 256;
   std::string data_dir;    // empty: a private temporary directory
   std::string media_root;  // empty: JSON video_path refused
@@ -48,10 +54,12 @@ enum class Phase { kLoading, kReady, kDraining };
 class App {
  public:
   // Where jobs live is made by `make_jobs` (it gets the App's metrics): the local Scheduler, or
-  // the Redis front end.
+  // the Redis front end. `registry` (the local scheduler's models; null on a front end, which
+  // passes `model` through to its workers unchecked but for its form) must outlive the App.
   using JobServiceFactory = std::function<std::unique_ptr<JobService>(Metrics&)>;
   App(const ServerOptions& options, const std::string& uploads_dir,
-      const std::string& media_root_real, const JobServiceFactory& make_jobs);
+      const std::string& media_root_real, const JobServiceFactory& make_jobs,
+      foley::ModelRegistry* registry = nullptr);
   ~App();
 
   int bind();     // the port actually bound (--port, or a free one for --port 0); -1 on failure
@@ -67,6 +75,10 @@ class App {
   bool drain();
 
   Metrics& metrics() { return metrics_; }
+  // POST /v1/models/{name}/load runs the load on a thread of its own (a load cannot be
+  // interrupted, and the HTTP threads must stop in bounded time): while one is still running,
+  // the registry is in use and the process must exit without destroying it.
+  int loads_in_flight() const { return *loads_in_flight_; }
 
  private:
   void routes();
@@ -82,14 +94,25 @@ class App {
   void get_file(const httplib::Request& req, httplib::Response& res, bool video);
   void delete_job(const httplib::Request& req, httplib::Response& res);
   std::shared_ptr<Job> job_or_404(const httplib::Request& req, httplib::Response& res);
+  // /v1/models (models_api.cpp).
+  void get_models(const httplib::Request& req, httplib::Response& res);
+  void post_model_load(const httplib::Request& req, httplib::Response& res);
+  void post_model_unload(const httplib::Request& req, httplib::Response& res);
+  bool known_model_or_404(const std::string& name, httplib::Response& res);
+  nlohmann::json model_entry(const std::string& name) const;
 
   ServerOptions options_;
   RequestLimits limits_;
   Metrics metrics_;
   std::unique_ptr<JobService> jobs_;
+  foley::ModelRegistry* registry_ = nullptr;
+  // Shared with the threads of POST .../load, which may outlive a request (and, at exit, the App).
+  std::shared_ptr<std::atomic<int>> loads_in_flight_ = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<bool>> loads_cancel_ = std::make_shared<std::atomic<bool>>(false);
   FrontServer http_;
   std::atomic<Phase> phase_{Phase::kLoading};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> listen_entered_{false}, listen_returned_{false};
   std::string openapi_;  // made once: it depends only on the options
 };
 

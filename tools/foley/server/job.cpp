@@ -108,7 +108,8 @@ nlohmann::json request_to_json(const JobRequest& r) {
           {"video_path", r.video_path},
           {"owns_video", r.owns_video},
           {"synchronous", r.synchronous},
-          {"mux", r.mux}};
+          {"mux", r.mux},
+          {"model", r.model}};
 }
 
 JobRequest request_from_json(const nlohmann::json& j) {
@@ -129,6 +130,7 @@ JobRequest request_from_json(const nlohmann::json& j) {
     r.owns_video = j.at("owns_video").get<bool>();
     r.synchronous = j.at("synchronous").get<bool>();
     r.mux = j.at("mux").get<bool>();
+    r.model = j.value("model", "");  // absent in records written before models had names
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("malformed job record: ") + e.what());
@@ -216,6 +218,8 @@ nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix) {
         {"steps", p.steps},
         {"guidance", p.guidance},
         {"seed", p.seed},
+        {"model", job.request.model.empty() ? nlohmann::json(nullptr)
+                                            : nlohmann::json(job.request.model)},
         {"format", job.request.format == OutputFormat::kFlac ? "flac" : "wav"},
         {"sample_format", job.request.format == OutputFormat::kFlac
                               ? "s24"

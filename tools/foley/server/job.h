@@ -41,13 +41,17 @@ struct JobRequest {
   bool owns_video = false;     // delete video_path when the job is finished
   bool synchronous = false;    // POST /generate: no mux, removed once answered
   bool mux = false;            // also write the clip with the audio muxed in
+  // The model that runs it, by its registry name; empty: the server's default model (records
+  // written before models had names; on a queue front end, whatever model the workers serve).
+  std::string model;
   // Sound from the prompt alone, params.seconds long: audio only, never a muxed video.
   bool text_only() const { return video_path.empty(); }
 };
 
 struct JobEvent {
   uint64_t seq = 0;  // 0, 1, 2, ... over the job's life
-  std::string name;  // queued, running, progress, done, failed, cancelled
+  std::string name;  // queued, running, progress (stage loading_model while its model loads),
+                     // done, failed, cancelled
   nlohmann::json data;
 };
 

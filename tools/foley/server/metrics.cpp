@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <cmath>
 #include <cstdio>
 
 namespace foley_server {
@@ -8,7 +9,11 @@ namespace {
 
 std::string number(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
+  // Whole numbers (byte counts above 1e9 among them) exactly; others to 9 digits.
+  if (v == std::floor(v) && std::fabs(v) < 9e15)
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+  else
+    std::snprintf(buf, sizeof buf, "%.9g", v);
   return buf;
 }
 
@@ -88,12 +93,46 @@ std::string Metrics::render(size_t queue_depth,
   out += "# HELP foley_request_seconds Time from submission to the end of a job.\n";
   out += "# TYPE foley_request_seconds histogram\n";
   requests_.render(out, "foley_request_seconds", "");
-  gauge("foley_model_load_seconds", "Time to load the model bundle.", model_load_seconds.load());
-  gauge("foley_warmup_seconds", "Time to create and warm every worker.", warmup_seconds.load());
-  gauge("foley_device_memory_bytes", "Device memory held by the workers (0 on the CPU).",
+  gauge("foley_warmup_seconds", "Time to load and warm the preloaded models (--preload).",
+        warmup_seconds.load());
+  gauge("foley_device_memory_bytes", "Device memory held by the loaded models (0 on the CPU).",
         double(device_memory_bytes.load()));
-  gauge("foley_ready", "1 once every worker is warm and the server takes jobs.",
+  gauge("foley_ready", "1 once the preloaded models are warm and the server takes jobs.",
         ready.load() ? 1 : 0);
+  return out;
+}
+
+std::string render_model_metrics(const std::vector<foley::RegistryModelStatus>& models,
+                                 int64_t budget_bytes, int64_t used_bytes) {
+  std::string out;
+  // Model names are plain ([A-Za-z0-9._-]): nothing to escape in the label.
+  auto family = [&](const char* name, const char* type, const char* help, auto value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    for (const auto& m : models)
+      out += std::string(name) + "{model=\"" + m.name + "\"} " + number(double(value(m))) + "\n";
+  };
+  using S = foley::RegistryModelStatus;
+  family("foley_model_loaded", "gauge", "1 while the model is loaded (ready for requests).",
+         [](const S& m) { return m.state == foley::ModelState::kLoaded ? 1 : 0; });
+  family("foley_model_bytes", "gauge",
+         "Memory the model holds now: weights and work memory of its generators (device memory "
+         "on CUDA, host memory on the CPU); its reservation while it loads.",
+         [](const S& m) { return m.bytes; });
+  family("foley_model_requests_total", "counter", "Requests that ran on the model since start.",
+         [](const S& m) { return m.requests; });
+  family("foley_model_loads_total", "counter", "Times the model was loaded since start.",
+         [](const S& m) { return m.loads; });
+  family("foley_model_evictions_total", "counter",
+         "Times the model was unloaded to make room for another within the budget.",
+         [](const S& m) { return m.evictions; });
+  family("foley_model_load_seconds", "gauge", "Time the model's last load took (with warm-up).",
+         [](const S& m) { return m.last_load_seconds; });
+  out += "# HELP foley_models_budget_bytes The models' memory budget (--vram-budget; 0: none).\n"
+         "# TYPE foley_models_budget_bytes gauge\nfoley_models_budget_bytes " +
+         number(double(budget_bytes)) + "\n";
+  out += "# HELP foley_models_used_bytes Memory the loaded models hold now.\n"
+         "# TYPE foley_models_used_bytes gauge\nfoley_models_used_bytes " +
+         number(double(used_bytes)) + "\n";
   return out;
 }
 

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "foley/registry.h"
+
 namespace foley_server {
 
 class Histogram {
@@ -30,9 +32,8 @@ class Metrics {
   void observe_request(double seconds);
   void count_finished(const std::string& state);  // succeeded, failed, cancelled
 
-  std::atomic<double> model_load_seconds{0};
-  std::atomic<double> warmup_seconds{0};
-  std::atomic<int64_t> device_memory_bytes{0};
+  std::atomic<double> warmup_seconds{0};         // loading and warming the preloaded models
+  std::atomic<int64_t> device_memory_bytes{0};   // the loaded models' cost on CUDA; 0 on the CPU
   std::atomic<bool> ready{false};
   std::atomic<uint64_t> jobs_submitted{0};
 
@@ -45,5 +46,11 @@ class Metrics {
   Histogram requests_{{0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300}};
   std::map<std::string, uint64_t> finished_;
 };
+
+// Per model of the registry (label model="NAME"): foley_model_loaded, foley_model_bytes,
+// foley_model_requests_total, foley_model_loads_total, foley_model_evictions_total,
+// foley_model_load_seconds (the last load); and foley_models_budget_bytes, foley_models_used_bytes.
+std::string render_model_metrics(const std::vector<foley::RegistryModelStatus>& models,
+                                 int64_t budget_bytes, int64_t used_bytes);
 
 }  // namespace foley_server

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -19,6 +20,7 @@
 #include "foley/media.h"
 #include "http_errors.h"
 #include "http_front.h"
+#include "model_specs.h"
 
 namespace foley_server {
 
@@ -128,6 +130,18 @@ std::string apply_fields(const Fields& f, const RequestLimits& limits, JobReques
       return "seconds: the length of text-only audio must be a number from 0.64 to " +
              seconds_text(limits.max_clip_seconds) + " (this server's limit)";
     p.seconds = *s;
+  }
+  out.model = limits.default_model;
+  if (const auto* v = get("model"); v && !v->empty()) {
+    std::string known;
+    for (const auto& n : limits.models) known += (known.empty() ? "" : ", ") + n;
+    if (!is_valid_model_name(*v))
+      return "model: not a model name" +
+             (known.empty() ? std::string() : " (this server has: " + known + ")");
+    if (!limits.models.empty() &&
+        std::find(limits.models.begin(), limits.models.end(), *v) == limits.models.end())
+      return "model: unknown model \"" + *v + "\" (this server has: " + known + ")";
+    out.model = *v;
   }
   if (const auto* v = get("format")) {
     if (*v == "wav") out.format = OutputFormat::kWav;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <httplib.h>
 
@@ -23,6 +24,10 @@ struct RequestLimits {
   double max_clip_seconds = 600.0;
   bool flac_available = true;
   int64_t max_upload_bytes = int64_t(256) << 20;
+  // The registry's model names and the one a request that names none gets. Empty on a queue
+  // front end: any well-formed name is passed on to the workers (and an absent one stays empty).
+  std::vector<std::string> models;
+  std::string default_model;
 };
 
 struct ParsedRequest {

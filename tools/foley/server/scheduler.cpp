@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "foley/media.h"
@@ -29,9 +30,9 @@ Scheduler::~Scheduler() {
   if (!workers_.empty() || janitor_.joinable()) drain(0);
 }
 
-void Scheduler::start(std::vector<std::unique_ptr<foley::Generator>> generators) {
-  generators_ = std::move(generators);
-  for (auto& g : generators_) workers_.emplace_back([this, gen = g.get()] { worker_loop(gen); });
+void Scheduler::start(foley::ModelRegistry& registry, int workers) {
+  registry_ = &registry;
+  for (int i = 0; i < std::max(1, workers); ++i) workers_.emplace_back([this] { worker_loop(); });
   janitor_ = std::thread([this] { janitor_loop(); });
 }
 
@@ -203,7 +204,7 @@ bool Scheduler::draining() const {
   return draining_;
 }
 
-void Scheduler::worker_loop(foley::Generator* generator) {
+void Scheduler::worker_loop() {
   for (;;) {
     std::shared_ptr<Job> job;
     {
@@ -228,7 +229,7 @@ void Scheduler::worker_loop(foley::Generator* generator) {
                      job->id.c_str(), e.what());
       }
     }
-    run_job(generator, job);
+    run_job(job);
     journal_end(job);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -238,10 +239,63 @@ void Scheduler::worker_loop(foley::Generator* generator) {
   }
 }
 
-void Scheduler::run_job(foley::Generator* generator, const std::shared_ptr<Job>& job) {
+void Scheduler::run_job(const std::shared_ptr<Job>& job) {
   const JobRequest& req = job->request;
-  GenerationOutcome outcome =
-      generate_and_write(*generator, *job, options_.results_dir, job->id);
+  GenerationOutcome outcome;
+  // A generator of the job's model; acquiring it loads the model if it is not loaded (evicting
+  // idle ones to stay within the budget), which the job reports as its stage "loading_model".
+  std::optional<foley::ModelRegistry::Lease> lease;
+  const auto t_wait = std::chrono::steady_clock::now();
+  bool loading = false;
+  const std::string model = req.model.empty() ? registry_->default_model() : req.model;
+  try {
+    lease.emplace(registry_->acquire(model, &job->cancel, [&] {
+      loading = true;
+      std::lock_guard<std::mutex> lock(job->mutex);
+      job->progress = foley::GenerationProgress{};
+      job->progress.stage = "loading_model";
+      nlohmann::json data = progress_json_locked(*job);
+      data["model"] = model;
+      job->emit_locked("progress", std::move(data));
+    }));
+  } catch (const foley::Error& e) {
+    switch (e.kind()) {
+      case foley::ErrorKind::kCancelled:
+        outcome.cancelled = true;
+        break;
+      case foley::ErrorKind::kUnsupported:  // the model alone is larger than --vram-budget
+        outcome.error_status = 507;
+        outcome.error_code = "model_too_large";
+        outcome.error_message = "model larger than the budget: " + scrub_paths(e.what());
+        break;
+      case foley::ErrorKind::kNotFound:  // a job of an earlier run, for a model no longer served
+        outcome.error_status = 404;
+        outcome.error_code = "not_found";
+        outcome.error_message = scrub_paths(e.what());
+        break;
+      default:
+        std::fprintf(stderr, "foley serve: job %s: %s\n", job->id.c_str(), e.what());
+        outcome.error_status = 500;
+        outcome.error_code = "internal";
+        outcome.error_message =
+            "the model \"" + model + "\" could not be loaded (see the server log)";
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "foley serve: job %s: internal error: %s\n", job->id.c_str(), e.what());
+    outcome.error_status = 500;
+    outcome.error_code = "internal";
+    outcome.error_message = "internal error (see the server log)";
+  }
+  if (lease) {
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count();
+    outcome = generate_and_write(lease->generator(), *job, options_.results_dir, job->id);
+    // The generator is free again before the job's end is visible: a client that saw the job
+    // finish finds its model idle (unloadable).
+    lease.reset();
+    if (loading && outcome.result)
+      outcome.result->timings.insert(outcome.result->timings.begin(), {"load_model", waited});
+  }
   if (outcome.result) {
     for (const auto& t : outcome.result->timings) metrics_.observe_stage(t.stage, t.seconds);
     std::lock_guard<std::mutex> lock(job->mutex);

@@ -1,6 +1,8 @@
-// The job store and its workers: a bounded FIFO of queued jobs, one worker thread per Generator
-// (so at most that many jobs run at once), finished results kept for a TTL and within a disk
-// budget by a janitor thread, and the drain that SIGTERM starts.
+// The job store and its workers: a bounded FIFO of queued jobs, a fixed number of worker threads
+// (so at most that many jobs run at once) that each take the next job and lease a generator of
+// the job's model from the ModelRegistry (loading the model first if it is not loaded; the job
+// waits, running, with progress stage "loading_model"), finished results kept for a TTL and
+// within a disk budget by a janitor thread, and the drain that SIGTERM starts.
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "foley/foley.h"
+#include "foley/registry.h"
 #include "job.h"
 #include "job_journal.h"
 #include "job_service.h"
@@ -42,8 +45,9 @@ class Scheduler : public JobService {
   Scheduler(SchedulerOptions options, Metrics& metrics);
   ~Scheduler() override;
 
-  // Starts one worker thread per (warmed) generator, and the janitor.
-  void start(std::vector<std::unique_ptr<foley::Generator>> generators);
+  // Starts `workers` worker threads, which run jobs on generators leased from `registry` (it
+  // must outlive the scheduler's threads), and the janitor.
+  void start(foley::ModelRegistry& registry, int workers);
 
   // Journals (when a journal is set) and queues the job. Throws JournalError when the journal
   // cannot record it: the job is then not accepted.
@@ -72,8 +76,8 @@ class Scheduler : public JobService {
   bool drain(double budget_seconds, double cancel_grace_seconds = 2.0) override;
 
  private:
-  void worker_loop(foley::Generator* generator);
-  void run_job(foley::Generator* generator, const std::shared_ptr<Job>& job);
+  void worker_loop();
+  void run_job(const std::shared_ptr<Job>& job);
   void janitor_loop();
   void finish_cancelled_locked(Job& job, const std::string& message);
   void finish_failed_locked(Job& job, int status, const std::string& code,
@@ -87,7 +91,7 @@ class Scheduler : public JobService {
 
   SchedulerOptions options_;
   Metrics& metrics_;
-  std::vector<std::unique_ptr<foley::Generator>> generators_;
+  foley::ModelRegistry* registry_ = nullptr;
   std::vector<std::thread> workers_;
   std::thread janitor_;
 
