@@ -157,8 +157,11 @@ for sec in (10, 60):
             f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
 EOF
   cat "$BUNDLE" >/dev/null
-  for args in "$W/long10.y4m 50 2 9" "$W/long60.y4m 50 2 9" "$W/long60.y4m 50 1 10" \
-      "text:8 50 2 9" "$W/long60.y4m 50 1 12"; do
+  # LONG_RUNS: ';'-separated long_clip_bench arguments after the device (VIDEO STEPS REPEAT WINDOW)
+  IFS=';' read -ra runs <<<"${LONG_RUNS:-long10 50 2 9;long60 50 2 9;long60 50 1 10;text:8 50 2 9;long60 50 1 12}"
+  for args in "${runs[@]}"; do
+    args=${args//long10/$W/long10.y4m}
+    args=${args//long60/$W/long60.y4m}
     run timeout 150 $B/bin/long_clip_bench "$BUNDLE" cuda $args
   done
 fi
