@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -121,23 +123,41 @@ class VariantConvertTest : public ::testing::Test {
  protected:
   // both/: the complete tiny model (XXL layout, hidden 128) plus an XL-layout DiT of other sizes
   // (hidden 64, 1+1 blocks); xl/: the DAC and an XL-layout DiT of the default tiny sizes.
+  // The folders depend only on the generator scripts, so they are made once per version of
+  // them (ctest runs every test in its own process; Python with torch is most of the time) and
+  // renamed into place whole, so a half-made folder is never taken.
   static void SetUpTestSuite() {
     if (!test::have_python_torch()) return;
-    root_ = new std::string(test::temp_dir());
+    std::string key;
+    for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
+                          "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
+                          "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
+      std::ifstream in(source_path(f), std::ios::binary);
+      key += std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    out_ = new std::string(test::temp_dir());  // what the tests write: this process's own
+    root_ = new std::string("/tmp/foley-variants-" + std::to_string(std::hash<std::string>()(key)));
+    if (std::filesystem::exists(*root_ + "/xl/hunyuanvideo_foley_xl.pth")) return;
+    const std::string tmp = test::temp_dir();
     const std::string py = std::string(FOLEY_PYTHON) + " ";
     std::string out;
     for (const std::string& cmd :
-         {py + source_path("scripts/make_tiny_models.py") + " " + both() + " --seed 3",
-          py + source_path("scripts/tiny_models/dit.py") + " " + both() +
-              " --seed 4 --layout xl --hidden 64 --triple 1 --single 1",
-          py + source_path("scripts/make_tiny_models.py") + " " + xl() +
-              " --seed 4 --dit-layout xl --no-encoders"}) {
+         {py + source_path("scripts/make_tiny_models.py") + " " + tmp + "/both --seed 3",
+          py + source_path("scripts/tiny_models/dit.py") + " " + tmp +
+              "/both --seed 4 --layout xl --hidden 64 --triple 1 --single 1",
+          py + source_path("scripts/make_tiny_models.py") + " " + tmp +
+              "/xl --seed 4 --dit-layout xl --no-encoders"}) {
       ASSERT_EQ(run_command(cmd + " 2>&1", &out), 0) << cmd << "\n" << out;
     }
+    std::error_code ec;
+    std::filesystem::rename(tmp, *root_, ec);  // losing a race to another process is fine
+    if (ec && !std::filesystem::exists(*root_ + "/xl/hunyuanvideo_foley_xl.pth")) *root_ = tmp;
   }
   static void TearDownTestSuite() {
     delete root_;
     root_ = nullptr;
+    delete out_;
+    out_ = nullptr;
   }
   void SetUp() override {
     if (!test::have_python_torch()) FOLEY_SKIP_MISSING("needs /usr/bin/python3 with torch");
@@ -151,7 +171,7 @@ class VariantConvertTest : public ::testing::Test {
     r.model_dir = dir;
     r.model_size = size;
     r.dtype = "f32";
-    r.output = *root_ + "/" + output;
+    r.output = *out_ + "/" + output;
     return convert_model(r);
   }
   static std::string convert_error(const ConvertRequest& r) {
@@ -163,14 +183,16 @@ class VariantConvertTest : public ::testing::Test {
     return "";
   }
 
-  static std::string* root_;
+  static std::string* root_;  // the generated model folders, shared by processes
+  static std::string* out_;   // this process's outputs
 };
 std::string* VariantConvertTest::root_ = nullptr;
+std::string* VariantConvertTest::out_ = nullptr;
 
 TEST_F(VariantConvertTest, BothLayoutsNeedAModelSize) {
   ConvertRequest r;
   r.model_dir = both();
-  r.output = *root_ + "/ambiguous.safetensors";
+  r.output = *out_ + "/ambiguous.safetensors";
   const std::string err = convert_error(r);
   EXPECT_NE(err.find("hunyuanvideo_foley.pth"), std::string::npos) << err;
   EXPECT_NE(err.find("hunyuanvideo_foley_xl.pth"), std::string::npos) << err;
@@ -198,8 +220,8 @@ TEST_F(VariantConvertTest, ModelSizePicksTheFileAndHashesMatchForSharedNetworks)
   ASSERT_EQ(big.networks.size(), 5u);
   ASSERT_EQ(small.networks.size(), 5u);
 
-  auto big_store = WeightStore::open(*root_ + "/xxl.safetensors");
-  auto small_store = WeightStore::open(*root_ + "/xl.safetensors");
+  auto big_store = WeightStore::open(*out_ + "/xxl.safetensors");
+  auto small_store = WeightStore::open(*out_ + "/xl.safetensors");
   EXPECT_EQ(big_store->config("dit")["hidden_size"], 128);
   EXPECT_EQ(small_store->config("dit")["hidden_size"], 64);
   EXPECT_EQ(big_store->file().metadata().at("variant"), "custom");
@@ -217,7 +239,7 @@ TEST_F(VariantConvertTest, ModelSizePicksTheFileAndHashesMatchForSharedNetworks)
     EXPECT_EQ(hash, network_content_hash(big_store->file(), net)) << net;
 
   // The public API: inspect_bundle and verify_bundle_hashes.
-  const BundleInfo info = inspect_bundle(*root_ + "/xl.safetensors");
+  const BundleInfo info = inspect_bundle(*out_ + "/xl.safetensors");
   EXPECT_EQ(info.variant, "custom");
   EXPECT_TRUE(info.has_dit);
   EXPECT_EQ(info.dit.hidden, 64);
@@ -232,11 +254,11 @@ TEST_F(VariantConvertTest, ModelSizePicksTheFileAndHashesMatchForSharedNetworks)
   for (const auto& [net, n] : info.parameters) sum += n;
   EXPECT_EQ(sum, info.total_parameters);
   EXPECT_GT(info.parameters.at("dit"), 0u);
-  EXPECT_TRUE(verify_bundle_hashes(*root_ + "/xl.safetensors").empty());
+  EXPECT_TRUE(verify_bundle_hashes(*out_ + "/xl.safetensors").empty());
 
   // One flipped byte in the DiT's data: the DiT (only) no longer matches its hash.
-  const std::string flipped = *root_ + "/flipped.safetensors";
-  fs::copy_file(*root_ + "/xl.safetensors", flipped, fs::copy_options::overwrite_existing);
+  const std::string flipped = *out_ + "/flipped.safetensors";
+  fs::copy_file(*out_ + "/xl.safetensors", flipped, fs::copy_options::overwrite_existing);
   const SafetensorsEntry& e = small_store->file().entry("dit.final_layer.linear.weight");
   {
     std::fstream f(flipped, std::ios::in | std::ios::out | std::ios::binary);
@@ -259,7 +281,7 @@ TEST_F(VariantConvertTest, OneLayoutIsTakenWithoutAModelSize) {
   ConvertRequest r;
   r.model_dir = both();
   r.include_dit = false;
-  r.output = *root_ + "/no_dit.safetensors";
+  r.output = *out_ + "/no_dit.safetensors";
   const ConvertSummary encoders = convert_model(r);
   EXPECT_EQ(encoders.variant, "");
   EXPECT_EQ(encoders.content_hashes.count("dit"), 0u);
@@ -269,7 +291,7 @@ TEST_F(VariantConvertTest, OneLayoutIsTakenWithoutAModelSize) {
   r.model_dir = xl();
   r.include_dit = true;
   r.model_size = "xxl";
-  r.output = *root_ + "/wrong_size.safetensors";
+  r.output = *out_ + "/wrong_size.safetensors";
   const std::string err = convert_error(r);
   EXPECT_NE(err.find("no hunyuanvideo_foley.pth"), std::string::npos) << err;
   EXPECT_NE(err.find("hunyuanvideo_foley_xl.pth, the XL DiT"), std::string::npos) << err;
@@ -281,14 +303,14 @@ TEST_F(VariantConvertTest, DisagreeingConfigIsRefusedNamingTheDifference) {
   ConvertRequest r;
   r.dit_checkpoint = both() + "/hunyuanvideo_foley_xl.pth";
   r.dit_config = both() + "/config.yaml";
-  r.output = *root_ + "/disagree.safetensors";
+  r.output = *out_ + "/disagree.safetensors";
   std::string err = convert_error(r);
   EXPECT_NE(err.find("hidden_size is 128 but the tensors say 64"), std::string::npos) << err;
   EXPECT_NE(err.find("depth_triple_blocks is 2 but the tensors say 1"), std::string::npos) << err;
   EXPECT_NE(err.find("config.yaml"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(r.output));
   // In a model directory: the XL checkpoint beside a config of other sizes under the XL name.
-  const std::string dir = *root_ + "/mixed";
+  const std::string dir = *out_ + "/mixed";
   fs::create_directories(dir);
   fs::copy_file(both() + "/hunyuanvideo_foley_xl.pth", dir + "/hunyuanvideo_foley_xl.pth",
                 fs::copy_options::overwrite_existing);
@@ -296,7 +318,7 @@ TEST_F(VariantConvertTest, DisagreeingConfigIsRefusedNamingTheDifference) {
                 fs::copy_options::overwrite_existing);
   ConvertRequest d;
   d.model_dir = dir;
-  d.output = *root_ + "/mixed.safetensors";
+  d.output = *out_ + "/mixed.safetensors";
   err = convert_error(d);
   EXPECT_NE(err.find("hunyuanvideo-foley-xl.yaml"), std::string::npos) << err;
   EXPECT_NE(err.find("hidden_size is 128 but the tensors say 64"), std::string::npos) << err;
@@ -306,16 +328,16 @@ TEST_F(VariantConvertTest, DisagreeingConfigIsRefusedNamingTheDifference) {
   ConvertRequest n;
   n.model_dir = dir;
   n.dit_checkpoint = dir + "/hunyuanvideo_foley_xl.pth";
-  n.output = *root_ + "/noconfig.safetensors";
+  n.output = *out_ + "/noconfig.safetensors";
   err = convert_error(n);
   EXPECT_NE(err.find("hunyuanvideo-foley-xl.yaml"), std::string::npos) << err;
 }
 
 // A bundle written before variants and hashes were recorded still loads and inspects.
 TEST_F(VariantConvertTest, BundleWithoutVariantOrHashes) {
-  const std::string path = *root_ + "/legacy.safetensors";
+  const std::string path = *out_ + "/legacy.safetensors";
   {
-    const std::string src = *root_ + "/xl.safetensors";
+    const std::string src = *out_ + "/xl.safetensors";
     if (!fs::exists(src)) convert(both(), "xl", "xl.safetensors");
     const SafetensorsFile f = SafetensorsFile::open(src);
     SafetensorsWriter w;
@@ -337,7 +359,7 @@ TEST_F(VariantConvertTest, BundleWithoutVariantOrHashes) {
 
 // `foley models DIR` (table and --json, --verify) and `foley inspect` on bundles.
 TEST_F(VariantConvertTest, ModelsCliListsBundlesAndBadFiles) {
-  const std::string dir = *root_ + "/listing";
+  const std::string dir = *out_ + "/listing";
   fs::create_directories(dir + "/sub.safetensors");  // a folder: not listed
   convert(both(), "xxl", "listing/tiny-xxl.safetensors");
   convert(both(), "xl", "listing/tiny-xl.safetensors");
