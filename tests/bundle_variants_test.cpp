@@ -24,6 +24,7 @@
 #include "models/mmdit.h"
 #include "models/weight_store.h"
 #include "test_util.h"
+#include "tiny_pipeline.h"
 
 namespace foley {
 namespace {
@@ -128,15 +129,8 @@ class VariantConvertTest : public ::testing::Test {
   // renamed into place whole, so a half-made folder is never taken.
   static void SetUpTestSuite() {
     if (!test::have_python_torch()) return;
-    std::string key;
-    for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
-                          "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
-                          "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
-      std::ifstream in(source_path(f), std::ios::binary);
-      key += std::string(std::istreambuf_iterator<char>(in), {});
-    }
     out_ = new std::string(test::temp_dir());  // what the tests write: this process's own
-    root_ = new std::string("/tmp/foley-variants-" + std::to_string(std::hash<std::string>()(key)));
+    root_ = new std::string("/tmp/foley-variants-" + test::tiny_scripts_key());
     if (std::filesystem::exists(*root_ + "/xl/hunyuanvideo_foley_xl.pth")) return;
     const std::string tmp = test::temp_dir();
     const std::string py = std::string(FOLEY_PYTHON) + " ";

@@ -17,6 +17,19 @@
 
 namespace foley::test {
 
+// A hash of the tiny-model generator scripts: folders they write are cached in /tmp under it
+// and made again only when a script changes.
+inline std::string tiny_scripts_key() {
+  std::string text;
+  for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
+                        "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
+                        "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
+    std::ifstream in(source_path(f), std::ios::binary);
+    text += std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  return std::to_string(std::hash<std::string>()(text));
+}
+
 // The tiny model directory depends only on the generator scripts, so it is cached in /tmp under
 // a hash of them (Python with torch is most of the time); the conversion runs in every process.
 struct TinyModel {
@@ -25,15 +38,7 @@ struct TinyModel {
 
   static const TinyModel* get() {
     static std::unique_ptr<TinyModel> tiny = []() -> std::unique_ptr<TinyModel> {
-      std::string key;
-      for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
-                            "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
-                            "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
-        std::ifstream in(source_path(f), std::ios::binary);
-        key += std::string(std::istreambuf_iterator<char>(in), {});
-      }
-      const std::string source =
-          "/tmp/foley-tiny-full-" + std::to_string(std::hash<std::string>()(key));
+      const std::string source = "/tmp/foley-tiny-full-" + tiny_scripts_key();
       if (!std::filesystem::exists(source + "/synchformer_state_dict.pth")) {
         const std::string tmp = temp_dir();
         const std::string cmd = std::string(FOLEY_PYTHON) + " " +
