@@ -109,6 +109,7 @@ class ModelRegistry {
                             const std::atomic<bool>* cancel,
                             const std::function<void()>& on_loading, bool& waited);
   int64_t estimate_locked(const Entry& e) const;
+  int64_t used_locked() const;  // the models' bytes: measured, or reserved while loading
   void release(const std::string& model, size_t slot);
   // Unloads a loaded, idle model (lock held; released while its memory is freed).
   void unload_locked(std::unique_lock<std::mutex>& lock, Entry& e);

@@ -116,11 +116,15 @@ bool ModelRegistry::has(const std::string& name) const {
   return false;
 }
 
-int64_t ModelRegistry::used_bytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+int64_t ModelRegistry::used_locked() const {
   int64_t sum = 0;
   for (const auto& e : entries_) sum += e->bytes;
   return sum;
+}
+
+int64_t ModelRegistry::used_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return used_locked();
 }
 
 int64_t ModelRegistry::estimate_locked(const Entry& e) const {
@@ -175,8 +179,7 @@ void ModelRegistry::ensure_loaded_locked(std::unique_lock<std::mutex>& lock, Ent
                        e.spec.name.c_str(), need / 1e9, budget / 1e9);
     bool room = true;
     for (;;) {
-      int64_t used = 0;
-      for (const auto& o : entries_) used += o->bytes;
+      const int64_t used = used_locked();
       if (budget <= 0 || used + need <= budget) break;
       Entry* victim = nullptr;
       for (const auto& o : entries_)
