@@ -31,15 +31,23 @@ bool have_python_torch();
 // step, so tests fail instead of skipping.
 bool in_ci();
 
+// ASan + UBSan build (scripts/test.sh's second stage): several times slower, so tests that
+// repeat the same work for confidence repeat it less there.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitizerBuild = true;
+#else
+inline constexpr bool kSanitizerBuild = false;
+#endif
+
 // A test whose tool or data is missing: skipped on a developer's machine, a failure in CI. The GPU
 // is the one exception (CI never has one): CUDA tests call GTEST_SKIP themselves.
-#define FOLEY_SKIP_MISSING(why)                                 \
-  do {                                                          \
-    if (::foley::test::in_ci()) {                               \
-      GTEST_FAIL() << "missing in CI (CI=true): " << why;       \
-    } else {                                                    \
-      GTEST_SKIP() << why;                                      \
-    }                                                           \
+#define FOLEY_SKIP_MISSING(why)                           \
+  do {                                                    \
+    if (::foley::test::in_ci()) {                         \
+      GTEST_FAIL() << "missing in CI (CI=true): " << why; \
+    } else {                                              \
+      GTEST_SKIP() << why;                                \
+    }                                                     \
   } while (0)
 
 // Sets an environment variable for one scope and restores what was there before (tests that

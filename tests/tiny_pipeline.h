@@ -30,28 +30,38 @@ inline std::string tiny_scripts_key() {
   return std::to_string(std::hash<std::string>()(text));
 }
 
-// The tiny model directory depends only on the generator scripts, so it is cached in /tmp under
-// a hash of them (Python with torch is most of the time); the conversion runs in every process.
+// A folder written by scripts/make_tiny_models.py with `args`: it depends only on the generator
+// scripts, so it is cached in /tmp under a hash of them and the arguments (Python with torch is
+// most of a test's time) and renamed into place whole, so a half-made folder is never taken.
+// Returns "" after reporting a failure.
+inline std::string cached_tiny_models(const std::string& args) {
+  const std::string key = tiny_scripts_key() + "-" + std::to_string(std::hash<std::string>()(args));
+  const std::string dir = "/tmp/foley-tiny-" + key;
+  if (std::filesystem::exists(dir + "/complete")) return dir;
+  const std::string tmp = temp_dir();
+  const std::string cmd = std::string(FOLEY_PYTHON) + " " +
+                          source_path("scripts/make_tiny_models.py") + " " + tmp + " " + args +
+                          " 2>&1";
+  std::string out;
+  if (run_command(cmd, &out) != 0) {
+    ADD_FAILURE() << cmd << "\n" << out;
+    return "";
+  }
+  std::ofstream(tmp + "/complete") << "ok\n";
+  std::error_code ec;
+  std::filesystem::rename(tmp, dir, ec);  // losing a race to another process is fine
+  return std::filesystem::exists(dir + "/complete") ? dir : tmp;
+}
+
+// The tiny model (seed 3), converted in every process.
 struct TinyModel {
   std::string bundle;
   std::shared_ptr<const Model> model;
 
   static const TinyModel* get() {
     static std::unique_ptr<TinyModel> tiny = []() -> std::unique_ptr<TinyModel> {
-      const std::string source = "/tmp/foley-tiny-full-" + tiny_scripts_key();
-      if (!std::filesystem::exists(source + "/synchformer_state_dict.pth")) {
-        const std::string tmp = temp_dir();
-        const std::string cmd = std::string(FOLEY_PYTHON) + " " +
-                                source_path("scripts/make_tiny_models.py") + " " + tmp +
-                                " --seed 3 2>&1";
-        std::string out;
-        if (run_command(cmd, &out) != 0) {
-          ADD_FAILURE() << cmd << "\n" << out;
-          return nullptr;
-        }
-        std::error_code ec;
-        std::filesystem::rename(tmp, source, ec);  // losing a race to another process is fine
-      }
+      const std::string source = cached_tiny_models("--seed 3");
+      if (source.empty()) return nullptr;
       auto t = std::make_unique<TinyModel>();
       t->bundle = temp_dir() + "/tiny.safetensors";
       ConvertRequest req;
