@@ -2,11 +2,17 @@
 """Generates a tiny model directory in the official HunyuanVideo-Foley file formats.
 
   make_tiny_models.py OUT_DIR [--seed N] [--decoder-dim 64] [--encoder-dim 8] [--no-dit]
-                      [--no-encoders] [--dit-layout xxl|xl]
+                      [--no-encoders] [--dit-layout xxl|xl] [--dit-format pth|safetensors]
+                      [--dit-dtype bf16|f8_e4m3|f8_e5m2] [--dit-keep-vectors]
+                      [--clap-weights bin|safetensors|both]
 
 --no-dit writes only the DAC-VAE; --no-encoders leaves the three encoders out; --dit-layout xl
 writes the DiT as the XL model's files (hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml)
-instead of the XXL's (the default), same tiny sizes.
+instead of the XXL's (the default), same tiny sizes. --dit-format safetensors writes the DiT as a
+community conversion instead of the .pth (dit.py --format safetensors: hunyuanvideo_foley.safetensors
+or, with --dit-dtype f8_e4m3 / f8_e5m2, hunyuanvideo_foley_fp8_e4m3fn.safetensors /
+hunyuanvideo_foley_fp8_e5m2.safetensors of F8 plain casts, 1-D tensors BF16 with
+--dit-keep-vectors). --clap-weights picks clap/'s weight files (default pytorch_model.bin).
 
 OUT_DIR gets:
   vae_128d_48k.pth   {"state_dict": fp32 DAC-VAE weights with the official key names (old-style
@@ -132,7 +138,17 @@ def main():
                     help="leave SigLIP2, CLAP and Synchformer out")
     ap.add_argument("--dit-layout", choices=("xxl", "xl"), default="xxl",
                     help="file names of the DiT: the XXL model's (default) or the XL model's")
+    ap.add_argument("--dit-format", choices=("pth", "safetensors"), default="pth",
+                    help="the DiT as the official .pth (default) or a community safetensors")
+    ap.add_argument("--dit-dtype", choices=("bf16", "f8_e4m3", "f8_e5m2"), default="bf16",
+                    help="tensor dtype of a safetensors DiT (default bf16)")
+    ap.add_argument("--dit-keep-vectors", action="store_true",
+                    help="leave the 1-D tensors of an fp8 safetensors DiT in BF16")
+    ap.add_argument("--clap-weights", choices=("bin", "safetensors", "both"), default="bin",
+                    help="clap/pytorch_model.bin (default), clap/model.safetensors or both")
     args = ap.parse_args()
+    if args.dit_format == "pth" and args.dit_dtype != "bf16":
+        ap.error("--dit-dtype %s needs --dit-format safetensors" % args.dit_dtype)
     if args.decoder_dim % 32:
         ap.error("--decoder-dim must be a multiple of 32 (five halvings)")
     os.makedirs(args.out_dir, exist_ok=True)
@@ -140,15 +156,16 @@ def main():
              args.decoder_dim)
     dit = os.path.join(HERE, "tiny_models", "dit.py")
     if not args.no_dit and os.path.exists(dit):
-        subprocess.run([sys.executable, dit, args.out_dir, "--seed", str(args.seed), "--layout",
-                        args.dit_layout], check=True)
+        cmd = [sys.executable, dit, args.out_dir, "--seed", str(args.seed), "--layout",
+               args.dit_layout, "--format", args.dit_format, "--dtype", args.dit_dtype]
+        subprocess.run(cmd + (["--keep-vectors"] if args.dit_keep_vectors else []), check=True)
     if not args.no_dit and not args.no_encoders:
         import clap
         import siglip2
         import synchformer
 
         siglip2.make_siglip2(args.out_dir, args.seed)
-        clap.make_clap(args.out_dir, args.seed)
+        clap.make_clap(args.out_dir, args.seed, weights=args.clap_weights)
         synchformer.make_synchformer(args.out_dir, args.seed)
     return 0
 

@@ -23,7 +23,8 @@ inline std::string tiny_scripts_key() {
   std::string text;
   for (const char* f : {"scripts/make_tiny_models.py", "scripts/tiny_models/dit.py",
                         "scripts/tiny_models/seeded.py", "scripts/tiny_models/siglip2.py",
-                        "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py"}) {
+                        "scripts/tiny_models/clap.py", "scripts/tiny_models/synchformer.py",
+                        "tests/python/fp8_reference.py"}) {
     std::ifstream in(source_path(f), std::ios::binary);
     text += std::string(std::istreambuf_iterator<char>(in), {});
   }

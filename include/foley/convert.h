@@ -13,7 +13,11 @@ struct ConvertRequest {
   // hunyuanvideo_foley_xl.pth (XL), their configs (config.yaml or hunyuanvideo-foley-xxl.yaml;
   // hunyuanvideo-foley-xl.yaml), vae_128d_48k.pth, synchformer_state_dict.pth, siglip2/, clap/.
   // Networks whose files are absent from the directory are left out of the bundle (and listed as
-  // such).
+  // such). A community conversion of the DiT, any hunyuanvideo_foley*.safetensors with the
+  // official tensor names (F8_E4M3/F8_E5M2, BF16, F16 or F32 tensors, e.g.
+  // hunyuanvideo_foley_fp8_e4m3fn.safetensors), counts as a DiT checkpoint too, the XL's when its
+  // name goes on with "_xl" then '_', '-', '.' or nothing; two DiT files of the size taken are
+  // refused by name (dit_checkpoint picks one).
   std::string model_dir;
   // Which DiT checkpoint and config of model_dir to take: "xxl", "xl", or "" (default) = the one
   // the directory holds; a directory with both needs the choice (refused otherwise). With an
@@ -21,7 +25,9 @@ struct ConvertRequest {
   // always recognised from the tensors' own shapes, whatever the file is called.
   std::string model_size;
 
-  // Explicit paths override what model_dir provides (and need no model_dir).
+  // Explicit paths override what model_dir provides (and need no model_dir). dit_checkpoint may be
+  // a .pth or a .safetensors DiT (told apart by content); with model_dir, its config still comes
+  // from there.
   std::string dit_checkpoint;
   std::string dit_config;
   std::string dac_checkpoint;

@@ -3,6 +3,8 @@
 
   dit.py OUT_DIR [--seed N] [--hidden 128] [--heads 2] [--triple 2] [--single 2]
                  [--feat-dim 64] [--mlp-ratio 4] [--layout xxl|xl]
+                 [--format pth|safetensors] [--dtype bf16|f8_e4m3|f8_e5m2] [--keep-vectors]
+                 [--name FILE]
 
 OUT_DIR gets hunyuanvideo_foley.pth (a flat bf16 state dict with the official key names and
 shapes, torch.save zip format) and config.yaml (the official model config with these sizes): the
@@ -10,6 +12,13 @@ layout of the XXL model on the HF hub (the default, --layout xxl). --layout xl w
 model's files instead, hunyuanvideo_foley_xl.pth and hunyuanvideo-foley-xl.yaml (the name of the
 XL config in the code repository), with the same tiny sizes; the two layouts can share a
 directory, as the XXL and XL DiTs share the encoders and the DAC.
+--format safetensors writes the DiT as the community conversions do (phazei's
+hunyuanvideo_foley.safetensors, hunyuanvideo_foley_fp8_e4m3fn.safetensors,
+hunyuanvideo_foley_fp8_e5m2.safetensors; "_xl" after "hunyuanvideo_foley" for --layout xl): the
+same keys, each tensor a plain cast of the .pth's bf16 value to --dtype (BF16, or F8_E4M3 /
+F8_E5M2 encoded by tests/python/fp8_reference.py, round to nearest even, no scales), with
+--keep-vectors leaving the 1-D tensors (biases, norm weights) BF16 as community files may.
+--name overrides the file name.
 make_tiny_models.py calls this script; other scripts and tests can import make_dit().
 
 Values are seeded per tensor (the seed mixed with a CRC of the tensor's name), so the output
@@ -21,13 +30,20 @@ final layer), every weight is non-zero, so each one influences the output a test
 
 import argparse
 import collections
+import json
 import math
 import os
+import struct
 import sys
 
+import numpy as np
 import torch
 
-from seeded import Maker
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
+                                "python"))
+import fp8_reference  # noqa: E402
+from seeded import Maker  # noqa: E402
 
 CONFIG_TEMPLATE = """\
 model_config:
@@ -168,17 +184,68 @@ LAYOUTS = {
 }
 
 
+# --dtype of a safetensors DiT -> (safetensors dtype, fp8 format or None, file name suffix).
+ST_DTYPES = {
+    "bf16": ("BF16", None, ""),
+    "f8_e4m3": ("F8_E4M3", fp8_reference.E4M3, "_fp8_e4m3fn"),
+    "f8_e5m2": ("F8_E5M2", fp8_reference.E5M2, "_fp8_e5m2"),
+}
+
+
+def safetensors_name(layout, dtype):
+    """The community file name: hunyuanvideo_foley[_xl][_fp8_e4m3fn|_fp8_e5m2].safetensors."""
+    return "hunyuanvideo_foley" + ("_xl" if layout == "xl" else "") + ST_DTYPES[dtype][2] + \
+        ".safetensors"
+
+
+def save_dit_safetensors(sd, path, dtype, keep_vectors):
+    """`sd` (bf16 tensors) as a safetensors file like safetensors.torch.save_file writes: keys
+    sorted, data packed in that order, header padded with spaces to a multiple of 8 bytes. Each
+    tensor is cast to `dtype`; with keep_vectors, 1-D tensors stay BF16."""
+    st_dtype, fmt, _ = ST_DTYPES[dtype]
+    header, blobs, offset = {}, [], 0
+    for name in sorted(sd):
+        t = sd[name].contiguous()
+        if fmt is None or (keep_vectors and t.dim() == 1):
+            kind, raw = "BF16", t.view(torch.int16).numpy().tobytes()
+        else:
+            kind = st_dtype
+            raw = fp8_reference.encode(t.float().numpy(), fmt, saturate=False).tobytes()
+        header[name] = {"dtype": kind, "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
 def make_dit(out_dir, seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64, mlp_ratio=4,
-             layout="xxl"):
-    """Writes the checkpoint (bf16) and config of LAYOUTS[layout] into OUT_DIR."""
-    checkpoint, config, name = LAYOUTS[layout]
+             layout="xxl", fmt="pth", dtype="bf16", keep_vectors=False, name=None):
+    """Writes the checkpoint and config of LAYOUTS[layout] into OUT_DIR: the official bf16 .pth
+    (fmt "pth") or a community-style safetensors of `dtype` (fmt "safetensors"). Returns the
+    checkpoint's path."""
+    checkpoint, config, model_name = LAYOUTS[layout]
+    if fmt == "pth" and dtype != "bf16":
+        raise ValueError("a .pth DiT is bf16 (the official file); fp8 needs --format safetensors")
     os.makedirs(out_dir, exist_ok=True)
     sd = make_state_dict(seed, hidden, heads, triple, single, feat_dim, mlp_ratio)
     sd = collections.OrderedDict((k, v.to(torch.bfloat16)) for k, v in sd.items())
-    torch.save(sd, os.path.join(out_dir, checkpoint))
+    if fmt == "pth":
+        path = os.path.join(out_dir, name or checkpoint)
+        torch.save(sd, path)
+    else:
+        path = os.path.join(out_dir, name or safetensors_name(layout, dtype))
+        save_dit_safetensors(sd, path, dtype, keep_vectors)
     with open(os.path.join(out_dir, config), "w") as f:
         f.write(CONFIG_TEMPLATE.format(triple=triple, single=single, hidden=hidden, heads=heads,
-                                       mlp_ratio=mlp_ratio, feat=feat_dim, name=name))
+                                       mlp_ratio=mlp_ratio, feat=feat_dim, name=model_name))
+    return path
 
 
 def main(argv):
@@ -194,9 +261,19 @@ def main(argv):
     ap.add_argument("--layout", choices=sorted(LAYOUTS), default="xxl",
                     help="xxl: hunyuanvideo_foley.pth + config.yaml (default); "
                          "xl: hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml")
+    ap.add_argument("--format", choices=("pth", "safetensors"), default="pth",
+                    help="pth: the official torch.save file (default); safetensors: a community "
+                         "conversion's file")
+    ap.add_argument("--dtype", choices=sorted(ST_DTYPES), default="bf16",
+                    help="tensor dtype of a safetensors DiT (plain casts of the bf16 values)")
+    ap.add_argument("--keep-vectors", action="store_true",
+                    help="leave the 1-D tensors of an fp8 safetensors DiT in BF16")
+    ap.add_argument("--name", help="the checkpoint's file name (default: from layout and dtype)")
     a = ap.parse_args(argv[1:])
+    if a.format == "pth" and a.dtype != "bf16":
+        ap.error("--dtype %s needs --format safetensors" % a.dtype)
     make_dit(a.out_dir, a.seed, a.hidden, a.heads, a.triple, a.single, a.feat_dim, a.mlp_ratio,
-             a.layout)
+             a.layout, a.format, a.dtype, a.keep_vectors, a.name)
     return 0
 
 

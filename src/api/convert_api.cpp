@@ -1,7 +1,10 @@
 // The public conversion API: resolves an official model directory into file paths and hands them
 // to the bundle converter.
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "convert/convert.h"
 #include "foley/convert.h"
@@ -21,6 +24,59 @@ std::string existing(const std::string& path, const char* what) {
 constexpr const char* kXxlCheckpoint = "hunyuanvideo_foley.pth";
 constexpr const char* kXlCheckpoint = "hunyuanvideo_foley_xl.pth";
 constexpr const char* kXlConfig = "hunyuanvideo-foley-xl.yaml";
+
+// DiT file names. The official ones are the two .pth files; community conversions (phazei's
+// hunyuanvideo_foley.safetensors, hunyuanvideo_foley_fp8_e4m3fn.safetensors,
+// hunyuanvideo_foley_xl_fp8_e4m3fn.safetensors, ...) are taken as any
+// hunyuanvideo_foley*.safetensors, the XL's being those whose name goes on with "_xl" followed by
+// '_', '-', '.' or nothing (the rule the .pth names follow too).
+constexpr const char* kDitPrefix = "hunyuanvideo_foley";
+constexpr const char* kSafetensors = ".safetensors";
+
+bool is_xl_dit_name(const std::string& name) {
+  const std::string xl = std::string(kDitPrefix) + "_xl";
+  if (name.rfind(xl, 0) != 0) return false;
+  return name.size() == xl.size() || std::string("_-.").find(name[xl.size()]) != std::string::npos;
+}
+
+bool is_foley_bundle(const fs::path& p) {
+  try {
+    const SafetensorsFile file = SafetensorsFile::open(p.string());
+    const auto& meta = file.metadata();
+    const auto it = meta.find("format");
+    return it != meta.end() && it->second == "foley";
+  } catch (const Error&) {
+    return false;  // not readable as safetensors: left to the converter, which says why
+  }
+}
+
+// The DiT files of a model directory by size, file names sorted: the official .pth and every
+// hunyuanvideo_foley*.safetensors that is not a foley bundle (a bundle written into the folder).
+struct DitFiles {
+  std::vector<std::string> xxl, xl;
+};
+DitFiles find_dits(const std::string& dir) {
+  DitFiles found;
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file()) continue;
+    const bool pth = name == kXxlCheckpoint || name == kXlCheckpoint;
+    const bool st =
+        name.rfind(kDitPrefix, 0) == 0 && name.size() > std::strlen(kSafetensors) &&
+        name.compare(name.size() - std::strlen(kSafetensors), std::string::npos, kSafetensors) == 0;
+    if (pth || (st && !is_foley_bundle(entry.path()))) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) (is_xl_dit_name(n) ? found.xl : found.xxl).push_back(n);
+  return found;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i) s += (i == 0 ? "" : ", ") + names[i];
+  return s;
+}
 
 // The first of `names` that exists in `dir`, or "".
 std::string find_in(const std::string& dir, std::initializer_list<const char*> names) {
@@ -77,32 +133,41 @@ ConvertSummary convert_model(const ConvertRequest& request) {
       files.dit_checkpoint = existing(request.dit_checkpoint, "DiT checkpoint");
       // Only picks the config next to it; the variant itself comes from the tensors.
       if (request.model_size.empty())
-        xl = fs::path(files.dit_checkpoint).filename() == kXlCheckpoint;
+        xl = is_xl_dit_name(fs::path(files.dit_checkpoint).filename().string());
     } else if (!dir.empty()) {
-      const std::string xxl_path = find_in(dir, {kXxlCheckpoint});
-      const std::string xl_path = find_in(dir, {kXlCheckpoint});
+      const DitFiles found = find_dits(dir);
       if (request.model_size.empty()) {
-        if (!xxl_path.empty() && !xl_path.empty())
+        if (!found.xxl.empty() && !found.xl.empty())
           throw Error(ErrorKind::kInvalidInput,
-                      dir + " holds both DiT checkpoints, " + kXxlCheckpoint + " (XXL) and " +
-                          kXlCheckpoint +
+                      dir + " holds both DiT checkpoints, " + join(found.xxl) + " (XXL) and " +
+                          join(found.xl) +
                           " (XL): choose one with the model size (--model-size xxl or "
                           "--model-size xl); convert twice for a bundle of each");
-        xl = !xl_path.empty();
-        if (xxl_path.empty() && xl_path.empty())
+        xl = !found.xl.empty();
+        if (found.xxl.empty() && found.xl.empty())
           summary.notes.push_back(std::string("no ") + kXxlCheckpoint + " or " + kXlCheckpoint +
-                                  " in " + dir + ": DiT left out");
-      } else if ((xl ? xl_path : xxl_path).empty()) {
-        const std::string other = xl ? xxl_path : xl_path;
-        throw Error(ErrorKind::kNotFound,
-                    "model size " + request.model_size + ": no " +
-                        (xl ? kXlCheckpoint : kXxlCheckpoint) + " in " + dir +
-                        (other.empty() ? std::string()
-                                       : std::string(" (it holds ") +
-                                             (xl ? kXxlCheckpoint : kXlCheckpoint) + ", the " +
-                                             (xl ? "XXL" : "XL") + " DiT)"));
+                                  " (or " + kDitPrefix + "*" + kSafetensors + ") in " + dir +
+                                  ": DiT left out");
+      } else if ((xl ? found.xl : found.xxl).empty()) {
+        const std::vector<std::string>& other = xl ? found.xxl : found.xl;
+        throw Error(
+            ErrorKind::kNotFound,
+            "model size " + request.model_size + ": no " + (xl ? kXlCheckpoint : kXxlCheckpoint) +
+                " (or " + kDitPrefix + (xl ? "_xl" : "") + "*" + kSafetensors + ") in " + dir +
+                (other.empty()
+                     ? std::string()
+                     : " (it holds " + join(other) + ", the " + (xl ? "XXL" : "XL") + " DiT)"));
       }
-      files.dit_checkpoint = xl ? xl_path : xxl_path;
+      // Two files of one size (the .pth and a conversion of it, or two conversions): which one is
+      // meant is the user's to say.
+      const std::vector<std::string>& mine = xl ? found.xl : found.xxl;
+      if (mine.size() > 1)
+        throw Error(ErrorKind::kInvalidInput,
+                    dir + " holds " + std::to_string(mine.size()) + " " + (xl ? "XL" : "XXL") +
+                        " DiT checkpoints (" + join(mine) +
+                        "): name the one to convert with --dit PATH (its config is still taken "
+                        "from the model directory)");
+      if (!mine.empty()) files.dit_checkpoint = (fs::path(dir) / mine.front()).string();
     }
     if (!request.dit_config.empty()) {
       files.dit_config = existing(request.dit_config, "DiT config");

@@ -34,7 +34,9 @@ struct ConvertOptions {
 
 // Official paths of one model directory (as distributed on the HF hub).
 struct OfficialFiles {
-  std::string dit_checkpoint;  // hunyuanvideo_foley.pth or hunyuanvideo_foley_xl.pth
+  // hunyuanvideo_foley.pth or hunyuanvideo_foley_xl.pth, or a .safetensors DiT of the same keys
+  // (told apart by content: a torch.save zip or a safetensors header)
+  std::string dit_checkpoint;
   std::string dit_config;      // config.yaml (optional: "" means derive and cross-check nothing)
   std::string dac_checkpoint;  // vae_128d_48k.pth
   std::string clap_dir;  // HF CLAP folder: model.safetensors or pytorch_model.bin (see
@@ -47,8 +49,20 @@ struct OfficialFiles {
 // converter found problems with a checkpoint's key set; returns if there are none.
 void throw_if_key_problems(const std::vector<std::string>& problems, const std::string& heading);
 
+// Source dtypes a converter reads as float: F32, BF16, F16 and the two FP8 formats (each decoded
+// exactly: every fp8 value is a bf16 and an f32 value). Only the DiT takes FP8 (community casts of
+// its checkpoint); the other networks accept is_float_compute() and refuse the rest by name.
+inline bool is_float_source(DType t) {
+  return is_float_compute(t) || t == DType::kF8E4M3 || t == DType::kF8E5M2;
+}
+
 // "dit." tensors; config from config.yaml's model_config.model_kwargs, cross-checked with shapes.
+// The source is the official .pth or a .safetensors of the same tensor names (community
+// conversions: BF16/F16/F32, or F8_E4M3/F8_E5M2 plain casts, a mix of dtypes allowed); either way
+// the tensors are stored as options.dit_dtype (matrices) / F32 (the rest).
 nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& config_yaml_path,
+                           const ConvertOptions& options, SafetensorsWriter& out);
+nlohmann::json convert_dit(const SafetensorsFile& file, const std::string& config_yaml_path,
                            const ConvertOptions& options, SafetensorsWriter& out);
 // The official DiT that a converted "dit" config is: "xxl" (hunyuanvideo_foley.pth, hidden 1536,
 // 12 heads, 18 dual- + 36 single-stream blocks) or "xl" (hunyuanvideo_foley_xl.pth, 1408, 11

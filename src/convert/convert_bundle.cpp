@@ -34,6 +34,15 @@ BundleSource torch_source(
   return s;
 }
 
+// True when `path` starts like a safetensors file (an 8-byte header length, then '{'), false for
+// anything else (a torch.save zip starts with "PK"; unreadable files go to the torch reader, whose
+// error names the file).
+bool looks_like_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[9] = {};
+  return in.read(head, sizeof head) && head[8] == '{' && !(head[0] == 'P' && head[1] == 'K');
+}
+
 }  // namespace
 
 std::vector<BundleSource> official_sources(const OfficialFiles& files,
@@ -43,11 +52,26 @@ std::vector<BundleSource> official_sources(const OfficialFiles& files,
     std::vector<std::string> names = {base_name(files.dit_checkpoint)};
     if (!files.dit_config.empty()) names.push_back(base_name(files.dit_config));
     const std::string config = files.dit_config;
-    sources.push_back(
-        torch_source("dit", files.dit_checkpoint, names,
-                     [config, options](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
-                       return convert_dit(ckpt, config, options, out);
-                     }));
+    if (looks_like_safetensors(files.dit_checkpoint)) {
+      // A community conversion (e.g. hunyuanvideo_foley_fp8_e4m3fn.safetensors): same keys.
+      BundleSource s;
+      s.network = "dit";
+      s.files = names;
+      const std::string path = files.dit_checkpoint;
+      s.convert = [path, config, options](SafetensorsWriter& out,
+                                          std::vector<std::shared_ptr<const void>>& keep_alive) {
+        auto file = std::make_shared<const SafetensorsFile>(SafetensorsFile::open(path));
+        keep_alive.push_back(file);
+        return convert_dit(*file, config, options, out);
+      };
+      sources.push_back(std::move(s));
+    } else {
+      sources.push_back(
+          torch_source("dit", files.dit_checkpoint, names,
+                       [config, options](const TorchCheckpoint& ckpt, SafetensorsWriter& out) {
+                         return convert_dit(ckpt, config, options, out);
+                       }));
+    }
   }
   if (!files.dac_checkpoint.empty()) {
     sources.push_back(torch_source("dac", files.dac_checkpoint, {base_name(files.dac_checkpoint)},

@@ -1,4 +1,7 @@
 // Official HunyuanVideo-Foley DiT checkpoint (flat bf16 state dict) -> "dit." bundle tensors.
+// The source may also be a .safetensors of the same keys (community casts: BF16, F16, or F8_E4M3 /
+// F8_E5M2 with some tensors left BF16/F32, no scales); every value is decoded exactly to float
+// (core/host_values), so an fp8 input gives exactly its fp8 values in the bundle.
 //
 // Layout work done here so the model never does it at run time:
 // - single_blocks.*.linear_qkv is element-interleaved "(H D K)" (row h·3D + 3d + k holds
@@ -169,7 +172,8 @@ std::vector<Expected> expected_keys(const MmditConfig& c) {
 
 // ---- sizes: from the tensors, cross-checked with config.yaml -----------------------------------
 
-int64_t dim_of(const TorchCheckpoint& ckpt, const std::string& key, int d) {
+template <typename Checkpoint>
+int64_t dim_of(const Checkpoint& ckpt, const std::string& key, int d) {
   if (!ckpt.has(key))
     throw Error(ErrorKind::kInvalidInput, "dit checkpoint: missing tensor " + key +
                                               " (is this a HunyuanVideo-Foley DiT checkpoint?)");
@@ -180,7 +184,8 @@ int64_t dim_of(const TorchCheckpoint& ckpt, const std::string& key, int d) {
   return s[d];
 }
 
-int64_t count_blocks(const TorchCheckpoint& ckpt, const std::string& prefix) {
+template <typename Checkpoint>
+int64_t count_blocks(const Checkpoint& ckpt, const std::string& prefix) {
   std::set<int64_t> ids;
   for (const auto& e : ckpt.entries()) {
     if (e.name.compare(0, prefix.size(), prefix) != 0) continue;
@@ -193,7 +198,8 @@ int64_t count_blocks(const TorchCheckpoint& ckpt, const std::string& prefix) {
   return ids.empty() ? 0 : *ids.rbegin() + 1;
 }
 
-MmditConfig sizes_from_tensors(const TorchCheckpoint& ckpt) {
+template <typename Checkpoint>
+MmditConfig sizes_from_tensors(const Checkpoint& ckpt) {
   MmditConfig c;
   c.hidden = dim_of(ckpt, "audio_embedder.proj.weight", 0);
   c.latent_dim = dim_of(ckpt, "audio_embedder.proj.weight", 1);
@@ -343,8 +349,24 @@ std::string dit_variant(const nlohmann::json& dit_config) {
   return v ? v->name : "custom";
 }
 
+// Over a TorchCheckpoint (the official .pth) or a SafetensorsFile (community conversions, fp8
+// ones included): both have entries(), has(), entry() (name, dtype, shape) and tensor().
+template <typename Checkpoint>
+static nlohmann::json convert_dit_from(const Checkpoint& ckpt, const std::string& config_yaml_path,
+                                       const ConvertOptions& options, SafetensorsWriter& out);
+
 nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& config_yaml_path,
                            const ConvertOptions& options, SafetensorsWriter& out) {
+  return convert_dit_from(ckpt, config_yaml_path, options, out);
+}
+nlohmann::json convert_dit(const SafetensorsFile& file, const std::string& config_yaml_path,
+                           const ConvertOptions& options, SafetensorsWriter& out) {
+  return convert_dit_from(file, config_yaml_path, options, out);
+}
+
+template <typename Checkpoint>
+static nlohmann::json convert_dit_from(const Checkpoint& ckpt, const std::string& config_yaml_path,
+                                       const ConvertOptions& options, SafetensorsWriter& out) {
   if (!is_float_compute(options.dit_dtype))
     throw make_error(ErrorKind::kInvalidInput, "dit storage dtype %s is not F32, BF16 or F16",
                      dtype_name(options.dit_dtype));
@@ -362,7 +384,7 @@ nlohmann::json convert_dit(const TorchCheckpoint& ckpt, const std::string& confi
     } else if (ckpt.entry(e.name).shape != e.shape) {
       problems.push_back(e.name + " has shape " + ckpt.entry(e.name).shape.str() + ", expected " +
                          e.shape.str());
-    } else if (!is_float_compute(ckpt.entry(e.name).dtype)) {
+    } else if (!is_float_source(ckpt.entry(e.name).dtype)) {
       problems.push_back(e.name + " has dtype " + dtype_name(ckpt.entry(e.name).dtype));
     }
   }

@@ -51,6 +51,10 @@ double host_element(const Tensor& t, int64_t offset) {
     case DType::kU8:
     case DType::kBool:
       return t.data<uint8_t>()[offset];
+    case DType::kF8E4M3:
+      return e4m3_to_f32(t.data<uint8_t>()[offset]);
+    case DType::kF8E5M2:
+      return e5m2_to_f32(t.data<uint8_t>()[offset]);
     default:
       throw Error(ErrorKind::kUnsupported,
                   std::string("cannot read ") + dtype_name(t.dtype()) + " elements on the host");

@@ -11,7 +11,7 @@
 namespace foley {
 
 // The element at `offset` (in elements from t.raw()) as a double. Floating dtypes (F32, F64,
-// BF16, F16), integers, U8 and BOOL; F8 throws kUnsupported.
+// BF16, F16, F8_E4M3, F8_E5M2: all exact), integers, U8 and BOOL.
 double host_element(const Tensor& t, int64_t offset);
 
 // Every element in logical row-major order (any strides, broadcast views included).

@@ -18,13 +18,15 @@ Command add_convert_command(CLI::App& app) {
                   "official model directory (hunyuanvideo_foley.pth + config.yaml and/or "
                   "hunyuanvideo_foley_xl.pth + hunyuanvideo-foley-xl.yaml, vae_128d_48k.pth, "
                   "synchformer_state_dict.pth; SigLIP2 and CLAP from siglip2/ and clap/ "
-                  "subfolders)");
+                  "subfolders). A hunyuanvideo_foley*.safetensors DiT (e.g. an fp8 community "
+                  "conversion) may stand in for the .pth");
   cmd->add_option("--model-size", req->model_size,
                   "xxl or xl: which DiT of --model-dir to convert (default: the one it holds; "
                   "needed when it holds both). The variant recorded in the bundle is recognised "
                   "from the tensors")
       ->check(CLI::IsMember({"xxl", "xl"}));
-  cmd->add_option("--dit", req->dit_checkpoint, "DiT checkpoint (overrides --model-dir)");
+  cmd->add_option("--dit", req->dit_checkpoint,
+                  "DiT checkpoint, .pth or .safetensors (overrides --model-dir's)");
   cmd->add_option("--dit-config", req->dit_config, "DiT config.yaml (overrides --model-dir)");
   cmd->add_option("--vae", req->dac_checkpoint, "vae_128d_48k.pth (overrides --model-dir)");
   cmd->add_flag("--no-dit", *no_dit, "leave the DiT out");
