@@ -29,6 +29,7 @@
 
 #include "backend/backend.h"
 #include "backend/device_upload.h"
+#include "foley/error.h"
 #include "models/dac_decoder.h"
 #include "models/mmdit.h"
 #include "models/siglip2_vision.h"
@@ -167,7 +168,10 @@ uint64_t name_seed(const std::string& s, uint32_t seed) {
 DitWeightGetter synthetic_getter(Backend& be, uint32_t seed, bool share_by_shape) {
   auto cache = std::make_shared<std::map<std::string, Tensor>>();
   return [&be, seed, share_by_shape, cache](const std::string& name, const Shape& shape,
-                                            bool matrix) {
+                                            DitWeight kind) {
+    if (kind == DitWeight::kQuantized)
+      throw Error(ErrorKind::kUnsupported, "dit_profile: synthetic weights are bf16 only");
+    const bool matrix = kind == DitWeight::kMatrix;
     const std::string key = share_by_shape ? shape.str() + (matrix ? "m" : "v") : name;
     Tensor& t = (*cache)[key];
     if (!t.defined() || t.numel() == 0) {

@@ -33,7 +33,9 @@ double secs(Clock::time_point a, Clock::time_point b = Clock::now()) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-void out(const char* key, double v) { std::printf("%s %.6g\n", key, v), std::fflush(stdout); }
+void out(const char* key, double v) {
+  std::printf("%s %.6g\n", key, v), std::fflush(stdout);
+}
 void out_s(const char* key, const std::string& v) {
   std::printf("%s %s\n", key, v.c_str()), std::fflush(stdout);
 }
@@ -77,8 +79,8 @@ ClipShape clip_shape(double sec) {
 double mmdit_step_flops(const MmditConfig& c, int64_t B, int64_t ta, int64_t tv, int64_t L) {
   const double H = double(c.hidden), n = double(ta + tv);
   // triple: qkv 3H², self proj H², cross q H², cross proj H², MLP 2·H·mlp per token and stream
-  const double triple = 2.0 * (6.0 * H * H + 2.0 * H * double(c.mlp_hidden)) * n +
-                        4.0 * n * n * H + 4.0 * n * double(L) * H;
+  const double triple = 2.0 * (6.0 * H * H + 2.0 * H * double(c.mlp_hidden)) * n + 4.0 * n * n * H +
+                        4.0 * n * double(L) * H;
   // single: qkv 3H², conv k3 H->H (3H²), ConvMLP k3: 3·3·H·C
   const double single = 2.0 * (6.0 * H * H + 9.0 * H * double(c.conv_mlp_hidden)) * double(ta) +
                         4.0 * double(ta) * double(ta) * H;
@@ -89,7 +91,8 @@ double mmdit_step_flops(const MmditConfig& c, int64_t B, int64_t ta, int64_t tv,
 RingOptions ring_from_env() {
   RingOptions o;
   if (const char* e = std::getenv("FOLEY_LOAD_READERS")) o.readers = std::atoi(e);
-  if (const char* e = std::getenv("FOLEY_LOAD_CHUNK_MB")) o.chunk_bytes = size_t(std::atoi(e)) << 20;
+  if (const char* e = std::getenv("FOLEY_LOAD_CHUNK_MB"))
+    o.chunk_bytes = size_t(std::atoi(e)) << 20;
   if (const char* e = std::getenv("FOLEY_LOAD_SLOTS")) o.slots = std::atoi(e);
   return o;
 }
@@ -205,10 +208,11 @@ int mode_dit(const std::string& path, bool ready_only) {
     be->synchronize();
     const double step_s = secs(t0) / n;
     const double fl = mmdit_step_flops(c, 2, s.ta, s.tv, L);
-    std::printf("dit_step sec %.0f Ta %lld Tv %lld sync %lld ms %.3f TFLOPs %.2f TFLOP/s %.1f "
-                "context_ms %.2f\n",
-                sec, (long long)s.ta, (long long)s.tv, (long long)s.s8, step_s * 1e3, fl / 1e12,
-                fl / step_s / 1e12, ctx_s * 1e3);
+    std::printf(
+        "dit_step sec %.0f Ta %lld Tv %lld sync %lld ms %.3f TFLOPs %.2f TFLOP/s %.1f "
+        "context_ms %.2f\n",
+        sec, (long long)s.ta, (long long)s.tv, (long long)s.s8, step_s * 1e3, fl / 1e12,
+        fl / step_s / 1e12, ctx_s * 1e3);
     // The same step recorded once as a CUDA graph and replayed, as the sampler runs it.
     model.set_timesteps(*ctx, t2);
     t0 = Clock::now();
@@ -255,7 +259,9 @@ int mode_dit(const std::string& path, bool ready_only) {
     const double before = used_gb();
     times.clear();
     const auto t_loop = Clock::now();
-    for (int i = 0; i < 20 && secs(t_loop) < 45; ++i) {
+    const char* reps = std::getenv("FOLEY_BENCH_REPEATS");  // fewer for run_h100.sh's quant part
+    const int max_i = reps ? std::max(1, std::atoi(reps)) : 20;
+    for (int i = 0; i < max_i && secs(t_loop) < 45; ++i) {
       const auto t0 = Clock::now();
       p.seed = uint64_t(i + 1);
       Tensor lat = flow_sample(model, cond, p, s10.ta, nullptr, ws);

@@ -73,8 +73,9 @@ int run(int argc, char** argv) {
 
   auto backend = make_cpu_backend();
   std::map<std::pair<std::string, bool>, Tensor> cache;
-  auto get = [&](const std::string& name, const Shape& shape, bool matrix) {
+  auto get = [&](const std::string& name, const Shape& shape, DitWeight kind) {
     (void)name;
+    const bool matrix = kind != DitWeight::kVector;
     auto& t = cache[{shape.str(), matrix}];
     if (!t.defined() || t.numel() == 0) {
       const float scale = matrix ? 2.0f / std::sqrt(float(shape.dim(-1))) : 0.1f;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,9 @@ const Clock::time_point g_start = Clock::now();  // static init: as close to exe
 double secs(Clock::time_point a) {
   return std::chrono::duration<double>(Clock::now() - a).count();
 }
-void out(const char* key, double v) { std::printf("%s %.6g\n", key, v), std::fflush(stdout); }
+void out(const char* key, double v) {
+  std::printf("%s %.6g\n", key, v), std::fflush(stdout);
+}
 double used_gb() {
   size_t free = 0, total = 0;
   return cuda_memory_info(0, &free, &total) ? double(total - free) / 1e9 : -1;
@@ -53,10 +56,11 @@ int run(const std::string& path, const std::vector<std::string>& videos) {
                 double(scratch.reserved()) / 1e9, double(scratch.high_water()) / 1e9);
     // What the shared stage arena holds the largest of (each would be its own arena otherwise).
     const pipeline::StageArenaNeeds& n = impl->stage_arena_needs();
-    std::printf("pipe_stage_need_GB visual %.4f sync %.4f text %.4f step %.4f dac %.4f sum %.4f "
-                "largest %.4f\n",
-                n.visual / 1e9, n.sync / 1e9, n.text / 1e9, n.step / 1e9, n.dac / 1e9,
-                n.sum() / 1e9, n.largest() / 1e9);
+    std::printf(
+        "pipe_stage_need_GB visual %.4f sync %.4f text %.4f step %.4f dac %.4f sum %.4f "
+        "largest %.4f\n",
+        n.visual / 1e9, n.sync / 1e9, n.text / 1e9, n.step / 1e9, n.dac / 1e9, n.sum() / 1e9,
+        n.largest() / 1e9);
     // Where the warm-up time goes ("total" is all of warm_up()).
     for (const StageTiming& t : impl->warm_up_timings())
       out(("pipe_warmup_" + t.stage + "_s").c_str(), t.seconds);
@@ -80,7 +84,10 @@ int run(const std::string& path, const std::vector<std::string>& videos) {
   double peak = before;
   const auto t_drift = Clock::now();
   int n = 0;
-  for (; n < 20 && secs(t_drift) < 60; ++n) {
+  // FOLEY_BENCH_REPEATS bounds the drift loop (run_h100.sh's quant part compares three bundles).
+  const char* reps = std::getenv("FOLEY_BENCH_REPEATS");
+  const int max_n = reps ? std::max(1, std::atoi(reps)) : 20;
+  for (; n < max_n && secs(t_drift) < 60; ++n) {
     gen->generate(videos[1], gp);
     peak = std::max(peak, used_gb());
   }

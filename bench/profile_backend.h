@@ -57,6 +57,9 @@ class ProfilingBackend : public Backend {
   void fill(const Tensor& dst, float value) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
               float beta = 0.0f) override;
+  void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                        const Tensor& y) override;
+  bool supports_quantized(QuantFormat f) const override { return inner_.supports_quantized(f); }
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
                   const Tensor& y) override;
   void rms_norm(const Tensor& x, const Tensor* weight, float eps, const Tensor& y) override;

@@ -48,6 +48,9 @@ fi
 if has multi; then
   bash scripts/device/build.sh registry_bench 2>&1 | tail -5 | tee -a "$LOG"
 fi
+if has quant; then
+  bash scripts/device/build.sh quant_quality pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
+fi
 if has long; then
   bash scripts/device/build.sh long_clip_bench 2>&1 | tail -5 | tee -a "$LOG"
 fi
@@ -180,5 +183,42 @@ with open('$W/long10.y4m', 'wb') as f:
 "
   cat "$BUNDLE" "$W/bundle_xl.safetensors" >/dev/null
   run timeout 200 $B/bin/registry_bench "$BUNDLE" "$W/bundle_xl.safetensors" "$W/long10.y4m"
+fi
+if has quant && [ -x $B/bin/quant_quality ]; then
+  say "quantised DiT (issue 12): GPU tests, then bf16 / fp8 / int8 bundles of the same checkpoint"
+  run $B/tests/foley_tests --gtest_filter='CudaQuant.*:QuantizedDit.*:LinearQuantized.*'
+  if [ -f ../shared/golden/tiny-a/case.json ]; then
+    for d in f32 bf16 int8 fp8; do
+      run $B/bin/foley golden ../shared/golden/tiny-a --backend cuda --stage dit --stage sample \
+        --dit-dtype $d
+    done
+  fi
+  for q in fp8 int8; do
+    [ -f "$W/bundle_$q.safetensors" ] || wall timeout 300 $B/bin/foley convert --model-dir "$W/model" \
+      --dtype $q --synchformer-dtype f16 -o "$W/bundle_$q.safetensors"
+  done
+  run ls -la "$W"/*.safetensors
+  python3 - "$W" <<'EOF'
+import sys
+import numpy as np
+w, h = 320, 240
+for sec in (5, 10, 15):
+    with open("%s/clip%d.y4m" % (sys.argv[1], sec), "wb") as f:
+        f.write(b"YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\n" % (w, h))
+        for i in range(sec * 25):
+            y = ((np.arange(w)[None, :] + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
+            f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
+EOF
+  export FOLEY_BENCH_REPEATS=${FOLEY_BENCH_REPEATS:-5}
+  for b in bundle bundle_fp8 bundle_int8; do
+    say "quant: $b"
+    cat "$W/$b.safetensors" >/dev/null
+    wall timeout 150 $B/bin/e2e_bench dit "$W/$b.safetensors"
+    wall timeout 150 $B/bin/pipeline_bench "$W/$b.safetensors" "$W/clip5.y4m" "$W/clip10.y4m" \
+      "$W/clip15.y4m"
+  done
+  say "quant: quality against the bf16 bundle"
+  run timeout 200 $B/bin/quant_quality "$W/clip10.y4m" "$BUNDLE" "$W/bundle_fp8.safetensors" \
+    "$W/bundle_int8.safetensors"
 fi
 say "done"

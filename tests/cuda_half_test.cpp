@@ -27,6 +27,7 @@ using test::download;
 using test::expect_parity;
 using test::mirror_view;
 using test::random_tensor;
+using test::tiny_dit_forward;
 using test::to_f32;
 using test::upload;
 
@@ -57,10 +58,10 @@ Bf16Input bf16_input(const Shape& shape, uint64_t seed, float lo = -2.f, float h
   return in;
 }
 
-
 TEST(CudaHalf, LinearBf16InputsWithBf16AndF32Outputs) {
   FOLEY_CUDA_OR_SKIP(be);
-  for (const auto& [M, N, K] : {std::tuple{1, 7, 16}, std::tuple{37, 96, 64}, std::tuple{130, 48, 200}}) {
+  for (const auto& [M, N, K] :
+       {std::tuple{1, 7, 16}, std::tuple{37, 96, 64}, std::tuple{130, 48, 200}}) {
     const Bf16Input x = bf16_input({2, M, K}, 100 + M);
     const Tensor w = random_tensor({N, K}, DType::kBF16, 200 + N);
     const Tensor bias = random_tensor({N}, DType::kF32, 300 + K);
@@ -192,8 +193,8 @@ TEST(CudaHalf, AttentionBf16FusedAndExact) {
     const Bf16Input qkv = bf16_input({c.B, c.Lq, 3 * HD}, ++seed);
     const Bf16Input kv = bf16_input({c.B, c.Lk, 2 * HD}, ++seed);
     auto view = [&](const Tensor& t, int64_t off) {
-      return t.slice(2, off, HD).as_strided({t.dim(0), t.dim(1), c.H, c.D},
-                                            {t.stride(0), t.stride(1), c.D, 1});
+      return t.slice(2, off, HD)
+          .as_strided({t.dim(0), t.dim(1), c.H, c.D}, {t.stride(0), t.stride(1), c.D, 1});
     };
     const Tensor& kvs = c.self ? qkv.f32 : kv.f32;
     const Tensor& kvs16 = c.self ? qkv.bf16 : kv.bf16;
@@ -207,8 +208,8 @@ TEST(CudaHalf, AttentionBf16FusedAndExact) {
     }
     const float scale = 1.0f / std::sqrt(float(c.D));
     Tensor expect = Tensor::empty({c.B, c.Lq, c.H, c.D}, DType::kF32);
-    oracle().attention(view(qkv.f32, 0), view(kvs, koff), view(kvs, voff), scale, expect,
-                           &rope, c.self ? &rope : nullptr);
+    oracle().attention(view(qkv.f32, 0), view(kvs, koff), view(kvs, voff), scale, expect, &rope,
+                       c.self ? &rope : nullptr);
     const Tensor qkv_d = upload(be, qkv.bf16), kv_d = upload(be, kv.bf16);
     const Tensor& kvs_d = c.self ? qkv_d : kv_d;
     const RopeTable rope_d{upload(be, rope.cos), upload(be, rope.sin)};
@@ -242,22 +243,6 @@ TEST(CudaHalf, Conv1dBf16InputF32Output) {
   const Tensor bd = upload(be, bias);
   be.conv1d(upload(be, x.bf16), upload(be, w), &bd, 1, 1, y);
   expect_parity(download(be, y), expect, kF32Out, "conv1d bf16 x");
-}
-
-// One forward of the tiny DiT (batch 2, Ta 40, Tv 7, 16 sync tokens, 9 text tokens) on `be`.
-Tensor tiny_dit_forward(const Mmdit& model, Backend& be) {
-  const MmditConfig& c = model.config();
-  const int64_t B = 2, Ta = 40, Tv = 7, S8 = 16, L = 9;
-  const Tensor clip = upload(be, random_tensor({B, Tv, c.clip_dim}, DType::kF32, 61));
-  const Tensor sync = upload(be, random_tensor({B, S8, c.sync_dim}, DType::kF32, 62));
-  const Tensor text = upload(be, random_tensor({B, L, c.text_dim}, DType::kF32, 63));
-  const Tensor x = upload(be, random_tensor({B, c.latent_dim, Ta}, DType::kF32, 64));
-  const float t[2] = {640.0f, 640.0f};
-  const auto ctx = model.prepare(clip, sync, text, Ta);
-  Arena arena(be.block_allocator(), model.step_arena_bytes(B, Ta, Tv));
-  const Tensor v = test::device_poisoned(be, {B, c.latent_dim, Ta});
-  model.forward(*ctx, x, t, v, arena);
-  return download(be, v);
 }
 
 // The tiny DiT with bf16 weights: bf16 activations on CUDA against F32 activations on CUDA

@@ -16,6 +16,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/check.h"
 #include "core/dtype.h"
+#include "models/mmdit.h"
 #include "test_util.h"
 
 namespace foley::test {
@@ -103,6 +104,22 @@ inline double expect_parity(const Tensor& actual, const Tensor& expected, double
   const double err = max_rel_error(actual, expected);
   EXPECT_LE(err, tol) << what;
   return err;
+}
+
+// One forward of the tiny DiT (batch 2, Ta 40, Tv 7, 16 sync tokens, 9 text tokens) on `be`.
+inline Tensor tiny_dit_forward(const Mmdit& model, Backend& be) {
+  const MmditConfig& c = model.config();
+  const int64_t B = 2, Ta = 40, Tv = 7, S8 = 16, L = 9;
+  const Tensor clip = upload(be, random_tensor({B, Tv, c.clip_dim}, DType::kF32, 61));
+  const Tensor sync = upload(be, random_tensor({B, S8, c.sync_dim}, DType::kF32, 62));
+  const Tensor text = upload(be, random_tensor({B, L, c.text_dim}, DType::kF32, 63));
+  const Tensor x = upload(be, random_tensor({B, c.latent_dim, Ta}, DType::kF32, 64));
+  const float t[2] = {640.0f, 640.0f};
+  const auto ctx = model.prepare(clip, sync, text, Ta);
+  Arena arena(be.block_allocator(), model.step_arena_bytes(B, Ta, Tv));
+  const Tensor v = device_poisoned(be, {B, c.latent_dim, Ta});
+  model.forward(*ctx, x, t, v, arena);
+  return download(be, v);
 }
 
 }  // namespace foley::test

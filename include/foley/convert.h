@@ -35,7 +35,8 @@ struct ConvertRequest {
   bool include_dit = true;  // false: leave the DiT out even if present
   bool include_dac = true;
 
-  std::string dtype = "bf16";  // storage of the DiT's matmul weights: "bf16" or "f32"
+  std::string dtype =
+      "bf16";  // DiT matmul weights: "bf16", "f32", "fp8" or "int8" (quantised blocks)
   // Synchformer attention heads: no tensor carries the count. 0 = guess from the width (heads of
   // 64 at dim >= 768, as the official ViT-B; heads of 32 below); the summary notes which was used.
   int synchformer_heads = 0;

@@ -29,6 +29,10 @@ struct GoldenOptions {
   // the case's own tolerance beside it, and the case's figure still decides the exit status
   // only where no override is given.
   std::map<std::string, std::string> tolerance_overrides;
+  // The DiT's storage in the bundle the case is run on: "f32" (the case's own math), or "bf16",
+  // "fp8", "int8" to measure how far those move the dit/sample outputs from the reference (the
+  // case's tolerances are for f32; give --tolerance overrides to pass).
+  std::string dit_dtype = "f32";
 };
 
 // One compared tensor. The metric and tolerance come from the case's check string:
@@ -47,7 +51,7 @@ enum class GoldenStatus { kPass, kFail, kSkipped };
 struct GoldenStageResult {
   std::string stage;
   GoldenStatus status = GoldenStatus::kSkipped;  // kSkipped: only when asked (skip_stages)
-  std::string message;  // why it was skipped, or the error that failed it
+  std::string message;                           // why it was skipped, or the error that failed it
   std::vector<GoldenCheck> checks;
   double seconds = 0;
 };

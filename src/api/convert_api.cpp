@@ -92,17 +92,22 @@ std::string find_in(const std::string& dir, std::initializer_list<const char*> n
 ConvertSummary convert_model(const ConvertRequest& request) {
   if (request.output.empty()) throw Error(ErrorKind::kInvalidInput, "no output path given");
   if (!request.model_size.empty() && request.model_size != "xxl" && request.model_size != "xl")
-    throw Error(ErrorKind::kInvalidInput, "model size must be \"xxl\" or \"xl\" (or none: the "
-                                          "DiT the directory holds), got \"" +
-                                              request.model_size + "\"");
+    throw Error(ErrorKind::kInvalidInput,
+                "model size must be \"xxl\" or \"xl\" (or none: the "
+                "DiT the directory holds), got \"" +
+                    request.model_size + "\"");
   ConvertOptions options;
   if (request.dtype == "bf16") {
     options.dit_dtype = DType::kBF16;
   } else if (request.dtype == "f32") {
     options.dit_dtype = DType::kF32;
+  } else if (request.dtype == "fp8" || request.dtype == "int8") {
+    options.dit_dtype = DType::kBF16;  // the matrices outside the blocks
+    options.dit_quant = request.dtype == "fp8" ? QuantFormat::kE4M3 : QuantFormat::kI8;
   } else {
-    throw Error(ErrorKind::kInvalidInput,
-                "dtype must be \"bf16\" or \"f32\", got \"" + request.dtype + "\"");
+    throw Error(
+        ErrorKind::kInvalidInput,
+        "dtype must be \"bf16\", \"f32\", \"fp8\" or \"int8\", got \"" + request.dtype + "\"");
   }
   if (request.synchformer_heads < 0)
     throw Error(ErrorKind::kInvalidInput,
@@ -177,11 +182,10 @@ ConvertSummary convert_model(const ConvertRequest& request) {
       files.dit_config = xl ? find_in(dir, {kXlConfig})
                             : find_in(dir, {"config.yaml", "hunyuanvideo-foley-xxl.yaml"});
       if (files.dit_config.empty())
-        throw Error(ErrorKind::kNotFound,
-                    std::string("no DiT config in ") + dir + " (expected " +
-                        (xl ? kXlConfig : "config.yaml") + " for " +
-                        fs::path(files.dit_checkpoint).filename().string() +
-                        "); pass it explicitly");
+        throw Error(ErrorKind::kNotFound, std::string("no DiT config in ") + dir + " (expected " +
+                                              (xl ? kXlConfig : "config.yaml") + " for " +
+                                              fs::path(files.dit_checkpoint).filename().string() +
+                                              "); pass it explicitly");
     }
   }
   if (request.include_dac) {

@@ -260,6 +260,15 @@ GoldenReport run_golden_case(const std::string& case_dir, const GoldenOptions& o
     files.synchformer_checkpoint = gcase.checkpoint("synchformer_state_dict.pth");
   ConvertOptions convert_options;
   convert_options.dit_dtype = DType::kF32;  // the cases are float32 math on the stored values
+  if (options.dit_dtype == "bf16" || options.dit_dtype == "fp8" || options.dit_dtype == "int8") {
+    convert_options.dit_dtype = DType::kBF16;
+    if (options.dit_dtype != "bf16")
+      convert_options.dit_quant =
+          options.dit_dtype == "fp8" ? QuantFormat::kE4M3 : QuantFormat::kI8;
+  } else if (options.dit_dtype != "f32") {
+    throw Error(ErrorKind::kInvalidInput,
+                "golden: dit dtype must be f32, bf16, fp8 or int8, got " + options.dit_dtype);
+  }
   golden::TempDir tmp;
   const std::string bundle_path = tmp.path() + "/bundle.safetensors";
   BundleResult bundle;

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "core/arena.h"
+#include "core/quant.h"
 #include "core/tensor.h"
 
 namespace foley {
@@ -82,6 +83,16 @@ class Backend {
   // (row stride >= K, last dim contiguous); y contiguous.
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                       float beta = 0.0f) = 0;
+
+  // ---- quantised dense (core/quant.h) ---------------------------------------------------------
+  // y[..., N] = x·wᵀ + bias with 8-bit weights: codes w [N, K] (F8E4M3 or I8), one F32 scale per
+  // output channel (w ≈ code·w_scale[n]). Each row of x is quantised on the fly to the same
+  // format with its own scale (quantize_row), the codes multiply with exact or F32 accumulation
+  // and y = Σ·x_scale[m]·w_scale[n] + bias. x and y as for linear (y F32 or 16-bit).
+  virtual void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                const Tensor* bias, const Tensor& y) = 0;
+  // Whether linear_quantized runs `format` here (FP8 needs sm_89+; the CPU emulates both).
+  virtual bool supports_quantized(QuantFormat format) const = 0;
 
   // ---- normalisation (over the last dim, F32 math) ---------------------------------------------
   virtual void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,

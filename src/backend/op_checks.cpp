@@ -46,6 +46,19 @@ int64_t check_linear_shapes(const Tensor& x, const Tensor& w, const Tensor* bias
   return N;
 }
 
+QuantFormat check_quantized_linear(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                   const Tensor* bias, const Tensor& y) {
+  const char* op = "linear_quantized";
+  const std::optional<QuantFormat> f = w.defined() ? quant_format_of(w.dtype()) : std::nullopt;
+  FOLEY_CHECK(f.has_value(), "%s: w must hold F8_E4M3 or I8 codes, got %s", op,
+              w.describe().c_str());
+  const int64_t N = check_linear_shapes(x, w, bias, y);
+  FOLEY_CHECK(w.is_contiguous(), "%s: w must be contiguous", op);
+  FOLEY_CHECK(w_scale.defined() && w_scale.dtype() == DType::kF32, "%s: w_scale must be F32", op);
+  check_vector_shape(w_scale, N, op, "w_scale");
+  return *f;
+}
+
 PatchEmbedGeometry check_patch_embed_shapes(const Tensor& x, const Tensor& w, const Tensor* bias,
                                             const Tensor& y) {
   const char* op = "patch_embed";

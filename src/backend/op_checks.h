@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "core/quant.h"
 #include "core/tensor.h"
 
 namespace foley {
@@ -21,6 +22,11 @@ void check_vector_shape(const Tensor& t, int64_t n, const char* op, const char* 
 // linear: x [..., K], w [N, K] with unit-stride rows that do not overlap, y [..., N], bias [N]
 // (shape only). Returns N.
 int64_t check_linear_shapes(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
+
+// linear_quantized: check_linear_shapes, plus w contiguous [N, K] of 8-bit codes (F8E4M3 or I8)
+// and w_scale a contiguous F32 vector [N]. Returns the format.
+QuantFormat check_quantized_linear(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                   const Tensor* bias, const Tensor& y);
 
 // patch_embed as 3-D: a 2-D input is one frame with kt = 1. Like a strided PyTorch conv,
 // trailing pixels that do not fill a patch are dropped.

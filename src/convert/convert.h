@@ -13,10 +13,12 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/quant.h"
 #include "io/safetensors.h"
 #include "io/torch_checkpoint.h"
 
@@ -26,6 +28,9 @@ struct ConvertOptions {
   // Storage dtype of the big matmul weights (DiT). F32 reproduces the reference bit-for-bit in
   // expectation; BF16 halves memory and is what the official code runs in.
   DType dit_dtype = DType::kBF16;
+  // Set: the DiT blocks' matrices are stored as 8-bit codes with per-output-channel scales
+  // (convert_dit.cpp says which and how); the DiT's other matrices stay in dit_dtype.
+  std::optional<QuantFormat> dit_quant;
   int synchformer_heads = 0;  // 0: guess from the width (see convert_synchformer)
   // Storage of the Synchformer's matmul weights (linears, 3-D patch embedding): F32, or F16 as
   // the reference's fp16 autocast rounds them. BF16 is refused: the reference never runs it so.
@@ -39,8 +44,8 @@ struct OfficialFiles {
   std::string dit_checkpoint;
   std::string dit_config;      // config.yaml (optional: "" means derive and cross-check nothing)
   std::string dac_checkpoint;  // vae_128d_48k.pth
-  std::string clap_dir;  // HF CLAP folder: model.safetensors or pytorch_model.bin (see
-                         // clap_weights_file), config.json, vocab.json, merges.txt
+  std::string clap_dir;        // HF CLAP folder: model.safetensors or pytorch_model.bin (see
+                               // clap_weights_file), config.json, vocab.json, merges.txt
   std::string siglip2_dir;     // the HF SigLIP2 folder (model.safetensors, config.json)
   std::string synchformer_checkpoint;  // synchformer_state_dict.pth
 };

@@ -184,7 +184,8 @@ BundleResult write_bundle(const std::vector<BundleSource>& sources, const Conver
   writer.set_metadata("converter", std::string("foley ") + version());
   writer.set_metadata("sources", source_files.dump());
   if (config.contains("dit")) {
-    writer.set_metadata("dit_dtype", dtype_name(options.dit_dtype));
+    writer.set_metadata("dit_dtype", options.dit_quant ? quant_format_name(*options.dit_quant)
+                                                       : dtype_name(options.dit_dtype));
     writer.set_metadata("variant", dit_variant(config["dit"]));
   }
   writer.record_group_hashes("content_hashes");

@@ -18,7 +18,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "convert/convert.h"
@@ -95,6 +97,54 @@ void convert_tensor(const Tensor& src, const Expected& e, int64_t head_dim, DTyp
     case Layout::kDrop:
       return;
   }
+}
+
+// ---- quantised blocks (--dtype fp8|int8) -----------------------------------------------------
+//
+// Every matrix inside the triple and single blocks (~96 % of the weights) becomes 8-bit codes
+// with one F32 scale per output channel ("<name>_scale", [N]). Per output channel rather than
+// per tensor: cuBLASLt applies a scale vector at no cost (outer-vector scaling), and one
+// channel's outliers then cost only that channel its resolution. The embedders, the final layer
+// and the conditioning MLPs stay in dit_dtype: they are small and sit where errors are not
+// averaged over many blocks.
+
+bool is_block_matrix(const std::string& name) {
+  return name.rfind("triple_blocks.", 0) == 0 || name.rfind("single_blocks.", 0) == 0;
+}
+
+// The layer in its run-time layout as rows [N, K]: a k=3 convolution's taps side by side,
+// tap-major (row o = [w[o,:,0] | w[o,:,1] | w[o,:,2]]), which dit_conv3 multiplies with its three
+// shifted copies of x; each row quantised with its own scale.
+void add_quantized(SafetensorsWriter& out, const Tensor& src, const Expected& e, int64_t head_dim,
+                   QuantFormat format) {
+  const bool taps = e.layout == Layout::kConvTaps;
+  const int64_t n = taps ? e.shape[0] : e.out_shape[0];
+  const int64_t k = taps ? e.shape[1] * 3 : e.out_shape[1];
+  auto scales = std::make_shared<std::vector<float>>();
+  const std::string name = "dit." + e.name;
+  out.add(name, quant_storage_dtype(format), {n, k}, [=](void* dst) {
+    std::vector<float> rows(static_cast<size_t>(n * k));
+    if (taps) {
+      const std::vector<float> v = host_values_f32(src);
+      const int64_t ci = e.shape[1];
+      for (int64_t o = 0; o < n; ++o)
+        for (int64_t i = 0; i < ci; ++i)
+          for (int64_t t = 0; t < 3; ++t)
+            rows[static_cast<size_t>(o * k + t * ci + i)] =
+                v[static_cast<size_t>((o * ci + i) * 3 + t)];
+    } else {
+      convert_tensor(src, e, head_dim, DType::kF32, rows.data());
+    }
+    scales->resize(static_cast<size_t>(n));
+    for (int64_t o = 0; o < n; ++o)
+      (*scales)[static_cast<size_t>(o)] =
+          quantize_row(rows.data() + o * k, k, format, static_cast<uint8_t*>(dst) + o * k);
+  });
+  // Written right after the codes (the writer fills tensors in the order added).
+  out.add(name + "_scale", DType::kF32, {n}, [scales, n, name](void* dst) {
+    FOLEY_CHECK(static_cast<int64_t>(scales->size()) == n, "%s: scales before codes", name.c_str());
+    std::memcpy(dst, scales->data(), static_cast<size_t>(n) * sizeof(float));
+  });
 }
 
 // The official module tree's state-dict keys for a config, with what becomes of each.
@@ -403,10 +453,16 @@ static nlohmann::json convert_dit_from(const Checkpoint& ckpt, const std::string
     const DType dtype = e.matrix ? options.dit_dtype : DType::kF32;
     const Tensor src = ckpt.tensor(e.name);
     const int64_t head_dim = c.head_dim;
+    if (options.dit_quant && e.matrix && is_block_matrix(e.name)) {
+      add_quantized(out, src, e, head_dim, *options.dit_quant);
+      continue;
+    }
     out.add("dit." + e.name, dtype, e.out_shape,
             [src, e, head_dim, dtype](void* dst) { convert_tensor(src, e, head_dim, dtype, dst); });
   }
-  return c.to_json();
+  MmditConfig written = c;
+  written.quant = options.dit_quant;
+  return written.to_json();
 }
 
 }  // namespace foley

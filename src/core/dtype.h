@@ -20,8 +20,8 @@ enum class DType : uint8_t {
   kI8,
   kU8,
   kBool,
-  kF8E4M3,  // reserved: storage only for now
-  kF8E5M2,  // reserved: storage only for now
+  kF8E4M3,  // OCP E4M3 "fn": no infinities, max 448 (quantised weights and activations)
+  kF8E5M2,  // OCP E5M2: IEEE-like, max 57344 (read from community checkpoints)
 };
 
 size_t dtype_size(DType t);
@@ -48,5 +48,17 @@ inline float bf16_to_f32(uint16_t h) {
 }
 uint16_t f32_to_f16(float f);
 float f16_to_f32(uint16_t h);
+
+// 8-bit floats (OCP FP8), rounding to nearest even as torch's casts and the CUDA intrinsics do.
+// Out of range: `saturate` gives the largest finite value of that sign (what a quantiser wants);
+// otherwise E4M3 gives NaN (it has no infinity) and E5M2 infinity, as a plain cast does.
+constexpr float kE4M3Max = 448.0f;
+constexpr float kE5M2Max = 57344.0f;
+uint8_t f32_to_e4m3(float f, bool saturate = true);
+uint8_t f32_to_e5m2(float f, bool saturate = true);
+float e4m3_to_f32(uint8_t v);
+float e5m2_to_f32(uint8_t v);
+// Symmetric int8 as the quantised GEMMs use it: round half to even, clamped to [-127, 127].
+int8_t f32_to_i8(float f);
 
 }  // namespace foley

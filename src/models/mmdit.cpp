@@ -51,9 +51,12 @@ DType activation_dtype_for(const Backend& backend, DType weights) {
 // the tensors handed out (their `owner`), so it lives as long as the model keeps any of them.
 DitWeightGetter store_getter(const WeightStore& store, Backend& backend) {
   auto arena = std::make_shared<std::unique_ptr<Arena>>();
-  return [&store, &backend, arena](const std::string& name, const Shape& shape, bool matrix) {
-    const Tensor t =
-        matrix ? store.get("dit." + name, shape) : store.get("dit." + name, shape, {DType::kF32});
+  return [&store, &backend, arena](const std::string& name, const Shape& shape, DitWeight kind) {
+    const std::string key = "dit." + name;
+    const Tensor t = kind == DitWeight::kMatrix ? store.get(key, shape)
+                     : kind == DitWeight::kVector
+                         ? store.get(key, shape, {DType::kF32})
+                         : store.get(key, shape, {DType::kF8E4M3, DType::kI8});
     const Tensor placed =
         place_weight(backend, t, *arena, [&] { return weight_arena_bytes(store, {"dit."}); });
     if (placed.raw() == t.raw()) return placed;
@@ -84,6 +87,15 @@ MmditConfig MmditConfig::from_json(const nlohmann::json& j) {
   c.mlp_hidden = need_int(j, "mlp_hidden");
   c.conv_mlp_hidden = need_int(j, "conv_mlp_hidden");
   c.sync_mlp_hidden = need_int(j, "sync_mlp_hidden");
+  if (j.contains("weight_quant")) {
+    const nlohmann::json& q = j.at("weight_quant");
+    c.quant = q.is_string() ? quant_format_from_name(q.get<std::string>()) : std::nullopt;
+    if (!c.quant)
+      throw make_error(ErrorKind::kUnsupported,
+                       "dit config: unknown weight_quant %s (this foley reads \"fp8_e4m3\" and "
+                       "\"int8\"; re-convert the checkpoint with this version)",
+                       q.dump().c_str());
+  }
   if (c.heads * c.head_dim != c.hidden || c.head_dim % 2 != 0)
     throw make_error(ErrorKind::kInvalidInput, "dit config: %lld heads × %lld != hidden %lld",
                      (long long)c.heads, (long long)c.head_dim, (long long)c.hidden);
@@ -91,18 +103,20 @@ MmditConfig MmditConfig::from_json(const nlohmann::json& j) {
 }
 
 nlohmann::json MmditConfig::to_json() const {
-  return {{"hidden_size", hidden},
-          {"num_heads", heads},
-          {"head_dim", head_dim},
-          {"depth_triple_blocks", depth_triple},
-          {"depth_single_blocks", depth_single},
-          {"latent_dim", latent_dim},
-          {"clip_dim", clip_dim},
-          {"sync_dim", sync_dim},
-          {"text_dim", text_dim},
-          {"mlp_hidden", mlp_hidden},
-          {"conv_mlp_hidden", conv_mlp_hidden},
-          {"sync_mlp_hidden", sync_mlp_hidden}};
+  nlohmann::json j = {{"hidden_size", hidden},
+                      {"num_heads", heads},
+                      {"head_dim", head_dim},
+                      {"depth_triple_blocks", depth_triple},
+                      {"depth_single_blocks", depth_single},
+                      {"latent_dim", latent_dim},
+                      {"clip_dim", clip_dim},
+                      {"sync_dim", sync_dim},
+                      {"text_dim", text_dim},
+                      {"mlp_hidden", mlp_hidden},
+                      {"conv_mlp_hidden", conv_mlp_hidden},
+                      {"sync_mlp_hidden", sync_mlp_hidden}};
+  if (quant) j["weight_quant"] = quant_format_name(*quant);
+  return j;
 }
 
 // ---- construction -------------------------------------------------------------------------------
@@ -116,11 +130,17 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     : config_(config), backend_(backend), w_(std::make_unique<Weights>()) {
   const MmditConfig& c = config_;
   const int64_t H = c.hidden, D = c.head_dim;
+  // Refused at load, not at the first request: a GPU without the instructions (FP8 before sm_89).
+  if (c.quant && !backend_.supports_quantized(*c.quant))
+    throw make_error(ErrorKind::kUnsupported,
+                     "this bundle's DiT is quantised to %s, which %s cannot run (FP8 needs an "
+                     "Ada or Hopper GPU, sm_89+); convert the checkpoint with --dtype int8 or bf16",
+                     quant_format_name(*c.quant), backend_.name().c_str());
   // One dtype shared by every matrix, or none (mixed): 16-bit activations need a uniform one.
   std::optional<DType> matrix_dtype;
   bool mixed = false;
   auto mat = [&](const std::string& name, const Shape& shape) {
-    Tensor t = get(name, shape, true);
+    Tensor t = get(name, shape, DitWeight::kMatrix);
     FOLEY_CHECK(t.device() == backend_.device(), "dit weight %s is not on the %s device",
                 name.c_str(), backend_.name().c_str());
     if (!matrix_dtype) matrix_dtype = t.dtype();
@@ -128,14 +148,34 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     return t;
   };
   auto vec = [&](const std::string& name, int64_t n) {
-    Tensor t = get(name, {n}, false);
+    Tensor t = get(name, {n}, DitWeight::kVector);
     FOLEY_CHECK(t.dtype() == DType::kF32, "dit vector %s must be F32", name.c_str());
     FOLEY_CHECK(t.device() == backend_.device(), "dit vector %s is not on the %s device",
                 name.c_str(), backend_.name().c_str());
     return t;
   };
   auto lin = [&](const std::string& name, int64_t n, int64_t k, bool bias = true) {
-    DitLinear l{mat(name + ".weight", {n, k}), Tensor()};
+    DitLinear l{mat(name + ".weight", {n, k}), Tensor(), Tensor()};
+    if (bias) l.b = vec(name + ".bias", n);
+    return l;
+  };
+  // A block matrix: 8-bit codes [n, k] + scales in a quantised bundle, else as lin. A k=3
+  // convolution (`taps`) is [3, n, k/3] unquantised, [n, k] (tap-major columns) quantised.
+  auto block = [&](const std::string& name, int64_t n, int64_t k, bool bias = true,
+                   bool taps = false) {
+    if (!c.quant) {
+      if (!taps) return lin(name, n, k, bias);
+      DitLinear l{mat(name + ".weight", {3, n, k / 3}), Tensor(), Tensor()};
+      if (bias) l.b = vec(name + ".bias", n);
+      return l;
+    }
+    DitLinear l;
+    l.w = get(name + ".weight", {n, k}, DitWeight::kQuantized);
+    FOLEY_CHECK(l.w.dtype() == quant_storage_dtype(*c.quant) && l.w.device() == backend_.device(),
+                "dit weight %s: %s on %s, expected %s codes on the %s device", name.c_str(),
+                dtype_name(l.w.dtype()), l.w.device() == DeviceKind::kCPU ? "the CPU" : "a GPU",
+                dtype_name(quant_storage_dtype(*c.quant)), backend_.name().c_str());
+    l.scale = vec(name + ".weight_scale", n);
     if (bias) l.b = vec(name + ".bias", n);
     return l;
   };
@@ -153,7 +193,7 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
   w.sync_w1 = lin("sync_in.2.w1", c.sync_mlp_hidden, H, false);
   w.sync_w2 = lin("sync_in.2.w2", H, c.sync_mlp_hidden, false);
   w.sync_w3 = lin("sync_in.2.w3", c.sync_mlp_hidden, H, false);
-  w.sync_pos_emb = get("sync_pos_emb", {kSyncSegment, c.sync_dim}, false);
+  w.sync_pos_emb = get("sync_pos_emb", {kSyncSegment, c.sync_dim}, DitWeight::kVector);
   FOLEY_CHECK(w.sync_pos_emb.device() == backend_.device(),
               "dit sync_pos_emb is not on the %s device", backend_.name().c_str());
   w.empty_clip = vec("empty_clip_feat", c.clip_dim);
@@ -165,23 +205,23 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     auto stream = [&](const std::string& s, const std::string& qkv, const std::string& qn,
                       const std::string& kn, const std::string& self_proj) {
       DitStream st;
-      st.mod = lin(p + s + "_mod.linear", 9 * H, H);
-      st.qkv = lin(p + qkv, 3 * H, H);
+      st.mod = block(p + s + "_mod.linear", 9 * H, H);
+      st.qkv = block(p + qkv, 3 * H, H);
       st.q_norm = vec(p + qn + ".weight", D);
       st.k_norm = vec(p + kn + ".weight", D);
-      st.self_proj = lin(p + self_proj, H, H);
-      st.cross_q = lin(p + s + "_cross_q", H, H);
+      st.self_proj = block(p + self_proj, H, H);
+      st.cross_q = block(p + s + "_cross_q", H, H);
       st.cross_q_norm = vec(p + s + "_cross_q_norm.weight", D);
-      st.cross_proj = lin(p + s + "_cross_proj", H, H);
-      st.fc1 = lin(p + s + "_mlp.fc1", c.mlp_hidden, H);
-      st.fc2 = lin(p + s + "_mlp.fc2", H, c.mlp_hidden);
+      st.cross_proj = block(p + s + "_cross_proj", H, H);
+      st.fc1 = block(p + s + "_mlp.fc1", c.mlp_hidden, H);
+      st.fc2 = block(p + s + "_mlp.fc2", H, c.mlp_hidden);
       return st;
     };
     b.audio = stream("audio", "audio_self_attn_qkv", "audio_self_q_norm", "audio_self_k_norm",
                      "audio_self_proj");
     b.visual = stream("v_cond", "v_cond_attn_qkv", "v_cond_attn_q_norm", "v_cond_attn_k_norm",
                       "v_cond_self_proj");
-    b.text_kv = lin(p + "text_cross_kv", 2 * H, H);
+    b.text_kv = block(p + "text_cross_kv", 2 * H, H);
     b.text_k_norm = vec(p + "text_cross_k_norm.weight", D);
     w.triple.push_back(std::move(b));
   }
@@ -189,15 +229,14 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     const std::string p = "single_blocks." + std::to_string(i) + ".";
     const int64_t F = c.conv_mlp_hidden;
     DitSingleBlock b;
-    b.mod = lin(p + "modulation.linear", 6 * H, H);
-    b.qkv = lin(p + "linear_qkv", 3 * H, H);
+    b.mod = block(p + "modulation.linear", 6 * H, H);
+    b.qkv = block(p + "linear_qkv", 3 * H, H);
     b.q_norm = vec(p + "q_norm.weight", D);
     b.k_norm = vec(p + "k_norm.weight", D);
-    b.conv1_w = mat(p + "linear1.weight", {3, H, H});
-    b.conv1_b = vec(p + "linear1.bias", H);
-    b.w1 = mat(p + "linear2.w1.weight", {3, F, H});
-    b.w2 = mat(p + "linear2.w2.weight", {3, H, F});
-    b.w3 = mat(p + "linear2.w3.weight", {3, F, H});
+    b.conv1 = block(p + "linear1", H, 3 * H, true, true);
+    b.w1 = block(p + "linear2.w1", F, 3 * H, false, true);
+    b.w2 = block(p + "linear2.w2", H, 3 * F, false, true);
+    b.w3 = block(p + "linear2.w3", F, 3 * H, false, true);
     w.single.push_back(std::move(b));
   }
   // final_layer.adaLN_modulation is not loaded: the official FinalLayer1D's modulation is a
@@ -229,8 +268,7 @@ ContextDims check_context_inputs(const MmditConfig& c, const Tensor& clip, const
   expect_shape(clip, {d.B, d.Tv, c.clip_dim}, "dit clip features");
   expect_shape(sync, {d.B, d.S8, c.sync_dim}, "dit sync features");
   expect_shape(text, {d.B, d.L, c.text_dim}, "dit text features");
-  if (d.B < 1 || d.Tv < 1 || d.L < 1 || d.Ta < 1 || d.S8 < kSyncSegment ||
-      d.S8 % kSyncSegment != 0)
+  if (d.B < 1 || d.Tv < 1 || d.L < 1 || d.Ta < 1 || d.S8 < kSyncSegment || d.S8 % kSyncSegment != 0)
     throw make_error(ErrorKind::kInvalidInput,
                      "dit: need Ta, Tv, L >= 1 and whole 8-token sync segments (Ta=%lld Tv=%lld "
                      "L=%lld sync=%lld)",
@@ -266,31 +304,46 @@ size_t Mmdit::context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visu
 }
 
 std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& sync,
-                                           const Tensor& text, int64_t audio_len) const {
+                                           const Tensor& text, int64_t audio_len,
+                                           const std::vector<int64_t>& text_lens) const {
   const ContextDims d = check_context_inputs(config_, clip, sync, text, audio_len);
   // Sized exactly, so the context is one block.
   auto arena = std::make_unique<Arena>(backend_.block_allocator(),
                                        context_arena_bytes(d.B, d.Ta, d.Tv, d.L, d.S8));
-  std::unique_ptr<DitContext> ctx = prepare(clip, sync, text, audio_len, *arena);
+  std::unique_ptr<DitContext> ctx = prepare(clip, sync, text, audio_len, *arena, text_lens);
   ctx->arena_ = std::move(arena);
   return ctx;
 }
 
 std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& sync,
-                                           const Tensor& text, int64_t audio_len,
-                                           Arena& arena) const {
+                                           const Tensor& text, int64_t audio_len, Arena& arena,
+                                           const std::vector<int64_t>& text_lens) const {
   const MmditConfig& c = config_;
   const Weights& w = *w_;
   Backend& be = backend_;
   const ContextDims d = check_context_inputs(c, clip, sync, text, audio_len);
   const int64_t B = d.B, Tv = d.Tv, S8 = d.S8, L = d.L, Ta = d.Ta;
   const int64_t H = c.hidden, S = S8 / kSyncSegment;
+  if (!text_lens.empty() && static_cast<int64_t>(text_lens.size()) != B)
+    throw make_error(ErrorKind::kInvalidInput, "dit: %zu text lengths for a batch of %lld",
+                     text_lens.size(), static_cast<long long>(B));
 
   auto ctx = std::unique_ptr<DitContext>(new DitContext());
   ctx->batch_ = B;
   ctx->ta_ = Ta;
   ctx->tv_ = Tv;
   ctx->text_len_ = L;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = text_lens.empty() ? L : text_lens[static_cast<size_t>(b)];
+    if (len < 1 || len > L)
+      throw make_error(
+          ErrorKind::kInvalidInput, "dit: row %lld's text length %lld is not in 1..%lld",
+          static_cast<long long>(b), static_cast<long long>(len), static_cast<long long>(L));
+    if (!ctx->text_rows_.empty() && ctx->text_rows_.back().len == len)
+      ++ctx->text_rows_.back().rows;
+    else
+      ctx->text_rows_.push_back({b, 1, len});
+  }
   ctx->temb_host_.assign(static_cast<size_t>(B * kTimeFreqDim), 0.0f);
 
   // Persistent tensors first, in context_arena_bytes' order; temporaries go above them in a
@@ -324,7 +377,7 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
     for (int64_t i = 0; i < c.depth_triple; ++i) {
       const DitTripleBlock& blk = w.triple[static_cast<size_t>(i)];
       const Tensor& kv = ctx->text_kv_[static_cast<size_t>(i)];
-      be.linear(cond, blk.text_kv.w, blk.text_kv.bias(), kv);
+      dit_linear(be, cond, blk.text_kv, kv);
       const Tensor k = dit_heads(kv, 0, c.heads, c.head_dim);
       be.rms_norm(k, &blk.text_k_norm, kDitRmsEps, k);
       be.rope(k, text_rope, k);
@@ -373,17 +426,26 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   const size_t visual = A().f32(B * Tv * H).total;
   auto mlp = [&](int64_t T) { return A().of(B * T * H, a).of(B * T * c.mlp_hidden, a).total; };
   const size_t triple =
-      A().of(B * 9 * H, a).of(B * 9 * H, a).of(B * Ta * H, a).of(B * Tv * H, a).of(B * L * H, a)
+      A().of(B * 9 * H, a)
+          .of(B * 9 * H, a)
+          .of(B * Ta * H, a)
+          .of(B * Tv * H, a)
+          .of(B * L * H, a)
           .total +
       std::max({A().of(B * L * 3 * H, a).total,
-                A().of(B * L * H, a).of(B * Tv * H, a).of(B * Ta * H, a).total, mlp(Ta),
-                mlp(Tv)});
+                A().of(B * L * H, a).of(B * Tv * H, a).of(B * Ta * H, a).total, mlp(Ta), mlp(Tv)});
   const int64_t F = c.conv_mlp_hidden;
   A conv_mlp;
   conv_mlp.f32(B * Ta * F).f32(B * Ta * F);
   if (a != DType::kF32) conv_mlp.of(B * Ta * F, a);
+  A attention;
+  attention.of(B * Ta * 3 * H, a).of(B * Ta * H, a);
+  if (c.quant) {  // dit_conv3's shifted copies of its input (the largest: w2's over F)
+    attention.of(B * Ta * 3 * H, a);
+    conv_mlp.of(B * Ta * 3 * F, a);
+  }
   const size_t single = A().of(B * Ta * 6 * H, a).of(B * Ta * H, a).f32(B * Ta * H).total +
-                        std::max(A().of(B * Ta * 3 * H, a).of(B * Ta * H, a).total, conv_mlp.total);
+                        std::max(attention.total, conv_mlp.total);
   const size_t tok = A().of(B * Ta * H, a).total;
   const size_t final_layer = A().of(B * Ta * H, a).f32(B * Ta * c.latent_dim).total;
   return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));
@@ -444,8 +506,8 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const Tensor& v, Are
   be.copy(s.visual, ctx.visual_);
 
   for (size_t i = 0; i < w.triple.size(); ++i)
-    dit_triple_block(be, c, w.triple[i], ctx.text_kv_[i], ctx.self_rope_, ctx.cross_rope_, s,
-                     arena);
+    dit_triple_block(be, c, w.triple[i], ctx.text_kv_[i], ctx.text_rows_, ctx.self_rope_,
+                     ctx.cross_rope_, s, arena);
 
   // Single blocks and the final layer condition per token on vec + sync_a; only SiLU of it is
   // ever used.

@@ -24,6 +24,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ struct MmditConfig {
   int64_t mlp_hidden = 0;       // triple-block MLP, H·mlp_ratio
   int64_t conv_mlp_hidden = 0;  // single-block ConvMLP: 256·ceil(int(2·4H/3)/256)
   int64_t sync_mlp_hidden = 0;  // sync_in ConvMLP, same rule
+  // Set when the blocks' matrices are 8-bit codes with per-output-channel scales ("weight_quant"
+  // in the bundle config, written by `foley convert --dtype fp8|int8`; see mmdit_internal.h for
+  // which layers). Absent: 16/32-bit weights.
+  std::optional<QuantFormat> quant;
 
   static MmditConfig from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
@@ -57,10 +62,20 @@ struct MmditConfig {
 };
 
 // Where the weights come from: `name` is the official module path (without the bundle's "dit."
-// prefix); `matrix` is true for matmul/conv weights (any float dtype) and false for vectors kept
-// in F32 (biases, norm weights, learned embeddings).
+// prefix); kMatrix: matmul/conv weights (any float dtype); kVector: vectors kept in F32 (biases,
+// norm weights, learned embeddings, quantisation scales); kQuantized: 8-bit codes (F8_E4M3, I8).
+enum class DitWeight { kMatrix, kVector, kQuantized };
 using DitWeightGetter =
-    std::function<Tensor(const std::string& name, const Shape& shape, bool matrix)>;
+    std::function<Tensor(const std::string& name, const Shape& shape, DitWeight kind)>;
+
+// Rows [row, row + rows) of a DiT batch whose text conditions are `len` tokens long (a prefix of
+// the context's text length). Requests batched together keep their own text lengths: the text
+// cross-attention runs once per such group over its own tokens, so each row's result is the one
+// it has alone (no padding enters a softmax).
+struct DitTextRows {
+  int64_t row = 0, rows = 0, len = 0;
+  bool operator==(const DitTextRows&) const = default;
+};
 
 // Per-request state, built by Mmdit::prepare: in memory it owns, or borrowed from the caller's
 // arena (then valid until the caller rewinds that arena past it).
@@ -70,6 +85,9 @@ class DitContext {
   int64_t audio_len() const { return ta_; }
   int64_t visual_len() const { return tv_; }
   int64_t text_len() const { return text_len_; }
+  // The rows' text lengths, consecutive rows of one length grouped (one group when all rows use
+  // the whole text_len()).
+  const std::vector<DitTextRows>& text_rows() const { return text_rows_; }
   // Device address of the context's first tensor: with the lengths it fixes every tensor's
   // address (they are laid out in one order), which is what a recorded forward() refers to.
   const void* base() const { return temb_.raw(); }
@@ -78,6 +96,7 @@ class DitContext {
   friend class Mmdit;
   std::unique_ptr<Arena> arena_;  // null when the memory is the caller's
   int64_t batch_ = 0, ta_ = 0, tv_ = 0, text_len_ = 0;
+  std::vector<DitTextRows> text_rows_;
   Tensor temb_;                           // timestep sinusoid [B, 256] (Mmdit::set_timesteps)
   std::vector<Tensor> text_kv_;           // per triple block [B, L, 2H]: k (normed, rotated) | v
   Tensor visual_;                         // visual_proj(clip) [B, Tv, H]
@@ -108,16 +127,22 @@ class Mmdit {
 
   // clip [B, Tv, clip_dim], sync [B, S·8, sync_dim], text [B, L, text_dim]: contiguous F32 on the
   // backend's device. `audio_len` is Ta. Throws Error(kInvalidInput) on inconsistent shapes.
+  // `text_lens` (empty: every row uses all L tokens) gives each row's own text length in 1..L:
+  // row b attends to its first text_lens[b] tokens only, exactly as if it ran alone with that
+  // text (what lies beyond is never read into a result), so requests with prompts of different
+  // lengths share one batch.
   std::unique_ptr<DitContext> prepare(const Tensor& clip, const Tensor& sync, const Tensor& text,
-                                      int64_t audio_len) const;
+                                      int64_t audio_len,
+                                      const std::vector<int64_t>& text_lens = {}) const;
   // The same with the context's memory taken from `arena` at its current position (a frozen
   // arena needs context_arena_bytes() free there); the context borrows it.
   std::unique_ptr<DitContext> prepare(const Tensor& clip, const Tensor& sync, const Tensor& text,
-                                      int64_t audio_len, Arena& arena) const;
+                                      int64_t audio_len, Arena& arena,
+                                      const std::vector<int64_t>& text_lens = {}) const;
   // The arena memory prepare() takes for these lengths (sync_len = S·8), allocation rounding
   // included; it grows with every argument, so the largest lengths size it for all.
-  size_t context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len,
-                             int64_t text_len, int64_t sync_len) const;
+  size_t context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len, int64_t text_len,
+                             int64_t sync_len) const;
 
   // Writes the timestep sinusoid of t[0..B) (host values in [0, 1000]) into the context's device
   // tensor, on the backend's queue; forward() without `t` reads it. Kept out of forward() so that

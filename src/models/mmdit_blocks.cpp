@@ -16,7 +16,7 @@ namespace {
 // y = x·Wᵀ + bias where x or y is a row range of a joint [visual; audio] buffer: contiguous
 // within one batch row, not across rows (backends take that as a strided batch or a loop).
 void linear_rows(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y) {
-  be.linear(x, l.w, l.bias(), y);
+  dit_linear(be, x, l, y);
 }
 
 // Chunk k of a per-sample modulation [B, n·H], broadcast over T tokens: [B, T, H], stride 0 on T.
@@ -32,13 +32,43 @@ void gated_mlp(Backend& be, const DitStream& s, const Tensor& x, const Tensor& s
   const Tensor xm = arena.alloc(x.shape(), act);
   be.layer_norm_modulate(x, kDitLayerNormEps, shift, scale, xm);
   const Tensor h = arena.alloc({x.dim(0), x.dim(1), mlp_hidden}, act);
-  be.linear(xm, s.fc1.w, s.fc1.bias(), h);
+  dit_linear(be, xm, s.fc1, h);
   be.activation(Activation::kGeluTanh, h, h);
-  be.linear(h, s.fc2.w, s.fc2.bias(), xm);
+  dit_linear(be, h, s.fc2, xm);
   be.gated_residual(x, gate, xm);
 }
 
 }  // namespace
+
+void dit_linear(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y) {
+  if (l.quantized()) {
+    be.linear_quantized(x, l.w, l.scale, l.bias(), y);
+  } else {
+    be.linear(x, l.w, l.bias(), y);
+  }
+}
+
+void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y, Arena& arena) {
+  if (!l.quantized()) {
+    be.conv1d(x, l.w, l.bias(), 1, 1, y);
+    return;
+  }
+  Arena::Scope scope(arena);
+  const int64_t B = x.dim(0), T = x.dim(1), K = x.dim(2);
+  // cols[b, t, j·K + c] = x[b, t + j − 1, c], zero outside the sequence.
+  const Tensor cols = arena.alloc({B, T, 3 * K}, x.dtype());
+  const Tensor taps = cols.reshape({B, T, 3, K});
+  auto tap = [&](int j, int64_t t0, int64_t n) { return taps.slice(1, t0, n).slice(2, j, 1); };
+  auto rows = [&](int64_t t0, int64_t n) { return x.slice(1, t0, n).unsqueeze(2); };
+  be.copy(tap(1, 0, T), rows(0, T));
+  be.fill(tap(0, 0, 1), 0.0f);
+  be.fill(tap(2, T - 1, 1), 0.0f);
+  if (T > 1) {
+    be.copy(tap(0, 1, T - 1), rows(0, T - 1));
+    be.copy(tap(2, 0, T - 1), rows(1, T - 1));
+  }
+  be.linear_quantized(cols, l.w, l.scale, l.bias(), y);
+}
 
 float dit_attention_scale(int64_t head_dim) {
   // SDPA's default scale, computed in double as torch does and rounded once.
@@ -46,8 +76,9 @@ float dit_attention_scale(int64_t head_dim) {
 }
 
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
-                      const Tensor& text_kv, const RopeTable& self_rope,
-                      const RopeTable& cross_rope, DitStepState& s, Arena& arena) {
+                      const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
+                      const RopeTable& self_rope, const RopeTable& cross_rope, DitStepState& s,
+                      Arena& arena) {
   Arena::Scope scope(arena);
   const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1), Tv = s.visual.dim(1);
   const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, L = Tv + Ta;
@@ -57,8 +88,8 @@ void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock&
   // Modulations come from the timestep alone (sync_modulation is off): one row per sample.
   const Tensor mod_a = arena.alloc({B, 9 * H}, act);
   const Tensor mod_v = arena.alloc({B, 9 * H}, act);
-  be.linear(s.silu_vec, blk.audio.mod.w, blk.audio.mod.bias(), mod_a);
-  be.linear(s.silu_vec, blk.visual.mod.w, blk.visual.mod.bias(), mod_v);
+  dit_linear(be, s.silu_vec, blk.audio.mod, mod_a);
+  dit_linear(be, s.silu_vec, blk.visual.mod, mod_v);
   auto ma = [&](int k) { return mod_chunk(mod_a, k, H, Ta); };
   auto mv = [&](int k) { return mod_chunk(mod_v, k, H, Tv); };
 
@@ -104,8 +135,17 @@ void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock&
     const Tensor qa = dit_heads(q.slice(1, Tv, Ta), 0, nh, D);
     be.rms_norm(qv, &blk.visual.cross_q_norm, kDitRmsEps, qv);
     be.rms_norm(qa, &blk.audio.cross_q_norm, kDitRmsEps, qa);
-    be.attention(dit_heads(q, 0, nh, D), dit_heads(text_kv, 0, nh, D), dit_heads(text_kv, H, nh, D),
-                 scale, out, &cross_rope, nullptr);
+    // Per group of rows with one text length (one group unless requests of different prompt
+    // lengths are batched): each attends to its own tokens only.
+    for (const DitTextRows& g : text_rows) {
+      const bool all = text_rows.size() == 1;
+      const Tensor rq = all ? q : q.slice(0, g.row, g.rows);
+      const Tensor kv = all && g.len == text_kv.dim(1)
+                            ? text_kv
+                            : text_kv.slice(0, g.row, g.rows).slice(1, 0, g.len);
+      be.attention(dit_heads(rq, 0, nh, D), dit_heads(kv, 0, nh, D), dit_heads(kv, H, nh, D), scale,
+                   all ? out : out.slice(0, g.row, g.rows), &cross_rope, nullptr);
+    }
   }
   linear_rows(be, out3.slice(1, 0, Tv), blk.visual.cross_proj, xm_v);
   linear_rows(be, out3.slice(1, Tv, Ta), blk.audio.cross_proj, xm_a);
@@ -126,7 +166,7 @@ void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock&
 
   // Per-token modulation from SiLU(sync_a + vec): (shift, scale, gate) × (attention, MLP).
   const Tensor mod = arena.alloc({B, Ta, 6 * H}, act);
-  be.linear(s.silu_vec_tok, blk.mod.w, blk.mod.bias(), mod);
+  dit_linear(be, s.silu_vec_tok, blk.mod, mod);
   auto m = [&](int k) { return mod.slice(2, k * H, H); };
 
   const Tensor xn = arena.alloc({B, Ta, H}, act);
@@ -135,26 +175,26 @@ void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock&
     Arena::Scope inner(arena);
     be.layer_norm_modulate(s.audio, kDitSingleLayerNormEps, m(0), m(1), xn);
     const Tensor qkv = arena.alloc({B, Ta, 3 * H}, act);
-    be.linear(xn, blk.qkv.w, blk.qkv.bias(), qkv);
+    dit_linear(be, xn, blk.qkv, qkv);
     const Tensor q = dit_heads(qkv, 0, nh, D), k = dit_heads(qkv, H, nh, D);
     be.rms_norm(q, &blk.q_norm, kDitSingleRmsEps, q);
     be.rms_norm(k, &blk.k_norm, kDitSingleRmsEps, k);
     const Tensor out = arena.alloc({B, Ta, nh, D}, act);
     be.attention(q, k, dit_heads(qkv, 2 * H, nh, D), dit_attention_scale(D), out, &rope, &rope);
     // linear1 is a k=3 Conv1d over time, zero-padded at the sequence ends.
-    be.conv1d(out.reshape({B, Ta, H}), blk.conv1_w, &blk.conv1_b, 1, 1, y);
+    dit_conv3(be, out.reshape({B, Ta, H}), blk.conv1, y, arena);
   }
   be.gated_residual(s.audio, m(2), y);
 
   be.layer_norm_modulate(s.audio, kDitSingleLayerNormEps, m(3), m(4), xn);
   const Tensor h1 = arena.alloc({B, Ta, F}, DType::kF32);
   const Tensor h3 = arena.alloc({B, Ta, F}, DType::kF32);
-  be.conv1d(xn, blk.w1, nullptr, 1, 1, h1);
-  be.conv1d(xn, blk.w3, nullptr, 1, 1, h3);
+  dit_conv3(be, xn, blk.w1, h1, arena);
+  dit_conv3(be, xn, blk.w3, h3, arena);
   // The gate's product goes back into h1 in F32, or into its own 16-bit buffer.
   const Tensor g = act == DType::kF32 ? h1 : arena.alloc({B, Ta, F}, act);
   be.swiglu(h1, h3, g);
-  be.conv1d(g, blk.w2, nullptr, 1, 1, y);
+  dit_conv3(be, g, blk.w2, y, arena);
   be.gated_residual(s.audio, m(5), y);
 }
 

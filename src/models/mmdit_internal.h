@@ -8,11 +8,24 @@
 
 namespace foley {
 
+// A weight layer. Quantised bundles (MmditConfig::quant) store every matrix of the triple and
+// single blocks (modulations, q/k/v, projections, MLPs, text K/V, the k=3 convolutions) as 8-bit
+// codes with one F32 scale per output channel; the embedders, the final layer and everything
+// outside the blocks (~4 % of the weights) stay 16-bit.
 struct DitLinear {
-  Tensor w;  // [N, K]
-  Tensor b;  // [N] F32, or undefined when the layer has no bias
+  Tensor w;      // [N, K]; a k=3 convolution: [3, N, K] taps, or quantised [N, 3K] (tap-major)
+  Tensor b;      // [N] F32, or undefined when the layer has no bias
+  Tensor scale;  // [N] F32 per-output-channel scale of quantised codes, else undefined
   const Tensor* bias() const { return b.defined() && b.numel() > 0 ? &b : nullptr; }
+  bool quantized() const { return scale.defined(); }
 };
+
+// y = x·Wᵀ + bias through the layer's kind of weights.
+void dit_linear(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y);
+// The single blocks' k=3, zero-padded Conv1d over time (x [B, T, K] -> y [B, T, N]): per-tap
+// convolution with 16/32-bit taps; quantised, the three shifted copies of x side by side
+// ([B, T, 3K] in `arena`) times the [N, 3K] codes as one GEMM.
+void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y, Arena& arena);
 
 // One stream (audio or visual) of a triple block.
 struct DitStream {
@@ -33,11 +46,11 @@ struct DitTripleBlock {
 };
 
 struct DitSingleBlock {
-  DitLinear mod;            // SiLU(vec_tok) -> 6H, per token
-  DitLinear qkv;            // [3H, H], de-interleaved by the converter to [q | k | v]
-  Tensor q_norm, k_norm;    // [D], eps = F32 epsilon
-  Tensor conv1_w, conv1_b;  // output projection, Conv1d k=3 as [3, H, H] + bias
-  Tensor w1, w2, w3;        // ConvMLP k=3, [3, F, H], [3, H, F], [3, F, H], no bias
+  DitLinear mod;          // SiLU(vec_tok) -> 6H, per token
+  DitLinear qkv;          // [3H, H], de-interleaved by the converter to [q | k | v]
+  Tensor q_norm, k_norm;  // [D], eps = F32 epsilon
+  DitLinear conv1;        // output projection, Conv1d k=3 H -> H, with bias
+  DitLinear w1, w2, w3;   // ConvMLP k=3: H -> F, F -> H, H -> F, no bias
 };
 
 struct Mmdit::Weights {
@@ -79,9 +92,11 @@ struct DitStepState {
   Tensor silu_vec_tok;  // SiLU(sync_a + vec) [B, Ta, H], act
 };
 
+// `text_rows`: which rows attend to how many of text_kv's tokens (DitContext::text_rows).
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
-                      const Tensor& text_kv, const RopeTable& self_rope,
-                      const RopeTable& cross_rope, DitStepState& s, Arena& arena);
+                      const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
+                      const RopeTable& self_rope, const RopeTable& cross_rope, DitStepState& s,
+                      Arena& arena);
 void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock& blk,
                       const RopeTable& rope, DitStepState& s, Arena& arena);
 

@@ -23,6 +23,16 @@ foreach(_case ${_foley_golden_cases})
     get_filename_component(_name ${_case} NAME)
     add_test(NAME golden_${_name} COMMAND foley_cli golden ${_case} ${_foley_golden_overrides_${_name}})
     set_tests_properties(golden_${_name} PROPERTIES ENVIRONMENT "FOLEY_THREADS=2" TIMEOUT 900)
+    # Quantised DiT weights (--dtype fp8|int8) on the same case: how far they move the DiT's
+    # velocity and the sampled latent from the float32 reference. Measured on tiny-a (CPU):
+    # bf16 2.5e-3 / 4.4e-3, int8 9.2e-3 / 1.5e-2, fp8 2.5e-2 / 4.1e-2 (BENCHMARKS.md, "Quantised
+    # DiT"); the bounds are twice those, so a broken quantiser or GEMM fails here.
+    add_test(NAME golden_${_name}_int8 COMMAND foley_cli golden ${_case} --stage dit --stage sample
+             --dit-dtype int8 --tolerance "dit_out_v=rel 0.02" --tolerance "sample_latent=rel 0.03")
+    add_test(NAME golden_${_name}_fp8 COMMAND foley_cli golden ${_case} --stage dit --stage sample
+             --dit-dtype fp8 --tolerance "dit_out_v=rel 0.05" --tolerance "sample_latent=rel 0.08")
+    set_tests_properties(golden_${_name}_int8 golden_${_name}_fp8 PROPERTIES
+      ENVIRONMENT "FOLEY_THREADS=2" TIMEOUT 300)
     math(EXPR _foley_golden_count "${_foley_golden_count} + 1")
   endif()
 endforeach()

@@ -31,8 +31,11 @@ Command add_convert_command(CLI::App& app) {
   cmd->add_option("--vae", req->dac_checkpoint, "vae_128d_48k.pth (overrides --model-dir)");
   cmd->add_flag("--no-dit", *no_dit, "leave the DiT out");
   cmd->add_flag("--no-vae", *no_dac, "leave the DAC-VAE out");
-  cmd->add_option("--dtype", req->dtype, "storage of the DiT weights: bf16 (default) or f32")
-      ->check(CLI::IsMember({"bf16", "f32"}));
+  cmd->add_option(
+         "--dtype", req->dtype,
+         "storage of the DiT weights: bf16 (default), f32, or fp8 / int8 (the blocks' matrices as "
+         "8-bit codes with per-channel scales: FP8 needs an Ada/Hopper GPU, INT8 sm_80+)")
+      ->check(CLI::IsMember({"bf16", "f32", "fp8", "int8"}));
   cmd->add_option("--synchformer-heads", req->synchformer_heads,
                   "Synchformer attention heads (no tensor carries them; default: guess from the "
                   "width, heads of 64 at dim >= 768 as the official model, 32 below)")

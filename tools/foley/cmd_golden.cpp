@@ -26,6 +26,10 @@ Command add_golden_command(CLI::App& app) {
                   "run fails");
   cmd->add_option("--dump", options->dump_dir,
                   "also write each stage's outputs to DIR/<stage>.safetensors");
+  cmd->add_option("--dit-dtype", options->dit_dtype,
+                  "run the case on a bundle whose DiT is f32 (default), bf16, fp8 or int8, to "
+                  "measure how far the dit/sample outputs move (the case's tolerances are f32's)")
+      ->check(CLI::IsMember({"f32", "bf16", "fp8", "int8"}));
   auto overrides = std::make_shared<std::vector<std::string>>();
   cmd->add_option("--tolerance", *overrides,
                   "override a check: TENSOR=\"rel 1e-3\" (printed beside the case's own figure)");

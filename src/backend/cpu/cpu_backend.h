@@ -30,6 +30,9 @@ class CpuBackend final : public Backend {
   void fill(const Tensor& dst, float value) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
               float beta) override;
+  void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                        const Tensor& y) override;  // cpu_quant.cpp
+  bool supports_quantized(QuantFormat) const override { return true; }
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
                   const Tensor& y) override;
   void rms_norm(const Tensor& x, const Tensor* weight, float eps, const Tensor& y) override;

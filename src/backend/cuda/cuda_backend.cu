@@ -5,9 +5,9 @@
 #include <cstring>
 #include <string>
 
-#include "backend/cuda_arch.h"
 #include "backend/cuda/cuda_internal.h"
 #include "backend/cuda/cuda_strided.h"
+#include "backend/cuda_arch.h"
 
 namespace foley {
 namespace cuda {
@@ -143,6 +143,10 @@ void check_vector(const Tensor& t, int64_t n, const char* op, const char* what) 
 CudaBackend::CudaBackend(int device) : device_(device) {
   FOLEY_CUDA_CHECK(cudaSetDevice(device_));
   FOLEY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  int major = 0, minor = 0;
+  FOLEY_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
+  FOLEY_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_));
+  cc_ = major * 10 + minor;
   scratch_ = std::make_unique<Arena>(block_allocator());
 }
 

@@ -94,6 +94,11 @@ DenseState& CudaBackend::dense() {
   return *dense_;
 }
 
+LtContext lt_context(CudaBackend& be) {
+  DenseState& st = be.dense();
+  return {st.handle, st.workspace, kWorkspaceBytes, &st.mutex};
+}
+
 namespace {
 
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
@@ -303,8 +308,8 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
     bias = b16;
   }
   if (bias) {
-    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                  &bias, sizeof bias));
+    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                  sizeof bias));
   }
   const float alpha = 1.0f, beta = g.beta;
   FOLEY_LT_CHECK(cublasLtMatmul(st.handle, p.desc, &alpha, g.w, p.a, g.x, p.b, &beta, g.y, p.c, g.y,

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <mutex>
 
 #include "backend/cuda/cuda_internal.h"
 #include "core/check.h"
@@ -36,6 +37,16 @@ struct DeviceGemm {
   int64_t batch = 1, sx = 0, sw = 0, sy = 0;
 };
 void run_gemm(CudaBackend& be, const DeviceGemm& g);
+
+// The cuBLASLt handle (a cublasLtHandle_t), its workspace and the lock that serialises plan
+// creation and launches, for GEMMs planned elsewhere (cuda_quant.cu).
+struct LtContext {
+  void* handle;
+  void* workspace;
+  size_t workspace_bytes;
+  std::mutex* mutex;
+};
+LtContext lt_context(CudaBackend& be);
 
 // rows × K elements of x (row stride ldx) converted to `dt` (BF16 or F16, round to nearest even)
 // into a contiguous scratch buffer; the caller holds an Arena::Scope on be.scratch().

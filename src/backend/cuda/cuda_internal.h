@@ -23,6 +23,7 @@ void cuda_check(cudaError_t status, const char* what, const char* file, int line
 [[noreturn]] void not_supported(const char* op);
 
 struct DenseState;  // cuBLASLt handle, workspace and plan cache (cuda_dense.cu)
+struct QuantState;  // the quantised GEMMs' plans (cuda_quant.cu)
 
 class CudaBackend final : public Backend {
  public:
@@ -33,7 +34,9 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda:" + std::to_string(device_); }
   bool supports_16bit_activations() const override { return true; }
   cudaStream_t stream() const { return stream_; }
-  DenseState& dense();  // created on first use (cuda_dense.cu)
+  DenseState& dense();                            // created on first use (cuda_dense.cu)
+  QuantState& quant();                            // created on first use (cuda_quant.cu)
+  int compute_capability() const { return cc_; }  // major·10 + minor
 
   BlockAllocator block_allocator() override;
   void copy_from_host(const Tensor& dst, const Tensor& host_src) override;
@@ -50,6 +53,11 @@ class CudaBackend final : public Backend {
   // cuda_dense.cu
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
               float beta) override;
+
+  // cuda_quant.cu
+  void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                        const Tensor& y) override;
+  bool supports_quantized(QuantFormat format) const override;
 
   // cuda_norm.cu
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
@@ -71,8 +79,8 @@ class CudaBackend final : public Backend {
   void snake(const Tensor& x, const Tensor& alpha, const Tensor& y) override;
 
   // cuda_attention.cu
-  void attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                 const Tensor& out, const RopeTable* rope_q, const RopeTable* rope_k) override;
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& out,
+                 const RopeTable* rope_q, const RopeTable* rope_k) override;
 
   // cuda_conv.cu
   void conv1d(const Tensor& x, const Tensor& w, const Tensor* bias, int dilation, int pad,
@@ -80,13 +88,14 @@ class CudaBackend final : public Backend {
   void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad,
                         int output_padding, const Tensor& y) override;
   void resample_nearest_exact(const Tensor& x, const Tensor& y) override;
-  void patch_embed(const Tensor& x, const Tensor& w, const Tensor* bias,
-                   const Tensor& y) override;
+  void patch_embed(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
 
  private:
   int device_;
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<DenseState> dense_;  // shared_ptr: destructible where DenseState is incomplete
+  std::shared_ptr<QuantState> quant_;
+  int cc_ = 0;
 };
 
 }  // namespace cuda
