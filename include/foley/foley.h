@@ -5,14 +5,18 @@
 //   the weights shared. Thread-safe; load once per process.
 // - Generator: the per-worker part. Owns one compute backend (CPU or one CUDA device), the
 //   networks bound to it and every arena a request needs, sized for the longest clip at creation
-//   (and frozen by warm_up()). One Generator runs one request at a time; a server makes one per
-//   concurrent job slot. After warm_up() the request path allocates no device memory.
+//   (and frozen by warm_up()). One Generator runs one request at a time, or one batch of
+//   requests (generate_batch, up to GeneratorOptions::max_batch denoised together); a server
+//   makes one per concurrent job slot. After warm_up() the request path allocates no device
+//   memory.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +49,11 @@ struct GeneratorOptions {
   // step; the overlap is window_seconds - 8. In (8, max_clip_seconds]. 9 s (1 s of overlap) was
   // measured as seamless as 10 s and 1.2x cheaper (BENCHMARKS.md, "Long clips").
   double window_seconds = 9.0;
+  // The most requests generate_batch denoises together (1..32): the sampler's memory and the
+  // DiT's step activations are sized for CFG batch 2·max_batch at the longest clip, so memory
+  // for the denoising grows with it (the encoders and the DAC run one request at a time and do
+  // not). 1 (the default): no batching, the memory of one request.
+  int max_batch = 1;
 };
 
 // What one request asks for. Every field is validated by Generator::generate (kInvalidInput with
@@ -94,7 +103,27 @@ struct GenerationResult {
   int sample_rate = 48000;
   double audio_seconds = 0;  // T25 / 25: the span of the video that was used
   int windows = 1;           // denoising windows (more than 1 for a clip beyond max_clip_seconds)
+  // Requests denoised together with this one, itself included, when its denoising began
+  // (generate_batch); 1 when it ran alone. Its "denoise" timing is the whole batch's.
+  int batch_size = 1;
   std::vector<StageTiming> timings;
+};
+
+// One request of Generator::generate_batch: a video (any container FFmpeg reads, or Y4M without
+// FFmpeg), or none for sound from the prompt alone (generate_text; params.seconds long), with its
+// own parameters (prompt, seed, steps, guidance) and callbacks (progress, cancel).
+struct GenerationRequest {
+  std::string video_path;  // empty: text only
+  GenerationParams params;
+  GenerationCallbacks callbacks;
+};
+
+// What became of one request of a batch: its result, or the error it would have thrown alone
+// (a foley::Error; kCancelled when its cancel flag stopped it). Rethrow with
+// std::rethrow_exception to handle it as generate's.
+struct BatchItemResult {
+  std::optional<GenerationResult> result;
+  std::exception_ptr error;
 };
 
 struct ModelInfo {
@@ -138,6 +167,20 @@ class Generator {
   // dropped this way), at the lengths a clip of that duration would have.
   virtual GenerationResult generate_text(const GenerationParams& params,
                                          const GenerationCallbacks& callbacks = {}) = 0;
+
+  // Several requests at once, one result per request in order. Each is decoded and encoded on
+  // its own; those whose clips have equal lengths (latent, 8 fps and Synchformer frames: clips
+  // of one duration, or text-only requests of one `seconds`) are then denoised together, up to
+  // GeneratorOptions::max_batch at a time: one DiT evaluation per step over all their CFG rows,
+  // each with its own conditions, prompt (lengths may differ), seed, guidance and step count.
+  // Each request's audio equals what generate / generate_text gives it alone (bit for bit on
+  // the CPU; tests/batch_test.cpp). Requests of other lengths, and clips longer than
+  // max_clip_seconds (windowed sampling), are denoised alone. A request whose cancel flag is set
+  // leaves at the next check (between stages, before every denoising step) without changing the
+  // others; an error in one request (a bad video, say) fails only that one. Progress is each
+  // request's own. Errors of the whole call (the device failing) are thrown.
+  virtual std::vector<BatchItemResult> generate_batch(
+      const std::vector<GenerationRequest>& requests) = 0;
 
   virtual std::string device_name() const = 0;
   // Bytes this generator holds on its device (weights it uploaded + arenas); 0 on the CPU.

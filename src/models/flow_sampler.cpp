@@ -195,11 +195,7 @@ void run_steps(const Mmdit& model, HostInputs& in, const DitContext& ctx, const 
     forward();
     be.copy_to_host(v_host, d.v);
     const float dt = sigmas[static_cast<size_t>(i) + 1] - sigmas[static_cast<size_t>(i)];
-    for (int64_t j = 0; j < n; ++j) {
-      // The official order of F32 operations: u + s·(c − u), then x + dt·v.
-      const float guided = in.cfg ? vu[j] + s * (vc[j] - vu[j]) : vc[j];
-      xs[j] = xs[j] + dt * guided;
-    }
+    cfg_euler_step(xs, vu, vc, n, in.cfg, s, dt);
     if (callbacks.progress) callbacks.progress(i + 1, params.steps);
   }
 }
@@ -216,8 +212,6 @@ bool graphs_enabled_by_env() {
 }
 
 }  // namespace flow_internal
-
-namespace flow_internal {}  // namespace flow_internal
 
 FlowWorkspaceBytes FlowWorkspace::bytes(const Mmdit& model, const FlowLimits& l) {
   FlowWorkspaceBytes b;
@@ -237,13 +231,13 @@ FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena
 FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena* step)
     : model_(model), limits_(limits), graphs_(std::make_unique<Graphs>()) {
   const FlowLimits& l = limits_;
-  if (l.batch < 1 || l.batch > 2 || l.audio_len < 1 || l.visual_len < 1 || l.text_len < 1 ||
-      l.sync_len < 1)
+  if (l.batch < 1 || l.batch > kMaxFlowBatch || l.audio_len < 1 || l.visual_len < 1 ||
+      l.text_len < 1 || l.sync_len < 1)
     throw make_error(ErrorKind::kInvalidInput,
-                     "flow workspace limits: batch %lld (1 or 2), Ta %lld, Tv %lld, L %lld, "
+                     "flow workspace limits: batch %lld (1..%lld), Ta %lld, Tv %lld, L %lld, "
                      "sync %lld (all >= 1)",
-                     (long long)l.batch, (long long)l.audio_len, (long long)l.visual_len,
-                     (long long)l.text_len, (long long)l.sync_len);
+                     (long long)l.batch, (long long)kMaxFlowBatch, (long long)l.audio_len,
+                     (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len);
   Backend& be = model_.backend();
   const FlowWorkspaceBytes b = bytes(model_, l);
   inputs_ = exact_arena(be, b.inputs);
@@ -301,9 +295,9 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
       model.prepare(d.clip, d.sync, d.text, in.Ta, *ws.context_);
   const Tensor v_host(ws.v_host_.raw(), DType::kF32, {in.B, model.config().latent_dim, in.Ta},
                       DeviceKind::kCPU);
-  GraphedForward graphed(
-      model.backend(), *ws.graphs_,
-      {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(), step.mark()});
+  GraphedForward graphed(model.backend(), *ws.graphs_,
+                         {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(),
+                          step.mark(), ctx->text_rows()});
   run_steps(model, in, *ctx, d, v_host, params, callbacks,
             [&] { graphed([&] { model.forward(*ctx, d.x, d.v, step); }); });
   return in.x;

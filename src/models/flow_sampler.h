@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -81,8 +82,12 @@ std::vector<std::vector<float>> flow_window_weights(const std::vector<FlowWindow
 // The F32 sigma schedule, bit-identical to torch.linspace(1, 0, steps + 1).
 std::vector<float> flow_sigmas(int steps);
 
-// The largest request a FlowWorkspace serves: CFG batch, latent length Ta, visual length Tv,
-// text length L and sync length S·8.
+// The most DiT rows one evaluation takes (FlowLimits::batch): 32 requests with CFG.
+inline constexpr int64_t kMaxFlowBatch = 64;
+
+// The largest request a FlowWorkspace serves: DiT batch (2 per request with CFG, 1 without:
+// 2 for one request, 2·B for B requests sampled together by flow_sample_batch), latent length Ta,
+// visual length Tv, text length L and sync length S·8.
 struct FlowLimits {
   int64_t batch = 2;
   int64_t audio_len = 0;
@@ -97,6 +102,9 @@ struct FlowWorkspaceBytes {
   size_t context = 0;  // the DiT context (Mmdit::context_arena_bytes)
   size_t step = 0;     // one forward's activations (Mmdit::step_arena_bytes)
 };
+
+struct FlowBatchItem;
+struct FlowBatchResult;
 
 // Everything the sampler needs on the device, reserved once for the largest request, plus the
 // denoising steps recorded per shape (Backend::record). Each request rewinds the arenas, so a
@@ -138,6 +146,10 @@ class FlowWorkspace {
   friend Tensor flow_sample(const Mmdit& model, const FlowConditions& cond,
                             const FlowSampleParams& params, int64_t audio_len, const Tensor* noise,
                             FlowWorkspace& workspace, const FlowCallbacks& callbacks);
+  friend std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
+                                                        const std::vector<FlowBatchItem>& items,
+                                                        int64_t audio_len,
+                                                        FlowWorkspace& workspace);
   friend Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
                                     const FlowSampleParams& params, int64_t audio_len,
                                     const std::vector<FlowWindow>& windows, const Tensor* noise,
@@ -163,6 +175,44 @@ class FlowWorkspace {
 Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSampleParams& params,
                    int64_t audio_len, const Tensor* noise, FlowWorkspace& workspace,
                    const FlowCallbacks& callbacks = {});
+
+// One request of a batch (flow_sample_batch): its conditions, parameters (steps, guidance, seed
+// are its own), initial noise ([1, latent_dim, Ta] host, or null: drawn from params.seed) and
+// callbacks (its own progress; its own cancel flag, which takes it out of the batch).
+struct FlowBatchItem {
+  const FlowConditions* cond = nullptr;
+  FlowSampleParams params;
+  const Tensor* noise = nullptr;
+  FlowCallbacks callbacks;
+};
+
+// What became of one request: its final latent (host F32 [1, latent_dim, Ta]), or the error that
+// stopped it (Error(kCancelled) when its cancel flag was seen, kInvalidInput for a request that
+// does not fit the batch, or whatever its progress callback threw).
+struct FlowBatchResult {
+  Tensor latent;
+  std::exception_ptr error;
+};
+
+// Several requests sampled together: every step evaluates the DiT once on all their CFG rows
+// ([uncond_1, cond_1, uncond_2, cond_2, ...]: 2 rows per request with CFG, 1 without), each row
+// with its own conditions, text length (Mmdit::prepare's text_lens: prompts of different lengths
+// share the batch) and timestep, then each request takes its own guided Euler step on its own
+// latent. So each request's latent is the one flow_sample gives it alone, bit for bit wherever
+// the backend's per-row results do not depend on the batch's size (the CPU backend: every op
+// computes a row on its own; tests/batch_test.cpp); a GEMM whose algorithm changes with the
+// number of rows may differ in the last bits.
+// All requests must have latent length `audio_len` and equal visual and sync lengths (those set
+// the joint attention's sequence), and together at most workspace.limits().batch rows (else
+// kInvalidInput for the whole call); steps, guidance, seeds and prompts may all differ. A request
+// leaves the batch when it has taken its steps, when its cancel flag is set (checked before every
+// step) or when its callback throws; the others go on with a smaller batch (inputs and context
+// rebuilt for the remaining rows, which changes none of their results). Device memory is the
+// workspace's; a batch of a new shape (rows, lengths, text lengths) runs its first step eagerly
+// and records the next, as flow_sample does.
+std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
+                                               const std::vector<FlowBatchItem>& items,
+                                               int64_t audio_len, FlowWorkspace& workspace);
 
 // A latent longer than the workspace's limits, sampled in overlapping windows fused at every
 // step (MultiDiffusion, Bar-Tal et al. 2023): each step evaluates the DiT (with CFG) on every

@@ -47,8 +47,20 @@ struct StepGraphKey {
   const void* v;
   const void* context;
   size_t step_mark;
+  std::vector<DitTextRows> text_rows;  // the rows' text lengths (DitContext::text_rows)
   bool operator==(const StepGraphKey&) const = default;
 };
+
+// One Euler step of one request on the host, in the official order of F32 operations:
+// guided = u + s·(c − u) (or c without CFG), then x + dt·guided. Shared by every sampler form, so
+// a request's arithmetic is the same code whether it ran alone or in a batch.
+inline void cfg_euler_step(float* x, const float* vu, const float* vc, int64_t n, bool cfg, float s,
+                           float dt) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float guided = cfg ? vu[j] + s * (vc[j] - vu[j]) : vc[j];
+    x[j] = x[j] + dt * guided;
+  }
+}
 
 }  // namespace flow_internal
 

@@ -140,8 +140,8 @@ Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
       const DeviceInputs d = upload_inputs(model, win, *ws.inputs_);
       const std::unique_ptr<DitContext> ctx =
           model.prepare(d.clip, d.sync, d.text, Tw, *ws.context_);
-      const StepGraphKey key{B,         Tw,        win.Tv,      win.L,      win.S8,
-                             d.x.raw(), d.v.raw(), ctx->base(), step.mark()};
+      const StepGraphKey key{B,         Tw,        win.Tv,      win.L,       win.S8,
+                             d.x.raw(), d.v.raw(), ctx->base(), step.mark(), ctx->text_rows()};
       GraphedForward* graphed = nullptr;
       for (auto& f : forwards)
         if (f->key() == key) graphed = f.get();

@@ -120,7 +120,7 @@ void GeneratorImpl::freeze_stage_arena() {
 
 FlowLimits GeneratorImpl::flow_limits() const {
   FlowLimits l;
-  l.batch = 2;
+  l.batch = 2 * int64_t{options_.max_batch};
   l.audio_len = max_ta_;
   l.visual_len = max_tv_;
   l.text_len = std::min<int64_t>(clap_->config().max_length(), kTextFeatureLength);
@@ -202,6 +202,9 @@ std::unique_ptr<Generator> Generator::create(std::shared_ptr<const Model> model,
       options.window_seconds > 15.04)
     throw make_error(ErrorKind::kInvalidInput, "window_seconds must be in (8, 15.04], got %g",
                      options.window_seconds);
+  if (options.max_batch < 1 || options.max_batch > 32)
+    throw make_error(ErrorKind::kInvalidInput, "max_batch must be in [1, 32], got %d",
+                     options.max_batch);
   std::unique_ptr<Backend> backend;
   if (options.device == DeviceType::kCuda) {
     backend = make_cuda_backend(options.device_index);

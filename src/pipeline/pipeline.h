@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -137,6 +138,8 @@ class GeneratorImpl final : public Generator {
                             const GenerationCallbacks& callbacks = {}) override;
   GenerationResult generate_text(const GenerationParams& params,
                                  const GenerationCallbacks& callbacks = {}) override;
+  std::vector<BatchItemResult> generate_batch(
+      const std::vector<GenerationRequest>& requests) override;
   std::string device_name() const override;
   int64_t device_bytes() const override;
   Memory memory() const override;
@@ -171,14 +174,17 @@ class GeneratorImpl final : public Generator {
   const StageArenaNeeds& stage_arena_needs() const { return stage_needs_; }
   // How long the parts of the last warm_up() took, in order: "encoders" (one chunk of each),
   // "text", "freeze" (the stage arena), "denoise" (2 steps at the largest shape: the first
-  // eager, the second recorded as a graph), "vae", and "total" (the whole warm-up, so the rest
-  // is the difference).
+  // eager, the second recorded as a graph), "vae", "batches" (with max_batch > 1: the DiT in
+  // batches of requests, see warm_up_batches) and "total" (the whole warm-up, so the rest is the
+  // difference).
   const std::vector<StageTiming>& warm_up_timings() const { return warm_up_timings_; }
   int max_semantic_frames() const { return max_tv_; }
   int max_sync_frames() const { return max_t25_; }
   int max_latent_frames() const { return max_ta_; }
-  // The largest sampler request: CFG batch 2 at the longest latent, visual, text and sync lengths.
+  // The largest sampler request: CFG batch 2·max_batch at the longest latent, visual, text and
+  // sync lengths.
   FlowLimits flow_limits() const;
+  int max_batch() const { return options_.max_batch; }
   const FlowWorkspace& flow_workspace() const { return *flow_; }
   const Siglip2Vision& siglip() const { return *siglip_; }
   const Synchformer& synchformer() const { return *sync_; }
@@ -189,9 +195,23 @@ class GeneratorImpl final : public Generator {
   Backend& backend() const { return *backend_; }
 
  private:
-  struct Run;  // one request's timings, callbacks and cancellation (stages.cpp)
+  struct Run;  // one request's timings, callbacks and cancellation (below)
 
   GenerationResult run_frames(Run& run, const ClipFrames& frames, const GenerationParams& params);
+  // The stages before denoising, for a video (decode, visual, sync, text) or a text-only
+  // request (text): the request's conditions, checked.
+  ClipFeatures request_features(Run& run, const std::string& video_path,
+                                const GenerationParams& params, bool text_only);
+  ClipFeatures frame_features(Run& run, const ClipFrames& frames, const GenerationParams& params);
+  void check_latent_length(const ClipFeatures& features) const;
+  // Denoises requests of equal lengths together (flow_sample_batch) and decodes each one's
+  // audio; `members` index `runs`, `features`, `params` and `out` (batch.cpp).
+  void run_batch(const std::vector<size_t>& members, std::vector<Run>& runs,
+                 const std::vector<ClipFeatures>& features,
+                 const std::vector<GenerationRequest>& requests, std::vector<BatchItemResult>& out);
+  // Runs the DiT at the largest shape in batches of 2..max_batch requests, `steps` steps each
+  // (warm-up: sizes the backend's scratch and records each batch size's step).
+  void warm_up_batches(const ClipFeatures& f, int steps);
   GenerationResult run_features(Run& run, const ClipFeatures& features,
                                 const GenerationParams& params, const Tensor* noise);
   Tensor encode_visual(const ClipFrames& frames);
@@ -240,6 +260,33 @@ class GeneratorImpl final : public Generator {
   // Host frame buffers for the longest clip: [max_tv, S, S, 3] and [max_t25, S', S', 3].
   Tensor semantic_buffer_, sync_buffer_;
   std::mutex busy_;  // one request at a time
+};
+
+// One request's timings, callbacks and cancellation checks as its stages run.
+struct GeneratorImpl::Run {
+  const GenerationCallbacks& callbacks;
+  std::vector<StageTiming> timings;
+
+  void check_cancel() const {
+    if (callbacks.cancel && callbacks.cancel->load())
+      throw Error(ErrorKind::kCancelled, "generation cancelled");
+  }
+  void report(const char* stage, int step = 0, int total = 0, int window = 0,
+              int windows = 1) const {
+    if (callbacks.progress)
+      callbacks.progress(GenerationProgress{stage, step, total, window, windows});
+  }
+  // Runs one stage: cancellation check, progress, timing.
+  template <typename F>
+  auto stage(const char* name, F&& body, int total_steps = 0, int windows = 1) {
+    check_cancel();
+    report(name, 0, total_steps, 0, windows);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto result = body();
+    timings.push_back(
+        {name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+    return result;
+  }
 };
 
 // Parameter checks shared by generate and the CLI's batch mode: Error(kInvalidInput) naming the

@@ -32,47 +32,48 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-struct GeneratorImpl::Run {
-  const GenerationCallbacks& callbacks;
-  std::vector<StageTiming> timings;
-
-  void check_cancel() const {
-    if (callbacks.cancel && callbacks.cancel->load())
-      throw Error(ErrorKind::kCancelled, "generation cancelled");
-  }
-  void report(const char* stage, int step = 0, int total = 0, int window = 0,
-              int windows = 1) const {
-    if (callbacks.progress)
-      callbacks.progress(GenerationProgress{stage, step, total, window, windows});
-  }
-  // Runs one stage: cancellation check, progress, timing.
-  template <typename F>
-  auto stage(const char* name, F&& body, int total_steps = 0, int windows = 1) {
-    check_cancel();
-    report(name, 0, total_steps, 0, windows);
-    const auto t0 = std::chrono::steady_clock::now();
-    auto result = body();
-    timings.push_back({name, seconds_since(t0)});
-    return result;
-  }
-};
-
 GenerationResult GeneratorImpl::generate(const std::string& video_path,
                                          const GenerationParams& params,
                                          const GenerationCallbacks& callbacks) {
   std::lock_guard<std::mutex> lock(busy_);
-  validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
+  const ClipFeatures f = request_features(run, video_path, params, false);
+  return run_features(run, f, params, nullptr);
+}
+
+GenerationResult GeneratorImpl::generate_text(const GenerationParams& params,
+                                              const GenerationCallbacks& callbacks) {
+  std::lock_guard<std::mutex> lock(busy_);
+  Run run{callbacks, {}};
+  const ClipFeatures f = request_features(run, "", params, true);
+  return run_features(run, f, params, nullptr);
+}
+
+ClipFeatures GeneratorImpl::request_features(Run& run, const std::string& video_path,
+                                             const GenerationParams& params, bool text_only) {
+  validate_params(params, options_.max_video_seconds);
+  if (text_only) {
+    if (!std::isfinite(params.seconds) || params.seconds < 0.64 ||
+        params.seconds > options_.max_video_seconds)
+      throw make_error(ErrorKind::kInvalidInput, "seconds must be in [0.64, %g], got %g",
+                       options_.max_video_seconds, params.seconds);
+    ClipFeatures f = empty_video_features(static_cast<int>(std::lround(params.seconds * 25.0)));
+    run.stage("text", [&] {
+      encode_text(params, f.cond.text, f.cond.uncond_text);
+      return 0;
+    });
+    return f;
+  }
   run.check_cancel();
   run.report("decode");
   const auto t0 = std::chrono::steady_clock::now();
   const double end_sec =
       params.max_clip_seconds > 0 ? params.max_clip_seconds : options_.max_video_seconds;
-  DecodedClip clip = decode_clip(video_path, end_sec, callbacks.cancel);
+  DecodedClip clip = decode_clip(video_path, end_sec, run.callbacks.cancel);
   const double decode_seconds = seconds_since(t0);
   if (!clip.long_clip) {
     run.timings.push_back({"decode", decode_seconds});
-    return run_frames(run, clip.frames, params);
+    return frame_features(run, clip.frames, params);
   }
   // A long clip was encoded while it decoded: the encoders' share is reported as their stages.
   run.timings.push_back({"decode", decode_seconds - clip.visual_seconds - clip.sync_seconds});
@@ -83,24 +84,7 @@ GenerationResult GeneratorImpl::generate(const std::string& video_path,
     encode_text(params, f.cond.text, f.cond.uncond_text);
     return 0;
   });
-  return run_features(run, f, params, nullptr);
-}
-
-GenerationResult GeneratorImpl::generate_text(const GenerationParams& params,
-                                              const GenerationCallbacks& callbacks) {
-  std::lock_guard<std::mutex> lock(busy_);
-  validate_params(params, options_.max_video_seconds);
-  if (!std::isfinite(params.seconds) || params.seconds < 0.64 ||
-      params.seconds > options_.max_video_seconds)
-    throw make_error(ErrorKind::kInvalidInput, "seconds must be in [0.64, %g], got %g",
-                     options_.max_video_seconds, params.seconds);
-  Run run{callbacks, {}};
-  ClipFeatures f = empty_video_features(static_cast<int>(std::lround(params.seconds * 25.0)));
-  run.stage("text", [&] {
-    encode_text(params, f.cond.text, f.cond.uncond_text);
-    return 0;
-  });
-  return run_features(run, f, params, nullptr);
+  return std::move(f);
 }
 
 GenerationResult GeneratorImpl::generate_frames(const ClipFrames& frames,
@@ -124,6 +108,12 @@ GenerationResult GeneratorImpl::generate_features(const ClipFeatures& features,
 
 GenerationResult GeneratorImpl::run_frames(Run& run, const ClipFrames& frames,
                                            const GenerationParams& params) {
+  const ClipFeatures f = frame_features(run, frames, params);
+  return run_features(run, f, params, nullptr);
+}
+
+ClipFeatures GeneratorImpl::frame_features(Run& run, const ClipFrames& frames,
+                                           const GenerationParams& params) {
   if (frames.semantic.dim(0) > max_tv_ || frames.sync.dim(0) > max_t25_ ||
       frames.timing.sync_frames != frames.sync.dim(0))
     throw make_error(ErrorKind::kInvalidInput,
@@ -139,15 +129,19 @@ GenerationResult GeneratorImpl::run_frames(Run& run, const ClipFrames& frames,
     encode_text(params, f.cond.text, f.cond.uncond_text);
     return 0;
   });
-  return run_features(run, f, params, nullptr);
+  return f;
 }
 
-GenerationResult GeneratorImpl::run_features(Run& run, const ClipFeatures& features,
-                                             const GenerationParams& params, const Tensor* noise) {
+void GeneratorImpl::check_latent_length(const ClipFeatures& features) const {
   const int max_latent = clip_timing(max_video_t25()).latent_frames;
   if (features.audio_len < 1 || features.audio_len > max_latent)
     throw make_error(ErrorKind::kInvalidInput, "latent length %d is outside 1..%d",
                      features.audio_len, max_latent);
+}
+
+GenerationResult GeneratorImpl::run_features(Run& run, const ClipFeatures& features,
+                                             const GenerationParams& params, const Tensor* noise) {
+  check_latent_length(features);
   const std::vector<FlowWindow> windows = windows_for(features);
   const Tensor latent = run.stage(
       "denoise", [&] { return denoise(run, features, params, noise, windows); }, params.steps,
@@ -274,6 +268,8 @@ void GeneratorImpl::warm_up() {
               max_ta_);
   const GenerationResult r = run_features(run, f, p, nullptr);
   for (const StageTiming& t : r.timings) parts.push_back(t);  // "denoise", "vae"
+  // Batches of requests at the largest shape (GeneratorOptions::max_batch).
+  if (options_.max_batch > 1) timed("batches", [&] { warm_up_batches(f, p.steps); });
   {
     // The warm-up prompt is short; the text output arena is reserved for the longest text,
     // which is taken once here so that its high-water mark is final too.

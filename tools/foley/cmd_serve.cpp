@@ -104,6 +104,7 @@ int run_server(foley_server::ServerOptions o) {
     // (less when no clip may be that long: arenas are sized for the span).
     ro.generator.max_video_seconds = o.max_clip_seconds;
     ro.generator.max_clip_seconds = std::min(15.0, o.max_clip_seconds);
+    ro.generator.max_batch = o.max_batch;
     ro.generators_per_model = workers;
     ro.budget_bytes = int64_t(o.vram_budget_gb * 1e9);
     ro.warm_up = true;
@@ -120,10 +121,13 @@ int run_server(foley_server::ServerOptions o) {
     const auto rows = journal->load();
     app_holder = std::make_unique<foley_server::App>(
         o, uploads, media_root, [&](foley_server::Metrics& metrics) {
-          return std::make_unique<foley_server::Scheduler>(
-              foley_server::SchedulerOptions{o.queue_size, results, o.result_ttl_seconds,
-                                             o.disk_budget_mb << 20, journal.get()},
-              metrics);
+          foley_server::SchedulerOptions so{o.queue_size, results, o.result_ttl_seconds,
+                                            o.disk_budget_mb << 20, journal.get()};
+          so.max_batch = o.max_batch;
+          so.batch_window_ms = o.batch_window_ms;
+          so.span_seconds = ro.generator.max_clip_seconds;
+          so.max_clip_seconds = o.max_clip_seconds;
+          return std::make_unique<foley_server::Scheduler>(std::move(so), metrics);
         },
         registry.get());
     const foley_server::RestoreSummary restored = app_holder->scheduler()->restore(rows);
@@ -224,9 +228,9 @@ int run_server(foley_server::ServerOptions o) {
         app.scheduler()->start(*registry, workers);
         app.set_ready();
         std::printf("foley serve: ready on %s (models loaded: %s; %zu configured, default %s; "
-                    "%d workers, warmed in %.1f s)\n",
+                    "%d workers, batches of up to %d, warmed in %.1f s)\n",
                     url.c_str(), names.c_str(), registry->status().size(),
-                    registry->default_model().c_str(), workers, warm);
+                    registry->default_model().c_str(), workers, o.max_batch, warm);
         std::fflush(stdout);
       }
     }
@@ -289,6 +293,22 @@ Command add_serve_command(CLI::App& app) {
                   "concurrent jobs (worker threads), and warmed generators per loaded model "
                   "(default 4 on cuda, 1 on cpu)")
       ->check(CLI::Range(1, 64));
+  auto* max_batch =
+      cmd->add_option("--max-batch", o->max_batch,
+                      "jobs denoised together: a worker that takes a job also takes queued jobs "
+                      "of the same model and clip length (up to this many; clips beyond 15 s run "
+                      "alone) and runs the DiT once per step for all of them, each with its own "
+                      "prompt, seed, progress and cancel, and the audio it would get alone. "
+                      "Memory for the denoising grows with it")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 32));
+  auto* window = cmd->add_option("--batch-window-ms", o->batch_window_ms,
+                                 "with --max-batch above 1: how long a worker waits for more "
+                                 "jobs of its batch before it starts (milliseconds)")
+                     ->capture_default_str()
+                     ->check(CLI::Range(0.0, 60000.0));
+  max_batch->excludes(queue);
+  window->excludes(queue);
   cmd->add_option("--queue-size", o->queue_size, "queued jobs before 429")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));

@@ -34,6 +34,10 @@ struct ServerOptions {
   size_t queue_size = 16;
   // Worker threads of the scheduler, and generators per loaded model. 0: 4 on CUDA, 1 on the CPU.
   int jobs_per_device = 0;
+  // Cross-request batching (--max-batch, --batch-window-ms): jobs of one model and clip length
+  // denoised together, up to max_batch, gathered for up to batch_window_ms. 1: no batching.
+  int max_batch = 1;
+  double batch_window_ms = 20;
   int64_t max_upload_mb = 256;
   std::string data_dir;    // empty: a private temporary directory
   std::string media_root;  // empty: JSON video_path refused

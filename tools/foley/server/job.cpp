@@ -109,7 +109,8 @@ nlohmann::json request_to_json(const JobRequest& r) {
           {"owns_video", r.owns_video},
           {"synchronous", r.synchronous},
           {"mux", r.mux},
-          {"model", r.model}};
+          {"model", r.model},
+          {"video_seconds", r.video_seconds}};
 }
 
 JobRequest request_from_json(const nlohmann::json& j) {
@@ -131,6 +132,7 @@ JobRequest request_from_json(const nlohmann::json& j) {
     r.synchronous = j.at("synchronous").get<bool>();
     r.mux = j.at("mux").get<bool>();
     r.model = j.value("model", "");  // absent in records written before models had names
+    r.video_seconds = j.value("video_seconds", 0.0);  // absent before batching
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("malformed job record: ") + e.what());
@@ -143,7 +145,7 @@ nlohmann::json result_json_locked(const Job& job) {
   return {{"audio_path", job.audio_path},       {"video_path", job.video_path},
           {"audio_seconds", job.audio_seconds}, {"windows", job.windows},
           {"result_bytes", job.result_bytes}, {"clipped_samples", job.clipped_samples},
-          {"timings", timings}};
+          {"batch_size", job.batch_size},       {"timings", timings}};
 }
 
 void apply_result_locked(Job& job, const nlohmann::json& result) {
@@ -151,6 +153,7 @@ void apply_result_locked(Job& job, const nlohmann::json& result) {
   job.video_path = result.value("video_path", "");
   job.audio_seconds = result.value("audio_seconds", 0.0);
   job.windows = result.value("windows", 1);
+  job.batch_size = result.value("batch_size", 1);
   job.result_bytes = result.value("result_bytes", int64_t{0});
   job.clipped_samples = result.value("clipped_samples", int64_t{0});
   job.timings.clear();
@@ -232,6 +235,7 @@ nlohmann::json job_json_locked(const Job& job, const std::string& url_prefix) {
   if (job.state == JobState::kSucceeded) {
     j["audio_seconds"] = job.audio_seconds;
     j["windows"] = job.windows;
+    j["batch_size"] = job.batch_size;
     // Integer samples clamp what the model put outside [-1, 1]; say how much.
     if (job.request.sample_format == SampleFormat::kS16 || job.request.format == OutputFormat::kFlac)
       j["clipped_samples"] = job.clipped_samples;

@@ -44,6 +44,9 @@ struct JobRequest {
   // The model that runs it, by its registry name; empty: the server's default model (records
   // written before models had names; on a queue front end, whatever model the workers serve).
   std::string model;
+  // The video's duration as probed at submission (0: unknown or text-only): jobs whose clips
+  // have equal lengths may be denoised together (--max-batch).
+  double video_seconds = 0;
   // Sound from the prompt alone, params.seconds long: audio only, never a muxed video.
   bool text_only() const { return video_path.empty(); }
 };
@@ -73,7 +76,8 @@ struct Job {
   std::string audio_path;  // set when succeeded
   std::string video_path;  // muxed clip, when muxing worked
   double audio_seconds = 0;
-  int windows = 1;  // denoising windows (more than 1 for a clip beyond the generator's span)
+  int windows = 1;     // denoising windows (more than 1 for a clip beyond the generator's span)
+  int batch_size = 1;  // jobs denoised together with this one, itself included (--max-batch)
   int64_t result_bytes = 0;
   int64_t clipped_samples = 0;  // s16 output: samples clamped to [-1, 1]
   // The latest events for SSE streams (a stream that falls further behind skips to the oldest

@@ -50,15 +50,11 @@ WrittenResult write_results(const std::string& dir, const std::string& stem, con
   return out;
 }
 
-}  // namespace
-
-GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
-                                     const std::string& results_dir, const std::string& stem,
-                                     const std::function<void()>& on_progress) {
-  const JobRequest& req = job.request;
+// The callbacks that report a job's progress into its events and read its cancel flag.
+foley::GenerationCallbacks job_callbacks(Job& job, const std::function<void()>& on_progress) {
   foley::GenerationCallbacks callbacks;
   callbacks.cancel = &job.cancel;
-  callbacks.progress = [&job, &on_progress](const foley::GenerationProgress& p) {
+  callbacks.progress = [&job, on_progress](const foley::GenerationProgress& p) {
     {
       std::lock_guard<std::mutex> lock(job.mutex);
       job.progress = p;
@@ -67,11 +63,17 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
     }
     if (on_progress) on_progress();
   };
+  return callbacks;
+}
+
+// Runs `generate` (which returns the result or throws) and writes the result files: the outcome,
+// errors mapped as the HTTP side answers them.
+template <typename F>
+GenerationOutcome outcome_of(Job& job, const std::string& results_dir, const std::string& stem,
+                             F&& generate) {
   GenerationOutcome out;
   try {
-    foley::GenerationResult result =
-        req.text_only() ? generator.generate_text(req.params, callbacks)
-                        : generator.generate(req.video_path, req.params, callbacks);
+    foley::GenerationResult result = generate();
     double mux_seconds = -1;
     out.written = write_results(results_dir, stem, job, result, &mux_seconds);
     if (mux_seconds >= 0) result.timings.push_back({"mux", mux_seconds});
@@ -98,6 +100,50 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
   return out;
 }
 
+}  // namespace
+
+GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
+                                     const std::string& results_dir, const std::string& stem,
+                                     const std::function<void()>& on_progress) {
+  const JobRequest& req = job.request;
+  const foley::GenerationCallbacks callbacks = job_callbacks(job, on_progress);
+  return outcome_of(job, results_dir, stem, [&] {
+    return req.text_only() ? generator.generate_text(req.params, callbacks)
+                           : generator.generate(req.video_path, req.params, callbacks);
+  });
+}
+
+std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& generator,
+                                                        const std::vector<Job*>& jobs,
+                                                        const std::string& results_dir) {
+  std::vector<foley::GenerationRequest> requests;
+  for (Job* job : jobs) {
+    foley::GenerationRequest r;
+    r.video_path = job->request.video_path;  // empty for a text-only job
+    r.params = job->request.params;
+    r.callbacks = job_callbacks(*job, {});
+    requests.push_back(std::move(r));
+  }
+  std::vector<foley::BatchItemResult> results;
+  std::exception_ptr failed;
+  try {
+    results = generator.generate_batch(requests);
+  } catch (...) {
+    failed = std::current_exception();  // the whole call: every job fails with it
+  }
+  std::vector<GenerationOutcome> out;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    Job& job = *jobs[i];
+    out.push_back(outcome_of(job, results_dir, job.id, [&]() -> foley::GenerationResult {
+      if (failed) std::rethrow_exception(failed);
+      foley::BatchItemResult& r = results[i];
+      if (r.error) std::rethrow_exception(r.error);
+      return std::move(*r.result);
+    }));
+  }
+  return out;
+}
+
 void record_success_locked(Job& job, const GenerationOutcome& outcome) {
   job.state = JobState::kSucceeded;
   job.finished_at = Clock::now();
@@ -106,6 +152,7 @@ void record_success_locked(Job& job, const GenerationOutcome& outcome) {
   job.video_path = outcome.written.video;
   job.audio_seconds = outcome.result->audio_seconds;
   job.windows = outcome.result->windows;
+  job.batch_size = outcome.result->batch_size;
   job.result_bytes = outcome.written.bytes;
   job.clipped_samples = outcome.written.clipped;
 }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "foley/foley.h"
 #include "job.h"
@@ -34,6 +35,14 @@ struct GenerationOutcome {
 GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
                                      const std::string& results_dir, const std::string& stem,
                                      const std::function<void()>& on_progress = {});
+
+// The same for several jobs of one model at once (Generator::generate_batch: jobs whose clips
+// have equal lengths are denoised together): one outcome per job, in order. Each job has its own
+// progress events, cancel flag, result files (named by its id) and errors: one failing does not
+// fail the others.
+std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& generator,
+                                                        const std::vector<Job*>& jobs,
+                                                        const std::string& results_dir);
 
 // The job succeeded with the outcome's result (state, time, files, timings); the caller holds
 // job.mutex and has checked outcome.result.

@@ -61,6 +61,11 @@ void Metrics::observe_request(double seconds) {
   requests_.observe(seconds);
 }
 
+void Metrics::observe_batch(int size) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  batch_sizes_.observe(double(size));
+}
+
 void Metrics::count_finished(const std::string& state) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++finished_[state];
@@ -93,6 +98,9 @@ std::string Metrics::render(size_t queue_depth,
   out += "# HELP foley_request_seconds Time from submission to the end of a job.\n";
   out += "# TYPE foley_request_seconds histogram\n";
   requests_.render(out, "foley_request_seconds", "");
+  out += "# HELP foley_job_batch_size Jobs denoised together (--max-batch), per succeeded job.\n";
+  out += "# TYPE foley_job_batch_size histogram\n";
+  batch_sizes_.render(out, "foley_job_batch_size", "");
   gauge("foley_warmup_seconds", "Time to load and warm the preloaded models (--preload).",
         warmup_seconds.load());
   gauge("foley_device_memory_bytes", "Device memory held by the loaded models (0 on the CPU).",

@@ -31,6 +31,8 @@ class Metrics {
   void observe_stage(const std::string& stage, double seconds);
   void observe_request(double seconds);
   void count_finished(const std::string& state);  // succeeded, failed, cancelled
+  // A succeeded job was denoised in a batch of `size` jobs (1: alone).
+  void observe_batch(int size);
 
   std::atomic<double> warmup_seconds{0};         // loading and warming the preloaded models
   std::atomic<int64_t> device_memory_bytes{0};   // the loaded models' cost on CUDA; 0 on the CPU
@@ -45,6 +47,7 @@ class Metrics {
   std::map<std::string, Histogram> stages_;
   Histogram requests_{{0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300}};
   std::map<std::string, uint64_t> finished_;
+  Histogram batch_sizes_{{1, 2, 4, 8, 16, 32}};
 };
 
 // Per model of the registry (label model="NAME"): foley_model_loaded, foley_model_bytes,

@@ -12,7 +12,7 @@ const char* const kOpenApi = R"json({
   "info": {
     "title": "foley serve",
     "version": "1",
-    "description": "Video + text prompt -> Foley audio (HunyuanVideo-Foley), or audio from the prompt alone (seconds). Jobs are queued (bounded), run by a fixed set of workers, and their results kept for a TTL. A server may hold several models (GET /v1/models): a request names one in the field model (default: the server's default model); a model that is not loaded is loaded when a job needs it (the job reports the progress stage loading_model meanwhile), and least-recently-used idle models are unloaded to stay within the server's --vram-budget. When the server runs with --token, /v1/*, /generate and /metrics need 'Authorization: Bearer <token>'."
+    "description": "Video + text prompt -> Foley audio (HunyuanVideo-Foley), or audio from the prompt alone (seconds). Jobs are queued (bounded), run by a fixed set of workers, and their results kept for a TTL. A server may hold several models (GET /v1/models): a request names one in the field model (default: the server's default model); a model that is not loaded is loaded when a job needs it (the job reports the progress stage loading_model meanwhile), and least-recently-used idle models are unloaded to stay within the server's --vram-budget. With --max-batch above 1, queued jobs of one model and clip length are denoised together (each with its own prompt, seed, progress and cancel, and the audio it would get alone). When the server runs with --token, /v1/*, /generate and /metrics need 'Authorization: Bearer <token>'."
   },
   "components": {
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -56,6 +56,7 @@ const char* const kOpenApi = R"json({
         "audio_seconds": {"type": "number"},
         "text_only": {"type": "boolean", "description": "made from the prompt alone (seconds): audio only"},
         "windows": {"type": "integer", "description": "when succeeded: the overlapping windows the clip was denoised in (1 up to 15 s)"},
+        "batch_size": {"type": "integer", "description": "when succeeded: jobs denoised together with this one, itself included (1: alone; --max-batch); its audio is what it would be alone"},
         "clipped_samples": {"type": "integer", "description": "integer formats (s16 WAV, FLAC): samples clamped to [-1, 1]"},
         "status_url": {"type": "string"}, "events_url": {"type": "string"},
         "audio_url": {"type": "string"},
@@ -99,7 +100,7 @@ const char* const kOpenApi = R"json({
     "/health/ready": {"get": {"summary": "Readiness: 200 once the preloaded models (--preload, default the first --model) are loaded and warmed; other models load when a job needs them", "security": [],
       "responses": {"200": {"description": "{\"status\":\"ready\"}"}, "503": {"description": "{\"status\":\"loading\"}, {\"status\":\"draining\"}, or on a --queue front end {\"status\":\"queue_unreachable\"} (Redis does not answer)"}}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.0"}}}},
-    "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_warmup_seconds, foley_device_memory_bytes, foley_ready, foley_http_connections, foley_http_refused_total; per model (label model): foley_model_loaded, foley_model_bytes, foley_model_requests_total, foley_model_loads_total, foley_model_evictions_total, foley_model_load_seconds (the last load); foley_models_budget_bytes, foley_models_used_bytes",
+    "/metrics": {"get": {"summary": "Prometheus text metrics", "responses": {"200": {"description": "foley_queue_depth, foley_jobs, foley_jobs_total, foley_stage_seconds, foley_request_seconds, foley_job_batch_size (jobs denoised together, per succeeded job), foley_warmup_seconds, foley_device_memory_bytes, foley_ready, foley_http_connections, foley_http_refused_total; per model (label model): foley_model_loaded, foley_model_bytes, foley_model_requests_total, foley_model_loads_total, foley_model_evictions_total, foley_model_load_seconds (the last load); foley_models_budget_bytes, foley_models_used_bytes",
       "content": {"text/plain": {}}}, "401": {"$ref": "#/components/responses/Error"}}}},
     "/v1/generations": {"post": {"summary": "Queue a generation: a video (multipart field video, or video_path in JSON), or text-only audio (seconds, no video), on the model the field model names (400 for an unknown one). A job whose model is larger than the whole --vram-budget fails (model_too_large). The body needs a Content-Length or chunked encoding (411 otherwise) and is refused above --max-upload-mb before it is read (413); the upload is streamed to disk (507 when the server's disk is full, 503 when it cannot write)",
       "requestBody": {"required": true, "content": {

@@ -267,6 +267,7 @@ ParsedRequest probe_or_fail(ParsedRequest r, const RequestLimits& limits, bool m
                 "limit of " + limit + " s (--max-clip-seconds); send max_seconds (at most " +
                 limit + ") to use its first seconds");
   }
+  r.request.video_seconds = info.duration_sec;
   r.ok = true;
   return r;
 }

@@ -1,6 +1,7 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -8,7 +9,6 @@
 
 #include "foley/media.h"
 #include "http_errors.h"
-#include "job_runner.h"
 
 namespace foley_server {
 
@@ -204,43 +204,100 @@ bool Scheduler::draining() const {
   return draining_;
 }
 
+std::string Scheduler::batch_key(const Job& job) const {
+  if (options_.max_batch <= 1) return "";
+  const JobRequest& r = job.request;
+  double seconds = r.params.seconds;
+  if (!r.text_only()) {
+    if (r.video_seconds <= 0) return "";  // unknown: it runs alone
+    seconds = std::min(r.video_seconds, options_.max_clip_seconds);
+    if (r.params.max_clip_seconds > 0) seconds = std::min(seconds, r.params.max_clip_seconds);
+  }
+  // A clip beyond the span is sampled in windows, which are never batched.
+  if (!(seconds > 0) || seconds > options_.span_seconds) return "";
+  const std::string model = r.model.empty() ? registry_->default_model() : r.model;
+  // The generator groups by the exact lengths it decodes; jobs whose lengths turn out to differ
+  // after all are denoised apart in the same call.
+  return model + "\n" + std::to_string(std::llround(seconds * 25.0));
+}
+
+std::deque<std::shared_ptr<Job>>::iterator Scheduler::next_job_locked() {
+  if (forming_.empty()) return queue_.begin();
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    const std::string key = batch_key(**it);
+    if (key.empty() || !forming_.count(key)) return it;
+  }
+  return queue_.end();
+}
+
+void Scheduler::start_locked(Job& job) {
+  ++running_;
+  // Under both locks, so a concurrent cancel sees either queued (and removes it from the
+  // queue) or running (and sets the flag).
+  std::lock_guard<std::mutex> job_lock(job.mutex);
+  job.state = JobState::kRunning;
+  job.started_at = Clock::now();
+  job.emit_locked("running", {{"id", job.id}});
+}
+
+void Scheduler::take_matching_locked(const std::string& key,
+                                     std::vector<std::shared_ptr<Job>>& batch) {
+  const size_t limit = size_t(std::max(1, options_.max_batch));
+  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < limit;) {
+    if (batch_key(**it) != key) {
+      ++it;
+      continue;
+    }
+    batch.push_back(*it);
+    start_locked(**it);
+    it = queue_.erase(it);
+  }
+}
+
+void Scheduler::journal_running(const Job& job) {
+  if (!options_.journal || !journaled(job)) return;
+  try {
+    options_.journal->running(job.id, to_epoch_seconds(job.started_at));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "foley serve: job %s: cannot journal its start: %s\n", job.id.c_str(),
+                 e.what());
+  }
+}
+
 void Scheduler::worker_loop() {
   for (;;) {
-    std::shared_ptr<Job> job;
+    std::vector<std::shared_ptr<Job>> batch;
+    std::string key;
+    std::chrono::steady_clock::time_point taken;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      queue_changed_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      auto next = queue_.end();
+      queue_changed_.wait(lock,
+                          [&] { return stop_ || (next = next_job_locked()) != queue_.end(); });
       if (stop_) return;
-      job = queue_.front();
-      queue_.pop_front();
-      ++running_;
-      // Under both locks, so a concurrent cancel sees either queued (and removes it from the
-      // queue) or running (and sets the flag).
-      std::lock_guard<std::mutex> job_lock(job->mutex);
-      job->state = JobState::kRunning;
-      job->started_at = Clock::now();
-      job->emit_locked("running", {{"id", job->id}});
+      taken = std::chrono::steady_clock::now();
+      batch.push_back(*next);
+      queue_.erase(next);
+      start_locked(*batch[0]);
+      // Other workers leave this key's jobs to this one while it gathers them.
+      key = batch_key(*batch[0]);
+      if (!key.empty()) forming_.insert(key);
     }
-    if (options_.journal && journaled(*job)) {
-      try {
-        options_.journal->running(job->id, to_epoch_seconds(job->started_at));
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "foley serve: job %s: cannot journal its start: %s\n",
-                     job->id.c_str(), e.what());
-      }
-    }
-    run_job(job);
-    journal_end(job);
+    journal_running(*batch[0]);
+    run_batch(batch, key, taken);
+    for (const auto& job : batch) journal_end(job);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      --running_;
+      running_ -= batch.size();
     }
     running_changed_.notify_all();
   }
 }
 
-void Scheduler::run_job(const std::shared_ptr<Job>& job) {
-  const JobRequest& req = job->request;
+void Scheduler::run_batch(std::vector<std::shared_ptr<Job>>& batch, const std::string& key,
+                          std::chrono::steady_clock::time_point taken) {
+  const std::shared_ptr<Job> first = batch[0];
+  const JobRequest& req = first->request;
   GenerationOutcome outcome;
   // A generator of the job's model; acquiring it loads the model if it is not loaded (evicting
   // idle ones to stay within the budget), which the job reports as its stage "loading_model".
@@ -249,14 +306,14 @@ void Scheduler::run_job(const std::shared_ptr<Job>& job) {
   bool loading = false;
   const std::string model = req.model.empty() ? registry_->default_model() : req.model;
   try {
-    lease.emplace(registry_->acquire(model, &job->cancel, [&] {
+    lease.emplace(registry_->acquire(model, &first->cancel, [&] {
       loading = true;
-      std::lock_guard<std::mutex> lock(job->mutex);
-      job->progress = foley::GenerationProgress{};
-      job->progress.stage = "loading_model";
-      nlohmann::json data = progress_json_locked(*job);
+      std::lock_guard<std::mutex> lock(first->mutex);
+      first->progress = foley::GenerationProgress{};
+      first->progress.stage = "loading_model";
+      nlohmann::json data = progress_json_locked(*first);
       data["model"] = model;
-      job->emit_locked("progress", std::move(data));
+      first->emit_locked("progress", std::move(data));
     }));
   } catch (const foley::Error& e) {
     switch (e.kind()) {
@@ -274,28 +331,70 @@ void Scheduler::run_job(const std::shared_ptr<Job>& job) {
         outcome.error_message = scrub_paths(e.what());
         break;
       default:
-        std::fprintf(stderr, "foley serve: job %s: %s\n", job->id.c_str(), e.what());
+        std::fprintf(stderr, "foley serve: job %s: %s\n", first->id.c_str(), e.what());
         outcome.error_status = 500;
         outcome.error_code = "internal";
         outcome.error_message =
             "the model \"" + model + "\" could not be loaded (see the server log)";
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "foley serve: job %s: internal error: %s\n", job->id.c_str(), e.what());
+    std::fprintf(stderr, "foley serve: job %s: internal error: %s\n", first->id.c_str(), e.what());
     outcome.error_status = 500;
     outcome.error_code = "internal";
     outcome.error_message = "internal error (see the server log)";
   }
+  const double load_seconds =
+      loading ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count()
+              : -1;
+  if (!key.empty()) {
+    // The batch: queued jobs of the same key, waiting up to the window (from when the first job
+    // was taken) for more while there is room.
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (lease) {
+      const auto deadline =
+          taken + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double, std::milli>(options_.batch_window_ms));
+      for (;;) {
+        take_matching_locked(key, batch);
+        if (batch.size() >= size_t(options_.max_batch) || stop_ || draining_) break;
+        if (queue_changed_.wait_until(lock, deadline) == std::cv_status::timeout) {
+          take_matching_locked(key, batch);
+          break;
+        }
+      }
+    }
+    forming_.erase(forming_.find(key));
+    queue_changed_.notify_all();  // what is left of this key is free for other workers
+  }
+  for (size_t i = 1; i < batch.size(); ++i) journal_running(*batch[i]);
+  std::vector<GenerationOutcome> outcomes;
   if (lease) {
-    const double waited =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_wait).count();
-    outcome = generate_and_write(lease->generator(), *job, options_.results_dir, job->id);
-    // The generator is free again before the job's end is visible: a client that saw the job
+    if (batch.size() == 1) {
+      outcomes.push_back(
+          generate_and_write(lease->generator(), *first, options_.results_dir, first->id));
+    } else {
+      std::vector<Job*> jobs;
+      for (const auto& job : batch) jobs.push_back(job.get());
+      std::printf("foley serve: %zu jobs of model %s run as one batch\n", batch.size(),
+                  model.c_str());
+      std::fflush(stdout);
+      outcomes = generate_batch_and_write(lease->generator(), jobs, options_.results_dir);
+    }
+    // The generator is free again before the jobs' ends are visible: a client that saw a job
     // finish finds its model idle (unloadable).
     lease.reset();
-    if (loading && outcome.result)
-      outcome.result->timings.insert(outcome.result->timings.begin(), {"load_model", waited});
+  } else {
+    outcomes.push_back(std::move(outcome));
   }
+  for (size_t i = 0; i < batch.size(); ++i)
+    finish_job(batch[i], outcomes[i], i == 0 ? load_seconds : -1);
+}
+
+void Scheduler::finish_job(const std::shared_ptr<Job>& job, GenerationOutcome& outcome,
+                           double load_seconds) {
+  const JobRequest& req = job->request;
+  if (outcome.result && load_seconds >= 0)
+    outcome.result->timings.insert(outcome.result->timings.begin(), {"load_model", load_seconds});
   if (outcome.result) {
     for (const auto& t : outcome.result->timings) metrics_.observe_stage(t.stage, t.seconds);
     std::lock_guard<std::mutex> lock(job->mutex);
@@ -308,6 +407,7 @@ void Scheduler::run_job(const std::shared_ptr<Job>& job) {
       record_success_locked(*job, outcome);
       emit_terminal_locked(*job);
       metrics_.count_finished("succeeded");
+      metrics_.observe_batch(outcome.result->batch_size);
     }
   }
   const int error_status = outcome.error_status;

@@ -5,12 +5,14 @@
 // within a disk budget by a janitor thread, and the drain that SIGTERM starts.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "foley/registry.h"
 #include "job.h"
 #include "job_journal.h"
+#include "job_runner.h"
 #include "job_service.h"
 #include "metrics.h"
 
@@ -32,6 +35,15 @@ struct SchedulerOptions {
   // When set, every accepted job is journaled before it is acknowledged and every change of
   // state after that, so a restart on the same data dir picks the jobs up (restore()).
   JobJournal* journal = nullptr;
+  // Cross-request batching (--max-batch, --batch-window-ms): a worker that takes a job waits up
+  // to batch_window_ms for queued jobs of the same model whose clips are as long (the probed
+  // video duration, or a text-only job's seconds, to the 25 fps frame; at most span_seconds),
+  // takes up to max_batch of them and runs them as one Generator::generate_batch. 1: each job
+  // alone, as before.
+  int max_batch = 1;
+  double batch_window_ms = 0;
+  double span_seconds = 15;       // the generators' span: longer clips run in windows, alone
+  double max_clip_seconds = 600;  // the video seconds a job uses without max_seconds
 };
 
 // What restore() did with the journal's rows.
@@ -77,7 +89,24 @@ class Scheduler : public JobService {
 
  private:
   void worker_loop();
-  void run_job(const std::shared_ptr<Job>& job);
+  // Runs `batch` (one job, or more of one key taken together) on a generator of its model;
+  // `key` is the batch key of its first job ("" when it is not batched) and `taken` when that
+  // job left the queue (the batch window counts from there).
+  void run_batch(std::vector<std::shared_ptr<Job>>& batch, const std::string& key,
+                 std::chrono::steady_clock::time_point taken);
+  // A job's end once its generation is over (or could not start): state, events, metrics.
+  void finish_job(const std::shared_ptr<Job>& job, GenerationOutcome& outcome, double load_seconds);
+  // The jobs that may be denoised together share a key: model and clip length in 25 fps frames.
+  // "" for a job that is never batched (batching off, unknown duration, beyond the span).
+  std::string batch_key(const Job& job) const;
+  // The next job a free worker takes: the first queued one that is not of a batch another
+  // worker is gathering. queue_.end() if none.
+  std::deque<std::shared_ptr<Job>>::iterator next_job_locked();
+  // Marks a job taken from the queue as running.
+  void start_locked(Job& job);
+  // Moves queued jobs of `key` into `batch` (up to max_batch), marking them running.
+  void take_matching_locked(const std::string& key, std::vector<std::shared_ptr<Job>>& batch);
+  void journal_running(const Job& job);
   void janitor_loop();
   void finish_cancelled_locked(Job& job, const std::string& message);
   void finish_failed_locked(Job& job, int status, const std::string& code,
@@ -101,6 +130,7 @@ class Scheduler : public JobService {
   std::deque<std::shared_ptr<Job>> queue_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;
   size_t running_ = 0;
+  std::multiset<std::string> forming_;  // keys of the batches workers are gathering
   size_t reserved_ = 0;  // queue slots held by submissions being journaled
   double mean_job_seconds_ = 0;
   bool draining_ = false;
