@@ -175,6 +175,17 @@ void ProfilingBackend::linear_quantized(const Tensor& x, const Tensor& w, const 
   timed("linear_quantized", meta, [&] { inner_.linear_quantized(x, w, w_scale, bias, y); });
 }
 
+void ProfilingBackend::conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                       const Tensor* bias, const Tensor& y) {
+  auto meta = [&] {
+    const int64_t K = w.dim(1), N = w.dim(0), M = y.numel() / std::max<int64_t>(N, 1);
+    std::string s = fmt("M=%" PRId64 " N=%" PRId64 " K=%" PRId64 " x=%s w=%s y=%s", M, N, K,
+                        dtype_name(x.dtype()), dtype_name(w.dtype()), dtype_name(y.dtype()));
+    return Meta{s, 2.0 * double(M) * double(N) * double(K), bytes_of({&x, &w, &w_scale, bias, &y})};
+  };
+  timed("conv3_quantized", meta, [&] { inner_.conv3_quantized(x, w, w_scale, bias, y); });
+}
+
 void ProfilingBackend::layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias,
                                   float eps, const Tensor& y) {
   timed("layer_norm", FOLEY_EW_META(&x, weight, bias),

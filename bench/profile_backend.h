@@ -59,6 +59,8 @@ class ProfilingBackend : public Backend {
               float beta = 0.0f) override;
   void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
                         const Tensor& y) override;
+  void conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                       const Tensor& y) override;
   bool supports_quantized(QuantFormat f) const override { return inner_.supports_quantized(f); }
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
                   const Tensor& y) override;

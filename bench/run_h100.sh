@@ -49,7 +49,7 @@ if has multi; then
   bash scripts/device/build.sh registry_bench 2>&1 | tail -5 | tee -a "$LOG"
 fi
 if has quant; then
-  bash scripts/device/build.sh quant_quality pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
+  bash scripts/device/build.sh quant_quality pipeline_bench dit_profile 2>&1 | tail -5 | tee -a "$LOG"
 fi
 if has long; then
   bash scripts/device/build.sh long_clip_bench 2>&1 | tail -5 | tee -a "$LOG"
@@ -186,7 +186,7 @@ with open('$W/long10.y4m', 'wb') as f:
 fi
 if has quant && [ -x $B/bin/quant_quality ]; then
   say "quantised DiT (issue 12): GPU tests, then bf16 / fp8 / int8 bundles of the same checkpoint"
-  run $B/tests/foley_tests --gtest_filter='CudaQuant.*:QuantizedDit.*:LinearQuantized.*'
+  run $B/tests/foley_tests --gtest_filter='CudaQuant.*:QuantizedDit.*:LinearQuantized.*:CudaGraph.*:CudaHalf.*'
   if [ -f ../shared/golden/tiny-a/case.json ]; then
     for d in f32 bf16 int8 fp8; do
       run $B/bin/foley golden ../shared/golden/tiny-a --backend cuda --stage dit --stage sample \
@@ -217,6 +217,13 @@ EOF
     wall timeout 150 $B/bin/pipeline_bench "$W/$b.safetensors" "$W/clip5.y4m" "$W/clip10.y4m" \
       "$W/clip15.y4m"
   done
+  if [ -x $B/bin/dit_profile ]; then
+    say "quant: per-op profile of the int8 and fp8 DiT steps (10 s)"
+    for q in int8 fp8; do
+      timeout 120 $B/bin/dit_profile --model "$W/bundle_$q.safetensors" --seconds 10 --device cuda \
+        --steps 3 2>&1 | tee "$OUT/profile_dit_$q.txt" | head -40 | tee -a "$LOG"
+    done
+  fi
   say "quant: quality against the bf16 bundle"
   run timeout 200 $B/bin/quant_quality "$W/clip10.y4m" "$BUNDLE" "$W/bundle_fp8.safetensors" \
     "$W/bundle_int8.safetensors"

@@ -124,6 +124,27 @@ TEST(LinearQuantized, ErrorAgainstTheFloatLayerIsThatOfTheFormat) {
   }
 }
 
+// conv3_quantized on the CPU is exactly linear_quantized over the rows [x[t−1] | x[t] | x[t+1]].
+TEST(LinearQuantized, Conv3IsTheLinearOverShiftedRows) {
+  CpuBackend& cpu = test::cpu_oracle();
+  const Tensor x = random_tensor({2, 6, 32}, DType::kF32, 31, -2.f, 2.f);
+  const QuantWeights q =
+      quantize_weights(random_tensor({16, 96}, DType::kF32, 32, -0.2f, 0.2f), QuantFormat::kI8);
+  Tensor cols = Tensor::empty({2, 6, 96}, DType::kF32);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < 6; ++t)
+      for (int64_t j = 0; j < 3; ++j)
+        for (int64_t c = 0; c < 32; ++c) {
+          const int64_t src = t + j - 1;
+          cols.data<float>()[(b * 6 + t) * 96 + j * 32 + c] =
+              src < 0 || src >= 6 ? 0.0f : x.data<float>()[(b * 6 + src) * 32 + c];
+        }
+  Tensor want = Tensor::empty({2, 6, 16}, DType::kF32), y = Tensor::empty({2, 6, 16}, DType::kF32);
+  cpu.linear_quantized(cols, q.codes, q.scale, nullptr, want);
+  cpu.conv3_quantized(x, q.codes, q.scale, nullptr, y);
+  EXPECT_EQ(test::max_rel_error(y, want), 0.0);
+}
+
 TEST(LinearQuantized, RefusesFloatWeightsAndWrongScaleShapes) {
   CpuBackend& cpu = test::cpu_oracle();
   const Tensor x = random_tensor({4, 32}, DType::kF32, 1);
@@ -262,6 +283,28 @@ TEST(CudaQuant, LinearMatchesTheCpuForBothFormatsAndOutputDtypes) {
       test::expect_parity(test::to_f32(download(be, y)), want, ydt == DType::kF32 ? 1e-4 : 4e-3,
                           (std::string(quant_format_name(f)) + " y " + dtype_name(ydt)).c_str());
     }
+  }
+}
+
+// The k=3 convolution reads its three shifted rows straight from x (a slice of a longer buffer
+// here) on the GPU and from an im2col copy on the CPU: same codes, same sums.
+TEST(CudaQuant, Conv3MatchesTheCpu) {
+  FOLEY_CUDA_OR_SKIP(be);
+  CpuBackend& cpu = test::cpu_oracle();
+  for (QuantFormat f : kFormats) {
+    if (!be.supports_quantized(f)) continue;
+    const Tensor w = random_tensor({80, 3 * 64}, DType::kF32, 21, -0.2f, 0.2f);
+    const QuantWeights q = quantize_weights(w, f);
+    const Tensor parent16 = random_tensor({2, 30, 64}, DType::kBF16, 22, -2.f, 2.f);
+    const Tensor x16 = parent16.slice(1, 3, 25);
+    Tensor want = Tensor::empty({2, 25, 80}, DType::kF32);
+    cpu.conv3_quantized(test::to_f32(x16), q.codes, q.scale, nullptr, want);
+    const Tensor dparent = upload(be, parent16);
+    const Tensor y = test::device_empty(be, {2, 25, 80}, DType::kF32);
+    be.conv3_quantized(dparent.slice(1, 3, 25), upload(be, q.codes), upload(be, q.scale), nullptr,
+                       y);
+    test::expect_parity(download(be, y), want, 1e-4,
+                        (std::string("conv3 ") + quant_format_name(f)).c_str());
   }
 }
 

@@ -91,6 +91,12 @@ class Backend {
   // and y = Σ·x_scale[m]·w_scale[n] + bias. x and y as for linear (y F32 or 16-bit).
   virtual void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
                                 const Tensor* bias, const Tensor& y) = 0;
+  // The single blocks' k=3 Conv1d (stride 1, zero padding 1) with such weights: x [B, T, K],
+  // w [N, 3K] tap-major (w[n, j·K + c] multiplies x[t + j − 1, c]), y [B, T, N]: linear_quantized
+  // over the rows [x[t−1] | x[t] | x[t+1]] (each quantised as one row), which need not exist in
+  // memory.
+  virtual void conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                               const Tensor* bias, const Tensor& y) = 0;
   // Whether linear_quantized runs `format` here (FP8 needs sm_89+; the CPU emulates both).
   virtual bool supports_quantized(QuantFormat format) const = 0;
 

@@ -28,6 +28,11 @@ int64_t check_linear_shapes(const Tensor& x, const Tensor& w, const Tensor* bias
 QuantFormat check_quantized_linear(const Tensor& x, const Tensor& w, const Tensor& w_scale,
                                    const Tensor* bias, const Tensor& y);
 
+// conv3_quantized: x [B, T, K] and y [B, T, N] with unit-stride last dims, w [N, 3K] codes,
+// w_scale [N] F32. Returns the format.
+QuantFormat check_quantized_conv3(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                  const Tensor* bias, const Tensor& y);
+
 // patch_embed as 3-D: a 2-D input is one frame with kt = 1. Like a strided PyTorch conv,
 // trailing pixels that do not fill a patch are dropped.
 struct PatchEmbedGeometry {

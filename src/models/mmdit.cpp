@@ -438,14 +438,8 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   A conv_mlp;
   conv_mlp.f32(B * Ta * F).f32(B * Ta * F);
   if (a != DType::kF32) conv_mlp.of(B * Ta * F, a);
-  A attention;
-  attention.of(B * Ta * 3 * H, a).of(B * Ta * H, a);
-  if (c.quant) {  // dit_conv3's shifted copies of its input (the largest: w2's over F)
-    attention.of(B * Ta * 3 * H, a);
-    conv_mlp.of(B * Ta * 3 * F, a);
-  }
   const size_t single = A().of(B * Ta * 6 * H, a).of(B * Ta * H, a).f32(B * Ta * H).total +
-                        std::max(attention.total, conv_mlp.total);
+                        std::max(A().of(B * Ta * 3 * H, a).of(B * Ta * H, a).total, conv_mlp.total);
   const size_t tok = A().of(B * Ta * H, a).total;
   const size_t final_layer = A().of(B * Ta * H, a).f32(B * Ta * c.latent_dim).total;
   return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));

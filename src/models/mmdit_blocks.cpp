@@ -48,26 +48,12 @@ void dit_linear(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& 
   }
 }
 
-void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y, Arena& arena) {
-  if (!l.quantized()) {
+void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y) {
+  if (l.quantized()) {
+    be.conv3_quantized(x, l.w, l.scale, l.bias(), y);
+  } else {
     be.conv1d(x, l.w, l.bias(), 1, 1, y);
-    return;
   }
-  Arena::Scope scope(arena);
-  const int64_t B = x.dim(0), T = x.dim(1), K = x.dim(2);
-  // cols[b, t, j·K + c] = x[b, t + j − 1, c], zero outside the sequence.
-  const Tensor cols = arena.alloc({B, T, 3 * K}, x.dtype());
-  const Tensor taps = cols.reshape({B, T, 3, K});
-  auto tap = [&](int j, int64_t t0, int64_t n) { return taps.slice(1, t0, n).slice(2, j, 1); };
-  auto rows = [&](int64_t t0, int64_t n) { return x.slice(1, t0, n).unsqueeze(2); };
-  be.copy(tap(1, 0, T), rows(0, T));
-  be.fill(tap(0, 0, 1), 0.0f);
-  be.fill(tap(2, T - 1, 1), 0.0f);
-  if (T > 1) {
-    be.copy(tap(0, 1, T - 1), rows(0, T - 1));
-    be.copy(tap(2, 0, T - 1), rows(1, T - 1));
-  }
-  be.linear_quantized(cols, l.w, l.scale, l.bias(), y);
 }
 
 float dit_attention_scale(int64_t head_dim) {
@@ -182,19 +168,19 @@ void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock&
     const Tensor out = arena.alloc({B, Ta, nh, D}, act);
     be.attention(q, k, dit_heads(qkv, 2 * H, nh, D), dit_attention_scale(D), out, &rope, &rope);
     // linear1 is a k=3 Conv1d over time, zero-padded at the sequence ends.
-    dit_conv3(be, out.reshape({B, Ta, H}), blk.conv1, y, arena);
+    dit_conv3(be, out.reshape({B, Ta, H}), blk.conv1, y);
   }
   be.gated_residual(s.audio, m(2), y);
 
   be.layer_norm_modulate(s.audio, kDitSingleLayerNormEps, m(3), m(4), xn);
   const Tensor h1 = arena.alloc({B, Ta, F}, DType::kF32);
   const Tensor h3 = arena.alloc({B, Ta, F}, DType::kF32);
-  dit_conv3(be, xn, blk.w1, h1, arena);
-  dit_conv3(be, xn, blk.w3, h3, arena);
+  dit_conv3(be, xn, blk.w1, h1);
+  dit_conv3(be, xn, blk.w3, h3);
   // The gate's product goes back into h1 in F32, or into its own 16-bit buffer.
   const Tensor g = act == DType::kF32 ? h1 : arena.alloc({B, Ta, F}, act);
   be.swiglu(h1, h3, g);
-  dit_conv3(be, g, blk.w2, y, arena);
+  dit_conv3(be, g, blk.w2, y);
   be.gated_residual(s.audio, m(5), y);
 }
 

@@ -23,9 +23,9 @@ struct DitLinear {
 // y = x·Wᵀ + bias through the layer's kind of weights.
 void dit_linear(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y);
 // The single blocks' k=3, zero-padded Conv1d over time (x [B, T, K] -> y [B, T, N]): per-tap
-// convolution with 16/32-bit taps; quantised, the three shifted copies of x side by side
-// ([B, T, 3K] in `arena`) times the [N, 3K] codes as one GEMM.
-void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y, Arena& arena);
+// convolution with 16/32-bit taps; quantised, Backend::conv3_quantized (the three shifted rows
+// side by side times the [N, 3K] codes as one GEMM).
+void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y);
 
 // One stream (audio or visual) of a triple block.
 struct DitStream {

@@ -32,6 +32,8 @@ class CpuBackend final : public Backend {
               float beta) override;
   void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
                         const Tensor& y) override;  // cpu_quant.cpp
+  void conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                       const Tensor& y) override;
   bool supports_quantized(QuantFormat) const override { return true; }
   void layer_norm(const Tensor& x, const Tensor* weight, const Tensor* bias, float eps,
                   const Tensor& y) override;

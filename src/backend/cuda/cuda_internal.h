@@ -57,6 +57,8 @@ class CudaBackend final : public Backend {
   // cuda_quant.cu
   void linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
                         const Tensor& y) override;
+  void conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                       const Tensor& y) override;
   bool supports_quantized(QuantFormat format) const override;
 
   // cuda_norm.cu

@@ -1,11 +1,11 @@
 // linear_quantized on CUDA: 8-bit weights (one scale per output channel) times activations
-// quantised per row on the fly, through cuBLASLt.
-//
-// - FP8 (sm_89+): one kernel quantises x's rows to E4M3 with their scales, then one cuBLASLt FP8
-//   GEMM applies both scale vectors itself (outer-vector scaling: A's per row of Wᵀ = per output
-//   channel, B's per token) and the bias, writing y in its dtype. Nothing else touches y.
-// - INT8 (sm_80+): the same quantisation to int8, an IMMA GEMM into int32 (exact sums) in
-//   scratch, then one kernel applies both scales and the bias and writes y.
+// quantised per row on the fly, through cuBLASLt. Both formats take the same three steps:
+// 1. one kernel quantises x's rows (E4M3 or int8 codes + one F32 scale per row);
+// 2. one cuBLASLt GEMM multiplies the codes with unit scales into a 32-bit accumulator in
+//    scratch: FP8 (sm_89+) into F32, INT8 (sm_80+, IMMA) into exact int32;
+// 3. one kernel applies both scales and the bias and writes y in its dtype.
+// cuBLASLt 13.0 finds no FP8 kernel on sm_90 with per-row/per-column ("outer vector") scales,
+// which would fold step 3 into the GEMM (measured: bench/results/2026-12-07-h100-quant-1.txt).
 // Layouts as in cuda_dense.cu: yᵀ[N,M] = W·xᵀ, A = W (op T, "TN", which FP8 and IMMA require).
 // The quantisation matches core/quant.h's quantize_row bit for bit (same F32 operations, RNE
 // conversions with saturation), so the CPU backend is the oracle.
@@ -38,22 +38,7 @@ struct QuantPlan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  bool fused_bias = false;  // FP8: bias in cuBLASLt's epilogue
 };
-
-cudaDataType_t y_type(DType dt) {
-  switch (dt) {
-    case DType::kF32:
-      return CUDA_R_32F;
-    case DType::kBF16:
-      return CUDA_R_16BF;
-    case DType::kF16:
-      return CUDA_R_16F;
-    default:
-      throw Error(ErrorKind::kUnsupported,
-                  std::string("quantised GEMM: unsupported output dtype ") + dtype_name(dt));
-  }
-}
 
 template <typename T>
 __device__ float to_f32(T v);
@@ -72,14 +57,30 @@ __device__ float to_f32<__half>(__half v) {
 
 constexpr int kQuantThreads = 256;
 
+// Where row m of a [..., K] tensor starts: rows come in groups of `inner` rows `st` apart, the
+// groups `sb` apart (a row range of each batch member of a joint [B, L, C] buffer is one such
+// map; a plain [M, K] has inner = M).
+struct RowMap {
+  int64_t inner = 1, st = 0, sb = 0;
+  __device__ int64_t offset(int64_t m) const { return (m / inner) * sb + (m % inner) * st; }
+};
+
 // One block per row: amax, then codes = RNE(x · (qmax / amax)) saturated; scale = amax / qmax.
+// With taps = 3 the row is [x[t−1] | x[t] | x[t+1]] of time steps of x (`inner` = T), zeros
+// outside the sequence: the k=3 convolution's input, never written out.
 template <typename T>
-__global__ void quantize_rows_kernel(const T* x, int64_t K, int64_t ldx, bool fp8, uint8_t* codes,
-                                     float* scales) {
-  const int64_t row = blockIdx.x;
-  const T* xr = x + row * ldx;
+__global__ void quantize_rows_kernel(const T* x, RowMap map, int64_t Kx, int taps, bool fp8,
+                                     uint8_t* codes, float* scales) {
+  const int64_t row = blockIdx.x, K = Kx * taps;
+  const int64_t t = row % map.inner;
+  const T* xr = x + map.offset(row);
+  auto load = [&](int64_t k) -> float {
+    if (taps == 1) return to_f32(xr[k]);
+    const int64_t j = k / Kx - taps / 2, src = t + j;
+    return src < 0 || src >= map.inner ? 0.0f : to_f32(xr[j * map.st + k % Kx]);
+  };
   float amax = 0.0f;
-  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(to_f32(xr[k])));
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(load(k)));
   __shared__ float warp_max[kQuantThreads / 32];
   for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
   if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
@@ -90,7 +91,7 @@ __global__ void quantize_rows_kernel(const T* x, int64_t K, int64_t ldx, bool fp
   const float inv = amax > 0.0f ? __fdiv_rn(qmax, amax) : 1.0f;
   uint8_t* cr = codes + row * K;
   for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
-    const float v = __fmul_rn(to_f32(xr[k]), inv);
+    const float v = __fmul_rn(load(k), inv);
     if (fp8) {
       cr[k] = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
     } else {
@@ -102,38 +103,50 @@ __global__ void quantize_rows_kernel(const T* x, int64_t K, int64_t ldx, bool fp
 }
 
 // y[m, n] = acc[m, n]·x_scale[m]·w_scale[n] + bias[n], in y's dtype.
-template <typename T>
-__global__ void int8_epilogue_kernel(const int32_t* acc, int64_t M, int64_t N, const float* x_scale,
-                                     const float* w_scale, const float* bias, T* y, int64_t ldy) {
+template <typename Acc, typename T>
+__global__ void scale_epilogue_kernel(const Acc* acc, int64_t M, int64_t N, const float* x_scale,
+                                      const float* w_scale, const float* bias, T* y, RowMap ymap) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= M * N) return;
   const int64_t m = i / N, n = i % N;
   float v = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), x_scale[m]), w_scale[n]);
   if (bias) v += bias[n];
+  T* out = y + ymap.offset(m) + n;
   if constexpr (std::is_same<T, float>::value) {
-    y[m * ldy + n] = v;
+    *out = v;
   } else if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-    y[m * ldy + n] = __float2bfloat16_rn(v);
+    *out = __float2bfloat16_rn(v);
   } else {
-    y[m * ldy + n] = __float2half_rn(v);
+    *out = __float2half_rn(v);
   }
 }
 
-// [..., K] with all leading dims collapsing into rows of one stride: that stride, else -1.
-int64_t uniform_row_stride(const Tensor& t) {
-  const int r = t.rank();
-  if (r < 2) return t.dim(-1);
-  int64_t ld = -1, rows_below = 1;
-  for (int d = r - 2; d >= 0; --d) {
+// The RowMap of a [..., K] tensor's rows, if its leading dims fold into two levels.
+bool row_map(const Tensor& t, RowMap& map) {
+  int d = t.rank() - 2;
+  int64_t n = 1, st = t.dim(-1), m = 1, sb = 0;
+  for (; d >= 0; --d) {
     if (t.dim(d) == 1) continue;
-    if (ld < 0) {
-      ld = t.stride(d);
-    } else if (t.stride(d) != ld * rows_below) {
-      return -1;
+    if (n == 1) {
+      st = t.stride(d), n = t.dim(d);
+    } else if (t.stride(d) == st * n) {
+      n *= t.dim(d);
+    } else {
+      break;
     }
-    rows_below *= t.dim(d);
   }
-  return ld < 0 ? t.dim(-1) : ld;
+  for (; d >= 0; --d) {
+    if (t.dim(d) == 1) continue;
+    if (m == 1) {
+      sb = t.stride(d), m = t.dim(d);
+    } else if (t.stride(d) == sb * m) {
+      m *= t.dim(d);
+    } else {
+      return false;
+    }
+  }
+  map = RowMap{n, st, sb};
+  return true;
 }
 
 }  // namespace
@@ -161,10 +174,9 @@ bool CudaBackend::supports_quantized(QuantFormat format) const {
 
 namespace {
 
-// Creates the plan; false when cuBLASLt has no algorithm for it (FP8: then retried without the
-// fused bias).
+// Creates the plan; false when cuBLASLt has no algorithm for it.
 bool create_quant_plan(const LtContext& lt, QuantFormat f, int64_t M, int64_t N, int64_t K,
-                       int64_t ldy, DType ydt, bool bias, QuantPlan& p) {
+                       QuantPlan& p) {
   const bool fp8 = f == QuantFormat::kE4M3;
   const cublasComputeType_t compute = fp8 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32I;
   const cudaDataType_t scale_type = fp8 ? CUDA_R_32F : CUDA_R_32I;
@@ -175,26 +187,10 @@ bool create_quant_plan(const LtContext& lt, QuantFormat f, int64_t M, int64_t N,
   FOLEY_LT_CHECK(
       cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
   const cudaDataType_t in = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_8I;
-  const cudaDataType_t out = fp8 ? y_type(ydt) : CUDA_R_32I;
-  if (fp8) {
-    const int32_t outer = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &outer,
-                                                  sizeof outer));
-    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &outer,
-                                                  sizeof outer));
-    if (bias) {
-      const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-      const cudaDataType_t bt = y_type(ydt);
-      FOLEY_LT_CHECK(
-          cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-      FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                                    &bt, sizeof bt));
-      p.fused_bias = true;
-    }
-  }
+  const cudaDataType_t out = fp8 ? CUDA_R_32F : CUDA_R_32I;
   FOLEY_LT_CHECK(cublasLtMatrixLayoutCreate(&p.a, in, uint64_t(K), uint64_t(N), K));
   FOLEY_LT_CHECK(cublasLtMatrixLayoutCreate(&p.b, in, uint64_t(K), uint64_t(M), K));
-  FOLEY_LT_CHECK(cublasLtMatrixLayoutCreate(&p.d, out, uint64_t(N), uint64_t(M), fp8 ? ldy : N));
+  FOLEY_LT_CHECK(cublasLtMatrixLayoutCreate(&p.d, out, uint64_t(N), uint64_t(M), N));
 
   cublasLtMatmulPreference_t pref = nullptr;
   FOLEY_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -220,29 +216,120 @@ bool create_quant_plan(const LtContext& lt, QuantFormat f, int64_t M, int64_t N,
 }
 
 template <typename T>
-void launch_quantize(CudaBackend& be, const void* x, int64_t M, int64_t K, int64_t ldx, bool fp8,
-                     uint8_t* codes, float* scales) {
+void launch_quantize_as(CudaBackend& be, const void* x, RowMap map, int64_t M, int64_t Kx, int taps,
+                        bool fp8, uint8_t* codes, float* scales) {
   quantize_rows_kernel<T><<<unsigned(M), kQuantThreads, 0, be.stream()>>>(
-      static_cast<const T*>(x), K, ldx, fp8, codes, scales);
+      static_cast<const T*>(x), map, Kx, taps, fp8, codes, scales);
 }
 
-template <typename T>
-void launch_epilogue(CudaBackend& be, const int32_t* acc, int64_t M, int64_t N,
-                     const float* x_scale, const float* w_scale, const float* bias, void* y,
-                     int64_t ldy) {
-  int8_epilogue_kernel<T><<<blocks_for(M * N, 256), 256, 0, be.stream()>>>(
-      acc, M, N, x_scale, w_scale, bias, static_cast<T*>(y), ldy);
+void launch_quantize(CudaBackend& be, const Tensor& x, RowMap map, int64_t M, int64_t Kx, int taps,
+                     bool fp8, uint8_t* codes, float* scales) {
+  switch (x.dtype()) {
+    case DType::kF32:
+      return launch_quantize_as<float>(be, x.raw(), map, M, Kx, taps, fp8, codes, scales);
+    case DType::kBF16:
+      return launch_quantize_as<__nv_bfloat16>(be, x.raw(), map, M, Kx, taps, fp8, codes, scales);
+    default:
+      return launch_quantize_as<__half>(be, x.raw(), map, M, Kx, taps, fp8, codes, scales);
+  }
 }
 
-// y rows (stride ldy) += bias, for an FP8 plan that could not fuse it.
-__global__ void add_bias_kernel(float* y32, __nv_bfloat16* y16, __half* yh, int64_t M, int64_t N,
-                                int64_t ldy, const float* bias) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= M * N) return;
-  const int64_t m = i / N, n = i % N, at = m * ldy + n;
-  if (y32) y32[at] += bias[n];
-  if (y16) y16[at] = __float2bfloat16_rn(__bfloat162float(y16[at]) + bias[n]);
-  if (yh) yh[at] = __float2half_rn(__half2float(yh[at]) + bias[n]);
+template <typename Acc, typename T>
+void launch_epilogue(CudaBackend& be, const void* acc, int64_t M, int64_t N, const float* x_scale,
+                     const float* w_scale, const float* bias, void* y, RowMap ymap) {
+  scale_epilogue_kernel<Acc, T><<<blocks_for(M * N, 256), 256, 0, be.stream()>>>(
+      static_cast<const Acc*>(acc), M, N, x_scale, w_scale, bias, static_cast<T*>(y), ymap);
+}
+
+template <typename Acc>
+void launch_epilogue_for(CudaBackend& be, DType ydt, const void* acc, int64_t M, int64_t N,
+                         const float* x_scale, const float* w_scale, const float* bias, void* y,
+                         RowMap ymap) {
+  switch (ydt) {
+    case DType::kF32:
+      return launch_epilogue<Acc, float>(be, acc, M, N, x_scale, w_scale, bias, y, ymap);
+    case DType::kBF16:
+      return launch_epilogue<Acc, __nv_bfloat16>(be, acc, M, N, x_scale, w_scale, bias, y, ymap);
+    default:
+      return launch_epilogue<Acc, __half>(be, acc, M, N, x_scale, w_scale, bias, y, ymap);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Steps 1-3 of the header for M rows of x (as `xmap`, `taps` of Kx values each) into y.
+void run_quantized(CudaBackend& be, QuantFormat format, const Tensor& x, RowMap xmap, int64_t M,
+                   int64_t Kx, int taps, const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                   const Tensor& y) {
+  const bool fp8 = format == QuantFormat::kE4M3;
+  const int64_t N = w.dim(0), K = w.dim(1);
+  FOLEY_CHECK(K % 16 == 0 && N % 16 == 0,
+              "quantised GEMM: K (%lld) and N (%lld) must be multiples of 16 for the 8-bit tensor "
+              "cores",
+              static_cast<long long>(K), static_cast<long long>(N));
+  Arena& scratch = be.scratch();
+  Arena::Scope scope(scratch);
+  Tensor xr = x;
+  if (taps == 1 && !row_map(x, xmap)) {  // leading dims that fold into no two levels: a copy
+    xr = scratch.alloc(x.shape(), x.dtype());
+    be.copy(xr, x);
+    row_map(xr, xmap);
+  }
+  uint8_t* codes = static_cast<uint8_t*>(scratch.alloc_bytes(size_t(M * K)));
+  float* x_scale = static_cast<float*>(scratch.alloc_bytes(size_t(M) * 4));
+  launch_quantize(be, xr, xmap, M, Kx, taps, fp8, codes, x_scale);
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+
+  Tensor yr = y;
+  RowMap ymap;
+  if (!row_map(y, ymap)) {
+    yr = scratch.alloc(y.shape(), y.dtype());
+    row_map(yr, ymap);
+  }
+  const float* bias32 = bias ? vector_f32(be, *bias) : nullptr;
+  const float* ws = w_scale.data<float>();
+
+  const LtContext lt = lt_context(be);
+  std::lock_guard<std::mutex> lock(*lt.mutex);
+  const QuantKey key{int64_t(format), M, N, K, 0, 0, 0, 0};
+  QuantState& st = be.quant();
+  auto it = st.plans.find(key);
+  if (it == st.plans.end()) {
+    QuantPlan p;
+    if (!create_quant_plan(lt, format, M, N, K, p))
+      throw make_error(ErrorKind::kUnsupported,
+                       "cuBLASLt has no %s algorithm for M=%lld N=%lld K=%lld",
+                       quant_format_name(format), (long long)M, (long long)N, (long long)K);
+    it = st.plans.emplace(key, p).first;
+  }
+  QuantPlan& p = it->second;
+  void* acc = scratch.alloc_bytes(size_t(M * N) * 4);
+  const auto handle = static_cast<cublasLtHandle_t>(lt.handle);
+  if (fp8) {
+    const float alpha = 1.0f, beta = 0.0f;
+    FOLEY_LT_CHECK(cublasLtMatmul(handle, p.desc, &alpha, w.raw(), p.a, codes, p.b, &beta, acc, p.d,
+                                  acc, p.d, &p.algo, lt.workspace, lt.workspace_bytes,
+                                  be.stream()));
+    launch_epilogue_for<float>(be, y.dtype(), acc, M, N, x_scale, ws, bias32, yr.raw(), ymap);
+  } else {
+    const int32_t alpha = 1, beta = 0;
+    FOLEY_LT_CHECK(cublasLtMatmul(handle, p.desc, &alpha, w.raw(), p.a, codes, p.b, &beta, acc, p.d,
+                                  acc, p.d, &p.algo, lt.workspace, lt.workspace_bytes,
+                                  be.stream()));
+    launch_epilogue_for<int32_t>(be, y.dtype(), acc, M, N, x_scale, ws, bias32, yr.raw(), ymap);
+  }
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+  if (yr.raw() != y.raw()) be.copy(y, yr);
+}
+
+void check_runs(const CudaBackend& be, QuantFormat format, const char* op) {
+  if (!be.supports_quantized(format))
+    throw make_error(ErrorKind::kUnsupported,
+                     "%s: %s needs compute capability %s (this GPU: %d.%d)", op,
+                     quant_format_name(format), format == QuantFormat::kI8 ? "8.0" : "8.9",
+                     be.compute_capability() / 10, be.compute_capability() % 10);
 }
 
 }  // namespace
@@ -256,117 +343,25 @@ void CudaBackend::linear_quantized(const Tensor& x, const Tensor& w, const Tenso
               "%s: weights must be on the GPU", op);
   if (bias) check_param(*bias, op, "bias");
   const QuantFormat format = check_quantized_linear(x, w, w_scale, bias, y);
-  if (!supports_quantized(format))
-    throw make_error(
-        ErrorKind::kUnsupported, "%s: %s needs compute capability %s (this GPU: %d.%d)", op,
-        quant_format_name(format), format == QuantFormat::kI8 ? "8.0" : "8.9", cc_ / 10, cc_ % 10);
-  const bool fp8 = format == QuantFormat::kE4M3;
-  const int64_t N = w.dim(0), K = w.dim(1);
+  check_runs(*this, format, op);
   if (y.numel() == 0) return;
-  const int64_t M = y.numel() / N;
-  FOLEY_CHECK(K % 16 == 0 && N % 16 == 0,
-              "%s: K (%lld) and N (%lld) must be multiples of 16 for the 8-bit tensor cores", op,
-              static_cast<long long>(K), static_cast<long long>(N));
+  run_quantized(*this, format, x, RowMap{}, y.numel() / w.dim(0), w.dim(1), 1, w, w_scale, bias, y);
+}
 
-  Arena::Scope scope(scratch());
-  // x as rows of one stride (a contiguous copy otherwise), quantised into scratch.
-  Tensor xr = x;
-  int64_t ldx = uniform_row_stride(x);
-  if (ldx < 0) {
-    xr = scratch().alloc(x.shape(), x.dtype());
-    copy(xr, x);
-    ldx = K;
-  }
-  uint8_t* codes = static_cast<uint8_t*>(scratch().alloc_bytes(size_t(M * K)));
-  float* x_scale = static_cast<float*>(scratch().alloc_bytes(size_t(M) * 4));
-  switch (xr.dtype()) {
-    case DType::kF32:
-      launch_quantize<float>(*this, xr.raw(), M, K, ldx, fp8, codes, x_scale);
-      break;
-    case DType::kBF16:
-      launch_quantize<__nv_bfloat16>(*this, xr.raw(), M, K, ldx, fp8, codes, x_scale);
-      break;
-    default:
-      launch_quantize<__half>(*this, xr.raw(), M, K, ldx, fp8, codes, x_scale);
-      break;
-  }
-  FOLEY_CUDA_CHECK(cudaGetLastError());
-
-  // y as rows of one stride too, else a contiguous buffer copied into y at the end.
-  Tensor yr = y;
-  int64_t ldy = uniform_row_stride(y);
-  if (ldy < 0) {
-    yr = scratch().alloc(y.shape(), y.dtype());
-    ldy = N;
-  }
-  const float* bias32 = bias ? vector_f32(*this, *bias) : nullptr;
-  const float* ws = w_scale.data<float>();
-
-  const LtContext lt = lt_context(*this);
-  std::lock_guard<std::mutex> lock(*lt.mutex);
-  const QuantKey key{int64_t(format), M, N, K, ldy, int64_t(y.dtype()), bias != nullptr, 0};
-  QuantState& st = quant();
-  auto it = st.plans.find(key);
-  if (it == st.plans.end()) {
-    QuantPlan p;
-    if (!create_quant_plan(lt, format, M, N, K, ldy, y.dtype(), bias != nullptr, p) &&
-        !(fp8 && bias && create_quant_plan(lt, format, M, N, K, ldy, y.dtype(), false, p)))
-      throw make_error(ErrorKind::kUnsupported,
-                       "cuBLASLt has no %s algorithm for M=%lld N=%lld K=%lld (%s output)",
-                       quant_format_name(format), (long long)M, (long long)N, (long long)K,
-                       dtype_name(y.dtype()));
-    it = st.plans.emplace(key, p).first;
-  }
-  QuantPlan& p = it->second;
-  const auto handle = static_cast<cublasLtHandle_t>(lt.handle);
-  if (fp8) {
-    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws,
-                                                  sizeof ws));
-    FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
-                                                  &x_scale, sizeof x_scale));
-    const void* bias_ptr = nullptr;
-    if (p.fused_bias) {
-      if (y.dtype() == DType::kF32) {
-        bias_ptr = bias32;
-      } else {
-        void* b16 = scratch().alloc_bytes(size_t(N) * 2);
-        convert_rows_to(*this, bias32, 1, N, N, y.dtype(), b16);
-        bias_ptr = b16;
-      }
-      FOLEY_LT_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                    &bias_ptr, sizeof bias_ptr));
-    }
-    const float alpha = 1.0f, beta = 0.0f;
-    FOLEY_LT_CHECK(cublasLtMatmul(handle, p.desc, &alpha, w.raw(), p.a, codes, p.b, &beta, yr.raw(),
-                                  p.d, yr.raw(), p.d, &p.algo, lt.workspace, lt.workspace_bytes,
-                                  stream()));
-    if (bias && !p.fused_bias) {
-      const DType dt = y.dtype();
-      add_bias_kernel<<<blocks_for(M * N, 256), 256, 0, stream()>>>(
-          dt == DType::kF32 ? static_cast<float*>(yr.raw()) : nullptr,
-          dt == DType::kBF16 ? static_cast<__nv_bfloat16*>(yr.raw()) : nullptr,
-          dt == DType::kF16 ? static_cast<__half*>(yr.raw()) : nullptr, M, N, ldy, bias32);
-      FOLEY_CUDA_CHECK(cudaGetLastError());
-    }
-  } else {
-    int32_t* acc = static_cast<int32_t*>(scratch().alloc_bytes(size_t(M * N) * 4));
-    const int32_t alpha = 1, beta = 0;
-    FOLEY_LT_CHECK(cublasLtMatmul(handle, p.desc, &alpha, w.raw(), p.a, codes, p.b, &beta, acc, p.d,
-                                  acc, p.d, &p.algo, lt.workspace, lt.workspace_bytes, stream()));
-    switch (y.dtype()) {
-      case DType::kF32:
-        launch_epilogue<float>(*this, acc, M, N, x_scale, ws, bias32, yr.raw(), ldy);
-        break;
-      case DType::kBF16:
-        launch_epilogue<__nv_bfloat16>(*this, acc, M, N, x_scale, ws, bias32, yr.raw(), ldy);
-        break;
-      default:
-        launch_epilogue<__half>(*this, acc, M, N, x_scale, ws, bias32, yr.raw(), ldy);
-        break;
-    }
-    FOLEY_CUDA_CHECK(cudaGetLastError());
-  }
-  if (yr.raw() != y.raw()) copy(y, yr);
+void CudaBackend::conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                  const Tensor* bias, const Tensor& y) {
+  const char* op = "conv3_quantized";
+  check_activation16(x, op, "x");
+  check_activation16(y, op, "y");
+  FOLEY_CHECK(w.device() == DeviceKind::kCUDA && w_scale.device() == DeviceKind::kCUDA,
+              "%s: weights must be on the GPU", op);
+  if (bias) check_param(*bias, op, "bias");
+  const QuantFormat format = check_quantized_conv3(x, w, w_scale, bias, y);
+  check_runs(*this, format, op);
+  if (y.numel() == 0) return;
+  // Time steps are x's dim 1, whatever its strides; batch members dim 0.
+  const RowMap xmap{x.dim(1), x.stride(1), x.stride(0)};
+  run_quantized(*this, format, x, xmap, x.dim(0) * x.dim(1), x.dim(2), 3, w, w_scale, bias, y);
 }
 
 }  // namespace cuda
