@@ -33,6 +33,20 @@ wall() {
   b=$(date +%s.%N)
   echo "process_wall_s $(awk "BEGIN{print $b - $a}")" | tee -a "$LOG"
 }
+# Synthetic 5, 10 and 15 s Y4M clips (320x240, 25 fps) in $W for the pipeline benchmarks.
+make_clips() {
+  python3 - "$W" <<'EOF'
+import sys
+import numpy as np
+w, h = 320, 240
+for sec in (5, 10, 15):
+    with open("%s/clip%d.y4m" % (sys.argv[1], sec), "wb") as f:
+        f.write(b"YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\n" % (w, h))
+        for i in range(sec * 25):
+            y = ((np.arange(w)[None, :] + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
+            f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
+EOF
+}
 drop_caches() {
   sync
   if echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then echo "drop_caches ok"; else
@@ -132,17 +146,7 @@ if has torch; then
 fi
 if has pipeline && [ -x $B/bin/pipeline_bench ]; then
   say "pipeline (Generator on CUDA)"
-  python3 - "$W" <<'EOF'
-import sys
-import numpy as np
-w, h = 320, 240
-for sec in (5, 10, 15):
-    with open("%s/clip%d.y4m" % (sys.argv[1], sec), "wb") as f:
-        f.write(b"YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\n" % (w, h))
-        for i in range(sec * 25):
-            y = ((np.arange(w)[None, :] + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
-            f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
-EOF
+  make_clips
   cat "$BUNDLE" >/dev/null
   wall timeout 150 $B/bin/pipeline_bench "$BUNDLE" "$W/clip5.y4m" "$W/clip10.y4m" "$W/clip15.y4m"
 fi
@@ -198,17 +202,7 @@ if has quant && [ -x $B/bin/quant_quality ]; then
       --dtype $q --synchformer-dtype f16 -o "$W/bundle_$q.safetensors"
   done
   run ls -la "$W"/*.safetensors
-  python3 - "$W" <<'EOF'
-import sys
-import numpy as np
-w, h = 320, 240
-for sec in (5, 10, 15):
-    with open("%s/clip%d.y4m" % (sys.argv[1], sec), "wb") as f:
-        f.write(b"YUV4MPEG2 W%d H%d F25:1 Ip A1:1 C420jpeg\n" % (w, h))
-        for i in range(sec * 25):
-            y = ((np.arange(w)[None, :] + np.arange(h)[:, None] + 3 * i) % 256).astype(np.uint8)
-            f.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
-EOF
+  make_clips
   export FOLEY_BENCH_REPEATS=${FOLEY_BENCH_REPEATS:-5}
   for b in bundle bundle_fp8 bundle_int8; do
     say "quant: $b"

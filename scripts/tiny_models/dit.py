@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
                                 "python"))
 import fp8_reference  # noqa: E402
-from seeded import Maker  # noqa: E402
+from seeded import Maker, save_safetensors_raw  # noqa: E402
 
 CONFIG_TEMPLATE = """\
 model_config:
@@ -203,26 +203,12 @@ def save_dit_safetensors(sd, path, dtype, keep_vectors):
     sorted, data packed in that order, header padded with spaces to a multiple of 8 bytes. Each
     tensor is cast to `dtype`; with keep_vectors, 1-D tensors stay BF16."""
     st_dtype, fmt, _ = ST_DTYPES[dtype]
-    header, blobs, offset = {}, [], 0
-    for name in sorted(sd):
-        t = sd[name].contiguous()
+
+    def encode(t):
         if fmt is None or (keep_vectors and t.dim() == 1):
-            kind, raw = "BF16", t.view(torch.int16).numpy().tobytes()
-        else:
-            kind = st_dtype
-            raw = fp8_reference.encode(t.float().numpy(), fmt, saturate=False).tobytes()
-        header[name] = {"dtype": kind, "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+            return "BF16", t.view(torch.int16).numpy().tobytes()
+        return st_dtype, fp8_reference.encode(t.float().numpy(), fmt, saturate=False).tobytes()
+    save_safetensors_raw(sd, path, encode, metadata={"format": "pt"})
 
 
 def make_dit(out_dir, seed=1, hidden=128, heads=2, triple=2, single=2, feat_dim=64, mlp_ratio=4,

@@ -54,14 +54,23 @@ _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"
 def save_safetensors(state_dict, path, metadata=None):
     """Writes a safetensors file like safetensors.torch.save_file: keys sorted, data packed in
     that order, header padded with spaces to a multiple of 8 bytes."""
+    def encode(t):
+        raw = t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else \
+            t.numpy().tobytes()
+        return _ST_DTYPES[t.dtype], raw
+    save_safetensors_raw(state_dict, path, encode, metadata)
+
+
+def save_safetensors_raw(state_dict, path, encode, metadata=None):
+    """save_safetensors with the bytes of each tensor from encode(tensor) -> (dtype name, bytes),
+    for dtypes torch cannot hold (FP8)."""
     header, blobs, offset = {}, [], 0
     if metadata is not None:
         header["__metadata__"] = metadata
     for name in sorted(state_dict):
         t = state_dict[name].contiguous()
-        raw = t.view(torch.uint8).numpy().tobytes() if t.dtype == torch.bfloat16 else \
-            t.numpy().tobytes()
-        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape),
+        kind, raw = encode(t)
+        header[name] = {"dtype": kind, "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)

@@ -24,12 +24,6 @@ namespace cuda {
 
 namespace {
 
-void lt_check(cublasStatus_t s, const char* what, const char* file, int line) {
-  if (s != CUBLAS_STATUS_SUCCESS)
-    throw_check_failure(file, line, std::string(what) + ": cuBLAS status " + std::to_string(s));
-}
-#define FOLEY_LT_CHECK(expr) lt_check((expr), #expr, __FILE__, __LINE__)
-
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
 using PlanKey = std::array<int64_t, 20>;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "backend/cuda/cuda_internal.h"
 #include "core/check.h"
@@ -37,6 +38,15 @@ struct DeviceGemm {
   int64_t batch = 1, sx = 0, sw = 0, sy = 0;
 };
 void run_gemm(CudaBackend& be, const DeviceGemm& g);
+
+// A cuBLASLt status that is not success: a check failure naming the call.
+inline void lt_check(int status, const char* what, const char* file, int line) {
+  if (status != 0)  // CUBLAS_STATUS_SUCCESS
+    throw_check_failure(file, line,
+                        std::string(what) + ": cuBLAS status " + std::to_string(status));
+}
+#define FOLEY_LT_CHECK(expr) \
+  ::foley::cuda::lt_check(static_cast<int>(expr), #expr, __FILE__, __LINE__)
 
 // The cuBLASLt handle (a cublasLtHandle_t), its workspace and the lock that serialises plan
 // creation and launches, for GEMMs planned elsewhere (cuda_quant.cu).
