@@ -46,39 +46,44 @@ int64_t check_linear_shapes(const Tensor& x, const Tensor& w, const Tensor* bias
   return N;
 }
 
-QuantFormat check_quantized_linear(const Tensor& x, const Tensor& w, const Tensor& w_scale,
-                                   const Tensor* bias, const Tensor& y) {
-  const char* op = "linear_quantized";
-  const std::optional<QuantFormat> f = w.defined() ? quant_format_of(w.dtype()) : std::nullopt;
-  FOLEY_CHECK(f.has_value(), "%s: w must hold F8_E4M3 or I8 codes, got %s", op,
-              w.describe().c_str());
-  const int64_t N = check_linear_shapes(x, w, bias, y);
-  FOLEY_CHECK(w.is_contiguous(), "%s: w must be contiguous", op);
-  FOLEY_CHECK(w_scale.defined() && w_scale.dtype() == DType::kF32, "%s: w_scale must be F32", op);
-  check_vector_shape(w_scale, N, op, "w_scale");
-  return *f;
-}
+namespace {
 
-QuantFormat check_quantized_conv3(const Tensor& x, const Tensor& w, const Tensor& w_scale,
-                                  const Tensor* bias, const Tensor& y) {
-  const char* op = "conv3_quantized";
-  check_rank(x, 3, op, "x");
-  check_rank(y, 3, op, "y");
+// Both quantised ops' weights: 2-D contiguous codes of a known format, a contiguous F32 scale
+// per row.
+QuantFormat check_quantized_weight(const Tensor& w, const Tensor& w_scale, const char* op) {
   const std::optional<QuantFormat> f = w.defined() ? quant_format_of(w.dtype()) : std::nullopt;
   FOLEY_CHECK(f.has_value(), "%s: w must hold F8_E4M3 or I8 codes, got %s", op,
               w.describe().c_str());
   check_rank(w, 2, op, "w");
   FOLEY_CHECK(w.is_contiguous(), "%s: w must be contiguous", op);
+  FOLEY_CHECK(w_scale.defined() && w_scale.dtype() == DType::kF32, "%s: w_scale must be F32", op);
+  check_vector_shape(w_scale, w.dim(0), op, "w_scale");
+  return *f;
+}
+
+}  // namespace
+
+QuantFormat check_quantized_linear(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                   const Tensor* bias, const Tensor& y) {
+  const QuantFormat f = check_quantized_weight(w, w_scale, "linear_quantized");
+  check_linear_shapes(x, w, bias, y);
+  return f;
+}
+
+QuantFormat check_quantized_conv3(const Tensor& x, const Tensor& w, const Tensor& w_scale,
+                                  const Tensor* bias, const Tensor& y) {
+  const char* op = "conv3_quantized";
+  const QuantFormat f = check_quantized_weight(w, w_scale, op);
+  check_rank(x, 3, op, "x");
+  check_rank(y, 3, op, "y");
   const int64_t N = w.dim(0);
   FOLEY_CHECK(w.dim(1) == 3 * x.dim(2), "%s: w %s is not [N, 3·%lld] for x %s", op,
               w.describe().c_str(), static_cast<long long>(x.dim(2)), x.describe().c_str());
   check_shape(y, {x.dim(0), x.dim(1), N}, op, "y");
   check_last_contiguous(x, op, "x");
   check_last_contiguous(y, op, "y");
-  FOLEY_CHECK(w_scale.defined() && w_scale.dtype() == DType::kF32, "%s: w_scale must be F32", op);
-  check_vector_shape(w_scale, N, op, "w_scale");
   if (bias) check_vector_shape(*bias, N, op, "bias");
-  return *f;
+  return f;
 }
 
 PatchEmbedGeometry check_patch_embed_shapes(const Tensor& x, const Tensor& w, const Tensor* bias,

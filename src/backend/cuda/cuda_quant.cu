@@ -26,7 +26,7 @@ namespace cuda {
 
 namespace {
 
-using QuantKey = std::array<int64_t, 8>;
+using QuantKey = std::array<int64_t, 4>;  // format, M, N, K
 
 struct QuantPlan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -287,7 +287,7 @@ void run_quantized(CudaBackend& be, QuantFormat format, const Tensor& x, RowMap 
 
   const LtContext lt = lt_context(be);
   std::lock_guard<std::mutex> lock(*lt.mutex);
-  const QuantKey key{int64_t(format), M, N, K, 0, 0, 0, 0};
+  const QuantKey key{int64_t(format), M, N, K};
   QuantState& st = be.quant();
   auto it = st.plans.find(key);
   if (it == st.plans.end()) {
@@ -318,7 +318,16 @@ void run_quantized(CudaBackend& be, QuantFormat format, const Tensor& x, RowMap 
   if (yr.raw() != y.raw()) be.copy(y, yr);
 }
 
-void check_runs(const CudaBackend& be, QuantFormat format, const char* op) {
+// What both quantised ops ask of their arguments on this backend beyond the shared shape checks:
+// device tensors, 16/32-bit activations, and a GPU with the format's instructions.
+void check_quantized_args(const CudaBackend& be, QuantFormat format, const Tensor& x,
+                          const Tensor& w, const Tensor& w_scale, const Tensor* bias,
+                          const Tensor& y, const char* op) {
+  check_activation16(x, op, "x");
+  check_activation16(y, op, "y");
+  FOLEY_CHECK(w.device() == DeviceKind::kCUDA && w_scale.device() == DeviceKind::kCUDA,
+              "%s: weights must be on the GPU", op);
+  if (bias) check_param(*bias, op, "bias");
   if (!be.supports_quantized(format))
     throw make_error(ErrorKind::kUnsupported,
                      "%s: %s needs compute capability %s (this GPU: %d.%d)", op,
@@ -330,28 +339,16 @@ void check_runs(const CudaBackend& be, QuantFormat format, const char* op) {
 
 void CudaBackend::linear_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
                                    const Tensor* bias, const Tensor& y) {
-  const char* op = "linear_quantized";
-  check_activation16(x, op, "x");
-  check_activation16(y, op, "y");
-  FOLEY_CHECK(w.device() == DeviceKind::kCUDA && w_scale.device() == DeviceKind::kCUDA,
-              "%s: weights must be on the GPU", op);
-  if (bias) check_param(*bias, op, "bias");
   const QuantFormat format = check_quantized_linear(x, w, w_scale, bias, y);
-  check_runs(*this, format, op);
+  check_quantized_args(*this, format, x, w, w_scale, bias, y, "linear_quantized");
   if (y.numel() == 0) return;
   run_quantized(*this, format, x, RowMap{}, y.numel() / w.dim(0), w.dim(1), 1, w, w_scale, bias, y);
 }
 
 void CudaBackend::conv3_quantized(const Tensor& x, const Tensor& w, const Tensor& w_scale,
                                   const Tensor* bias, const Tensor& y) {
-  const char* op = "conv3_quantized";
-  check_activation16(x, op, "x");
-  check_activation16(y, op, "y");
-  FOLEY_CHECK(w.device() == DeviceKind::kCUDA && w_scale.device() == DeviceKind::kCUDA,
-              "%s: weights must be on the GPU", op);
-  if (bias) check_param(*bias, op, "bias");
   const QuantFormat format = check_quantized_conv3(x, w, w_scale, bias, y);
-  check_runs(*this, format, op);
+  check_quantized_args(*this, format, x, w, w_scale, bias, y, "conv3_quantized");
   if (y.numel() == 0) return;
   // Time steps are x's dim 1, whatever its strides; batch members dim 0.
   const RowMap xmap{x.dim(1), x.stride(1), x.stride(0)};
