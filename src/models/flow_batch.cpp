@@ -55,13 +55,7 @@ std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
       if (in.Ta != audio_len)
         throw make_error(ErrorKind::kInvalidInput, "initial noise has %lld frames, the batch %lld",
                          (long long)in.Ta, (long long)audio_len);
-      if (in.Ta > l.audio_len || in.Tv > l.visual_len || in.L > l.text_len || in.S8 > l.sync_len)
-        throw make_error(ErrorKind::kInvalidInput,
-                         "request (Ta %lld, Tv %lld, text %lld, sync %lld) is larger than the "
-                         "sampler was sized for (%lld, %lld, %lld, %lld)",
-                         (long long)in.Ta, (long long)in.Tv, (long long)in.L, (long long)in.S8,
-                         (long long)l.audio_len, (long long)l.visual_len, (long long)l.text_len,
-                         (long long)l.sync_len);
+      check_fits(in, l);  // one request's rows; the batch's total is checked below
       if (Tv < 0) {
         Tv = in.Tv;
         S8 = in.S8;

@@ -62,6 +62,17 @@ Tensor host_f32(const Tensor& t, const char* what) {
   return out;
 }
 
+void check_fits(const HostInputs& in, const FlowLimits& l) {
+  if (in.B > l.batch || in.Ta > l.audio_len || in.Tv > l.visual_len || in.L > l.text_len ||
+      in.S8 > l.sync_len)
+    throw make_error(ErrorKind::kInvalidInput,
+                     "request (batch %lld, Ta %lld, Tv %lld, text %lld, sync %lld) is larger than "
+                     "the sampler was sized for (%lld, %lld, %lld, %lld, %lld)",
+                     (long long)in.B, (long long)in.Ta, (long long)in.Tv, (long long)in.L,
+                     (long long)in.S8, (long long)l.batch, (long long)l.audio_len,
+                     (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len);
+}
+
 }  // namespace flow_internal
 
 Tensor flow_initial_noise(int64_t latent_dim, int64_t audio_len, uint64_t seed) {
@@ -272,15 +283,7 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
                    const FlowCallbacks& callbacks) {
   FOLEY_CHECK(&model == &ws.model_, "flow_sample: the workspace belongs to another model");
   HostInputs in = host_inputs(model, cond, params, audio_len, noise);
-  const FlowLimits& l = ws.limits_;
-  if (in.B > l.batch || in.Ta > l.audio_len || in.Tv > l.visual_len || in.L > l.text_len ||
-      in.S8 > l.sync_len)
-    throw make_error(ErrorKind::kInvalidInput,
-                     "request (batch %lld, Ta %lld, Tv %lld, text %lld, sync %lld) is larger than "
-                     "the sampler was sized for (%lld, %lld, %lld, %lld, %lld)",
-                     (long long)in.B, (long long)in.Ta, (long long)in.Tv, (long long)in.L,
-                     (long long)in.S8, (long long)l.batch, (long long)l.audio_len,
-                     (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len);
+  check_fits(in, ws.limits_);
   // Recorded steps point into the step arena at offset 0 onwards: a borrowed one must not have
   // moved or be holding anything else (see the borrowing constructor).
   Arena& step = *ws.step_;

@@ -33,6 +33,8 @@ Tensor host_f32(const Tensor& t, const char* what);
 // Checks the request and gathers its inputs (the latent drawn from the seed unless `noise`).
 HostInputs host_inputs(const Mmdit& model, const FlowConditions& cond,
                        const FlowSampleParams& params, int64_t audio_len, const Tensor* noise);
+// A request's rows and lengths within what the workspace was sized for (kInvalidInput if not).
+void check_fits(const HostInputs& in, const FlowLimits& l);
 // The CFG batch [uncond, cond] on the device. x and v come first, so their addresses depend only
 // on B and Ta.
 DeviceInputs upload_inputs(const Mmdit& model, const HostInputs& in, Arena& arena);
