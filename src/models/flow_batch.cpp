@@ -76,11 +76,7 @@ std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
     throw make_error(ErrorKind::kInvalidInput,
                      "a batch of %lld DiT rows is larger than the sampler was sized for (%lld)",
                      (long long)rows, (long long)l.batch);
-  Arena& step = *ws.step_;
-  FOLEY_CHECK(step.frozen() && step.used() == 0 && step.reserved() >= ws.step_bytes_,
-              "flow_sample_batch: the step arena is %s with %zu bytes in use and %zu reserved "
-              "(needs frozen, empty, %zu)",
-              step.frozen() ? "frozen" : "growing", step.used(), step.reserved(), ws.step_bytes_);
+  Arena& step = ws.empty_step_arena("flow_sample_batch");
 
   Backend& be = model.backend();
   const int64_t C = c.latent_dim, Ta = audio_len, n = C * Ta;

@@ -274,6 +274,15 @@ size_t FlowWorkspace::graphs_recorded() const {
 size_t FlowWorkspace::graphs_cached() const {
   return graphs_->entries.size();
 }
+Arena& FlowWorkspace::empty_step_arena(const char* who) {
+  Arena& step = *step_;
+  FOLEY_CHECK(step.frozen() && step.used() == 0 && step.reserved() >= step_bytes_,
+              "%s: the step arena is %s with %zu bytes in use and %zu reserved (needs frozen, "
+              "empty, %zu)",
+              who, step.frozen() ? "frozen" : "growing", step.used(), step.reserved(), step_bytes_);
+  return step;
+}
+
 const std::string& FlowWorkspace::graph_error() const {
   return graphs_->error;
 }
@@ -286,11 +295,7 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
   check_fits(in, ws.limits_);
   // Recorded steps point into the step arena at offset 0 onwards: a borrowed one must not have
   // moved or be holding anything else (see the borrowing constructor).
-  Arena& step = *ws.step_;
-  FOLEY_CHECK(step.frozen() && step.used() == 0 && step.reserved() >= ws.step_bytes_,
-              "flow_sample: the step arena is %s with %zu bytes in use and %zu reserved (needs "
-              "frozen, empty, %zu)",
-              step.frozen() ? "frozen" : "growing", step.used(), step.reserved(), ws.step_bytes_);
+  Arena& step = ws.empty_step_arena("flow_sample");
   // Rewound on return, so the next request of this shape gets the same addresses.
   Arena::Scope inputs_scope(*ws.inputs_), context_scope(*ws.context_), step_scope(step);
   const DeviceInputs d = upload_inputs(model, in, *ws.inputs_);

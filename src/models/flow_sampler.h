@@ -142,6 +142,9 @@ class FlowWorkspace {
 
  private:
   FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena* step);  // null: own one
+  // The step arena, checked frozen, empty and large enough for a step, as every sampler needs it
+  // (recorded steps point into it from offset 0); `who` names the sampler in the error.
+  Arena& empty_step_arena(const char* who);
 
   friend Tensor flow_sample(const Mmdit& model, const FlowConditions& cond,
                             const FlowSampleParams& params, int64_t audio_len, const Tensor* noise,

@@ -97,9 +97,7 @@ Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
                        (long long)w.sync_len, (long long)in.S8, (long long)l.audio_len,
                        (long long)l.visual_len, (long long)l.sync_len);
   }
-  Arena& step = *ws.step_;
-  FOLEY_CHECK(step.frozen() && step.used() == 0 && step.reserved() >= ws.step_bytes_,
-              "flow_sample_windows: the step arena must be frozen, empty and hold a step");
+  Arena& step = ws.empty_step_arena("flow_sample_windows");
 
   Backend& be = model.backend();
   const int64_t C = model.config().latent_dim, T = audio_len, B = in.B;
