@@ -33,15 +33,18 @@ using pipeline::GeneratorImpl;
 
 constexpr double kMaxSeconds = 2.0;
 
+GeneratorOptions batching_options() {
+  GeneratorOptions o;
+  o.max_clip_seconds = kMaxSeconds;
+  o.max_batch = 3;
+  return o;
+}
+
 // One generator that batches up to 3 requests, for clips up to 2 s, not warmed up (its arenas
 // grow on first use), shared by the tests of this file.
 GeneratorImpl& batching_generator() {
-  static std::unique_ptr<Generator> g = [] {
-    GeneratorOptions o;
-    o.max_clip_seconds = kMaxSeconds;
-    o.max_batch = 3;
-    return Generator::create(TinyModel::get()->model, o);
-  }();
+  static std::unique_ptr<Generator> g =
+      Generator::create(TinyModel::get()->model, batching_options());
   return static_cast<GeneratorImpl&>(*g);
 }
 
@@ -311,6 +314,74 @@ TEST(Batch, WarmUpFreezesTheArenasForTheLargestBatch) {
     SCOPED_TRACE(before[i].name);
     EXPECT_TRUE(after[i].frozen);
     EXPECT_EQ(before[i].reserved, after[i].reserved);
+  }
+}
+
+TEST(PreparedVideo, DecodedAheadGivesTheSameAudio) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = batching_generator();
+  const std::shared_ptr<const Model>& model = TinyModel::get()->model;
+  const std::string clip = tiny_clip(50);
+  const GenerationParams p = params("glass shatters", 5, 4.5f, 2);
+  const std::shared_ptr<const PreparedVideo> ahead =
+      model->prepare_video(clip, p, batching_options());
+  ASSERT_TRUE(ahead);
+  EXPECT_NEAR(ahead->audio_seconds(), 2.0, 0.05);
+  EXPECT_GT(ahead->decode_seconds(), 0.0);
+  std::vector<GenerationRequest> reqs(1);
+  reqs[0].video_path = clip;
+  reqs[0].prepared = ahead;
+  reqs[0].params = p;
+  std::vector<std::string> seen;
+  reqs[0].callbacks.progress = [&seen](const GenerationProgress& q) { seen.push_back(q.stage); };
+  const std::vector<BatchItemResult> r = g.generate_batch(reqs);
+  ASSERT_TRUE(r[0].result.has_value());
+  const GenerationResult alone = g.generate(clip, p);
+  ASSERT_EQ(r[0].result->audio.size(), alone.audio.size());
+  EXPECT_EQ(0, std::memcmp(r[0].result->audio.data(), alone.audio.data(),
+                           alone.audio.size() * sizeof(float)));
+  EXPECT_EQ(r[0].result->timings.front().stage, "decode");
+  EXPECT_EQ(r[0].result->timings.front().seconds, ahead->decode_seconds());
+  EXPECT_EQ(seen.front(), "visual");  // its decoding was reported when it happened, not now
+
+  // The same frames twice in one batch: both as alone (the frames are read, never changed).
+  reqs.push_back(reqs[0]);
+  for (const BatchItemResult& item : g.generate_batch(reqs)) {
+    ASSERT_TRUE(item.result.has_value());
+    expect_same_audio(*item.result, alone);
+  }
+}
+
+TEST(PreparedVideo, RefusesWhatItCannotPrepareOrUse) {
+  TINY_OR_SKIP();
+  GeneratorImpl& g = batching_generator();
+  const std::shared_ptr<const Model>& model = TinyModel::get()->model;
+  const GenerationParams p = params("rain", 1, 4.5f, 1);
+  // A clip beyond the span is left to the request (it is encoded in windows as it decodes).
+  GeneratorOptions one_second = batching_options();
+  one_second.max_clip_seconds = 1.0;
+  EXPECT_EQ(model->prepare_video(tiny_clip(50), p, one_second), nullptr);
+  // Prepared for generators of another span: refused by one of this span, by name.
+  const auto other = model->prepare_video(tiny_clip(25), p, one_second);
+  ASSERT_TRUE(other);
+  std::vector<GenerationRequest> reqs(1);
+  reqs[0].video_path = tiny_clip(25);
+  reqs[0].prepared = other;
+  reqs[0].params = p;
+  const std::vector<BatchItemResult> r = g.generate_batch(reqs);
+  ASSERT_TRUE(r[0].error);
+  EXPECT_EQ(error_kind(r[0].error), ErrorKind::kInvalidInput);
+  // Bad files and parameters throw as the decode stage would; a set cancel flag stops it.
+  EXPECT_THROW(model->prepare_video(temp_dir() + "/missing.mp4", p, batching_options()), Error);
+  GenerationParams bad = p;
+  bad.steps = 0;
+  EXPECT_THROW(model->prepare_video(tiny_clip(50), bad, batching_options()), Error);
+  std::atomic<bool> cancel{true};
+  try {
+    model->prepare_video(tiny_clip(50), p, batching_options(), &cancel);
+    ADD_FAILURE() << "a cancelled preparation returned";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kCancelled);
   }
 }
 

@@ -909,6 +909,32 @@ TEST_F(ServerTest, MaxBatchDenoisesJobsOfOneLengthTogetherWithTheirOwnResults) {
       << batched.diagnostics();
 }
 
+TEST_F(ServerTest, QueuedVideosAreDecodedAheadWithTheSameResult) {
+  // --decode-ahead 2 with one worker: while the first job runs (20 steps), the queued ones are
+  // decoded (Model::prepare_video). Every job is the same request, so each one's audio must be
+  // bitwise the first's, which decoded its video as it ran.
+  ServerProcess server(assets().bundle, {"--decode-ahead", "2", "--queue-size", "8"});
+  server.wait_ready();
+  httplib::Client c("127.0.0.1", server.port());
+  const auto req = fields(assets().clip, "20", {{"seed", "7"}});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(submit(c, req));
+  std::string first;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_FALSE(ids[i].empty());
+    const json j = poll_until(c, ids[i], is_finished, 120);
+    ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    EXPECT_NE(j.dump().find("\"decode\""), std::string::npos) << j.dump();
+    auto got = c.Get("/v1/generations/" + ids[i] + "/audio");
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->status, 200);
+    if (i == 0) first = got->body;
+    else EXPECT_TRUE(got->body == first) << "a job decoded ahead sounds different";
+  }
+  EXPECT_GE(metric(c, "foley_jobs_decoded_ahead_total"), 1) << server.diagnostics();
+}
+
 TEST_F(ServerTest, ResultsExpireByTtlAndDiskBudget) {
   // Each 0.96 s result is a ~184 kB WAV plus a small MP4: eight of them exceed 1 MB.
   ServerProcess server(assets().bundle, {"--disk-budget-mb", "1"});

@@ -109,11 +109,26 @@ struct GenerationResult {
   std::vector<StageTiming> timings;
 };
 
+// A clip decoded ahead of its request (Model::prepare_video): its frames already reduced to the
+// encoders' input sizes, in host memory of its own (about 10 MB per second of clip), so that a
+// server decodes the next requests while a generator is busy with the current one. Immutable;
+// any Generator of the model it was prepared for, created with the same GeneratorOptions, takes
+// it (GenerationRequest::prepared).
+class PreparedVideo {
+ public:
+  virtual ~PreparedVideo() = default;
+  virtual double audio_seconds() const = 0;   // the span of the video that will be used
+  virtual double decode_seconds() const = 0;  // how long the decoding took
+};
+
 // One request of Generator::generate_batch: a video (any container FFmpeg reads, or Y4M without
 // FFmpeg), or none for sound from the prompt alone (generate_text; params.seconds long), with its
 // own parameters (prompt, seed, steps, guidance) and callbacks (progress, cancel).
 struct GenerationRequest {
   std::string video_path;  // empty: text only
+  // Optional: video_path decoded ahead with these params (Model::prepare_video); the request
+  // then skips its decoding, and its "decode" timing is the time the preparation took.
+  std::shared_ptr<const PreparedVideo> prepared;
   GenerationParams params;
   GenerationCallbacks callbacks;
 };
@@ -141,6 +156,17 @@ class Model {
   static std::shared_ptr<const Model> load(const ModelOptions& options);
   virtual ~Model() = default;
   virtual ModelInfo info() const = 0;
+
+  // Decodes `video_path` for a later request with `params` on a Generator of this model created
+  // with `options` (its span and video limit): what generate's "decode" stage does, into
+  // buffers of the result's own. Thread-safe and independent of every Generator (it uses no
+  // device), so it may run while generators are busy. Throws as that stage does (kInvalidInput
+  // for a bad file or parameters, kCancelled when `cancel` is set). Returns null for a clip
+  // longer than options.max_clip_seconds: such a clip is encoded in windows while it decodes,
+  // which needs the generator, so its request decodes it as it runs.
+  virtual std::shared_ptr<const PreparedVideo> prepare_video(
+      const std::string& video_path, const GenerationParams& params,
+      const GeneratorOptions& options, const std::atomic<bool>* cancel = nullptr) const = 0;
 };
 
 class Generator {
@@ -168,8 +194,10 @@ class Generator {
   virtual GenerationResult generate_text(const GenerationParams& params,
                                          const GenerationCallbacks& callbacks = {}) = 0;
 
-  // Several requests at once, one result per request in order. Each is decoded and encoded on
-  // its own; those whose clips have equal lengths (latent, 8 fps and Synchformer frames: clips
+  // Several requests at once, one result per request in order. Their videos (those not
+  // prepared ahead, GenerationRequest::prepared) are decoded several at once on helper threads
+  // (so a request's progress callback may run on one of them), then each is encoded on its own;
+  // those whose clips have equal lengths (latent, 8 fps and Synchformer frames: clips
   // of one duration, or text-only requests of one `seconds`) are then denoised together, up to
   // GeneratorOptions::max_batch at a time: one DiT evaluation per step over all their CFG rows,
   // each with its own conditions, prompt (lengths may differ), seed, guidance and step count.

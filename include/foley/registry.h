@@ -92,6 +92,15 @@ class ModelRegistry {
   // or loading; true when it was unloaded or was not loaded. Throws kNotFound.
   bool unload(const std::string& name);
 
+  // Model::prepare_video with `name`'s model for its generators, when that model is loaded;
+  // null when it is not (the request then decodes as it runs) or the clip is beyond the span.
+  // Runs beside the model's requests and never waits for a load. Throws as prepare_video does,
+  // and kNotFound for an unknown name.
+  std::shared_ptr<const PreparedVideo> prepare_video(const std::string& name,
+                                                     const std::string& video_path,
+                                                     const GenerationParams& params,
+                                                     const std::atomic<bool>* cancel = nullptr);
+
   std::vector<RegistryModelStatus> status() const;
   // Sum of the loaded models' costs.
   int64_t used_bytes() const;

@@ -1,9 +1,11 @@
-// Several requests on one Generator (Generator::generate_batch): each request's encoders run on
-// their own, requests of equal lengths are denoised together (flow_sample_batch), each one's
+// Several requests on one Generator (Generator::generate_batch): videos decoded several at once,
+// each request's encoders run on their own, requests of equal lengths are denoised together (flow_sample_batch), each one's
 // audio is decoded on its own.
 #include <algorithm>
 #include <chrono>
+#include <atomic>
 #include <map>
+#include <thread>
 #include <tuple>
 
 #include "core/check.h"
@@ -23,12 +25,24 @@ std::vector<BatchItemResult> GeneratorImpl::generate_batch(
   std::vector<ClipFeatures> features(n);
   std::vector<bool> ready(n, false);
 
-  // 1. Decode and encode, one request at a time (they share the frame buffers and the stage
-  //    arena). A request that fails here fails alone.
+  // 1. Videos not decoded ahead are decoded first, several at once, each into buffers of its
+  //    own (CPU work: the encoders should not wait for it clip by clip).
+  std::vector<std::shared_ptr<const PreparedVideo>> prepared(n);
+  std::vector<size_t> to_decode;
   for (size_t i = 0; i < n; ++i) {
+    prepared[i] = requests[i].prepared;
+    if (!prepared[i] && !requests[i].video_path.empty()) to_decode.push_back(i);
+  }
+  if (to_decode.size() > 1) decode_ahead(to_decode, runs, requests, prepared, out);
+
+  // 2. Encode, one request at a time (they share the stage arena). A request that fails here
+  //    fails alone.
+  for (size_t i = 0; i < n; ++i) {
+    if (out[i].error) continue;
     try {
       const GenerationRequest& r = requests[i];
-      features[i] = request_features(runs[i], r.video_path, r.params, r.video_path.empty());
+      features[i] =
+          request_features(runs[i], r.video_path, r.params, r.video_path.empty(), prepared[i].get());
       check_latent_length(features[i]);
       ready[i] = true;
     } catch (...) {
@@ -36,7 +50,7 @@ std::vector<BatchItemResult> GeneratorImpl::generate_batch(
     }
   }
 
-  // 2. Group by the lengths that fix the DiT's sequences (latent, visual and sync rows), in the
+  // 3. Group by the lengths that fix the DiT's sequences (latent, visual and sync rows), in the
   //    order the groups' first requests came; a clip beyond the span (windowed sampling) is a
   //    group of its own.
   using Key = std::tuple<int64_t, int64_t, int64_t>;
@@ -55,7 +69,7 @@ std::vector<BatchItemResult> GeneratorImpl::generate_batch(
     groups[it->second].push_back(i);
   }
 
-  // 3. Each group in pieces of at most max_batch requests; one alone takes the single path.
+  // 4. Each group in pieces of at most max_batch requests; one alone takes the single path.
   const size_t per_batch = size_t(std::max(1, options_.max_batch));
   for (const std::vector<size_t>& group : groups) {
     for (size_t b = 0; b < group.size(); b += per_batch) {
@@ -74,6 +88,33 @@ std::vector<BatchItemResult> GeneratorImpl::generate_batch(
     }
   }
   return out;
+}
+
+void GeneratorImpl::decode_ahead(const std::vector<size_t>& members, std::vector<Run>& runs,
+                                 const std::vector<GenerationRequest>& requests,
+                                 std::vector<std::shared_ptr<const PreparedVideo>>& prepared,
+                                 std::vector<BatchItemResult>& out) {
+  // A few decoders at a time: each also runs FFmpeg's own frame threads.
+  constexpr size_t kDecoders = 4;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t k; (k = next++) < members.size();) {
+      const size_t i = members[k];
+      try {
+        runs[i].check_cancel();
+        runs[i].report("decode");
+        // Null for a clip beyond the span: request_features decodes and encodes it in windows.
+        prepared[i] = model_->prepare_video(requests[i].video_path, requests[i].params, options_,
+                                            requests[i].callbacks.cancel);
+      } catch (...) {
+        out[i].error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < std::min(kDecoders, members.size()); ++t) helpers.emplace_back(work);
+  work();
+  for (std::thread& t : helpers) t.join();
 }
 
 void GeneratorImpl::run_batch(const std::vector<size_t>& members, std::vector<Run>& runs,

@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "core/check.h"
-#include "image/resize.h"
 #include "media/common/sampling.h"
 #include "pipeline/pipeline.h"
 
@@ -47,39 +46,6 @@ void append_rows(std::vector<float>& dst, const Tensor& features) {
                   features.device() == DeviceKind::kCPU,
               "encoder features %s", features.describe().c_str());
   dst.insert(dst.end(), features.data<float>(), features.data<float>() + features.numel());
-}
-
-// One frame stream into a fixed buffer of `capacity` frames whose slot 0 holds frame `base`.
-struct FrameQueue {
-  Tensor buffer;  // U8 [capacity, S, S, 3]
-  int64_t capacity = 0, base = 0, filled = 0;
-  size_t frame_bytes = 0;
-  bool flushed = false;
-
-  uint8_t* slot(int64_t i) { return buffer.data<uint8_t>() + size_t(i) * frame_bytes; }
-  // Drops the first `n` frames, moving the rest to the front.
-  void consume(int64_t n) {
-    std::memmove(slot(0), slot(n), size_t(filled - n) * frame_bytes);
-    filled -= n;
-    base += n;
-    flushed = true;
-  }
-};
-
-// Synchformer's resize geometry (image/resize.cpp synchformer_preprocess): shorter side to
-// `size`, the other truncated, then the centre crop offsets with Python's round().
-struct SyncGeometry {
-  int rh, rw, top, left;
-};
-SyncGeometry sync_geometry(int h, int w, int size) {
-  SyncGeometry g{size, size, 0, 0};
-  if (h <= w)
-    g.rw = static_cast<int>(static_cast<int64_t>(size) * w / h);
-  else
-    g.rh = static_cast<int>(static_cast<int64_t>(size) * h / w);
-  g.top = static_cast<int>(std::nearbyint((g.rh - size) / 2.0));
-  g.left = static_cast<int>(std::nearbyint((g.rw - size) / 2.0));
-  return g;
 }
 
 }  // namespace
@@ -159,19 +125,7 @@ ClipFeatures GeneratorImpl::empty_video_features(int t25) const {
 
 DecodedClip GeneratorImpl::decode_clip(const std::string& video_path, double max_clip_seconds,
                                        const std::atomic<bool>* cancel) {
-  DecodeOptions opts;
-  opts.end_sec = max_clip_seconds;
-  // The decode-work limits are set for the model's 15 s; a longer clip may take proportionally
-  // more (its wall-clock budget too).
-  const double scale = std::max(1.0, max_clip_seconds / 15.0);
-  opts.limits.max_decode_pixels =
-      static_cast<int64_t>(double(opts.limits.max_decode_pixels) * scale);
-  opts.limits.max_decoded_frames =
-      static_cast<int64_t>(double(opts.limits.max_decoded_frames) * scale);
-  opts.limits.max_wall_sec *= scale;
-  const int ss = siglip_->config().image_size, sy = sync_->config().image_size;
-  FrameQueue sem{semantic_buffer_, max_tv_, 0, 0, size_t(ss) * ss * 3};
-  FrameQueue syn{sync_buffer_, max_t25_, 0, 0, size_t(sy) * sy * 3};
+  FrameQueue sem(semantic_buffer_), syn(sync_buffer_);
   DecodedClip out;
   std::vector<float> clip_rows, sync_rows;
   const int64_t seg = sync_->config().num_frames;  // rows per segment
@@ -199,38 +153,9 @@ DecodedClip GeneratorImpl::decode_clip(const std::string& video_path, double max
     out.sync_seconds += seconds_since(t0);
     syn.consume(8 * segments);
   };
-  std::vector<uint8_t> semantic_frame(sem.frame_bytes), sync_frame(syn.frame_bytes);
-  std::vector<uint8_t> resized;  // the uncropped Synchformer resize of one frame
-  auto sink = [&](const SampledFrame& f) {
-    if (f.semantic_count > 0) {
-      resize_u8(f.rgb, f.height, f.width, 3, int64_t{f.width} * 3, semantic_frame.data(), ss, ss,
-                ResizeFilter::kBilinear);
-      for (int i = 0; i < f.semantic_count; ++i) {
-        FOLEY_CHECK(f.semantic_first + i == sem.base + sem.filled, "8 fps frames out of order");
-        if (sem.filled == sem.capacity) flush_semantic();
-        std::memcpy(sem.slot(sem.filled++), semantic_frame.data(), sem.frame_bytes);
-      }
-    }
-    if (f.sync_count > 0) {
-      const SyncGeometry g = sync_geometry(f.height, f.width, sy);
-      resized.resize(size_t(g.rh) * size_t(g.rw) * 3);
-      resize_bicubic_aa_u8(f.rgb, f.height, f.width, 3, int64_t{f.width} * 3, resized.data(), g.rh,
-                           g.rw);
-      for (int y = 0; y < sy; ++y)
-        std::memcpy(sync_frame.data() + size_t(y) * sy * 3,
-                    &resized[(size_t(y + g.top) * size_t(g.rw) + size_t(g.left)) * 3],
-                    size_t(sy) * 3);
-      for (int i = 0; i < f.sync_count; ++i) {
-        FOLEY_CHECK(f.sync_first + i == syn.base + syn.filled, "25 fps frames out of order");
-        if (syn.filled == syn.capacity) flush_sync();
-        std::memcpy(syn.slot(syn.filled++), sync_frame.data(), syn.frame_bytes);
-      }
-    }
-  };
-  const SamplingResult r = decode_video_frames(video_path, opts, sink);
-  const ClipTiming timing = clip_timing(r.sync_frames);  // "clip too short: ..."
-  if (r.semantic_frames < 1)
-    throw Error(ErrorKind::kInvalidInput, "video has no frame at 8 fps within the clip");
+  const SamplingResult r =
+      decode_clip_frames(video_path, max_clip_seconds, sem, syn, flush_semantic, flush_sync);
+  const ClipTiming timing = clip_timing(r.sync_frames);
   if (!sem.flushed && !syn.flushed) {
     out.frames.semantic = semantic_buffer_.slice(0, 0, r.semantic_frames);
     out.frames.sync = sync_buffer_.slice(0, 0, r.sync_frames);

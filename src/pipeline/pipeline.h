@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,9 @@ class ModelImpl final : public Model {
   ModelImpl(std::shared_ptr<WeightStore> store, ModelInfo info)
       : store_(std::move(store)), info_(std::move(info)) {}
   ModelInfo info() const override { return info_; }
+  std::shared_ptr<const PreparedVideo> prepare_video(
+      const std::string& video_path, const GenerationParams& params,
+      const GeneratorOptions& options, const std::atomic<bool>* cancel) const override;
   const WeightStore& weights() const { return *store_; }
   // The store to build networks from for `backend`: the host store on the CPU; on CUDA a store
   // over the whole blob uploaded once to that device (first call per device, serialised) and
@@ -77,6 +81,42 @@ struct ClipFrames {
   Tensor semantic;  // host U8 [Tv, S_siglip, S_siglip, 3]
   Tensor sync;      // host U8 [T25, S_sync, S_sync, 3]
   ClipTiming timing;
+};
+
+// One frame stream into a fixed buffer of frames reduced to size×size×3, whose slot 0 holds frame
+// `base` of the clip.
+struct FrameQueue {
+  Tensor buffer;  // U8 [capacity, size, size, 3]
+  int size = 0;
+  int64_t capacity = 0, base = 0, filled = 0;
+  size_t frame_bytes = 0;
+  bool flushed = false;  // frames were consumed before the clip ended
+
+  explicit FrameQueue(Tensor frames);
+  uint8_t* slot(int64_t i) { return buffer.data<uint8_t>() + size_t(i) * frame_bytes; }
+  // Drops the first `n` frames, moving the rest to the front.
+  void consume(int64_t n);
+};
+
+// Decodes a clip up to `end_sec` (decode-work limits scaled for clips beyond the model's 15 s)
+// into `semantic` (SigLIP2's PIL bilinear stretch) and `sync` (Synchformer's bicubic
+// shorter-side resize and centre crop). A full queue calls its flush, which must consume frames
+// or throw. Throws as decode_video_frames does, and kInvalidInput for a clip too short.
+SamplingResult decode_clip_frames(const std::string& video_path, double end_sec,
+                                  FrameQueue& semantic, FrameQueue& sync,
+                                  const std::function<void()>& flush_semantic,
+                                  const std::function<void()>& flush_sync);
+
+// What Model::prepare_video returns: a short clip's frames, as GeneratorImpl::decode_clip
+// leaves them in its buffers, for the generators of `model` with `max_tv`/`max_t25` frames.
+struct PreparedClip final : PreparedVideo {
+  const ModelImpl* model = nullptr;
+  int max_tv = 0, max_t25 = 0;
+  double end_sec = 0;
+  ClipFrames frames;
+  double seconds = 0;
+  double audio_seconds() const override { return frames.timing.audio_seconds; }
+  double decode_seconds() const override { return seconds; }
 };
 
 // Host F32 conditioning for the sampler (FlowConditions) plus the clip's latent length.
@@ -199,11 +239,19 @@ class GeneratorImpl final : public Generator {
 
   GenerationResult run_frames(Run& run, const ClipFrames& frames, const GenerationParams& params);
   // The stages before denoising, for a video (decode, visual, sync, text) or a text-only
-  // request (text): the request's conditions, checked.
+  // request (text): the request's conditions, checked. A video decoded ahead (`prepared`, from
+  // Model::prepare_video; may be null) skips the decoding.
   ClipFeatures request_features(Run& run, const std::string& video_path,
-                                const GenerationParams& params, bool text_only);
+                                const GenerationParams& params, bool text_only,
+                                const PreparedVideo* prepared = nullptr);
   ClipFeatures frame_features(Run& run, const ClipFrames& frames, const GenerationParams& params);
   void check_latent_length(const ClipFeatures& features) const;
+  // Decodes the videos of `members` (indices of `requests`) on a few threads into
+  // prepared[i] (null for a clip beyond the span); a failure becomes out[i].error (batch.cpp).
+  void decode_ahead(const std::vector<size_t>& members, std::vector<Run>& runs,
+                    const std::vector<GenerationRequest>& requests,
+                    std::vector<std::shared_ptr<const PreparedVideo>>& prepared,
+                    std::vector<BatchItemResult>& out);
   // Denoises requests of equal lengths together (flow_sample_batch) and decodes each one's
   // audio; `members` index `runs`, `features`, `params` and `out` (batch.cpp).
   void run_batch(const std::vector<size_t>& members, std::vector<Run>& runs,

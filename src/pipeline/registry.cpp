@@ -315,6 +315,19 @@ void ModelRegistry::load(const std::string& name, const std::atomic<bool>* cance
   if (e.last_used_tick == 0) e.last_used_tick = ++tick_;
 }
 
+std::shared_ptr<const PreparedVideo> ModelRegistry::prepare_video(
+    const std::string& name, const std::string& video_path, const GenerationParams& params,
+    const std::atomic<bool>* cancel) {
+  std::shared_ptr<const Model> model;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Entry& e = entry_locked(name);
+    if (e.state != ModelState::kLoaded) return nullptr;
+    model = e.model;  // kept alive by this reference even if the model is unloaded meanwhile
+  }
+  return model->prepare_video(video_path, params, options_.generator, cancel);
+}
+
 bool ModelRegistry::unload(const std::string& name) {
   std::unique_lock<std::mutex> lock(mutex_);
   Entry& e = entry_locked(name);

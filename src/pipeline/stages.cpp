@@ -50,7 +50,8 @@ GenerationResult GeneratorImpl::generate_text(const GenerationParams& params,
 }
 
 ClipFeatures GeneratorImpl::request_features(Run& run, const std::string& video_path,
-                                             const GenerationParams& params, bool text_only) {
+                                             const GenerationParams& params, bool text_only,
+                                             const PreparedVideo* prepared) {
   validate_params(params, options_.max_video_seconds);
   if (text_only) {
     if (!std::isfinite(params.seconds) || params.seconds < 0.64 ||
@@ -65,10 +66,21 @@ ClipFeatures GeneratorImpl::request_features(Run& run, const std::string& video_
     return f;
   }
   run.check_cancel();
-  run.report("decode");
-  const auto t0 = std::chrono::steady_clock::now();
   const double end_sec =
       params.max_clip_seconds > 0 ? params.max_clip_seconds : options_.max_video_seconds;
+  // A video decoded ahead reported its "decode" then, if at all.
+  if (prepared) {
+    const auto* clip = dynamic_cast<const PreparedClip*>(prepared);
+    if (!clip || clip->model != model_.get() || clip->max_tv != max_tv_ ||
+        clip->max_t25 != max_t25_ || clip->end_sec != end_sec)
+      throw Error(ErrorKind::kInvalidInput,
+                  "the prepared video was decoded for another model, generator options or "
+                  "max_clip_seconds");
+    run.timings.push_back({"decode", clip->seconds});
+    return frame_features(run, clip->frames, params);
+  }
+  run.report("decode");
+  const auto t0 = std::chrono::steady_clock::now();
   DecodedClip clip = decode_clip(video_path, end_sec, run.callbacks.cancel);
   const double decode_seconds = seconds_since(t0);
   if (!clip.long_clip) {

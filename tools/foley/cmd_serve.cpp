@@ -125,6 +125,7 @@ int run_server(foley_server::ServerOptions o) {
                                             o.disk_budget_mb << 20, journal.get()};
           so.max_batch = o.max_batch;
           so.batch_window_ms = o.batch_window_ms;
+          so.decode_ahead = o.decode_ahead >= 0 ? o.decode_ahead : workers * o.max_batch;
           so.span_seconds = ro.generator.max_clip_seconds;
           so.max_clip_seconds = o.max_clip_seconds;
           return std::make_unique<foley_server::Scheduler>(std::move(so), metrics);
@@ -307,8 +308,15 @@ Command add_serve_command(CLI::App& app) {
                                  "jobs of its batch before it starts (milliseconds)")
                      ->capture_default_str()
                      ->check(CLI::Range(0.0, 60000.0));
+  auto* ahead = cmd->add_option("--decode-ahead", o->decode_ahead,
+                                "queued video jobs decoded while the workers run others, so "
+                                "that a job starts at its encoders and the GPU does not wait "
+                                "for FFmpeg (host memory: ~10 MB per second of clip each). "
+                                "Default: jobs-per-device x max-batch; 0: off")
+                    ->check(CLI::Range(0, 256));
   max_batch->excludes(queue);
   window->excludes(queue);
+  ahead->excludes(queue);
   cmd->add_option("--queue-size", o->queue_size, "queued jobs before 429")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));

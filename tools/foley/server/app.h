@@ -38,6 +38,9 @@ struct ServerOptions {
   // denoised together, up to max_batch, gathered for up to batch_window_ms. 1: no batching.
   int max_batch = 1;
   double batch_window_ms = 20;
+  // Queued video jobs decoded ahead while the workers run others (SchedulerOptions::decode_ahead);
+  // -1: one per job a worker can hold (workers · max_batch), 0: off.
+  int decode_ahead = -1;
   int64_t max_upload_mb = 256;
   std::string data_dir;    // empty: a private temporary directory
   std::string media_root;  // empty: JSON video_path refused

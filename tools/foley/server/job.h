@@ -89,6 +89,12 @@ struct Job {
   std::atomic<bool> cancel{false};
   std::string cancel_reason;  // why `cancel` was set (the job's error message once cancelled)
 
+  // Decoding ahead (Scheduler, --decode-ahead), guarded by the scheduler's mutex: the video
+  // decoded while the job was queued (dropped when it ends), whether a decoder has it now, and
+  // whether one tried (a job is decoded ahead at most once).
+  std::shared_ptr<const foley::PreparedVideo> prepared;
+  bool preparing = false, prepare_tried = false;
+
   // Appends an event and wakes waiters; the caller holds `mutex`.
   void emit_locked(const std::string& name, nlohmann::json data);
 };

@@ -100,28 +100,19 @@ GenerationOutcome outcome_of(Job& job, const std::string& results_dir, const std
   return out;
 }
 
-}  // namespace
-
-GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
-                                     const std::string& results_dir, const std::string& stem,
-                                     const std::function<void()>& on_progress) {
-  const JobRequest& req = job.request;
-  const foley::GenerationCallbacks callbacks = job_callbacks(job, on_progress);
-  return outcome_of(job, results_dir, stem, [&] {
-    return req.text_only() ? generator.generate_text(req.params, callbacks)
-                           : generator.generate(req.video_path, req.params, callbacks);
-  });
-}
-
-std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& generator,
-                                                        const std::vector<Job*>& jobs,
-                                                        const std::string& results_dir) {
+// The jobs as one Generator::generate_batch (one job is the same as generate / generate_text,
+// with its video decoded ahead when the scheduler did that), each one's outcome its own.
+std::vector<GenerationOutcome> run_jobs(foley::Generator& generator, const std::vector<Job*>& jobs,
+                                        const std::string& results_dir,
+                                        const std::vector<std::string>& stems,
+                                        const std::function<void()>& on_progress) {
   std::vector<foley::GenerationRequest> requests;
   for (Job* job : jobs) {
     foley::GenerationRequest r;
     r.video_path = job->request.video_path;  // empty for a text-only job
+    r.prepared = job->prepared;
     r.params = job->request.params;
-    r.callbacks = job_callbacks(*job, {});
+    r.callbacks = job_callbacks(*job, on_progress);
     requests.push_back(std::move(r));
   }
   std::vector<foley::BatchItemResult> results;
@@ -134,7 +125,7 @@ std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& genera
   std::vector<GenerationOutcome> out;
   for (size_t i = 0; i < jobs.size(); ++i) {
     Job& job = *jobs[i];
-    out.push_back(outcome_of(job, results_dir, job.id, [&]() -> foley::GenerationResult {
+    out.push_back(outcome_of(job, results_dir, stems[i], [&]() -> foley::GenerationResult {
       if (failed) std::rethrow_exception(failed);
       foley::BatchItemResult& r = results[i];
       if (r.error) std::rethrow_exception(r.error);
@@ -142,6 +133,22 @@ std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& genera
     }));
   }
   return out;
+}
+
+}  // namespace
+
+GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
+                                     const std::string& results_dir, const std::string& stem,
+                                     const std::function<void()>& on_progress) {
+  return std::move(run_jobs(generator, {&job}, results_dir, {stem}, on_progress)[0]);
+}
+
+std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& generator,
+                                                        const std::vector<Job*>& jobs,
+                                                        const std::string& results_dir) {
+  std::vector<std::string> stems;
+  for (const Job* job : jobs) stems.push_back(job->id);
+  return run_jobs(generator, jobs, results_dir, stems, {});
 }
 
 void record_success_locked(Job& job, const GenerationOutcome& outcome) {

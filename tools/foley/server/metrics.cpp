@@ -92,6 +92,10 @@ std::string Metrics::render(size_t queue_depth,
   out += "foley_jobs_total{state=\"submitted\"} " + std::to_string(jobs_submitted.load()) + "\n";
   for (const auto& [state, n] : finished_)
     out += "foley_jobs_total{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+  out += "# HELP foley_jobs_decoded_ahead_total Videos decoded while their jobs were queued "
+         "(--decode-ahead).\n";
+  out += "# TYPE foley_jobs_decoded_ahead_total counter\n";
+  out += "foley_jobs_decoded_ahead_total " + std::to_string(jobs_decoded_ahead.load()) + "\n";
   out += "# HELP foley_stage_seconds Time per pipeline stage of finished jobs.\n";
   out += "# TYPE foley_stage_seconds histogram\n";
   for (const auto& [stage, h] : stages_) h.render(out, "foley_stage_seconds", "stage=\"" + stage + "\"");

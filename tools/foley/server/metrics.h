@@ -38,6 +38,7 @@ class Metrics {
   std::atomic<int64_t> device_memory_bytes{0};   // the loaded models' cost on CUDA; 0 on the CPU
   std::atomic<bool> ready{false};
   std::atomic<uint64_t> jobs_submitted{0};
+  std::atomic<uint64_t> jobs_decoded_ahead{0};  // videos decoded while their jobs were queued
 
   // `jobs_by_state` is the current count per state, `queue_depth` the queued ones.
   std::string render(size_t queue_depth, const std::map<std::string, size_t>& jobs_by_state) const;

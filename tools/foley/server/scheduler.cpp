@@ -34,6 +34,8 @@ void Scheduler::start(foley::ModelRegistry& registry, int workers) {
   registry_ = &registry;
   for (int i = 0; i < std::max(1, workers); ++i) workers_.emplace_back([this] { worker_loop(); });
   janitor_ = std::thread([this] { janitor_loop(); });
+  for (int i = 0; i < std::min(options_.decode_ahead, 4); ++i)
+    decoders_.emplace_back([this] { decoder_loop(); });
 }
 
 SubmitResult Scheduler::submit(const std::shared_ptr<Job>& job) {
@@ -108,6 +110,7 @@ bool Scheduler::cancel(const std::shared_ptr<Job>& job, const std::string& reaso
     job->cancel = true;
     if (job->state == JobState::kQueued) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+      job->prepared.reset();
       finish_cancelled_locked(*job, reason);
       if (job->request.owns_video) std::remove(job->request.video_path.c_str());
       ended = true;
@@ -204,18 +207,24 @@ bool Scheduler::draining() const {
   return draining_;
 }
 
-std::string Scheduler::batch_key(const Job& job) const {
-  if (options_.max_batch <= 1) return "";
+double Scheduler::span_clip_seconds(const Job& job) const {
   const JobRequest& r = job.request;
   double seconds = r.params.seconds;
   if (!r.text_only()) {
-    if (r.video_seconds <= 0) return "";  // unknown: it runs alone
+    if (r.video_seconds <= 0) return 0;  // unknown
     seconds = std::min(r.video_seconds, options_.max_clip_seconds);
     if (r.params.max_clip_seconds > 0) seconds = std::min(seconds, r.params.max_clip_seconds);
   }
-  // A clip beyond the span is sampled in windows, which are never batched.
-  if (!(seconds > 0) || seconds > options_.span_seconds) return "";
-  const std::string model = r.model.empty() ? registry_->default_model() : r.model;
+  // A clip beyond the span is sampled in windows.
+  return seconds > 0 && seconds <= options_.span_seconds ? seconds : 0;
+}
+
+std::string Scheduler::batch_key(const Job& job) const {
+  if (options_.max_batch <= 1) return "";
+  const double seconds = span_clip_seconds(job);
+  if (seconds == 0) return "";  // unknown or windowed: it runs alone
+  const std::string& m = job.request.model;
+  const std::string model = m.empty() ? registry_->default_model() : m;
   // The generator groups by the exact lengths it decodes; jobs whose lengths turn out to differ
   // after all are denoised apart in the same call.
   return model + "\n" + std::to_string(std::llround(seconds * 25.0));
@@ -254,6 +263,55 @@ void Scheduler::take_matching_locked(const std::string& key,
   }
 }
 
+std::shared_ptr<Job> Scheduler::next_to_prepare_locked() {
+  if (options_.decode_ahead <= 0 || draining_) return nullptr;
+  int held = 0;  // queued jobs decoded or being decoded
+  std::shared_ptr<Job> next;
+  for (const auto& job : queue_) {
+    if (job->prepared || job->preparing) ++held;
+    else if (!next && !job->prepare_tried && !job->request.text_only() && span_clip_seconds(*job) > 0)
+      next = job;
+  }
+  return held < options_.decode_ahead ? next : nullptr;
+}
+
+void Scheduler::decoder_loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    std::shared_ptr<Job> job;
+    queue_changed_.wait(lock, [&] { return stop_ || (job = next_to_prepare_locked()); });
+    if (stop_) return;
+    job->preparing = job->prepare_tried = true;
+    const JobRequest& req = job->request;
+    const std::string model = req.model.empty() ? registry_->default_model() : req.model;
+    lock.unlock();
+    std::shared_ptr<const foley::PreparedVideo> prepared;
+    try {
+      prepared = registry_->prepare_video(model, req.video_path, req.params, &job->cancel);
+    } catch (const std::exception&) {
+      // The job decodes its video again as it runs and fails there, with the usual mapping.
+    }
+    lock.lock();
+    job->preparing = false;
+    {
+      std::lock_guard<std::mutex> job_lock(job->mutex);
+      if (!is_terminal(job->state) && prepared) {
+        job->prepared = std::move(prepared);
+        metrics_.jobs_decoded_ahead++;
+      }
+    }
+    prepared_changed_.notify_all();
+    queue_changed_.notify_all();  // capacity for the next one, maybe
+  }
+}
+
+void Scheduler::wait_prepared(const std::vector<std::shared_ptr<Job>>& batch) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  prepared_changed_.wait(lock, [&] {
+    return std::none_of(batch.begin(), batch.end(), [](const auto& j) { return j->preparing; });
+  });
+}
+
 void Scheduler::journal_running(const Job& job) {
   if (!options_.journal || !journaled(job)) return;
   try {
@@ -282,6 +340,7 @@ void Scheduler::worker_loop() {
       // Other workers leave this key's jobs to this one while it gathers them.
       key = batch_key(*batch[0]);
       if (!key.empty()) forming_.insert(key);
+      queue_changed_.notify_all();  // a decoder may take the next job now
     }
     journal_running(*batch[0]);
     run_batch(batch, key, taken);
@@ -369,6 +428,7 @@ void Scheduler::run_batch(std::vector<std::shared_ptr<Job>>& batch, const std::s
   for (size_t i = 1; i < batch.size(); ++i) journal_running(*batch[i]);
   std::vector<GenerationOutcome> outcomes;
   if (lease) {
+    wait_prepared(batch);
     if (batch.size() == 1) {
       outcomes.push_back(
           generate_and_write(lease->generator(), *first, options_.results_dir, first->id));
@@ -434,6 +494,7 @@ void Scheduler::finish_job(const std::shared_ptr<Job>& job, GenerationOutcome& o
   }
   metrics_.observe_request(seconds);
   std::lock_guard<std::mutex> lock(mutex_);
+  job->prepared.reset();  // its frames: the result is all that is kept
   mean_job_seconds_ = mean_job_seconds_ == 0 ? seconds : 0.8 * mean_job_seconds_ + 0.2 * seconds;
 }
 
@@ -487,6 +548,7 @@ bool Scheduler::drain(double budget_seconds, double cancel_grace_seconds) {
   for (auto& job : queue_) {
     std::lock_guard<std::mutex> job_lock(job->mutex);
     job->cancel_reason = kShutdownReason;
+    job->cancel = true;  // a decoder working on it stops
     finish_cancelled_locked(*job, kShutdownReason);
     // A journaled job stays queued on disk (with its upload) and runs after a restart.
     const bool kept = options_.journal && journaled(*job);
@@ -516,11 +578,16 @@ bool Scheduler::drain(double budget_seconds, double cancel_grace_seconds) {
     // budget: its worker is left to the process exit.
     for (auto& w : workers_) w.detach();
     workers_.clear();
+    for (auto& d : decoders_) d.detach();
+    decoders_.clear();
     if (janitor_.joinable()) janitor_.join();
     return false;
   }
   for (auto& w : workers_) w.join();
   workers_.clear();
+  // A decoder stops at its next frame: every job it could hold was cancelled above.
+  for (auto& d : decoders_) d.join();
+  decoders_.clear();
   if (janitor_.joinable()) janitor_.join();
   return true;
 }

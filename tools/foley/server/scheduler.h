@@ -42,6 +42,12 @@ struct SchedulerOptions {
   // alone, as before.
   int max_batch = 1;
   double batch_window_ms = 0;
+  // Decoding ahead (--decode-ahead N): while the workers run jobs, up to N queued video jobs of
+  // a loaded model, whose clips fit the span, are decoded by up to 4 decoder threads
+  // (ModelRegistry::prepare_video), so that a worker taking one starts at its encoders and the
+  // device does not wait for FFmpeg. Host memory: up to N clips' frames (~10 MB per second).
+  // 0: off (each job decodes as it runs).
+  int decode_ahead = 0;
   double span_seconds = 15;       // the generators' span: longer clips run in windows, alone
   double max_clip_seconds = 600;  // the video seconds a job uses without max_seconds
 };
@@ -99,6 +105,9 @@ class Scheduler : public JobService {
   // The jobs that may be denoised together share a key: model and clip length in 25 fps frames.
   // "" for a job that is never batched (batching off, unknown duration, beyond the span).
   std::string batch_key(const Job& job) const;
+  // The seconds of video (or text-only audio) a job uses, when known and within the span; 0
+  // otherwise (unknown duration, or a clip sampled in windows).
+  double span_clip_seconds(const Job& job) const;
   // The next job a free worker takes: the first queued one that is not of a batch another
   // worker is gathering. queue_.end() if none.
   std::deque<std::shared_ptr<Job>>::iterator next_job_locked();
@@ -108,6 +117,12 @@ class Scheduler : public JobService {
   void take_matching_locked(const std::string& key, std::vector<std::shared_ptr<Job>>& batch);
   void journal_running(const Job& job);
   void janitor_loop();
+  // Decodes queued jobs ahead (options_.decode_ahead), one at a time per decoder thread.
+  void decoder_loop();
+  // The next queued job to decode ahead, or null (none, or N already decoded or decoding).
+  std::shared_ptr<Job> next_to_prepare_locked();
+  // Waits until no decoder holds a job of `batch` (the worker then uses what it decoded).
+  void wait_prepared(const std::vector<std::shared_ptr<Job>>& batch);
   void finish_cancelled_locked(Job& job, const std::string& message);
   void finish_failed_locked(Job& job, int status, const std::string& code,
                             const std::string& message);
@@ -123,6 +138,8 @@ class Scheduler : public JobService {
   foley::ModelRegistry* registry_ = nullptr;
   std::vector<std::thread> workers_;
   std::thread janitor_;
+  std::vector<std::thread> decoders_;
+  std::condition_variable prepared_changed_;  // a decoder finished a job
 
   mutable std::mutex mutex_;
   std::condition_variable queue_changed_;  // workers and the janitor wait on it
