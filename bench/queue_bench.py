@@ -17,65 +17,13 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Proc:
-    def __init__(self, args, env=None, ready=None, log=None):
-        self.log = open(log, "w") if log else subprocess.DEVNULL
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True)
-        self.port = None
-        end = time.time() + 120
-        while ready and time.time() < end:
-            line = self.p.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{args[1]} exited before it was ready")
-            if "listening on http://127.0.0.1:" in line:
-                self.port = int(line.split("127.0.0.1:")[1].split()[0])
-            if ready in line:
-                return
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-
-
-def submit(port, clip, steps, seed):
-    boundary = "b0undary"
-    with open(clip, "rb") as f:
-        video = f.read()
-    parts = []
-    for k, v in (("prompt", "rain"), ("steps", str(steps)), ("seed", str(seed))):
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="c.mp4"\r\n\r\n'.encode()
-                 + video + f"\r\n--{boundary}--\r\n".encode())
-    body = b"".join(parts)
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("POST", "/v1/generations", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    r = c.getresponse()
-    data = json.loads(r.read())
-    c.close()
-    if r.status != 202:
-        raise RuntimeError(f"submit: {r.status} {data}")
-    return data["id"]
+from foley_http import Proc, free_port, submit
 
 
 def state(conn, jid):

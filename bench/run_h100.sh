@@ -9,7 +9,10 @@
 #   (PARTS="model long": long clips and text only, bench/long_clip_bench)
 #   (PARTS="model read ready": start->ready alone, cold and warm;
 #    PARTS="model profile": per-op times of one MMDiT step and of the encoders for a 10 s clip,
-#    also in $OUT/profile_{dit,siglip2,synchformer,dac}.txt)
+#    also in $OUT/profile_{dit,siglip2,synchformer,dac}.txt;
+#    PARTS="model serve": `foley serve` throughput and latency at 1/2/4/8 concurrent 10 s
+#    requests, one job at a time and batched (bench/serve_bench.py; builds with HTTP,
+#    FOLEY_DEVICE_HTTP=1; JSON in $OUT/serve_*.json; SERVE_CONFIGS overrides the runs))
 #
 # Cold runs evict the files from the page cache with posix_fadvise(DONTNEED) (no privileges
 # needed); /proc/sys/vm/drop_caches is tried too and its outcome logged.
@@ -54,6 +57,8 @@ drop_caches() {
 }
 
 say "build"
+# The server needs FOLEY_HTTP=ON: set for every build.sh call of the run, so one configuration.
+has serve && export FOLEY_DEVICE_HTTP=1
 bash scripts/device/build.sh foley_cli e2e_bench foley_tests 2>&1 | tail -5 | tee -a "$LOG"
 # Separately: the whole-pipeline bench needs src/pipeline, which may not be there yet.
 if has pipeline; then
@@ -221,5 +226,25 @@ if has quant && [ -x $B/bin/quant_quality ]; then
   say "quant: quality against the bf16 bundle"
   run timeout 200 $B/bin/quant_quality "$W/clip10.y4m" "$BUNDLE" "$W/bundle_fp8.safetensors" \
     "$W/bundle_int8.safetensors"
+fi
+if has serve; then
+  say "server throughput: foley serve on CUDA, 10 s Y4M uploads, closed loop of C clients"
+  run nvidia-smi -L
+  if $B/bin/foley serve --help 2>&1 | grep -q -- --max-batch; then
+    make_clips
+    cat "$BUNDLE" >/dev/null
+    # NAME|CONCURRENCY|REQUESTS PER LEVEL|SERVER FLAGS; --jobs-per-device 1 (the CUDA default
+    # is 4 workers) so --max-batch 1 is one job at a time and a batch runs alone.
+    IFS=';' read -ra cfgs <<<"${SERVE_CONFIGS:-serial|1,2,4,8|6,6,8,16|--jobs-per-device 1 --max-batch 1;batch4|1,2,4,8|6,6,8,16|--jobs-per-device 1 --max-batch 4 --batch-window-ms 50;batch8|8|16|--jobs-per-device 1 --max-batch 8 --batch-window-ms 50}"
+    for cfg in "${cfgs[@]}"; do
+      IFS='|' read -r name conc reqs flags <<<"$cfg"
+      say "serve $name: $flags"
+      run timeout 240 python3 bench/serve_bench.py --foley $B/bin/foley --bundle "$BUNDLE" \
+        --clip "$W/clip10.y4m" --device cuda --server-args "$flags" --concurrency "$conc" \
+        --requests-per-level "$reqs" --label "$name" --json "$OUT/serve_$name.json"
+    done
+  else
+    say "serve: this foley has no HTTP server (see build-device.configure.log)"
+  fi
 fi
 say "done"

@@ -9,19 +9,14 @@
 set -eu
 FOLEY=$1 PY=$2 SRC=$3 WORK=$4
 . "$SRC/tests/cmake/skip_missing.sh"
+. "$SRC/tests/cmake/tiny_model.sh"
 "$PY" -c 'import torch' 2>/dev/null || skip_missing "python3-torch missing ($PY)"
 rm -rf "$WORK" && mkdir -p "$WORK"
 cd "$WORK"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # The tiny model depends only on its generator scripts: cached in /tmp under their hash.
-key=$(cat "$SRC"/scripts/make_tiny_models.py "$SRC"/scripts/tiny_models/*.py | sha1sum | cut -c1-16)
-tiny=/tmp/foley-tiny-cli-$key
-if [ ! -f "$tiny/synchformer_state_dict.pth" ]; then
-  tmp=$(mktemp -d /tmp/foley-tiny-XXXXXX)
-  "$PY" "$SRC/scripts/make_tiny_models.py" "$tmp" --seed 3 >/dev/null
-  mv -T "$tmp" "$tiny" 2>/dev/null || rm -rf "$tmp"
-fi
+tiny=$(tiny_model_dir "$PY" "$SRC")
 "$FOLEY" convert --model-dir "$tiny" --dtype f32 -o tiny.safetensors >/dev/null
 
 # MP4 in and out needs FFmpeg in foley and the ffmpeg CLI here; otherwise a Y4M clip and WAV.
@@ -42,13 +37,7 @@ if [ $have_ffmpeg = 1 ]; then
     -shortest clip.mp4
   clip=clip.mp4
 else
-  "$PY" - <<'PY'
-w, h = 96, 64
-with open("clip.y4m", "wb") as f:
-    f.write(b"YUV4MPEG2 W96 H64 F25:1 Ip A1:1 C420jpeg\n")
-    for i in range(50):
-        f.write(b"FRAME\n" + bytes((x + 3 * i) % 256 for x in range(w * h)) + bytes([128]) * (w * h // 2))
-PY
+  tiny_y4m "$PY" clip.y4m 2
   clip=clip.y4m
 fi
 
