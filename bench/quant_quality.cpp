@@ -6,21 +6,28 @@
 // - a whole 10-s request (same clip, prompt, seed; 50 steps, CFG 4.5): the waveform's relative
 //   L2 error and SNR, and the log-mel spectral distance (mean |Δ| in dB of an 80-band mel
 //   spectrogram, 2048-point FFT, hop 480) against the reference's audio.
+// And how far --precision fast (TF32 video encoders) moves them from the exact path, with one
+// bundle: the SigLIP2 and Synchformer features of the clip (max and RMS error relative to the
+// exact features' max), the whole request's audio as above, and the encoder stage times of both
+// (median of 3 requests).
 // Result lines are "key value".
 //
 //   quant_quality VIDEO_10S REF_BUNDLE BUNDLE...
+//   quant_quality --precision VIDEO_10S BUNDLE
 #include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstdio>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend/backend.h"
 #include "foley/foley.h"
 #include "models/mmdit.h"
 #include "models/weight_store.h"
+#include "pipeline/pipeline.h"
 
 namespace foley {
 namespace {
@@ -143,20 +150,68 @@ double log_mel_distance(const std::vector<float>& a, const std::vector<float>& r
   return n ? sum / double(n) : 0.0;
 }
 
-std::vector<float> generate(const std::string& bundle, const std::string& video) {
-  ModelOptions mo;
-  mo.bundle_path = bundle;
-  auto model = Model::load(mo);
-  GeneratorOptions go;
-  go.device = DeviceType::kCuda;
-  auto gen = Generator::create(model, go);
+GenerationParams request_params() {
   GenerationParams gp;
   gp.prompt = "footsteps on gravel";
   gp.seed = 1;
-  return gen->generate(video, gp).audio;
+  return gp;
+}
+
+std::unique_ptr<Generator> cuda_generator(const std::shared_ptr<const Model>& model,
+                                          Precision precision = Precision::kExact) {
+  GeneratorOptions go;
+  go.device = DeviceType::kCuda;
+  go.precision = precision;
+  return Generator::create(model, go);
+}
+
+std::vector<float> generate(const std::string& bundle, const std::string& video) {
+  return cuda_generator(Model::load({bundle}))->generate(video, request_params()).audio;
+}
+
+std::vector<float> values(const Tensor& host) {
+  return std::vector<float>(host.data<float>(), host.data<float>() + host.numel());
+}
+
+double median_stage(Generator& gen, const std::string& video, const std::string& stage) {
+  std::vector<double> s;
+  for (int i = 0; i < 3; ++i)
+    for (const StageTiming& t : gen.generate(video, request_params()).timings)
+      if (t.stage == stage) s.push_back(t.seconds);
+  std::sort(s.begin(), s.end());
+  return s.empty() ? -1 : s[s.size() / 2];
+}
+
+int run_precision(const std::string& video, const std::string& bundle) {
+  const auto model = Model::load({bundle});
+  auto exact = cuda_generator(model), fast = cuda_generator(model, Precision::kFast);
+  exact->warm_up();
+  fast->warm_up();
+  auto& e = dynamic_cast<pipeline::GeneratorImpl&>(*exact);
+  auto& f = dynamic_cast<pipeline::GeneratorImpl&>(*fast);
+  const pipeline::ClipFrames frames = e.decode(video, 15.0);
+  const pipeline::ClipFeatures fe = e.features_of(frames, request_params());
+  const pipeline::ClipFeatures ff = f.features_of(frames, request_params());
+  for (const auto& [name, a, b] : {std::tuple{"siglip2", &ff.cond.clip, &fe.cond.clip},
+                                   std::tuple{"synchformer", &ff.cond.sync, &fe.cond.sync}}) {
+    const Distance d = distance(values(*a), values(*b));
+    std::printf("fast_features_10s %s max_rel %.4e rms_rel %.4e l2_rel %.4e\n", name, d.max_rel,
+                d.rms_rel, d.l2_rel);
+  }
+  const std::vector<float> ref = exact->generate(video, request_params()).audio;
+  const std::vector<float> audio = fast->generate(video, request_params()).audio;
+  const Distance da = distance(audio, ref);
+  std::printf("fast_audio_10s l2_rel %.4e snr_db %.2f log_mel_db %.3f\n", da.l2_rel, da.snr_db,
+              log_mel_distance(audio, ref));
+  for (const char* stage : {"visual", "sync", "denoise"})
+    std::printf("precision_stage_10s %s exact_s %.4f fast_s %.4f\n", stage,
+                median_stage(*exact, video, stage), median_stage(*fast, video, stage));
+  std::fflush(stdout);
+  return 0;
 }
 
 int run(int argc, char** argv) {
+  if (std::string(argv[1]) == "--precision") return run_precision(argv[2], argv[3]);
   const std::string video = argv[1];
   std::vector<std::string> bundles(argv + 2, argv + argc);
   auto be = make_cuda_backend();
@@ -185,7 +240,9 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: quant_quality VIDEO_10S REF_BUNDLE BUNDLE...\n");
+    std::fprintf(stderr,
+                 "usage: quant_quality VIDEO_10S REF_BUNDLE BUNDLE...\n"
+                 "       quant_quality --precision VIDEO_10S BUNDLE\n");
     return 2;
   }
   try {

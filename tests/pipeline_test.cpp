@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "backend/backend.h"
 #include "foley/convert.h"
@@ -451,6 +452,51 @@ TEST(Pipeline, GeneratorsRunConcurrentlyWithTheSameResults) {
     EXPECT_EQ(results[size_t(i)].audio, serial.audio) << "thread " << i;
   }
 }
+
+TEST(Pipeline, FastPrecisionOnTheCpuComputesWhatExactDoes) {
+  // The CPU has no reduced-precision F32 math (GeneratorOptions::precision says so).
+  TINY_OR_SKIP();
+  GeneratorOptions o;
+  o.max_clip_seconds = kSharedMaxSeconds;
+  o.precision = Precision::kFast;
+  auto fast = Generator::create(tiny->model, o);
+  const std::string c = clip(25);
+  EXPECT_EQ(fast->generate(c, quick(3)).audio, shared_generator().generate(c, quick(3)).audio);
+}
+
+#ifdef FOLEY_HAVE_CUDA
+// On a GPU: --precision fast moves the video encoders' features a little (TF32 products) and
+// leaves the text features alone. The measured distance is printed; the bound is loose (TF32
+// rounds inputs to 2^-11 relative; the tiny encoders have a few layers).
+TEST(CudaPipeline, FastPrecisionEncodersStayClose) {
+  if (!make_cuda_backend()) GTEST_SKIP() << "no CUDA device";
+  TINY_OR_SKIP();
+  GeneratorOptions o;
+  o.device = DeviceType::kCuda;
+  o.max_clip_seconds = 2.0;
+  auto exact = Generator::create(tiny->model, o);
+  o.precision = Precision::kFast;
+  auto fast = Generator::create(tiny->model, o);
+  auto& e = static_cast<GeneratorImpl&>(*exact);
+  auto& f = static_cast<GeneratorImpl&>(*fast);
+  const pipeline::ClipFrames frames = e.synthetic_clip(16, 50);
+  GenerationParams p = quick();
+  p.max_clip_seconds = 2.0;
+  const pipeline::ClipFeatures a = e.features_of(frames, p), b = f.features_of(frames, p);
+  for (const auto& [name, x, y] : {std::tuple{"visual", &a.cond.clip, &b.cond.clip},
+                                   std::tuple{"sync", &a.cond.sync, &b.cond.sync}}) {
+    ASSERT_EQ(x->shape(), y->shape()) << name;
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < x->numel(); ++i) {
+      scale = std::max(scale, std::fabs(double(x->data<float>()[i])));
+      worst = std::max(worst, std::fabs(double(x->data<float>()[i]) - y->data<float>()[i]));
+    }
+    std::printf("[precision] %s max |fast - exact| / max |exact| = %.3e\n", name, worst / scale);
+    EXPECT_LT(worst / scale, 2e-2) << name;
+  }
+  EXPECT_EQ(0, std::memcmp(a.cond.text.raw(), b.cond.text.raw(), a.cond.text.nbytes()));
+}
+#endif
 
 #ifndef FOLEY_HAVE_CUDA
 TEST(Pipeline, CudaIsUnsupportedWithoutCuda) {

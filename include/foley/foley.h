@@ -33,6 +33,18 @@ struct ModelOptions {
   std::string bundle_path;  // the .safetensors bundle written by `foley convert`
 };
 
+// How the video encoders compute (GeneratorOptions::precision).
+enum class Precision {
+  // The reference's precision everywhere: SigLIP2 in F32, Synchformer as its bundle stores it
+  // (F32, or F16 weights as the reference's fp16 autocast), the DiT bf16 as its autocast.
+  kExact,
+  // SigLIP2's and Synchformer's F32 products (linears, attention, patch embeddings) in TF32 on
+  // CUDA: faster, not equal to the reference (BENCHMARKS.md, "Precision fast", gives the
+  // distance). The text encoder, the DiT and the DAC are unchanged. The CPU has no faster F32
+  // math: there kFast computes exactly what kExact does.
+  kFast,
+};
+
 struct GeneratorOptions {
   DeviceType device = DeviceType::kCpu;
   int device_index = 0;
@@ -54,6 +66,7 @@ struct GeneratorOptions {
   // for the denoising grows with it (the encoders and the DAC run one request at a time and do
   // not). 1 (the default): no batching, the memory of one request.
   int max_batch = 1;
+  Precision precision = Precision::kExact;
 };
 
 // What one request asks for. Every field is validated by Generator::generate (kInvalidInput with

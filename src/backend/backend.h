@@ -51,6 +51,13 @@ class Backend {
   // operand but gated_residual's x) and attention (q, k, v, out) accept 16-bit activations. The
   // CPU backend, the oracle, computes in F32 only.
   virtual bool supports_16bit_activations() const { return false; }
+  // While on, products of F32 operands (linear, convolutions, patch embedding and attention on
+  // F32 weights and activations) may use the device's reduced-precision math: TF32 tensor cores
+  // on CUDA (inputs rounded to 10 mantissa bits, F32 accumulation). Not the reference's
+  // precision: only GeneratorOptions::precision = kFast turns it on, around the video encoders.
+  // The CPU has no such math and ignores it.
+  virtual void set_fast_f32_matmul(bool on) { (void)on; }
+  virtual bool fast_f32_matmul() const { return false; }
 
   // ---- memory -------------------------------------------------------------------------------
   virtual BlockAllocator block_allocator() = 0;

@@ -192,6 +192,9 @@ class GeneratorImpl final : public Generator {
   GenerationResult generate_features(const ClipFeatures& features, const GenerationParams& params,
                                      const GenerationCallbacks& callbacks = {},
                                      const Tensor* noise = nullptr);
+  // The "visual", "sync" and "text" stages on decoded frames: a request's conditions (to
+  // compare precisions, say).
+  ClipFeatures features_of(const ClipFrames& frames, const GenerationParams& params);
   // Decodes a file into this generator's frame buffers (valid until the next decode); a clip
   // longer than the buffers is refused (decode_clip takes those).
   ClipFrames decode(const std::string& video_path, double max_clip_seconds);

@@ -108,6 +108,14 @@ GenerationResult GeneratorImpl::generate_frames(const ClipFrames& frames,
   return run_frames(run, frames, params);
 }
 
+ClipFeatures GeneratorImpl::features_of(const ClipFrames& frames, const GenerationParams& params) {
+  std::lock_guard<std::mutex> lock(busy_);
+  validate_params(params, options_.max_video_seconds);
+  const GenerationCallbacks none;
+  Run run{none, {}};
+  return frame_features(run, frames, params);
+}
+
 GenerationResult GeneratorImpl::generate_features(const ClipFeatures& features,
                                                   const GenerationParams& params,
                                                   const GenerationCallbacks& callbacks,
@@ -169,12 +177,30 @@ GenerationResult GeneratorImpl::run_features(Run& run, const ClipFeatures& featu
   return r;
 }
 
+// The backend's fast F32 math on for one video-encoder call when the generator runs
+// Precision::kFast (and back as it was after).
+class EncoderPrecision {
+ public:
+  EncoderPrecision(Backend& be, Precision p) : be_(be), was_(be.fast_f32_matmul()) {
+    if (p == Precision::kFast) be_.set_fast_f32_matmul(true);
+  }
+  ~EncoderPrecision() { be_.set_fast_f32_matmul(was_); }
+  EncoderPrecision(const EncoderPrecision&) = delete;
+  EncoderPrecision& operator=(const EncoderPrecision&) = delete;
+
+ private:
+  Backend& be_;
+  bool was_;
+};
+
 Tensor GeneratorImpl::encode_visual(const ClipFrames& frames) {
+  const EncoderPrecision precision(*backend_, options_.precision);
   const Tensor out = siglip_->encode_frames(frames.semantic, stage_arena());
   return out.reshape({out.dim(1), out.dim(2)});
 }
 
 Tensor GeneratorImpl::encode_sync(const ClipFrames& frames) {
+  const EncoderPrecision precision(*backend_, options_.precision);
   const Tensor out = sync_->encode_frames(frames.sync, stage_arena());
   return out.reshape({out.dim(1), out.dim(2)});
 }

@@ -32,7 +32,7 @@ std::atomic<bool> g_cancel{false};
 extern "C" void on_interrupt(int) { g_cancel = true; }
 
 struct Options {
-  std::string model, video, prompt, output, format, batch, output_dir, device = "cpu";
+  std::string model, video, prompt, output, format, batch, output_dir, device = "cpu", precision = "exact";
   std::string sample_format = "f32";  // WAV: f32 (IEEE float) or s16 (16-bit PCM)
   std::string negative_prompt = foley::GenerationParams().negative_prompt;
   int steps = 50;
@@ -434,6 +434,7 @@ int run(const Options& o) {
                  o.model.c_str());
   foley::GeneratorOptions go;
   go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+  go.precision = precision_of(o.precision);
   // The longest clip of these jobs (video seconds used, or text-only audio); the networks' span
   // is the model's 15 s, less when no job is that long (the arenas are sized for the span).
   double longest = 0;
@@ -510,6 +511,7 @@ Command add_generate_command(CLI::App& app) {
                   "model's 15 s are generated in overlapping windows");
   cmd->add_option("--device", o->device, "cpu (default) or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_option(cmd, &o->precision);
   cmd->add_option("-o,--output", o->output,
                   "output path without extension (default: VIDEO-NAME_foley, or foley_text "
                   "for text-only audio); an extension "

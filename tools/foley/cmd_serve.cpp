@@ -105,6 +105,7 @@ int run_server(foley_server::ServerOptions o) {
     ro.generator.max_video_seconds = o.max_clip_seconds;
     ro.generator.max_clip_seconds = std::min(15.0, o.max_clip_seconds);
     ro.generator.max_batch = o.max_batch;
+    ro.generator.precision = precision_of(o.precision);
     ro.generators_per_model = workers;
     ro.budget_bytes = int64_t(o.vram_budget_gb * 1e9);
     ro.warm_up = true;
@@ -290,6 +291,7 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_option(cmd, &o->precision);
   cmd->add_option("--jobs-per-device", o->jobs_per_device,
                   "concurrent jobs (worker threads), and warmed generators per loaded model "
                   "(default 4 on cuda, 1 on cpu)")

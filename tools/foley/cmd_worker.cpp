@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 using namespace foley_server;
 
 struct WorkerOptions {
-  std::string queue, model, device = "cpu", data_dir, name, host = "127.0.0.1";
+  std::string queue, model, device = "cpu", precision = "exact", data_dir, name, host = "127.0.0.1";
   std::string model_name;  // from --model NAME=BUNDLE (or the bundle's stem)
   int port = -1;  // health and metrics; -1: none
   double visibility_seconds = 30;
@@ -316,6 +316,7 @@ int run_worker(WorkerOptions o) {
     const auto model = foley::Model::load(mo);
     foley::GeneratorOptions go;
     go.device = o.device == "cuda" ? foley::DeviceType::kCuda : foley::DeviceType::kCpu;
+    go.precision = precision_of(o.precision);
     go.max_video_seconds = o.max_clip_seconds;
     go.max_clip_seconds = std::min(15.0, o.max_clip_seconds);  // the span: at most the model's
     auto generator = foley::Generator::create(model, go);
@@ -372,6 +373,7 @@ Command add_worker_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu or cuda")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  add_precision_option(cmd, &o->precision);
   cmd->add_option("--name", o->name, "consumer name in Redis (default: host-pid)");
   cmd->add_option("--visibility-timeout", o->visibility_seconds,
                   "seconds without a heartbeat before another worker takes a job over")

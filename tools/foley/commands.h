@@ -8,6 +8,7 @@
 
 namespace foley {
 struct DitSummary;
+enum class Precision;
 }
 
 namespace foley_cli {
@@ -25,6 +26,10 @@ Command add_generate_command(CLI::App& app);
 Command add_serve_command(CLI::App& app);
 Command add_worker_command(CLI::App& app);
 Command add_models_command(CLI::App& app);
+
+// --precision exact|fast (GeneratorOptions::precision), for the commands that create generators.
+void add_precision_option(CLI::App* cmd, std::string* precision);
+foley::Precision precision_of(const std::string& name);
 
 // "hidden 1536, 12 heads, 18+36 blocks, BF16" (cmd_models.cpp; inspect shows it too).
 std::string dit_summary_text(const foley::DitSummary& d);

@@ -2,6 +2,7 @@
 // ops live in the sibling files named in cuda_internal.h.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -147,6 +148,8 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   FOLEY_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_));
   FOLEY_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_));
   cc_ = major * 10 + minor;
+  const char* tf32 = std::getenv("FOLEY_CUDA_TF32");
+  fast_f32_ = tf32 != nullptr && std::string(tf32) == "1";
   scratch_ = std::make_unique<Arena>(block_allocator());
 }
 

@@ -1,7 +1,7 @@
 // CUDA dense layers through cuBLASLt: the raw GEMM every weighted op uses, and `linear`.
 //
-// Numerics mirror the CPU backend: F32 weights run a plain FP32 GEMM (no TF32 unless
-// FOLEY_CUDA_TF32=1), BF16/F16 weights multiply activations converted to the weight's dtype with
+// Numerics mirror the CPU backend: F32 weights run a plain FP32 GEMM (TF32 only while the
+// backend's fast_f32_matmul() is on: --precision fast's encoders, or FOLEY_CUDA_TF32=1), BF16/F16 weights multiply activations converted to the weight's dtype with
 // f32 accumulation (bf16 autocast). Row-major products are issued as their column-major
 // transposes: yᵀ[N,M] = W·xᵀ, so bias is cuBLASLt's per-row (N) epilogue and beta·y is its C.
 // Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, strides,
@@ -61,15 +61,12 @@ int64_t alignment(std::initializer_list<int64_t> values) {
 struct DenseState {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
-  bool tf32 = false;
   std::mutex mutex;
   std::map<PlanKey, Plan> plans;
 
   DenseState() {
     FOLEY_LT_CHECK(cublasLtCreate(&handle));
     FOLEY_CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
-    const char* env = std::getenv("FOLEY_CUDA_TF32");
-    tf32 = env != nullptr && std::string(env) == "1";
   }
   ~DenseState() {
     for (auto& [key, p] : plans) {
@@ -111,10 +108,9 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
 
 Plan create_plan(DenseState& st, const DeviceGemm& g, const PlanKey& key) {
   const int64_t align_a = key[16], align_b = key[17], align_c = key[18];
+  const bool tf32 = key[14] != 0;
   Plan p;
-  const bool f32 = g.wdt == DType::kF32;
-  const cublasComputeType_t compute =
-      f32 && st.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   FOLEY_LT_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
   const cublasOperation_t ta = g.w_kn ? CUBLAS_OP_N : CUBLAS_OP_T, tb = CUBLAS_OP_N;
   FOLEY_LT_CHECK(
@@ -284,7 +280,7 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
               g.batch > 1 ? g.sw : 0,
               g.batch > 1 ? g.sy : 0,
               int64_t(g.ydt),
-              0,
+              g.wdt == DType::kF32 && be.fast_f32_matmul(),  // TF32
               0,
               alignment({int64_t(reinterpret_cast<uintptr_t>(g.w)), g.ldw * es, g.sw * es}),
               alignment({int64_t(reinterpret_cast<uintptr_t>(g.x)), g.ldx * es, g.sx * es}),

@@ -33,6 +33,8 @@ class CudaBackend final : public Backend {
   DeviceKind device() const override { return DeviceKind::kCUDA; }
   std::string name() const override { return "cuda:" + std::to_string(device_); }
   bool supports_16bit_activations() const override { return true; }
+  void set_fast_f32_matmul(bool on) override { fast_f32_ = on; }
+  bool fast_f32_matmul() const override { return fast_f32_; }
   cudaStream_t stream() const { return stream_; }
   DenseState& dense();                            // created on first use (cuda_dense.cu)
   QuantState& quant();                            // created on first use (cuda_quant.cu)
@@ -94,6 +96,7 @@ class CudaBackend final : public Backend {
 
  private:
   int device_;
+  bool fast_f32_ = false;  // TF32 for F32 products (FOLEY_CUDA_TF32=1: from the start)
   cudaStream_t stream_ = nullptr;
   std::shared_ptr<DenseState> dense_;  // shared_ptr: destructible where DenseState is incomplete
   std::shared_ptr<QuantState> quant_;

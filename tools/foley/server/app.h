@@ -29,6 +29,7 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string device = "cpu";
+  std::string precision = "exact";  // GeneratorOptions::precision: exact or fast
   int http_threads = 32;   // uploads, downloads and synchronous requests served at once
   int max_streams = 64;    // concurrent SSE streams (503 + Retry-After beyond)
   size_t queue_size = 16;
