@@ -6,6 +6,8 @@
 # line lands in $OUT/bench.txt.
 #
 #   SIZE=xxl|small  PARTS="tests model read load dit pipeline torch"  bash bench/run_h100.sh
+#   (PARTS="model precision": --precision fast against exact; PARTS="model serve": the server's
+#    throughput, bench/serve_bench.py)
 #   (PARTS="model long": long clips and text only, bench/long_clip_bench)
 #   (PARTS="model read ready": start->ready alone, cold and warm;
 #    PARTS="model profile": per-op times of one MMDiT step and of the encoders for a 10 s clip,
@@ -69,6 +71,9 @@ if has multi; then
 fi
 if has quant; then
   bash scripts/device/build.sh quant_quality pipeline_bench dit_profile 2>&1 | tail -5 | tee -a "$LOG"
+fi
+if has precision; then
+  bash scripts/device/build.sh quant_quality 2>&1 | tail -5 | tee -a "$LOG"
 fi
 if has long; then
   bash scripts/device/build.sh long_clip_bench 2>&1 | tail -5 | tee -a "$LOG"
@@ -226,6 +231,12 @@ if has quant && [ -x $B/bin/quant_quality ]; then
   say "quant: quality against the bf16 bundle"
   run timeout 200 $B/bin/quant_quality "$W/clip10.y4m" "$BUNDLE" "$W/bundle_fp8.safetensors" \
     "$W/bundle_int8.safetensors"
+fi
+if has precision && [ -x $B/bin/quant_quality ]; then
+  say "--precision fast (issue 13): GPU tests, then exact vs fast on a 10 s clip"
+  run $B/tests/foley_tests --gtest_filter='CudaPipeline.*:CudaQuant.*'
+  make_clips
+  run timeout 200 $B/bin/quant_quality --precision "$W/clip10.y4m" "$BUNDLE"
 fi
 if has serve; then
   say "server throughput: foley serve on CUDA, 10 s Y4M uploads, closed loop of C clients"
