@@ -10,9 +10,7 @@ set -eu
 FOLEY=$1 PY=$2 SRC=$3 WORK=$4
 . "$SRC/tests/cmake/skip_missing.sh"
 . "$SRC/tests/cmake/tiny_model.sh"
-"$PY" -c 'import torch' 2>/dev/null || skip_missing "python3-torch missing ($PY)"
-rm -rf "$WORK" && mkdir -p "$WORK"
-cd "$WORK"
+tiny_work "$PY" "$WORK"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # The tiny model depends only on its generator scripts: cached in /tmp under their hash.

@@ -9,9 +9,7 @@ set -eu
 FOLEY=$1 PY=$2 SRC=$3 WORK=$4
 . "$SRC/tests/cmake/skip_missing.sh"
 . "$SRC/tests/cmake/tiny_model.sh"
-"$PY" -c 'import torch' 2>/dev/null || skip_missing "python3-torch missing ($PY)"
-rm -rf "$WORK" && mkdir -p "$WORK"
-cd "$WORK"
+tiny_work "$PY" "$WORK"
 tiny=$(tiny_model_dir "$PY" "$SRC")
 "$FOLEY" convert --model-dir "$tiny" --dtype f32 -o tiny.safetensors >/dev/null
 tiny_y4m "$PY" clip.y4m 1

@@ -2,6 +2,14 @@
 # `tiny_model_dir PY SRC` prints the folder of the tiny official-format model
 # (scripts/make_tiny_models.py --seed 3), made once and cached in /tmp under the hash of its
 # generator scripts. `tiny_y4m PY OUT SECONDS` writes a 96x64, 25 fps Y4M clip (needs no FFmpeg).
+# `tiny_work PY WORK` checks for python3-torch (skip_missing from skip_missing.sh otherwise) and
+# enters an empty WORK.
+tiny_work() {
+  "$1" -c 'import torch' 2>/dev/null || skip_missing "python3-torch missing ($1)"
+  rm -rf "$2" && mkdir -p "$2"
+  cd "$2"
+}
+
 tiny_model_dir() {
   key=$(cat "$2"/scripts/make_tiny_models.py "$2"/scripts/tiny_models/*.py | sha1sum | cut -c1-16)
   tiny=/tmp/foley-tiny-cli-$key
