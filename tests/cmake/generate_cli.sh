@@ -2,7 +2,8 @@
 # `foley generate` end to end on the complete tiny model: a single clip (WAV + muxed MP4 checked
 # with ffprobe when the ffmpeg CLI is there, Y4M input otherwise), a JSONL batch with bad lines
 # (nonzero exit, the good outputs written, nothing for the bad ones), a CSV batch, bad flags
-# (exit 2), batch outputs confined to --output-dir, --sample-format s16 read by Python's wave, and
+# (exit 2), batch outputs confined to --output-dir, the list again with --max-batch 3 (batched:
+# the same audio within 1e-5), --sample-format s16 read by Python's wave, and
 # text-only audio (--seconds, and a batch line with seconds).
 # Usage: generate_cli.sh FOLEY PYTHON SOURCE_DIR WORK_DIR. Exit 77 = skipped (a missing tool; in
 # CI, CI=true, that is a failure instead: tests/cmake/skip_missing.sh).
@@ -115,6 +116,30 @@ for n in 5 6 7; do
 done
 ls escaped* absolute* >/dev/null 2>&1 && fail "a batch line wrote outside --output-dir"
 grep -q "5 entries failed or skipped" err.txt || { cat err.txt; fail "failure count"; }
+
+# ---- the same list with --max-batch 3: same exit, same files, the same audio within 1e-5 ------
+set +e
+"$FOLEY" generate --model tiny.safetensors --batch list.jsonl --output-dir batch3 --format wav \
+  --max-batch 3 >out3.txt 2>err3.txt
+rc=$?
+set -e
+[ $rc = 2 ] || { cat err3.txt; fail "--max-batch 3 exited $rc"; }
+grep -q "5 entries failed or skipped" err3.txt || { cat err3.txt; fail "--max-batch 3 failure count"; }
+grep -q "first.wav .*denoised in a batch of 2" out3.txt || { cat out3.txt; fail "first and fourth not batched"; }
+"$PY" - <<'PY' || fail "--max-batch 3 audio differs from the entries run alone"
+import array
+def samples(path):
+    b = open(path, "rb").read()
+    at = b.index(b"data") + 8
+    a = array.array("f")
+    a.frombytes(b[at:at + (len(b) - at) // 4 * 4])
+    return a
+for name in ("first", "fourth", "text_only"):
+    x, y = samples("batch/%s.wav" % name), samples("batch3/%s.wav" % name)
+    assert len(x) == len(y) > 0, name
+    worst = max(abs(p - q) for p, q in zip(x, y))
+    assert worst <= 1e-5, (name, worst)
+PY
 
 # ---- 16-bit PCM WAV (--sample-format s16) that Python's wave module reads --------------------
 "$FOLEY" generate --model tiny.safetensors --video $clip --steps 1 --format wav \

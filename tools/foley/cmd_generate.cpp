@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -42,6 +43,7 @@ struct Options {
   double seconds = 0;          // text-only: the audio's length (0: not given)
   bool seconds_given = false;
   bool verbose = false;
+  int max_batch = 1;  // --batch lists: entries run together (Generator::generate_batch)
 };
 
 // The longest clip the library takes (GeneratorOptions::max_video_seconds' bound), and the
@@ -443,33 +445,31 @@ int run(const Options& o) {
   if (longest <= 0) longest = o.max_seconds;  // no job: nothing runs
   go.max_video_seconds = longest;
   go.max_clip_seconds = std::min(kSpanSeconds, longest);
+  go.max_batch = o.batch.empty() ? 1 : o.max_batch;
   const auto generator = foley::Generator::create(model, go);
 
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
   int worst = 0;
-  for (const Job& job : jobs) {
-    Progress progress(o.verbose);
-    foley::GenerationCallbacks cb;
-    cb.cancel = &g_cancel;
-    cb.progress = [&](const foley::GenerationProgress& p) { progress(p); };
-    const auto t0 = std::chrono::steady_clock::now();
+  // One entry's end: its files written and reported, or its failure counted (batch mode; a
+  // single clip's error is thrown). 130 when it was cancelled: the run stops.
+  auto finish = [&](const Job& job, const std::function<foley::GenerationResult()>& result,
+                    std::chrono::steady_clock::time_point t0) {
     try {
-      const foley::GenerationResult r = job.video.empty()
-                                            ? generator->generate_text(job.params, cb)
-                                            : generator->generate(job.video, job.params, cb);
-      progress.finish();
+      const foley::GenerationResult r = result();
       const auto files = write_outputs(job, r, job.format, o.sample_format);
       const double total =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const std::string windows =
           r.windows > 1 ? ", " + std::to_string(r.windows) + " denoising windows" : "";
+      const std::string batch =
+          r.batch_size > 1 ? ", denoised in a batch of " + std::to_string(r.batch_size) : "";
       for (const auto& f : files)
-        std::printf("wrote %s (%.2f s of audio%s)\n", f.c_str(), r.audio_seconds, windows.c_str());
+        std::printf("wrote %s (%.2f s of audio%s%s)\n", f.c_str(), r.audio_seconds,
+                    windows.c_str(), batch.c_str());
       std::fflush(stdout);
       if (o.verbose) print_timings(r, total);
     } catch (const foley::Error& e) {
-      progress.finish();
       if (e.kind() == foley::ErrorKind::kCancelled) {
         std::fprintf(stderr, "foley: cancelled; nothing written for %s\n", job.where.c_str());
         return 130;
@@ -478,6 +478,52 @@ int run(const Options& o) {
       std::fprintf(stderr, "foley: %s: failed: %s\n", job.where.c_str(), e.what());
       ++failures;
       worst = std::max(worst, e.kind() == foley::ErrorKind::kInternal ? 3 : 2);
+    }
+    return 0;
+  };
+  const size_t per_call = size_t(std::max(1, o.max_batch));
+  for (size_t first = 0; first < jobs.size(); first += per_call) {
+    const size_t n = std::min(per_call, jobs.size() - first);
+    Progress progress(o.verbose);
+    foley::GenerationCallbacks cb;
+    cb.cancel = &g_cancel;
+    cb.progress = [&](const foley::GenerationProgress& p) { progress(p); };
+    const auto t0 = std::chrono::steady_clock::now();
+    if (n == 1) {
+      const Job& job = jobs[first];
+      const int rc = finish(
+          job,
+          [&] {
+            struct Clear {  // the progress line, before any message about this entry
+              Progress& p;
+              ~Clear() { p.finish(); }
+            } clear{progress};
+            return job.video.empty() ? generator->generate_text(job.params, cb)
+                                     : generator->generate(job.video, job.params, cb);
+          },
+          t0);
+      if (rc) return rc;
+      continue;
+    }
+    // Several entries at once: the progress shown is the first one's (they denoise together).
+    std::vector<foley::GenerationRequest> requests(n);
+    for (size_t i = 0; i < n; ++i) {
+      requests[i].video_path = jobs[first + i].video;
+      requests[i].params = jobs[first + i].params;
+      requests[i].callbacks.cancel = &g_cancel;
+    }
+    requests[0].callbacks = cb;
+    std::vector<foley::BatchItemResult> results = generator->generate_batch(requests);
+    progress.finish();
+    for (size_t i = 0; i < n; ++i) {
+      const int rc = finish(
+          jobs[first + i],
+          [&]() -> foley::GenerationResult {
+            if (results[i].error) std::rethrow_exception(results[i].error);
+            return std::move(*results[i].result);
+          },
+          t0);
+      if (rc) return rc;
     }
   }
   if (failures) {
@@ -530,6 +576,13 @@ Command add_generate_command(CLI::App& app) {
                   "audio), prompt, and optionally negative_prompt, steps, guidance, seed, "
                   "output; relative video paths are taken from the list's folder");
   cmd->add_option("--output-dir", o->output_dir, "where --batch writes its outputs");
+  cmd->add_option("--max-batch", o->max_batch,
+                  "with --batch: entries run together, up to this many at a time (their videos "
+                  "decoded at once; those of one clip length denoised as one DiT batch, each "
+                  "with its own prompt and seed and the audio it would get alone); the "
+                  "denoising memory grows with it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 32));
   return {cmd, [o, seconds]() {
             o->seconds_given = seconds->count() > 0;
             return run(*o);
