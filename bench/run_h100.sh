@@ -61,7 +61,10 @@ drop_caches() {
 say "build"
 # The server needs FOLEY_HTTP=ON: set for every build.sh call of the run, so one configuration.
 has serve && export FOLEY_DEVICE_HTTP=1
-bash scripts/device/build.sh foley_cli e2e_bench foley_tests 2>&1 | tail -5 | tee -a "$LOG"
+# The test binary only for the parts that run tests (a serve-only run skips its long build).
+TARGETS="foley_cli e2e_bench"
+{ has tests || has quant || has precision; } && TARGETS="$TARGETS foley_tests"
+bash scripts/device/build.sh $TARGETS 2>&1 | tail -5 | tee -a "$LOG"
 # Separately: the whole-pipeline bench needs src/pipeline, which may not be there yet.
 if has pipeline; then
   bash scripts/device/build.sh pipeline_bench 2>&1 | tail -5 | tee -a "$LOG"
