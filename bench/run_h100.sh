@@ -244,7 +244,9 @@ fi
 if has serve; then
   say "server throughput: foley serve on CUDA, 10 s Y4M uploads, closed loop of C clients"
   run nvidia-smi -L
-  if $B/bin/foley serve --help 2>&1 | grep -q -- --max-batch; then
+  # grep without -q reads the whole help: with -q it may close the pipe early, foley dies of
+  # SIGPIPE, and under pipefail the test fails though the server is there.
+  if $B/bin/foley serve --help 2>&1 | grep -- --max-batch >/dev/null; then
     make_clips
     cat "$BUNDLE" >/dev/null
     # NAME|CONCURRENCY|REQUESTS PER LEVEL|SERVER FLAGS; --jobs-per-device 1 (the CUDA default
@@ -259,6 +261,7 @@ if has serve; then
     done
   else
     say "serve: this foley has no HTTP server (see build-device.configure.log)"
+    run bash -c "$B/bin/foley serve --help 2>&1 | head -5; ldd $B/bin/foley | grep 'not found'"
   fi
 fi
 say "done"
