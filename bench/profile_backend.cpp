@@ -292,6 +292,11 @@ void ProfilingBackend::conv_transpose1d(const Tensor& x, const Tensor& w, const 
         [&] { inner_.conv_transpose1d(x, w, bias, stride, pad, output_padding, y); });
 }
 
+void ProfilingBackend::unfold3(const Tensor& x, const Tensor& cols) {
+  const Tensor& y = cols;
+  timed("unfold3", FOLEY_EW_META(&x), [&] { inner_.unfold3(x, cols); });
+}
+
 void ProfilingBackend::resample_nearest_exact(const Tensor& x, const Tensor& y) {
   timed("resample_nearest_exact", FOLEY_EW_META(&x), [&] { inner_.resample_nearest_exact(x, y); });
 }

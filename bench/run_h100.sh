@@ -9,6 +9,7 @@
 #   (PARTS="model precision": --precision fast against exact; PARTS="model serve": the server's
 #    throughput, bench/serve_bench.py)
 #   (PARTS="model long": long clips and text only, bench/long_clip_bench)
+#   (PARTS="gputests": tests/cuda/run_gpu_tests.sh, every Cuda* test and the golden cases on CUDA)
 #   (PARTS="model read ready": start->ready alone, cold and warm;
 #    PARTS="model profile": per-op times of one MMDiT step and of the encoders for a 10 s clip,
 #    also in $OUT/profile_{dit,siglip2,synchformer,dac}.txt;
@@ -63,7 +64,7 @@ say "build"
 has serve && export FOLEY_DEVICE_HTTP=1
 # The test binary only for the parts that run tests (a serve-only run skips its long build).
 TARGETS="foley_cli e2e_bench"
-{ has tests || has quant || has precision; } && TARGETS="$TARGETS foley_tests"
+{ has tests || has quant || has precision || has gputests; } && TARGETS="$TARGETS foley_tests"
 bash scripts/device/build.sh $TARGETS 2>&1 | tail -5 | tee -a "$LOG"
 # Separately: the whole-pipeline bench needs src/pipeline, which may not be there yet.
 if has pipeline; then
@@ -90,6 +91,10 @@ B=build-device
 run nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 run bash -c "nproc; free -g | head -2; df -hT $W /tmp | tail -2"
 
+if has gputests; then
+  say "every CUDA op test against the CPU oracle, then the golden cases on the CUDA backend"
+  run timeout 400 bash tests/cuda/run_gpu_tests.sh $B
+fi
 if has tests; then
   say "loader tests"
   run $B/tests/foley_tests --gtest_filter='Loader*:CudaLoader*' --gtest_brief=1

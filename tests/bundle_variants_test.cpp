@@ -413,7 +413,7 @@ TEST_F(VariantConvertTest, ModelsCliListsBundlesAndBadFiles) {
   const nlohmann::json& x = by_name.at("tiny-xxl.safetensors");
   EXPECT_TRUE(x.at("ok").get<bool>());
   EXPECT_EQ(x.at("variant"), "custom");
-  EXPECT_EQ(x.at("format_version"), "1");
+  EXPECT_EQ(x.at("format_version"), std::to_string(kBundleFormatVersion));
   EXPECT_EQ(x.at("dit").at("hidden_size"), 128);
   EXPECT_EQ(x.at("dit").at("depth_double_blocks"), 2);
   EXPECT_EQ(x.at("networks").size(), 5u);

@@ -4,6 +4,7 @@
 // <= 1e-5; the bf16 path is additionally checked to stay within 1e-2 of the full-f32 product.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <functional>
@@ -227,6 +228,42 @@ struct ConvCase {
   int64_t B, T, Ci, Co, K;
   int dil, pad;
 };
+
+// The DiT's k=3 convolutions run as unfold3 (the rows [x[t−1] | x[t] | x[t+1]]) and one linear
+// with the taps side by side ([Co, 3·Ci], as the converter stores them): the same convolution.
+TEST(CpuConv, Unfold3ThenLinearIsTheK3Convolution) {
+  for (const auto& [B, T, Ci, Co] : std::vector<std::array<int64_t, 4>>{
+           {2, 40, 24, 16}, {1, 1, 5, 3}, {3, 2, 7, 9}, {1, 300, 64, 32}}) {
+    const Tensor wide = random_tensor({B, T, Ci + 4}, DType::kF32, 700 + T);
+    const Tensor x = wide.slice(2, 1, Ci);  // strided rows, as a slice of a joint buffer
+    const Tensor taps = random_tensor({3, Co, Ci}, DType::kF32, 701 + T);
+    const Tensor bias = random_tensor({Co}, DType::kF32, 702 + T);
+    Tensor packed = Tensor::empty({Co, 3 * Ci}, DType::kF32);
+    for (int64_t o = 0; o < Co; ++o)
+      for (int64_t k = 0; k < 3; ++k)
+        for (int64_t i = 0; i < Ci; ++i)
+          packed.data<float>()[(o * 3 + k) * Ci + i] = taps.data<float>()[(k * Co + o) * Ci + i];
+    const Tensor cols = Tensor::empty({B, T, 3 * Ci}, DType::kF32);
+    cpu().unfold3(x, cols);
+    // Every element of cols is a copy of x or an exact zero at the sequence ends.
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t k = 0; k < 3; ++k)
+          for (int64_t i = 0; i < Ci; ++i) {
+            const int64_t src = t + k - 1;
+            const float want =
+                src < 0 || src >= T ? 0.0f : x.data<float>()[b * x.stride(0) + src * x.stride(1) + i];
+            ASSERT_EQ(cols.data<float>()[((b * T + t) * 3 + k) * Ci + i], want);
+          }
+    Tensor y = Tensor::empty({B, T, Co}, DType::kF32);
+    cpu().linear(cols, packed, &bias, y, 0.f);
+    EXPECT_LE(max_rel_error(y, ref_conv1d(x, taps, &bias, 1, 1)), 1e-5) << B << "x" << T;
+  }
+  // cols must be [B, T, 3C] of x's dtype.
+  const Tensor x = random_tensor({1, 4, 3}, DType::kF32, 710);
+  EXPECT_THROW(cpu().unfold3(x, Tensor::empty({1, 4, 8}, DType::kF32)), Error);
+  EXPECT_THROW(cpu().unfold3(x, Tensor::empty({1, 4, 9}, DType::kBF16)), Error);
+}
 
 TEST(CpuConv, Conv1dDilationPaddingDtypes) {
   const std::vector<ConvCase> cases = {

@@ -5,7 +5,10 @@
 // exact.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include "cuda_test_util.h"
 
@@ -98,6 +101,42 @@ TEST(CudaConv, ConvTranspose1dMatchesCpu) {
     };
     for (const ConvCase& c : cases) run_conv(gpu, c);
   }
+}
+
+// unfold3 is a copy: bitwise equal to the rows it copies, zeros at the ends, for the 16-byte path
+// (rows of a multiple of 16 bytes) and the per-element one, contiguous and strided x.
+TEST(CudaConv, Unfold3CopiesTheShiftedRows) {
+  FOLEY_CUDA_OR_SKIP(gpu);
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
+    for (const auto& [B, T, C, pad] : std::vector<std::array<int64_t, 4>>{
+             {2, 40, 24, 0}, {1, 1, 8, 0}, {3, 7, 5, 0}, {2, 33, 16, 8}, {2, 9, 7, 3}}) {
+      const Tensor xp = random_tensor({B, T, C + pad}, dt, g_seed += 5);
+      const Tensor xh = pad ? xp.slice(2, pad / 2, C) : xp;
+      const Tensor xd = mirror_view(xp, upload(gpu, xp), xh);
+      Tensor poison = Tensor::empty({B, T, 3 * C}, dt);
+      std::memset(poison.raw(), 0xff, poison.nbytes());  // NaN in every float format
+      const Tensor cols = upload(gpu, poison);
+      gpu.unfold3(xd, cols);
+      const Tensor got = download(gpu, cols);
+      const size_t es = dtype_size(dt);
+      int64_t wrong = 0;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t k = 0; k < 3; ++k)
+            for (int64_t c = 0; c < C; ++c) {
+              const char* g = static_cast<const char*>(got.raw()) +
+                              size_t(((b * T + t) * 3 + k) * C + c) * es;
+              const int64_t src = t + k - 1;
+              static const char zero[4] = {0, 0, 0, 0};
+              const char* want = src < 0 || src >= T
+                                     ? zero
+                                     : static_cast<const char*>(xh.raw()) +
+                                           size_t(b * xh.stride(0) + src * xh.stride(1) + c) * es;
+              wrong += std::memcmp(g, want, es) != 0;
+            }
+      EXPECT_EQ(wrong, 0) << dtype_name(dt) << " B=" << B << " T=" << T << " C=" << C
+                          << " strided=" << (pad != 0);
+    }
 }
 
 TEST(CudaConv, ResampleNearestExactMatchesCpu) {

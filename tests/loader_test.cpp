@@ -216,6 +216,27 @@ std::string write_bundle() {
   return path;
 }
 
+// A bundle of format 1 (16-bit single-block convolutions stored [3, C_out, C_in]) is refused
+// with what to do, not read with the wrong layout.
+TEST(LoaderWeightStore, RefusesAnOlderFormatWithReconvertAdvice) {
+  SafetensorsWriter w;
+  w.set_metadata("format", "foley");
+  w.set_metadata("format_version", "1");
+  w.set_metadata("config", R"({"dit": {}})");
+  w.add("dit.a", test::random_tensor({3, 5}, DType::kF32, 1));
+  const std::string path = test::temp_dir() + "/bundle_v1.safetensors";
+  w.write(path);
+  try {
+    WeightStore::open(path);
+    FAIL() << "a format-1 bundle was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bundle format version 1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("re-run `foley convert`"), std::string::npos) << msg;
+  }
+}
+
 TEST(LoaderWeightStore, DeviceCopyViewsHaveTheBundlesBytes) {
   const std::string path = write_bundle();
   auto store = WeightStore::open(path);

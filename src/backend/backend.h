@@ -148,6 +148,12 @@ class Backend {
   // both sides: To = T + 2·pad − dilation·(K−1).
   virtual void conv1d(const Tensor& x, const Tensor& w, const Tensor* bias, int dilation, int pad,
                       const Tensor& y) = 0;
+  // The rows of a k=3, zero-padding-1 convolution over time, side by side: cols[b, t, j·C + c] =
+  // x[b, t + j − 1, c], zero where t + j − 1 falls outside [0, T). x [B, T, C] (last dim
+  // contiguous), cols [B, T, 3C] contiguous, same dtype. With the tap-major weight [Co, 3C] the
+  // convolution is then one linear over 3C inputs (the single blocks' ConvMLP: one GEMM with
+  // K = 3C instead of three accumulating ones). The default composes copy and fill.
+  virtual void unfold3(const Tensor& x, const Tensor& cols);
   // Transposed conv1d, w [K,Co,Ci] (PyTorch's [Ci,Co,K] permuted by the converter):
   // To = (T−1)·stride − 2·pad + K + output_padding.
   virtual void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride,

@@ -7,8 +7,11 @@
 // - single_blocks.*.linear_qkv is element-interleaved "(H D K)" (row h·3D + 3d + k holds
 //   q/k/v = k of head h, dim d); it is rewritten to the block layout [q | k | v], each (H D),
 //   that the triple blocks already use.
-// - Conv1d weights [C_out, C_in, K] become [K, C_out, C_in] (one Linear weight per tap); the
-//   k=1 convolutions (audio_embedder.proj, sync_in.2.w*) become plain Linear weights [C_out, C_in].
+// - The single blocks' k=3 Conv1d weights [C_out, C_in, 3] become [C_out, 3·C_in], the taps side
+//   by side (row o = [w[o,:,0] | w[o,:,1] | w[o,:,2]]): one Linear weight over the three shifted
+//   input rows (dit_conv3), in every storage dtype (bundle format 2; format 1 kept [3, C_out,
+//   C_in] for 16/32-bit weights). The k=1 convolutions (audio_embedder.proj, sync_in.2.w*) become
+//   plain Linear weights [C_out, C_in].
 // - sync_pos_emb [1,1,8,C] -> [8,C], empty_*_feat [1,C] -> [C].
 // - final_layer.adaLN_modulation.1.* is checked and dropped: the official FinalLayer1D passes
 //   its per-token shift/scale to `modulate`, which ignores 3-D modulation tensors, so these
@@ -34,7 +37,7 @@ namespace {
 
 enum class Layout {
   kSame,          // element order unchanged (only a reshape and a dtype change)
-  kConvTaps,      // [Co, Ci, K] -> [K, Co, Ci]
+  kConvTaps,      // [Co, Ci, 3] -> [Co, 3·Ci], tap-major
   kDeinterleave,  // rows of a (H D K) fused qkv -> [q | k | v]
   kDrop,          // checked, not written
 };
@@ -77,7 +80,7 @@ void convert_tensor(const Tensor& src, const Expected& e, int64_t head_dim, DTyp
       for (int64_t o = 0; o < co; ++o)
         for (int64_t i = 0; i < ci; ++i)
           for (int64_t t = 0; t < k; ++t)
-            store(dst, dtype, static_cast<size_t>((t * co + o) * ci + i),
+            store(dst, dtype, static_cast<size_t>((o * k + t) * ci + i),
                   v[static_cast<size_t>((o * ci + i) * k + t)]);
       return;
     }
@@ -113,29 +116,16 @@ bool is_block_matrix(const std::string& name) {
   return name.rfind("triple_blocks.", 0) == 0 || name.rfind("single_blocks.", 0) == 0;
 }
 
-// The layer in its run-time layout as rows [N, K]: a k=3 convolution's taps side by side,
-// tap-major (row o = [w[o,:,0] | w[o,:,1] | w[o,:,2]]), which dit_conv3 multiplies with its three
-// shifted copies of x; each row quantised with its own scale.
+// The layer in its run-time layout as rows [N, K] (a k=3 convolution's taps side by side, as
+// convert_tensor lays them out), each row quantised with its own scale.
 void add_quantized(SafetensorsWriter& out, const Tensor& src, const Expected& e, int64_t head_dim,
                    QuantFormat format) {
-  const bool taps = e.layout == Layout::kConvTaps;
-  const int64_t n = taps ? e.shape[0] : e.out_shape[0];
-  const int64_t k = taps ? e.shape[1] * 3 : e.out_shape[1];
+  const int64_t n = e.out_shape[0], k = e.out_shape[1];
   auto scales = std::make_shared<std::vector<float>>();
   const std::string name = "dit." + e.name;
   out.add(name, quant_storage_dtype(format), {n, k}, [=](void* dst) {
     std::vector<float> rows(static_cast<size_t>(n * k));
-    if (taps) {
-      const std::vector<float> v = host_values_f32(src);
-      const int64_t ci = e.shape[1];
-      for (int64_t o = 0; o < n; ++o)
-        for (int64_t i = 0; i < ci; ++i)
-          for (int64_t t = 0; t < 3; ++t)
-            rows[static_cast<size_t>(o * k + t * ci + i)] =
-                v[static_cast<size_t>((o * ci + i) * 3 + t)];
-    } else {
-      convert_tensor(src, e, head_dim, DType::kF32, rows.data());
-    }
+    convert_tensor(src, e, head_dim, DType::kF32, rows.data());
     scales->resize(static_cast<size_t>(n));
     // Rows in parallel: the FP8 encoder is exact but not cheap (5 G weights for XXL).
     parallel_for(n, 16, [&](int64_t o0, int64_t o1) {
@@ -168,7 +158,7 @@ std::vector<Expected> expected_keys(const MmditConfig& c) {
     add(name + ".weight", {co, ci, 1}, true, Layout::kSame, {co, ci});
   };
   auto conv3 = [&](const std::string& name, int64_t co, int64_t ci) {
-    add(name + ".weight", {co, ci, 3}, true, Layout::kConvTaps, {3, co, ci});
+    add(name + ".weight", {co, ci, 3}, true, Layout::kConvTaps, {co, 3 * ci});
   };
 
   add("sync_pos_emb", {1, 1, 8, c.sync_dim}, false, Layout::kSame, {8, c.sync_dim});

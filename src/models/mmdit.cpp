@@ -160,15 +160,9 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     return l;
   };
   // A block matrix: 8-bit codes [n, k] + scales in a quantised bundle, else as lin. A k=3
-  // convolution (`taps`) is [3, n, k/3] unquantised, [n, k] (tap-major columns) quantised.
-  auto block = [&](const std::string& name, int64_t n, int64_t k, bool bias = true,
-                   bool taps = false) {
-    if (!c.quant) {
-      if (!taps) return lin(name, n, k, bias);
-      DitLinear l{mat(name + ".weight", {3, n, k / 3}), Tensor(), Tensor()};
-      if (bias) l.b = vec(name + ".bias", n);
-      return l;
-    }
+  // convolution is [n, 3·C_in] in both, its taps side by side (tap-major columns).
+  auto block = [&](const std::string& name, int64_t n, int64_t k, bool bias = true) {
+    if (!c.quant) return lin(name, n, k, bias);
     DitLinear l;
     l.w = get(name + ".weight", {n, k}, DitWeight::kQuantized);
     FOLEY_CHECK(l.w.dtype() == quant_storage_dtype(*c.quant) && l.w.device() == backend_.device(),
@@ -233,10 +227,10 @@ Mmdit::Mmdit(const MmditConfig& config, const DitWeightGetter& get, Backend& bac
     b.qkv = block(p + "linear_qkv", 3 * H, H);
     b.q_norm = vec(p + "q_norm.weight", D);
     b.k_norm = vec(p + "k_norm.weight", D);
-    b.conv1 = block(p + "linear1", H, 3 * H, true, true);
-    b.w1 = block(p + "linear2.w1", F, 3 * H, false, true);
-    b.w2 = block(p + "linear2.w2", H, 3 * F, false, true);
-    b.w3 = block(p + "linear2.w3", F, 3 * H, false, true);
+    b.conv1 = block(p + "linear1", H, 3 * H);
+    b.w1 = block(p + "linear2.w1", F, 3 * H, false);
+    b.w2 = block(p + "linear2.w2", H, 3 * F, false);
+    b.w3 = block(p + "linear2.w3", F, 3 * H, false);
     w.single.push_back(std::move(b));
   }
   // final_layer.adaLN_modulation is not loaded: the official FinalLayer1D's modulation is a
@@ -435,11 +429,13 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
       std::max({A().of(B * L * 3 * H, a).total,
                 A().of(B * L * H, a).of(B * Tv * H, a).of(B * Ta * H, a).total, mlp(Ta), mlp(Tv)});
   const int64_t F = c.conv_mlp_hidden;
-  A conv_mlp;
-  conv_mlp.f32(B * Ta * F).f32(B * Ta * F);
-  if (a != DType::kF32) conv_mlp.of(B * Ta * F, a);
-  const size_t single = A().of(B * Ta * 6 * H, a).of(B * Ta * H, a).f32(B * Ta * H).total +
-                        std::max(A().of(B * Ta * 3 * H, a).of(B * Ta * H, a).total, conv_mlp.total);
+  // dit_single_block: mod, xn, y; then the attention (qkv, out, conv1's unfolded rows) or the
+  // ConvMLP (h1, h3, then the unfolded rows of xn or of the gate h1).
+  const size_t conv_mlp = A().of(B * Ta * F, a).of(B * Ta * F, a).total +
+                          std::max(A().of(B * Ta * 3 * H, a).total, A().of(B * Ta * 3 * F, a).total);
+  const size_t single =
+      A().of(B * Ta * 6 * H, a).of(B * Ta * H, a).of(B * Ta * H, a).total +
+      std::max(A().of(B * Ta * 3 * H, a).of(B * Ta * H, a).of(B * Ta * 3 * H, a).total, conv_mlp);
   const size_t tok = A().of(B * Ta * H, a).total;
   const size_t final_layer = A().of(B * Ta * H, a).f32(B * Ta * c.latent_dim).total;
   return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));

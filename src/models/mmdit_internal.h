@@ -13,7 +13,7 @@ namespace foley {
 // codes with one F32 scale per output channel; the embedders, the final layer and everything
 // outside the blocks (~4 % of the weights) stay 16-bit.
 struct DitLinear {
-  Tensor w;      // [N, K]; a k=3 convolution: [3, N, K] taps, or quantised [N, 3K] (tap-major)
+  Tensor w;      // [N, K]; a k=3 convolution: [N, 3K], taps side by side (tap-major)
   Tensor b;      // [N] F32, or undefined when the layer has no bias
   Tensor scale;  // [N] F32 per-output-channel scale of quantised codes, else undefined
   const Tensor* bias() const { return b.defined() && b.numel() > 0 ? &b : nullptr; }
@@ -22,10 +22,11 @@ struct DitLinear {
 
 // y = x·Wᵀ + bias through the layer's kind of weights.
 void dit_linear(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y);
-// The single blocks' k=3, zero-padded Conv1d over time (x [B, T, K] -> y [B, T, N]): per-tap
-// convolution with 16/32-bit taps; quantised, Backend::conv3_quantized (the three shifted rows
-// side by side times the [N, 3K] codes as one GEMM).
-void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y);
+// The single blocks' k=3, zero-padded Conv1d over time (x [B, T, K] -> y [B, T, N]) as one GEMM
+// over the three shifted rows side by side: with 16/32-bit weights those rows are materialised
+// in `arena` (Backend::unfold3, [B, T, 3K]) and multiplied by the [N, 3K] weight in one linear;
+// quantised, Backend::conv3_quantized reads them in place while quantising.
+void dit_conv3(Backend& be, const Tensor& x, const DitLinear& l, const Tensor& y, Arena& arena);
 
 // One stream (audio or visual) of a triple block.
 struct DitStream {

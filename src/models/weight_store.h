@@ -26,7 +26,10 @@
 
 namespace foley {
 
-constexpr int kBundleFormatVersion = 1;
+// 2: the DiT single blocks' k=3 convolutions are [C_out, 3·C_in] (taps side by side) in every
+// dtype; 1 stored 16/32-bit ones as [3, C_out, C_in]. A bundle of another version is refused
+// with "re-run foley convert".
+constexpr int kBundleFormatVersion = 2;
 
 // A device copy of some of a bundle's tensors: bytes [begin, end) of the bundle's data blob are
 // at `blob.data` (which owns or shares the allocation). One per network lets two bundles share

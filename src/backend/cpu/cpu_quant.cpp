@@ -68,18 +68,8 @@ void CpuBackend::conv3_quantized(const Tensor& x, const Tensor& w, const Tensor&
   check_quantized_conv3(x, w, w_scale, bias, y);
   Arena::Scope scope(scratch());
   const int64_t B = x.dim(0), T = x.dim(1), K = x.dim(2);
-  // cols[b, t, j·K + c] = x[b, t + j − 1, c], zero outside the sequence.
   const Tensor cols = scratch().alloc({B, T, 3 * K}, DType::kF32);
-  const Tensor taps = cols.reshape({B, T, 3, K});
-  auto tap = [&](int j, int64_t t0, int64_t n) { return taps.slice(1, t0, n).slice(2, j, 1); };
-  auto rows = [&](int64_t t0, int64_t n) { return x.slice(1, t0, n).unsqueeze(2); };
-  copy(tap(1, 0, T), rows(0, T));
-  fill(tap(0, 0, 1), 0.0f);
-  fill(tap(2, T - 1, 1), 0.0f);
-  if (T > 1) {
-    copy(tap(0, 1, T - 1), rows(0, T - 1));
-    copy(tap(2, 0, T - 1), rows(1, T - 1));
-  }
+  unfold3(x, cols);
   linear_quantized(cols, w, w_scale, bias, y);
 }
 

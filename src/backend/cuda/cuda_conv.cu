@@ -98,6 +98,35 @@ __global__ void im2col(const float* x, int64_t sc, int64_t st, int64_t sh, int64
   }
 }
 
+// cols[b, t, j·C + c] = x[b, t + j − 1, c] (zero outside [0, T)), in units of U: 16-byte
+// vectors when rows allow, else one element. One pass, written in order.
+template <typename U>
+__global__ void unfold3_rows(const U* x, int64_t xsb, int64_t xst, int64_t T, int64_t Cu,
+                             int64_t total, U* cols) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % Cu, j = (i / Cu) % 3, bt = i / (3 * Cu);
+    const int64_t t = bt % T, b = bt / T, src = t + j - 1;
+    if (src >= 0 && src < T) {
+      cols[i] = x[b * xsb + src * xst + c];
+    } else {
+      cols[i] = U{};
+    }
+  }
+}
+
+template <typename U>
+void launch_unfold3(cudaStream_t stream, const Tensor& x, const Tensor& cols, int64_t unit) {
+  const int64_t B = x.dim(0), T = x.dim(1), es = int64_t(dtype_size(x.dtype()));
+  const int64_t per = unit / es;  // elements per unit
+  const int64_t Cu = x.dim(2) / per, total = B * T * 3 * Cu;
+  const int64_t xst = T > 1 ? x.stride(1) / per : Cu, xsb = B > 1 ? x.stride(0) / per : T * xst;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 1 << 16));
+  unfold3_rows<U><<<std::max(blocks, 1u), 256, 0, stream>>>(
+      static_cast<const U*>(x.raw()), xsb, xst, T, Cu, total, static_cast<U*>(cols.raw()));
+  FOLEY_CUDA_CHECK(cudaGetLastError());
+}
+
 unsigned stride_blocks(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>((n + 255) / 256, 1), 65535));
 }
@@ -263,6 +292,35 @@ void CudaBackend::patch_embed(const Tensor& x, const Tensor& w, const Tensor* bi
     g.ldy = N > 1 ? y.stride(1) : D;
     run_gemm(*this, g);
   }
+}
+
+}  // namespace cuda
+}  // namespace foley
+
+namespace foley {
+namespace cuda {
+
+void CudaBackend::unfold3(const Tensor& x, const Tensor& cols) {
+  const char* op = "unfold3";
+  check_activation16(x, op, "x");
+  check_activation16(cols, op, "cols");
+  FOLEY_CHECK(x.rank() == 3 && cols.rank() == 3 && cols.dim(0) == x.dim(0) &&
+                  cols.dim(1) == x.dim(1) && cols.dim(2) == 3 * x.dim(2) &&
+                  cols.dtype() == x.dtype() && cols.is_contiguous(),
+              "unfold3: cols %s must be contiguous [B, T, 3C] of x %s's dtype",
+              cols.describe().c_str(), x.describe().c_str());
+  check_last_contiguous(x, op, "x");
+  if (cols.numel() == 0) return;
+  const int64_t es = int64_t(dtype_size(x.dtype()));
+  // 16-byte units when every row start of x and cols is 16-byte aligned.
+  auto aligned = [&](int64_t elems) { return (elems * es) % 16 == 0; };
+  const bool vec = aligned(x.dim(2)) && aligned(x.stride(0)) && aligned(x.stride(1)) &&
+                   reinterpret_cast<uintptr_t>(x.raw()) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(cols.raw()) % 16 == 0;
+  if (vec) return launch_unfold3<uint4>(stream_, x, cols, 16);
+  if (es == 4) return launch_unfold3<uint32_t>(stream_, x, cols, 4);
+  FOLEY_CHECK(es == 2, "unfold3: unsupported dtype %s", dtype_name(x.dtype()));
+  launch_unfold3<uint16_t>(stream_, x, cols, 2);
 }
 
 }  // namespace cuda

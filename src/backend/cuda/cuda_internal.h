@@ -91,6 +91,7 @@ class CudaBackend final : public Backend {
               const Tensor& y) override;
   void conv_transpose1d(const Tensor& x, const Tensor& w, const Tensor* bias, int stride, int pad,
                         int output_padding, const Tensor& y) override;
+  void unfold3(const Tensor& x, const Tensor& cols) override;
   void resample_nearest_exact(const Tensor& x, const Tensor& y) override;
   void patch_embed(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
 
