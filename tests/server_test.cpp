@@ -1092,7 +1092,8 @@ TEST_F(ServerTest, DeleteAnsweredCancelledAlwaysEndsCancelled) {
 }
 
 TEST_F(ServerTest, SyncRequestIsCancelledWhenTheClientLeavesAndBoundedBySyncTimeout) {
-  ServerProcess server(assets().bundle, {"--jobs-per-device", "1", "--sync-timeout", "2"});
+  ServerProcess server(assets().bundle,
+                       {"--jobs-per-device", "1", "--sync-timeout", "2", "--max-clip-seconds", "4"});
   server.wait_ready();
   const int port = server.port();
   httplib::Client c("127.0.0.1", port);
@@ -1101,7 +1102,7 @@ TEST_F(ServerTest, SyncRequestIsCancelledWhenTheClientLeavesAndBoundedBySyncTime
     ASSERT_TRUE(conn.ok());
     const std::string body =
         multipart_body("b0undary", read_file(assets().long_clip),
-                       {{"prompt", "x"}, {"steps", "200"}, {"max_seconds", "1"}});
+                       {{"prompt", "x"}, {"steps", "200"}, {"max_seconds", "4"}});
     ASSERT_TRUE(conn.send_all(post_head("/generate", "b0undary", body.size()) + body));
     ASSERT_TRUE(wait_metric(c, "foley_jobs{state=\"running\"}", 1, 30)) << server.diagnostics();
   }  // the client goes away mid-generation
@@ -1110,7 +1111,8 @@ TEST_F(ServerTest, SyncRequestIsCancelledWhenTheClientLeavesAndBoundedBySyncTime
   // A client that stays gets 504 after --sync-timeout, and the job is cancelled too.
   const auto t0 = std::chrono::steady_clock::now();
   c.set_read_timeout(30, 0);
-  auto r = c.Post("/generate", long_fields("200"));
+  // 200 steps over the whole 4-s clip: well beyond the 2-s timeout on any CPU.
+  auto r = c.Post("/generate", fields(assets().long_clip, "200", {{"max_seconds", "4"}}));
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   expect_clean_error(r, 504, "sync-timeout");
   EXPECT_LT(waited, 6.0);
@@ -1411,6 +1413,65 @@ TEST_F(ServerTest, SigtermKeepsQueuedJobsForTheNextStart) {
   again.wait_ready();
   httplib::Client c("127.0.0.1", again.port());
   EXPECT_EQ(poll_until(c, id, is_finished, 60).value("state", ""), "succeeded");
+}
+
+// foley worker --max-batch 4: four jobs queued before the worker starts are taken within the
+// window and denoised as one batch, each with its own seed and result; the same four requests
+// through an unbatched worker give the same audio (within 1e-5, as the embedded server's
+// batching test says why).
+TEST_F(ServerTest, WorkerMaxBatchRunsQueuedJobsTogetherWithTheirOwnResults) {
+  if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
+  namespace fs = std::filesystem;
+  RedisServer redis;
+  const std::string data = temp_dir() + "/worker_batch";
+  fs::create_directories(data);
+  ServerProcess front({"serve", "--queue", redis.url(), "--data-dir", data, "--port", "0",
+                       "--max-clip-seconds", "1"},
+                      0);
+  front.wait_ready();
+  httplib::Client c("127.0.0.1", front.port());
+  std::vector<httplib::MultipartFormDataItems> reqs;
+  for (int i = 0; i < 4; ++i)
+    reqs.push_back(fields(assets().clip, "2",
+                          {{"seed", std::to_string(40 + i)}, {"guidance", i % 2 ? "2.5" : "4.5"}}));
+  auto run_all = [&](const std::vector<std::string>& worker_args) {
+    std::vector<std::string> ids;
+    for (const auto& r : reqs) ids.push_back(submit(c, r));
+    std::vector<std::string> args = {"worker", "--queue", redis.url(), "--data-dir", data,
+                                     "--model", assets().bundle, "--max-clip-seconds", "1"};
+    args.insert(args.end(), worker_args.begin(), worker_args.end());
+    ServerProcess worker(args, 0);
+    std::vector<std::vector<float>> audio;
+    for (const auto& id : ids) {
+      const json j = poll_until(c, id, is_finished, 120);
+      EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+      auto got = c.Get("/v1/generations/" + id + "/audio");
+      if (!got || got->status != 200) {
+        ADD_FAILURE() << "no audio for " << id;
+        audio.emplace_back();
+        continue;
+      }
+      audio.push_back(wav_floats(got->body));
+    }
+    return std::make_pair(audio, worker.output());
+  };
+  const auto [batched, batched_log] =
+      run_all({"--name", "wb", "--max-batch", "4", "--batch-window-ms", "1000"});
+  EXPECT_NE(batched_log.find("foley worker wb: 4 jobs run as one batch"), std::string::npos)
+      << batched_log;
+  const auto [single, single_log] = run_all({"--name", "w1"});
+  EXPECT_EQ(single_log.find("run as one batch"), std::string::npos) << single_log;
+  ASSERT_EQ(batched.size(), single.size());
+  for (size_t i = 0; i < batched.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_FALSE(batched[i].empty());
+    ASSERT_EQ(batched[i].size(), single[i].size());
+    float worst = 0;
+    for (size_t k = 0; k < batched[i].size(); ++k)
+      worst = std::max(worst, std::fabs(batched[i][k] - single[i][k]));
+    EXPECT_LE(worst, 1e-5f);
+    if (i > 0) EXPECT_NE(batched[i], batched[0]) << "each job has its own seed";
+  }
 }
 
 // Issue 16's distributed mode: two stateless front ends and two workers on one Redis. Every

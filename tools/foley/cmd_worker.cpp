@@ -1,6 +1,8 @@
 // foley worker: runs the jobs of a Redis queue (the distributed mode of `foley serve --queue`).
-// One process per GPU: it loads and warms its model, then takes one job at a time from the
-// stream's consumer group, heartbeats while it runs (so a worker that dies has its job taken
+// One process per GPU: it loads and warms its model, then takes jobs from the stream's consumer
+// group (one at a time, or with --max-batch N up to N that arrive within --batch-window-ms,
+// denoised together where their lengths match, as `foley serve --max-batch` does), heartbeats
+// each while it runs (so a worker that dies has its job taken
 // over by another after --visibility-timeout), writes the result into the shared --data-dir,
 // and ends the job in Redis only if it still owns it (so a job ends once, with one result).
 #include <algorithm>
@@ -23,7 +25,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "server/http_errors.h"
 #include "server/job_runner.h"
@@ -46,6 +50,8 @@ struct WorkerOptions {
   double visibility_seconds = 30;
   double max_clip_seconds = 600;  // the longest clip (GeneratorOptions::max_video_seconds)
   double drain_seconds = 30;
+  int max_batch = 1;           // jobs run as one Generator::generate_batch
+  double batch_window_ms = 50;  // how long the first job waits for others to join
 };
 
 std::atomic<bool> g_stop{false};
@@ -140,26 +146,39 @@ auto with_retry(const char* what, F&& f) -> decltype(f()) {
 
 struct Counters {
   std::atomic<uint64_t> succeeded{0}, failed{0}, cancelled{0}, lost{0};
+  std::atomic<uint64_t> batches{0}, batched_jobs{0};  // generate_batch calls, the jobs they ran
   std::atomic<bool> busy{false}, ready{false};
 };
 
-void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::Generator& gen,
-             const QueueClaim& claim, Counters& counters) {
+// A claimed job between start and finish: runnable, or already decided (`outcome`).
+struct ClaimedJob {
+  QueueClaim claim;
+  int64_t attempt = 0;
+  std::shared_ptr<Job> job;
+  bool runnable = false;
+  GenerationOutcome outcome;
+};
+
+void acknowledge(RedisQueue& queue, RedisClient& c, const QueueClaim& claim) {
+  with_retry("ack", [&] {
+    queue.acknowledge(c, claim);
+    return 0;
+  });
+}
+
+// Marks the claimed job running and loads it; nullopt when there is nothing to run (it finished
+// meanwhile, cancelled while queued, or expired: acknowledged here).
+std::optional<ClaimedJob> begin_job(RedisQueue& queue, RedisClient& c, const WorkerOptions& o,
+                                    const QueueClaim& claim) {
   const int64_t attempt = with_retry("start", [&] { return queue.start(c, claim, o.name); });
-  if (attempt == 0) {  // finished meanwhile (cancelled while queued) or expired
-    with_retry("ack", [&] {
-      queue.acknowledge(c, claim);
-      return 0;
-    });
-    return;
+  if (attempt == 0) {
+    acknowledge(queue, c, claim);
+    return std::nullopt;
   }
   auto job = std::make_shared<Job>();
   if (!with_retry("load", [&] { return queue.load(claim.id, *job); })) {
-    with_retry("ack", [&] {
-      queue.acknowledge(c, claim);
-      return 0;
-    });
-    return;
+    acknowledge(queue, c, claim);
+    return std::nullopt;
   }
   job->state = JobState::kRunning;
   // A front end whose --max-clip-seconds is above this worker's: the job uses what this worker
@@ -177,7 +196,8 @@ void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::G
   std::printf("foley worker %s: job %s (attempt %lld%s)\n", o.name.c_str(), claim.id.c_str(),
               (long long)attempt, claim.reclaimed ? ", taken over" : "");
   std::fflush(stdout);
-  GenerationOutcome outcome;
+  ClaimedJob cj{claim, attempt, job, false, {}};
+  GenerationOutcome& outcome = cj.outcome;
   const std::string& wanted = job->request.model;
   if (attempt > RedisQueue::kMaxAttempts) {
     outcome.error_status = 500;
@@ -191,24 +211,62 @@ void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::G
     outcome.error_message = "model \"" + wanted + "\" is not served by this queue's workers (the "
                             "worker that took the job serves \"" + o.model_name + "\")";
   } else {
-    counters.busy = true;
-    Heartbeat heartbeat(queue, queue.pool().url(), claim, o.name, *job,
-                        std::max(0.2, o.visibility_seconds / 3));
-    auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
-    outcome = generate_and_write(gen, *job, o.data_dir + "/results",
-                                 claim.id + "-" + std::to_string(attempt), [&] {
-                                   // At most ten progress writes a second reach Redis.
-                                   const auto now = std::chrono::steady_clock::now();
-                                   if (now - last < std::chrono::milliseconds(100)) return;
-                                   last = now;
-                                   try {
-                                     queue.progress(c, *job, o.name);
-                                   } catch (const std::exception& e) {
-                                     std::fprintf(stderr, "foley worker: progress: %s\n", e.what());
-                                   }
-                                 });
-    counters.busy = false;
+    cj.runnable = true;
   }
+  return cj;
+}
+
+// Runs the runnable jobs as one generate_batch (one job: the same as generate), each with its
+// own heartbeat, progress, cancel and result files.
+void run_jobs_of(RedisQueue& queue, RedisClient& c, const WorkerOptions& o,
+                 foley::Generator& gen, std::vector<ClaimedJob>& claimed, Counters& counters) {
+  std::vector<ClaimedJob*> run;
+  for (ClaimedJob& cj : claimed)
+    if (cj.runnable) run.push_back(&cj);
+  if (run.empty()) return;
+  counters.busy = true;
+  std::vector<std::unique_ptr<Heartbeat>> heartbeats;
+  std::vector<Job*> jobs;
+  std::vector<std::string> stems;
+  for (ClaimedJob* cj : run) {
+    heartbeats.push_back(std::make_unique<Heartbeat>(queue, queue.pool().url(), cj->claim, o.name,
+                                                     *cj->job,
+                                                     std::max(0.2, o.visibility_seconds / 3)));
+    jobs.push_back(cj->job.get());
+    stems.push_back(cj->claim.id + "-" + std::to_string(cj->attempt));
+  }
+  if (run.size() > 1) {
+    std::printf("foley worker %s: %zu jobs run as one batch\n", o.name.c_str(), run.size());
+    std::fflush(stdout);
+  }
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  std::vector<GenerationOutcome> outcomes =
+      generate_batch_and_write(gen, jobs, o.data_dir + "/results", stems, [&] {
+        // At most ten progress writes a second reach Redis (every job of the batch each time).
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::milliseconds(100)) return;
+        last = now;
+        for (Job* job : jobs) {
+          try {
+            queue.progress(c, *job, o.name);
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "foley worker: progress: %s\n", e.what());
+          }
+        }
+      });
+  heartbeats.clear();
+  for (size_t i = 0; i < run.size(); ++i) run[i]->outcome = std::move(outcomes[i]);
+  ++counters.batches;
+  counters.batched_jobs += run.size();
+  counters.busy = false;
+}
+
+// Settles the job from its outcome and ends it in Redis, if this worker still owns it.
+void end_job(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, ClaimedJob& cj,
+             Counters& counters) {
+  const QueueClaim& claim = cj.claim;
+  const std::shared_ptr<Job>& job = cj.job;
+  GenerationOutcome& outcome = cj.outcome;
   settle(*job, outcome);
   int ended = with_retry("finish", [&] { return queue.finish(c, *job, o.name); });
   if (ended == 2) {  // a cancel arrived after the work was done: it wins, as DELETE promised
@@ -239,10 +297,7 @@ void run_one(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, foley::G
       ++counters.failed;
       break;
   }
-  with_retry("ack", [&] {
-    queue.acknowledge(c, claim);
-    return 0;
-  });
+  acknowledge(queue, c, claim);
 }
 
 int run_worker(WorkerOptions o) {
@@ -284,6 +339,10 @@ int run_worker(WorkerOptions o) {
       t += "foley_worker_jobs_total{state=\"cancelled\"} " + std::to_string(counters.cancelled) +
            "\n";
       t += "foley_worker_jobs_total{state=\"taken_over\"} " + std::to_string(counters.lost) + "\n";
+      t += "# TYPE foley_worker_batches_total counter\nfoley_worker_batches_total " +
+           std::to_string(counters.batches) + "\n";
+      t += "# TYPE foley_worker_batched_jobs_total counter\nfoley_worker_batched_jobs_total " +
+           std::to_string(counters.batched_jobs) + "\n";
       res.set_content(t, "text/plain; version=0.0.4");
     });
     const int port = o.port == 0 ? health->bind_to_any_port(o.host)
@@ -342,7 +401,29 @@ int run_worker(WorkerOptions o) {
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
         continue;
       }
-      run_one(queue, c, o, *generator, *claim, counters);
+      std::vector<ClaimedJob> claimed;
+      if (auto cj = begin_job(queue, c, o, *claim)) claimed.push_back(std::move(*cj));
+      // --max-batch: more jobs that arrive within the window join the first.
+      // (At most a third of the visibility timeout: the claimed jobs have no heartbeat yet.)
+      const double window_ms = std::min(o.batch_window_ms, o.visibility_seconds * 1000 / 3);
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::microseconds(int64_t(window_ms * 1000));
+      while (int(claimed.size()) < o.max_batch && !claimed.empty() && !g_stop) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        std::optional<QueueClaim> more;
+        try {
+          more = queue.claim(c, o.name, visibility_ms, std::max<int64_t>(1, left.count()));
+        } catch (const RedisError& e) {
+          if (!e.connection()) throw;
+          break;  // run what was claimed; the loop above retries the connection
+        }
+        if (!more) break;
+        if (auto cj = begin_job(queue, c, o, *more)) claimed.push_back(std::move(*cj));
+      }
+      run_jobs_of(queue, c, o, *generator, claimed, counters);
+      for (ClaimedJob& cj : claimed) end_job(queue, c, o, cj, counters);
     }
   } catch (...) {
     stop_health();
@@ -385,6 +466,17 @@ Command add_worker_command(CLI::App& app) {
                   "windows. Give front ends and workers the same value")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 7200.0));
+  cmd->add_option("--max-batch", o->max_batch,
+                  "jobs run together: after taking a job the worker takes up to N-1 more that "
+                  "arrive within --batch-window-ms, and those whose clips have equal lengths "
+                  "are denoised as one batch (each keeps its own seed, progress, cancel and "
+                  "result)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--batch-window-ms", o->batch_window_ms,
+                  "with --max-batch above 1: how long the first job waits for others to join")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 60000.0));
   cmd->add_option("--host", o->host, "address of the health endpoint")->capture_default_str();
   cmd->add_option("--port", o->port, "port of /health/* and /metrics (0: any free one)")
       ->check(CLI::Range(0, 65535));

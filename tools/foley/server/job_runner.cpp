@@ -145,10 +145,13 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
 
 std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& generator,
                                                         const std::vector<Job*>& jobs,
-                                                        const std::string& results_dir) {
-  std::vector<std::string> stems;
-  for (const Job* job : jobs) stems.push_back(job->id);
-  return run_jobs(generator, jobs, results_dir, stems, {});
+                                                        const std::string& results_dir,
+                                                        const std::vector<std::string>& stems,
+                                                        const std::function<void()>& on_progress) {
+  if (!stems.empty()) return run_jobs(generator, jobs, results_dir, stems, on_progress);
+  std::vector<std::string> ids;
+  for (const Job* job : jobs) ids.push_back(job->id);
+  return run_jobs(generator, jobs, results_dir, ids, on_progress);
 }
 
 void record_success_locked(Job& job, const GenerationOutcome& outcome) {

@@ -40,9 +40,11 @@ GenerationOutcome generate_and_write(foley::Generator& generator, Job& job,
 // have equal lengths are denoised together): one outcome per job, in order. Each job has its own
 // progress events, cancel flag, result files (named by its id) and errors: one failing does not
 // fail the others.
-std::vector<GenerationOutcome> generate_batch_and_write(foley::Generator& generator,
-                                                        const std::vector<Job*>& jobs,
-                                                        const std::string& results_dir);
+// `stems` name the result files (default: the job ids); `on_progress` runs after any job's
+// progress event.
+std::vector<GenerationOutcome> generate_batch_and_write(
+    foley::Generator& generator, const std::vector<Job*>& jobs, const std::string& results_dir,
+    const std::vector<std::string>& stems = {}, const std::function<void()>& on_progress = {});
 
 // The job succeeded with the outcome's result (state, time, files, timings); the caller holds
 // job.mutex and has checked outcome.result.
