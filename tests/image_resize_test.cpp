@@ -2,7 +2,9 @@
 // up- and down-scaling, square and anisotropic.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <string>
@@ -79,6 +81,29 @@ TEST(ImageResize, MatchesPillowBilinear) {
               total, 100.0 * exact / total, max_diff);
   EXPECT_LE(max_diff, 1);
   EXPECT_GE(static_cast<double>(exact) / total, 0.999);
+}
+
+// At scale 1 both resizers have one tap of weight 1: the resize is a copy (rows of any stride).
+// Decoding already brings frames to the encoders' sizes, so the preprocessors rely on this.
+TEST(ImageResize, SameSizeIsACopy) {
+  for (const auto& [h, w, pad] : std::vector<std::array<int, 3>>{{16, 16, 0}, {7, 13, 5}, {512, 512, 0}}) {
+    std::vector<uint8_t> img(size_t(h) * size_t(w * 3 + pad));
+    uint32_t r = 12345;
+    for (auto& v : img) v = uint8_t((r = r * 1664525u + 1013904223u) >> 24);
+    std::vector<uint8_t> out(size_t(h) * size_t(w) * 3, 0);
+    for (int filter = 0; filter < 2; ++filter) {
+      std::fill(out.begin(), out.end(), 0);
+      if (filter == 0)
+        resize_u8(img.data(), h, w, 3, w * 3 + pad, out.data(), h, w, ResizeFilter::kBilinear);
+      else  // torch's antialiased bicubic (Synchformer's): its taps at 0, ±1, ±2 are 1, 0, 0
+        resize_bicubic_aa_u8(img.data(), h, w, 3, w * 3 + pad, out.data(), h, w);
+      for (int y = 0; y < h; ++y)
+        ASSERT_EQ(std::memcmp(out.data() + size_t(y) * w * 3,
+                              img.data() + size_t(y) * (w * 3 + pad), size_t(w) * 3),
+                  0)
+            << h << "x" << w << " row " << y << " filter " << filter;
+    }
+  }
 }
 
 TEST(ImageResize, Siglip2PreprocessRange) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "image/resize.h"
 #include "models/device_weights.h"
 
@@ -220,9 +221,12 @@ Tensor Siglip2Vision::encode_frames(const Tensor& frames, Arena& arena, int chun
   Tensor host_features = Tensor::empty({max_b, H}, DType::kF32);
   for (int64_t t0 = 0; t0 < T; t0 += max_b) {
     const int64_t b = std::min(max_b, T - t0);
-    for (int64_t i = 0; i < b; ++i)
-      siglip2_preprocess(frames.select(0, t0 + i), static_cast<int>(S),
-                         host_pixels.data<float>() + i * 3 * S * S);
+    // Frames are independent: the host's cores share them (~3 ms each at 512² on one core).
+    parallel_for(b, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        siglip2_preprocess(frames.select(0, t0 + i), static_cast<int>(S),
+                           host_pixels.data<float>() + i * 3 * S * S);
+    });
     Arena::Scope scope(arena);
     const Tensor pixels = arena.alloc({b, 3, S, S}, DType::kF32);
     const Tensor features = arena.alloc({b, H}, DType::kF32);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "image/resize.h"
 #include "models/device_weights.h"
 
@@ -318,9 +319,11 @@ Tensor Synchformer::encode_frames(const Tensor& frames, Arena& arena, int chunk)
   // Every frame used by some segment is preprocessed once (segments overlap by half).
   const int64_t used = (S - 1) * c.stride + c.segment;
   Tensor pre = Tensor::empty({used, 3, Sz, Sz}, DType::kF32);
-  for (int64_t t = 0; t < used; ++t)
-    synchformer_preprocess(frames.select(0, t), static_cast<int>(Sz),
-                           pre.data<float>() + t * frame_px);
+  parallel_for(used, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      synchformer_preprocess(frames.select(0, t), static_cast<int>(Sz),
+                             pre.data<float>() + t * frame_px);
+  });
   Tensor out = Tensor::empty({1, S * F, D}, DType::kF32);
   const int64_t max_b = std::min<int64_t>(chunk, S);
   Tensor host_pixels = Tensor::empty({max_b, 3, c.segment, Sz, Sz}, DType::kF32);
