@@ -1470,7 +1470,9 @@ TEST_F(ServerTest, WorkerMaxBatchRunsQueuedJobsTogetherWithTheirOwnResults) {
     for (size_t k = 0; k < batched[i].size(); ++k)
       worst = std::max(worst, std::fabs(batched[i][k] - single[i][k]));
     EXPECT_LE(worst, 1e-5f);
-    if (i > 0) EXPECT_NE(batched[i], batched[0]) << "each job has its own seed";
+    if (i > 0) {
+      EXPECT_NE(batched[i], batched[0]) << "each job has its own seed";
+    }
   }
 }
 
