@@ -1,15 +1,11 @@
 #include "backend/backend.h"
 
-#include "core/check.h"
+#include "backend/op_checks.h"
 
 namespace foley {
 
 void Backend::unfold3(const Tensor& x, const Tensor& cols) {
-  FOLEY_CHECK(x.rank() == 3 && cols.rank() == 3 && cols.dim(0) == x.dim(0) &&
-                  cols.dim(1) == x.dim(1) && cols.dim(2) == 3 * x.dim(2) &&
-                  cols.dtype() == x.dtype() && cols.is_contiguous(),
-              "unfold3: cols %s must be contiguous [B, T, 3C] of x %s's dtype",
-              cols.describe().c_str(), x.describe().c_str());
+  check_unfold3(x, cols);
   const int64_t B = x.dim(0), T = x.dim(1), C = x.dim(2);
   if (cols.numel() == 0) return;
   const Tensor taps = cols.reshape({B, T, 3, C});

@@ -86,6 +86,16 @@ QuantFormat check_quantized_conv3(const Tensor& x, const Tensor& w, const Tensor
   return f;
 }
 
+void check_unfold3(const Tensor& x, const Tensor& cols) {
+  const char* op = "unfold3";
+  check_rank(x, 3, op, "x");
+  check_shape(cols, {x.dim(0), x.dim(1), 3 * x.dim(2)}, op, "cols");
+  FOLEY_CHECK(cols.dtype() == x.dtype() && cols.is_contiguous(),
+              "unfold3: cols %s must be contiguous, of x %s's dtype", cols.describe().c_str(),
+              x.describe().c_str());
+  check_last_contiguous(x, op, "x");
+}
+
 PatchEmbedGeometry check_patch_embed_shapes(const Tensor& x, const Tensor& w, const Tensor* bias,
                                             const Tensor& y) {
   const char* op = "patch_embed";

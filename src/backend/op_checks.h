@@ -33,6 +33,9 @@ QuantFormat check_quantized_linear(const Tensor& x, const Tensor& w, const Tenso
 QuantFormat check_quantized_conv3(const Tensor& x, const Tensor& w, const Tensor& w_scale,
                                   const Tensor* bias, const Tensor& y);
 
+// unfold3: x [B, T, C] with a unit-stride last dim, cols contiguous [B, T, 3C] of x's dtype.
+void check_unfold3(const Tensor& x, const Tensor& cols);
+
 // patch_embed as 3-D: a 2-D input is one frame with kt = 1. Like a strided PyTorch conv,
 // trailing pixels that do not fill a patch are dropped.
 struct PatchEmbedGeometry {

@@ -294,22 +294,11 @@ void CudaBackend::patch_embed(const Tensor& x, const Tensor& w, const Tensor* bi
   }
 }
 
-}  // namespace cuda
-}  // namespace foley
-
-namespace foley {
-namespace cuda {
-
 void CudaBackend::unfold3(const Tensor& x, const Tensor& cols) {
   const char* op = "unfold3";
   check_activation16(x, op, "x");
   check_activation16(cols, op, "cols");
-  FOLEY_CHECK(x.rank() == 3 && cols.rank() == 3 && cols.dim(0) == x.dim(0) &&
-                  cols.dim(1) == x.dim(1) && cols.dim(2) == 3 * x.dim(2) &&
-                  cols.dtype() == x.dtype() && cols.is_contiguous(),
-              "unfold3: cols %s must be contiguous [B, T, 3C] of x %s's dtype",
-              cols.describe().c_str(), x.describe().c_str());
-  check_last_contiguous(x, op, "x");
+  check_unfold3(x, cols);
   if (cols.numel() == 0) return;
   const int64_t es = int64_t(dtype_size(x.dtype()));
   // 16-byte units when every row start of x and cols is 16-byte aligned.
