@@ -37,9 +37,15 @@ BUILD_DIR=$BUILD_DIR bash scripts/build.sh
 FOLEY="$ROOT/$BUILD_DIR/bin/foley"
 mkdir -p models
 
-# True when BUNDLE is a complete foley bundle (foley inspect validates the whole file's layout).
+# True when BUNDLE is a complete foley bundle (foley inspect validates the whole file's layout)
+# of the format version this foley reads (an older one, e.g. from before the format changed, is
+# converted again instead of failing at load).
 bundle_ok() {
-  [ -f "$1" ] && "$FOLEY" inspect "$1" 2>/dev/null | grep '^# metadata format = foley$' >/dev/null
+  [ -f "$1" ] || return 1
+  local listing
+  listing=$("$FOLEY" inspect "$1" 2>/dev/null) || return 1
+  grep -qx '# metadata format = foley' <<<"$listing" &&
+    ! grep -q 'not loadable by this foley' <<<"$listing"
 }
 # Converts into a temporary name, checks the result, renames it over BUNDLE.
 convert_to() {
