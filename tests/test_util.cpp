@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -68,11 +70,38 @@ double max_rel_error(const Tensor& a, const Tensor& b) {
   return mb > 0 ? abs / mb : abs;
 }
 
+namespace {
+
+// The folders temp_dir() made, removed when the test process exits (ctest runs each case in its
+// own process) unless FOLEY_KEEP_TEST_DIRS is set, to look at what a failing test left.
+class TempDirs {
+ public:
+  std::string make() {
+    char tmpl[] = "/tmp/foley-test-XXXXXX";
+    const char* d = mkdtemp(tmpl);
+    FOLEY_CHECK(d != nullptr, "mkdtemp failed");
+    std::lock_guard<std::mutex> lock(mutex_);
+    dirs_.emplace_back(d);
+    return d;
+  }
+  ~TempDirs() {
+    // A forked child that exits normally must not take its parent's folders with it.
+    if (::getpid() != owner_ || std::getenv("FOLEY_KEEP_TEST_DIRS")) return;
+    std::error_code ec;
+    for (const auto& d : dirs_) std::filesystem::remove_all(d, ec);
+  }
+
+ private:
+  const pid_t owner_ = ::getpid();
+  std::mutex mutex_;
+  std::vector<std::string> dirs_;
+};
+
+}  // namespace
+
 std::string temp_dir() {
-  char tmpl[] = "/tmp/foley-test-XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  FOLEY_CHECK(d != nullptr, "mkdtemp failed");
-  return d;
+  static TempDirs dirs;
+  return dirs.make();
 }
 
 int run_command(const std::string& command, std::string* out) {

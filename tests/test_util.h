@@ -18,7 +18,8 @@ Tensor to_f32(const Tensor& t);
 double max_rel_error(const Tensor& a, const Tensor& b);
 double max_abs_error(const Tensor& a, const Tensor& b);
 
-// A fresh temporary directory, removed by the OS eventually; unique per call.
+// A fresh temporary directory, unique per call, removed when the test process exits normally
+// (FOLEY_KEEP_TEST_DIRS=1 keeps it).
 std::string temp_dir();
 // Runs a command through /bin/sh; returns its exit status (and its stdout in *out if given).
 int run_command(const std::string& command, std::string* out = nullptr);

@@ -39,6 +39,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+struct RemoveOnReturn {
+  std::string path;  // empty: nothing to remove
+  void now() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+    path.clear();
+  }
+  ~RemoveOnReturn() { now(); }
+};
+
 void make_private_dir(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
@@ -66,6 +76,8 @@ int run_server(foley_server::ServerOptions o) {
     o.data_dir = tmpl;
     temp_data_dir = true;
   }
+  // Also on a start that fails (a bad --model, a port in use): the folder is ours alone.
+  RemoveOnReturn remove_temp_dir{temp_data_dir ? o.data_dir : std::string()};
   make_private_dir(o.data_dir);
   const std::string uploads = o.data_dir + "/uploads", results = o.data_dir + "/results";
   make_private_dir(uploads);
@@ -179,16 +191,13 @@ int run_server(foley_server::ServerOptions o) {
     clean = clean && app.loads_in_flight() == 0;
     if (!signalled) pthread_kill(signal_waiter.native_handle(), SIGTERM);
     signal_waiter.join();
-    if (temp_data_dir) {
-      std::error_code ec;
-      fs::remove_all(o.data_dir, ec);
-    }
     if (!clean) {
       // A job is still inside a stage that cannot be interrupted (or a model is still loading);
       // its thread uses the model, so nothing may be destroyed under it: leave now.
       std::printf("foley serve: stopped (a running job or a model load did not stop in time)\n");
       std::fflush(stdout);
       std::fflush(stderr);
+      remove_temp_dir.now();  // _exit runs no destructors
       ::_exit(code);
     }
     return code;
