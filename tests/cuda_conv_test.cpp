@@ -112,7 +112,8 @@ TEST(CudaConv, Unfold3CopiesTheShiftedRows) {
              {2, 40, 24, 0}, {1, 1, 8, 0}, {3, 7, 5, 0}, {2, 33, 16, 8}, {2, 9, 7, 3}}) {
       const Tensor xp = random_tensor({B, T, C + pad}, dt, g_seed += 5);
       const Tensor xh = pad ? xp.slice(2, pad / 2, C) : xp;
-      const Tensor xd = mirror_view(xp, upload(gpu, xp), xh);
+      const Tensor xd_parent = upload(gpu, xp);  // owns the memory the view points into
+      const Tensor xd = mirror_view(xp, xd_parent, xh);
       Tensor poison = Tensor::empty({B, T, 3 * C}, dt);
       std::memset(poison.raw(), 0xff, poison.nbytes());  // NaN in every float format
       const Tensor cols = upload(gpu, poison);
