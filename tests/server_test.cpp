@@ -1415,6 +1415,45 @@ TEST_F(ServerTest, SigtermKeepsQueuedJobsForTheNextStart) {
   EXPECT_EQ(poll_until(c, id, is_finished, 60).value("state", ""), "succeeded");
 }
 
+// Jobs through a Redis queue: submits `reqs` to the front end at `c`, then starts one `foley
+// worker` with `worker_args` (they wait as a backlog) and collects each job's audio (empty after
+// a reported failure) and the worker's log.
+struct WorkerRun {
+  std::vector<std::vector<float>> audio;
+  std::string log;
+};
+WorkerRun run_on_one_worker(httplib::Client& c, const std::string& redis_url,
+                            const std::string& data, const std::string& bundle,
+                            const std::vector<httplib::MultipartFormDataItems>& reqs,
+                            const std::vector<std::string>& worker_args) {
+  std::vector<std::string> ids;
+  for (const auto& r : reqs) ids.push_back(submit(c, r));
+  std::vector<std::string> args = {"worker", "--queue", redis_url, "--data-dir", data,
+                                   "--model", bundle, "--max-clip-seconds", "1"};
+  args.insert(args.end(), worker_args.begin(), worker_args.end());
+  ServerProcess worker(args, 0);
+  WorkerRun run;
+  for (const auto& id : ids) {
+    const json j = poll_until(c, id, is_finished, 120);
+    EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    auto got = c.Get("/v1/generations/" + id + "/audio");
+    if (!got || got->status != 200) {
+      ADD_FAILURE() << "no audio for " << id;
+      run.audio.emplace_back();
+      continue;
+    }
+    run.audio.push_back(wav_floats(got->body));
+  }
+  run.log = worker.output();
+  return run;
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // foley worker --max-batch 4: four jobs queued before the worker starts are taken within the
 // window and denoised as one batch, each with its own seed and result; the same four requests
 // through an unbatched worker give the same audio (within 1e-5, as the embedded server's
@@ -1435,44 +1474,60 @@ TEST_F(ServerTest, WorkerMaxBatchRunsQueuedJobsTogetherWithTheirOwnResults) {
     reqs.push_back(fields(assets().clip, "2",
                           {{"seed", std::to_string(40 + i)}, {"guidance", i % 2 ? "2.5" : "4.5"}}));
   auto run_all = [&](const std::vector<std::string>& worker_args) {
-    std::vector<std::string> ids;
-    for (const auto& r : reqs) ids.push_back(submit(c, r));
-    std::vector<std::string> args = {"worker", "--queue", redis.url(), "--data-dir", data,
-                                     "--model", assets().bundle, "--max-clip-seconds", "1"};
-    args.insert(args.end(), worker_args.begin(), worker_args.end());
-    ServerProcess worker(args, 0);
-    std::vector<std::vector<float>> audio;
-    for (const auto& id : ids) {
-      const json j = poll_until(c, id, is_finished, 120);
-      EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
-      auto got = c.Get("/v1/generations/" + id + "/audio");
-      if (!got || got->status != 200) {
-        ADD_FAILURE() << "no audio for " << id;
-        audio.emplace_back();
-        continue;
-      }
-      audio.push_back(wav_floats(got->body));
-    }
-    return std::make_pair(audio, worker.output());
+    return run_on_one_worker(c, redis.url(), data, assets().bundle, reqs, worker_args);
   };
-  const auto [batched, batched_log] =
+  const WorkerRun batched =
       run_all({"--name", "wb", "--max-batch", "4", "--batch-window-ms", "1000"});
-  EXPECT_NE(batched_log.find("foley worker wb: 4 jobs run as one batch"), std::string::npos)
-      << batched_log;
-  const auto [single, single_log] = run_all({"--name", "w1"});
-  EXPECT_EQ(single_log.find("run as one batch"), std::string::npos) << single_log;
-  ASSERT_EQ(batched.size(), single.size());
-  for (size_t i = 0; i < batched.size(); ++i) {
+  EXPECT_NE(batched.log.find("foley worker wb: 4 jobs run as one batch"), std::string::npos)
+      << batched.log;
+  const WorkerRun single = run_all({"--name", "w1", "--decode-ahead", "0"});
+  EXPECT_EQ(single.log.find("run as one batch"), std::string::npos) << single.log;
+  ASSERT_EQ(batched.audio.size(), single.audio.size());
+  for (size_t i = 0; i < batched.audio.size(); ++i) {
     SCOPED_TRACE(i);
-    ASSERT_FALSE(batched[i].empty());
-    ASSERT_EQ(batched[i].size(), single[i].size());
+    ASSERT_FALSE(batched.audio[i].empty());
+    ASSERT_EQ(batched.audio[i].size(), single.audio[i].size());
     float worst = 0;
-    for (size_t k = 0; k < batched[i].size(); ++k)
-      worst = std::max(worst, std::fabs(batched[i][k] - single[i][k]));
+    for (size_t k = 0; k < batched.audio[i].size(); ++k)
+      worst = std::max(worst, std::fabs(batched.audio[i][k] - single.audio[i][k]));
     EXPECT_LE(worst, 1e-5f);
     if (i > 0) {
-      EXPECT_NE(batched[i], batched[0]) << "each job has its own seed";
+      EXPECT_NE(batched.audio[i], batched.audio[0]) << "each job has its own seed";
     }
+  }
+}
+
+// --decode-ahead: while a job runs, the worker takes the jobs waiting behind it and decodes their
+// videos (Model::prepare_video); they run one at a time as --max-batch 1 says, with the same
+// audio as jobs decoded in their own run.
+TEST_F(ServerTest, WorkerDecodesTheWaitingJobsAheadWithTheSameResults) {
+  if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
+  namespace fs = std::filesystem;
+  RedisServer redis;
+  const std::string data = temp_dir() + "/worker_ahead";
+  fs::create_directories(data);
+  ServerProcess front({"serve", "--queue", redis.url(), "--data-dir", data, "--port", "0",
+                       "--max-clip-seconds", "1"},
+                      0);
+  front.wait_ready();
+  httplib::Client c("127.0.0.1", front.port());
+  std::vector<httplib::MultipartFormDataItems> reqs;
+  for (int i = 0; i < 3; ++i)
+    reqs.push_back(fields(assets().clip, "2", {{"seed", std::to_string(70 + i)}}));
+  const WorkerRun ahead =
+      run_on_one_worker(c, redis.url(), data, assets().bundle, reqs,
+                        {"--name", "wa", "--decode-ahead", "2"});
+  // The first job is taken by the idle worker; the two behind it while it runs.
+  EXPECT_EQ(count_of(ahead.log, "decoded ahead"), 2u) << ahead.log;
+  EXPECT_EQ(ahead.log.find("run as one batch"), std::string::npos) << ahead.log;
+  const WorkerRun own = run_on_one_worker(c, redis.url(), data, assets().bundle, reqs,
+                                          {"--name", "wo", "--decode-ahead", "0"});
+  EXPECT_EQ(own.log.find("decoded ahead"), std::string::npos) << own.log;
+  ASSERT_EQ(ahead.audio.size(), own.audio.size());
+  for (size_t i = 0; i < ahead.audio.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_FALSE(ahead.audio[i].empty());
+    EXPECT_EQ(ahead.audio[i], own.audio[i]);
   }
 }
 

@@ -2,9 +2,11 @@
 // One process per GPU: it loads and warms its model, then takes jobs from the stream's consumer
 // group (one at a time, or with --max-batch N up to N that arrive within --batch-window-ms,
 // denoised together where their lengths match, as `foley serve --max-batch` does), heartbeats
-// each while it runs (so a worker that dies has its job taken
-// over by another after --visibility-timeout), writes the result into the shared --data-dir,
-// and ends the job in Redis only if it still owns it (so a job ends once, with one result).
+// each from the moment it takes it (so a worker that dies has its jobs taken over by another
+// after --visibility-timeout), writes the result into the shared --data-dir, and ends the job in
+// Redis only if it still owns it (so a job ends once, with one result). While a batch runs it
+// takes up to --decode-ahead jobs that are already waiting and decodes their videos, so the next
+// batch starts at its encoders.
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -24,9 +26,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "server/http_errors.h"
@@ -52,6 +56,7 @@ struct WorkerOptions {
   double drain_seconds = 30;
   int max_batch = 1;           // jobs run as one Generator::generate_batch
   double batch_window_ms = 50;  // how long the first job waits for others to join
+  int decode_ahead = -1;        // jobs taken and decoded while a batch runs; -1: max_batch
 };
 
 std::atomic<bool> g_stop{false};
@@ -147,16 +152,19 @@ auto with_retry(const char* what, F&& f) -> decltype(f()) {
 struct Counters {
   std::atomic<uint64_t> succeeded{0}, failed{0}, cancelled{0}, lost{0};
   std::atomic<uint64_t> batches{0}, batched_jobs{0};  // generate_batch calls, the jobs they ran
+  std::atomic<uint64_t> decoded_ahead{0};  // videos decoded while an earlier batch ran
   std::atomic<bool> busy{false}, ready{false};
 };
 
-// A claimed job between start and finish: runnable, or already decided (`outcome`).
+// A claimed job between start and finish: runnable (heartbeating from the start, however long
+// it waits in this worker), or already decided (`outcome`).
 struct ClaimedJob {
   QueueClaim claim;
   int64_t attempt = 0;
   std::shared_ptr<Job> job;
   bool runnable = false;
   GenerationOutcome outcome;
+  std::unique_ptr<Heartbeat> heartbeat;
 };
 
 void acknowledge(RedisQueue& queue, RedisClient& c, const QueueClaim& claim) {
@@ -196,7 +204,7 @@ std::optional<ClaimedJob> begin_job(RedisQueue& queue, RedisClient& c, const Wor
   std::printf("foley worker %s: job %s (attempt %lld%s)\n", o.name.c_str(), claim.id.c_str(),
               (long long)attempt, claim.reclaimed ? ", taken over" : "");
   std::fflush(stdout);
-  ClaimedJob cj{claim, attempt, job, false, {}};
+  ClaimedJob cj{claim, attempt, job, false, {}, nullptr};
   GenerationOutcome& outcome = cj.outcome;
   const std::string& wanted = job->request.model;
   if (attempt > RedisQueue::kMaxAttempts) {
@@ -212,9 +220,89 @@ std::optional<ClaimedJob> begin_job(RedisQueue& queue, RedisClient& c, const Wor
                             "worker that took the job serves \"" + o.model_name + "\")";
   } else {
     cj.runnable = true;
+    cj.heartbeat = std::make_unique<Heartbeat>(queue, queue.pool().url(), claim, o.name, *job,
+                                               std::max(0.2, o.visibility_seconds / 3));
   }
   return cj;
 }
+
+// --decode-ahead: while the current batch runs, takes jobs that are already waiting (never by
+// blocking on the stream, so a job that arrives while another worker is idle goes to that worker)
+// and decodes their videos with Model::prepare_video, which uses no device. The jobs it took are
+// the next batch.
+class DecodeAhead {
+ public:
+  DecodeAhead(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, const foley::Model& model,
+              const foley::GeneratorOptions& go, Counters& counters)
+      : queue_(queue), c_(c), o_(o), model_(model), go_(go), counters_(counters) {}
+  ~DecodeAhead() { finish(); }
+
+  // Starts taking up to `limit` jobs (none when limit <= 0).
+  void start(int limit) {
+    if (limit <= 0) return;
+    stop_ = false;
+    thread_ = std::thread([this, limit] { run(limit); });
+  }
+  // Stops taking more (one in decoding is finished first) and hands over what was taken.
+  std::vector<ClaimedJob> finish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return std::exchange(taken_, {});
+  }
+
+ private:
+  void run(int limit) {
+    const int64_t visibility_ms = int64_t(o_.visibility_seconds * 1000);
+    while (!stop_ && !g_stop && int(taken_.size()) < limit) {
+      std::optional<QueueClaim> claim;
+      try {
+        claim = queue_.claim(c_, o_.name, visibility_ms, 0);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "foley worker: decode ahead: %s\n", e.what());
+        return;  // the main loop takes the next jobs itself
+      }
+      if (!claim) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      std::optional<ClaimedJob> cj;
+      try {
+        cj = begin_job(queue_, c_, o_, *claim);
+      } catch (const std::exception& e) {
+        // Redis stayed away through with_retry: the entry stays pending and is taken over.
+        std::fprintf(stderr, "foley worker: decode ahead: %s\n", e.what());
+        return;
+      }
+      if (!cj) continue;
+      Job& job = *cj->job;
+      if (cj->runnable && !job.request.text_only()) {
+        try {
+          job.prepared = model_.prepare_video(job.request.video_path, job.request.params, go_,
+                                              &job.cancel);
+          if (job.prepared) {
+            ++counters_.decoded_ahead;
+            std::printf("foley worker %s: job %s decoded ahead (%.2f s)\n", o_.name.c_str(),
+                        job.id.c_str(), job.prepared->decode_seconds());
+            std::fflush(stdout);
+          }
+        } catch (const std::exception&) {
+          // Left to the job's own run, which reports the same error as its result.
+        }
+      }
+      taken_.push_back(std::move(*cj));
+    }
+  }
+
+  RedisQueue& queue_;
+  RedisClient& c_;  // this object's own connection: used only by its thread
+  const WorkerOptions& o_;
+  const foley::Model& model_;
+  const foley::GeneratorOptions& go_;
+  Counters& counters_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::vector<ClaimedJob> taken_;
+};
 
 // Runs the runnable jobs as one generate_batch (one job: the same as generate), each with its
 // own heartbeat, progress, cancel and result files.
@@ -225,13 +313,9 @@ void run_jobs_of(RedisQueue& queue, RedisClient& c, const WorkerOptions& o,
     if (cj.runnable) run.push_back(&cj);
   if (run.empty()) return;
   counters.busy = true;
-  std::vector<std::unique_ptr<Heartbeat>> heartbeats;
   std::vector<Job*> jobs;
   std::vector<std::string> stems;
   for (ClaimedJob* cj : run) {
-    heartbeats.push_back(std::make_unique<Heartbeat>(queue, queue.pool().url(), cj->claim, o.name,
-                                                     *cj->job,
-                                                     std::max(0.2, o.visibility_seconds / 3)));
     jobs.push_back(cj->job.get());
     stems.push_back(cj->claim.id + "-" + std::to_string(cj->attempt));
   }
@@ -254,7 +338,6 @@ void run_jobs_of(RedisQueue& queue, RedisClient& c, const WorkerOptions& o,
           }
         }
       });
-  heartbeats.clear();
   for (size_t i = 0; i < run.size(); ++i) run[i]->outcome = std::move(outcomes[i]);
   ++counters.batches;
   counters.batched_jobs += run.size();
@@ -267,6 +350,7 @@ void end_job(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, ClaimedJ
   const QueueClaim& claim = cj.claim;
   const std::shared_ptr<Job>& job = cj.job;
   GenerationOutcome& outcome = cj.outcome;
+  cj.heartbeat.reset();  // (a cancel it saw is in job->cancel)
   settle(*job, outcome);
   int ended = with_retry("finish", [&] { return queue.finish(c, *job, o.name); });
   if (ended == 2) {  // a cancel arrived after the work was done: it wins, as DELETE promised
@@ -343,6 +427,8 @@ int run_worker(WorkerOptions o) {
            std::to_string(counters.batches) + "\n";
       t += "# TYPE foley_worker_batched_jobs_total counter\nfoley_worker_batched_jobs_total " +
            std::to_string(counters.batched_jobs) + "\n";
+      t += "# TYPE foley_worker_decoded_ahead_total counter\nfoley_worker_decoded_ahead_total " +
+           std::to_string(counters.decoded_ahead) + "\n";
       res.set_content(t, "text/plain; version=0.0.4");
     });
     const int port = o.port == 0 ? health->bind_to_any_port(o.host)
@@ -385,26 +471,37 @@ int run_worker(WorkerOptions o) {
                 to_string(url).c_str(), o.model_name.c_str());
     std::fflush(stdout);
 
-    RedisClient c(url);
+    RedisClient c(url), ahead_client(url);
+    DecodeAhead ahead(queue, ahead_client, o, *model, go, counters);
+    const int ahead_limit = o.decode_ahead >= 0 ? o.decode_ahead : o.max_batch;
     const int64_t visibility_ms = int64_t(o.visibility_seconds * 1000);
-    while (!g_stop) {
-      std::optional<QueueClaim> claim;
-      try {
-        claim = queue.claim(c, o.name, visibility_ms, 500);
-        if (!claim) {
-          queue.idle(c, o.name, std::max(1.0, o.visibility_seconds));
+    std::vector<ClaimedJob> ahead_taken;  // taken ahead while the last batches ran, oldest first
+    // A stop runs the jobs already taken (they are this worker's; another would take them over
+    // only after the visibility timeout) and takes no more.
+    while (!g_stop || !ahead_taken.empty()) {
+      std::vector<ClaimedJob> claimed;  // the next batch
+      const size_t from_ahead = std::min(ahead_taken.size(), size_t(o.max_batch));
+      std::move(ahead_taken.begin(), ahead_taken.begin() + from_ahead, std::back_inserter(claimed));
+      ahead_taken.erase(ahead_taken.begin(), ahead_taken.begin() + from_ahead);
+      if (claimed.empty()) {
+        std::optional<QueueClaim> claim;
+        try {
+          claim = queue.claim(c, o.name, visibility_ms, 500);
+          if (!claim) {
+            queue.idle(c, o.name, std::max(1.0, o.visibility_seconds));
+            continue;
+          }
+        } catch (const RedisError& e) {
+          if (!e.connection()) throw;
+          std::fprintf(stderr, "foley worker: %s (retrying)\n", e.what());
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
           continue;
         }
-      } catch (const RedisError& e) {
-        if (!e.connection()) throw;
-        std::fprintf(stderr, "foley worker: %s (retrying)\n", e.what());
-        std::this_thread::sleep_for(std::chrono::milliseconds(250));
-        continue;
+        if (auto cj = begin_job(queue, c, o, *claim)) claimed.push_back(std::move(*cj));
+        if (claimed.empty()) continue;  // nothing to run (it finished meanwhile)
       }
-      std::vector<ClaimedJob> claimed;
-      if (auto cj = begin_job(queue, c, o, *claim)) claimed.push_back(std::move(*cj));
       // --max-batch: more jobs that arrive within the window join the first.
-      // (At most a third of the visibility timeout: the claimed jobs have no heartbeat yet.)
+      // (At most a third of the visibility timeout, so that a batch is not held back long.)
       const double window_ms = std::min(o.batch_window_ms, o.visibility_seconds * 1000 / 3);
       const auto deadline = std::chrono::steady_clock::now() +
                             std::chrono::microseconds(int64_t(window_ms * 1000));
@@ -422,8 +519,10 @@ int run_worker(WorkerOptions o) {
         if (!more) break;
         if (auto cj = begin_job(queue, c, o, *more)) claimed.push_back(std::move(*cj));
       }
+      if (!g_stop) ahead.start(ahead_limit - int(ahead_taken.size()));
       run_jobs_of(queue, c, o, *generator, claimed, counters);
       for (ClaimedJob& cj : claimed) end_job(queue, c, o, cj, counters);
+      for (ClaimedJob& cj : ahead.finish()) ahead_taken.push_back(std::move(cj));
     }
   } catch (...) {
     stop_health();
@@ -477,6 +576,13 @@ Command add_worker_command(CLI::App& app) {
                   "with --max-batch above 1: how long the first job waits for others to join")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 60000.0));
+  cmd->add_option("--decode-ahead", o->decode_ahead,
+                  "while a batch runs, take up to N jobs that are already waiting in the queue "
+                  "and decode their videos, so that the next batch starts at its encoders and "
+                  "the GPU does not wait for FFmpeg (host memory: ~10 MB per second of clip "
+                  "each). Jobs are only taken ahead from a backlog: one that arrives while "
+                  "another worker is idle goes to that worker. Default: --max-batch; 0: off")
+      ->check(CLI::Range(0, 64));
   cmd->add_option("--host", o->host, "address of the health endpoint")->capture_default_str();
   cmd->add_option("--port", o->port, "port of /health/* and /metrics (0: any free one)")
       ->check(CLI::Range(0, 65535));

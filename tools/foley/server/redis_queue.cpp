@@ -351,9 +351,12 @@ std::optional<QueueClaim> RedisQueue::claim(RedisClient& c, const std::string& w
       return QueueClaim{entries[0].stream_id, entries[0].data.get<std::string>(), true};
     }
   }
+  // (BLOCK 0 would wait forever: a non-blocking read has no BLOCK.)
+  std::vector<std::string> read = {"XREADGROUP", "GROUP", kGroup, worker, "COUNT", "1"};
+  if (block_ms > 0) read.insert(read.end(), {"BLOCK", std::to_string(block_ms)});
+  read.insert(read.end(), {"STREAMS", kQueue, ">"});
   c.set_timeout(block_ms / 1000.0 + 5.0);
-  const RedisReply r = c.command({"XREADGROUP", "GROUP", kGroup, worker, "COUNT", "1", "BLOCK",
-                                  std::to_string(block_ms), "STREAMS", kQueue, ">"});
+  const RedisReply r = c.command(read);
   c.set_timeout(5.0);
   if (!r.is_array() || r.size() == 0) return std::nullopt;
   const auto entries = parse_entries(r.at(0).at(1));

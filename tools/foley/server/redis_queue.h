@@ -100,6 +100,9 @@ class RedisQueue {
   Stats stats();
 
   // ---- workers (one RedisClient each: `c`)
+  // The next entry for `worker`: one a dead worker left (idle for visibility_ms) first, else a
+  // new one, waiting up to block_ms for it; block_ms 0 returns at once (only entries that are
+  // already waiting: no other worker was blocked on the stream when they arrived).
   std::optional<QueueClaim> claim(RedisClient& c, const std::string& worker,
                                   int64_t visibility_ms, int block_ms);
   // The claim's job goes running under this worker: its attempt number; 0 when the job is
