@@ -1,5 +1,8 @@
 #include "core/tensor.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -52,9 +55,16 @@ Tensor::Tensor(void* data, DType dtype, const Shape& shape, DeviceKind device,
 
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
   const size_t bytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);
-  const size_t rounded = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded ? rounded : 64);
+  // Large buffers (decoded frames, CPU activations) in transparent huge pages where the kernel
+  // offers them for the asking (THP "madvise", Debian's default): first touching 100 MB of 4-KiB
+  // pages cost ~0.23 s on a 2-core VM, a third of decoding a 10-s clip.
+  constexpr size_t kHuge = size_t{2} << 20;
+  const bool huge = bytes >= 2 * kHuge;
+  const size_t align = huge ? kHuge : 64;
+  const size_t rounded = std::max<size_t>(align, (bytes + align - 1) / align * align);
+  void* p = std::aligned_alloc(align, rounded);
   if (!p) throw std::bad_alloc();
+  if (huge) ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: ignored where THP is off
   return Tensor(p, dtype, shape, DeviceKind::kCPU, std::shared_ptr<void>(p, std::free));
 }
 
