@@ -66,6 +66,21 @@ AxisTaps axis_taps(int in_size, int out_size, ResizeFilter filter) {
   return t;
 }
 
+// One output pixel of a horizontal pass over packed RGB: the three sums in one pass over the taps.
+template <typename Clamp>
+inline void rgb_taps(const uint8_t* p, int n, const int32_t* k, int32_t half, uint8_t* dst,
+                     Clamp clamp) {
+  int32_t r = half, g = half, b = half;
+  for (int i = 0; i < n; ++i, p += 3) {
+    r += p[0] * k[i];
+    g += p[1] * k[i];
+    b += p[2] * k[i];
+  }
+  dst[0] = clamp(r);
+  dst[1] = clamp(g);
+  dst[2] = clamp(b);
+}
+
 // Rounds the fixed-point accumulator (which started at one half) to a clamped uint8.
 inline uint8_t clamp8(int32_t acc) {
   const int32_t v = acc >> kPrecisionBits;  // arithmetic shift: negative sums clamp to 0
@@ -100,6 +115,10 @@ void resize_u8(const uint8_t* in, int in_h, int in_w, int channels, int64_t in_s
     for (int x = 0; x < out_w; ++x) {
       const int lo = ht.first[static_cast<size_t>(x)], n = ht.count[static_cast<size_t>(x)];
       const int32_t* k = &ht.weights[static_cast<size_t>(x) * static_cast<size_t>(ht.ksize)];
+      if (channels == 3) {
+        rgb_taps(src + lo * 3, n, k, half, dst + x * 3, clamp8);
+        continue;
+      }
       for (int c = 0; c < channels; ++c) {
         int32_t acc = half;
         for (int i = 0; i < n; ++i) acc += src[(lo + i) * channels + c] * k[i];
@@ -107,15 +126,20 @@ void resize_u8(const uint8_t* in, int in_h, int in_w, int channels, int64_t in_s
       }
     }
   }
+  // Tap-major, a whole row at a time: the inner loop runs along the row and vectorises (integer
+  // sums: the same bits as the per-element order).
+  std::vector<int32_t> acc(tmp_row);
   for (int y = 0; y < out_h; ++y) {
     const int lo = vt.first[static_cast<size_t>(y)] - row0, n = vt.count[static_cast<size_t>(y)];
     const int32_t* k = &vt.weights[static_cast<size_t>(y) * static_cast<size_t>(vt.ksize)];
-    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
-    for (size_t xc = 0; xc < tmp_row; ++xc) {
-      int32_t acc = half;
-      for (int i = 0; i < n; ++i) acc += tmp[static_cast<size_t>(lo + i) * tmp_row + xc] * k[i];
-      dst[xc] = clamp8(acc);
+    std::fill(acc.begin(), acc.end(), half);
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* src = tmp.data() + static_cast<size_t>(lo + i) * tmp_row;
+      const int32_t w = k[i];
+      for (size_t xc = 0; xc < tmp_row; ++xc) acc[xc] += src[xc] * w;
     }
+    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
+    for (size_t xc = 0; xc < tmp_row; ++xc) dst[xc] = clamp8(acc[xc]);
   }
 }
 
@@ -199,8 +223,11 @@ Int16Taps bicubic_taps(int in_size, int out_size) {
   return t;
 }
 
-inline uint8_t clamp_shift(int64_t acc, int precision) {
-  const int64_t v = acc >> precision;
+// Sums fit int32 as in torch's and Pillow's uint8 paths: the int16 weights of one output sum to
+// 2^precision <= 2^22 (their absolute values to ~1.17x that: the a = -0.5 kernel's negative lobes),
+// so |sum| < 255 * 1.25 * 2^22 < 2^31.
+inline uint8_t clamp_shift(int32_t acc, int precision) {
+  const int32_t v = acc >> precision;
   return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
@@ -216,15 +243,20 @@ void resize_bicubic_aa_u8(const uint8_t* in, int in_h, int in_w, int channels, i
   std::vector<uint8_t> tmp(static_cast<size_t>(in_h) * tmp_row);
   if (horiz) {
     const Int16Taps ht = bicubic_taps(in_w, out_w);
-    const int64_t half = int64_t{1} << (ht.precision - 1);
+    const int32_t half = int32_t{1} << (ht.precision - 1);
     for (int y = 0; y < in_h; ++y) {
       const uint8_t* src = in + static_cast<int64_t>(y) * in_stride;
       uint8_t* dst = tmp.data() + static_cast<size_t>(y) * tmp_row;
       for (int x = 0; x < out_w; ++x) {
         const int lo = ht.first[static_cast<size_t>(x)], n = ht.count[static_cast<size_t>(x)];
         const int32_t* k = &ht.weights[static_cast<size_t>(x) * static_cast<size_t>(ht.ksize)];
+        if (channels == 3) {
+          rgb_taps(src + lo * 3, n, k, half, dst + x * 3,
+                   [&](int32_t acc) { return clamp_shift(acc, ht.precision); });
+          continue;
+        }
         for (int c = 0; c < channels; ++c) {
-          int64_t acc = half;
+          int32_t acc = half;
           for (int i = 0; i < n; ++i) acc += src[(lo + i) * channels + c] * k[i];
           dst[x * channels + c] = clamp_shift(acc, ht.precision);
         }
@@ -240,16 +272,20 @@ void resize_bicubic_aa_u8(const uint8_t* in, int in_h, int in_w, int channels, i
     return;
   }
   const Int16Taps vt = bicubic_taps(in_h, out_h);
-  const int64_t half = int64_t{1} << (vt.precision - 1);
+  const int32_t half = int32_t{1} << (vt.precision - 1);
+  // Tap-major over whole rows, as resize_u8's vertical pass (integer sums: the same bits).
+  std::vector<int32_t> acc(tmp_row);
   for (int y = 0; y < out_h; ++y) {
     const int lo = vt.first[static_cast<size_t>(y)], n = vt.count[static_cast<size_t>(y)];
     const int32_t* k = &vt.weights[static_cast<size_t>(y) * static_cast<size_t>(vt.ksize)];
-    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
-    for (size_t xc = 0; xc < tmp_row; ++xc) {
-      int64_t acc = half;
-      for (int i = 0; i < n; ++i) acc += tmp[static_cast<size_t>(lo + i) * tmp_row + xc] * k[i];
-      dst[xc] = clamp_shift(acc, vt.precision);
+    std::fill(acc.begin(), acc.end(), half);
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* src = tmp.data() + static_cast<size_t>(lo + i) * tmp_row;
+      const int32_t w = k[i];
+      for (size_t xc = 0; xc < tmp_row; ++xc) acc[xc] += src[xc] * w;
     }
+    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
+    for (size_t xc = 0; xc < tmp_row; ++xc) dst[xc] = clamp_shift(acc[xc], vt.precision);
   }
 }
 
