@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
     pipeline::FrameQueue sem(Tensor::empty({semantic, 512, 512, 3}, DType::kU8));
     pipeline::FrameQueue syn(Tensor::empty({sync, 224, 224, 3}, DType::kU8));
     const auto t0 = std::chrono::steady_clock::now();
-    const SamplingResult got = pipeline::decode_clip_frames(clip, seconds, sem, syn, [] {}, [] {});
+    const SamplingResult got = pipeline::decode_clip_frames(
+        clip, seconds, sem, syn, [] {}, [] {});
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("decode_clip_frames_s %.4f semantic %d sync %d\n", s, got.semantic_frames,
                 got.sync_frames);

@@ -47,8 +47,11 @@ TEST(BicubicResize, MatchesTorchUint8Path) {
   };
   // The production shapes (96x128 -> 224x298, 720x1280 -> 224x398), downscaling, mixed, and a
   // 1080p frame (wide filters: the int32 sums stay far from overflow at any scale, see resize.cpp).
-  const Case cases[] = {{96, 128, 224, 298}, {720, 1280, 224, 398}, {300, 200, 224, 149},
-                        {50, 61, 97, 23},    {1080, 1920, 224, 398}};
+  const Case cases[] = {{96, 128, 224, 298},
+                        {720, 1280, 224, 398},
+                        {300, 200, 224, 149},
+                        {50, 61, 97, 23},
+                        {1080, 1920, 224, 398}};
   std::mt19937 rng(11);
   size_t total = 0, exact = 0;
   int max_diff = 0;

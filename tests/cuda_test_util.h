@@ -67,7 +67,8 @@ inline Tensor download(Backend& be, const Tensor& dev) {
 
 // The device view matching `host_view`, a view into `host_parent`, inside `dev_parent` (an upload
 // of host_parent): same offset, shape and strides. The view does not own memory: keep dev_parent
-// alive while it is used (a temporary's memory goes back to the pool and the next upload reuses it).
+// alive while it is used (a temporary's memory goes back to the pool and the next upload reuses
+// it).
 inline Tensor mirror_view(const Tensor& host_parent, const Tensor& dev_parent,
                           const Tensor& host_view) {
   const size_t es = dtype_size(host_view.dtype());

@@ -1428,8 +1428,9 @@ WorkerRun run_on_one_worker(httplib::Client& c, const std::string& redis_url,
                             const std::vector<std::string>& worker_args) {
   std::vector<std::string> ids;
   for (const auto& r : reqs) ids.push_back(submit(c, r));
-  std::vector<std::string> args = {"worker", "--queue", redis_url, "--data-dir", data,
-                                   "--model", bundle, "--max-clip-seconds", "1"};
+  std::vector<std::string> args = {"worker", "--queue", redis_url, "--data-dir",
+                                   data,     "--model", bundle,    "--max-clip-seconds",
+                                   "1"};
   args.insert(args.end(), worker_args.begin(), worker_args.end());
   ServerProcess worker(args, 0);
   WorkerRun run;
@@ -1448,6 +1449,27 @@ WorkerRun run_on_one_worker(httplib::Client& c, const std::string& redis_url,
   return run;
 }
 
+// A Redis server, a shared data folder and one front end of the queue, for the worker tests.
+struct QueueFront {
+  RedisServer redis;
+  std::string data;
+  std::unique_ptr<ServerProcess> front;
+  std::unique_ptr<httplib::Client> client;
+  explicit QueueFront(const std::string& folder) : data(temp_dir() + "/" + folder) {
+    std::filesystem::create_directories(data);
+    front = std::make_unique<ServerProcess>(
+        std::vector<std::string>{"serve", "--queue", redis.url(), "--data-dir", data, "--port", "0",
+                                 "--max-clip-seconds", "1"},
+        0);
+    front->wait_ready();
+    client = std::make_unique<httplib::Client>("127.0.0.1", front->port());
+  }
+  WorkerRun run(const std::string& bundle, const std::vector<httplib::MultipartFormDataItems>& reqs,
+                const std::vector<std::string>& worker_args) {
+    return run_on_one_worker(*client, redis.url(), data, bundle, reqs, worker_args);
+  }
+};
+
 size_t count_of(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
@@ -1460,21 +1482,13 @@ size_t count_of(const std::string& text, const std::string& what) {
 // batching test says why).
 TEST_F(ServerTest, WorkerMaxBatchRunsQueuedJobsTogetherWithTheirOwnResults) {
   if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
-  namespace fs = std::filesystem;
-  RedisServer redis;
-  const std::string data = temp_dir() + "/worker_batch";
-  fs::create_directories(data);
-  ServerProcess front({"serve", "--queue", redis.url(), "--data-dir", data, "--port", "0",
-                       "--max-clip-seconds", "1"},
-                      0);
-  front.wait_ready();
-  httplib::Client c("127.0.0.1", front.port());
+  QueueFront queue("worker_batch");
   std::vector<httplib::MultipartFormDataItems> reqs;
   for (int i = 0; i < 4; ++i)
     reqs.push_back(fields(assets().clip, "2",
                           {{"seed", std::to_string(40 + i)}, {"guidance", i % 2 ? "2.5" : "4.5"}}));
   auto run_all = [&](const std::vector<std::string>& worker_args) {
-    return run_on_one_worker(c, redis.url(), data, assets().bundle, reqs, worker_args);
+    return queue.run(assets().bundle, reqs, worker_args);
   };
   const WorkerRun batched =
       run_all({"--name", "wb", "--max-batch", "4", "--batch-window-ms", "1000"});
@@ -1502,26 +1516,15 @@ TEST_F(ServerTest, WorkerMaxBatchRunsQueuedJobsTogetherWithTheirOwnResults) {
 // audio as jobs decoded in their own run.
 TEST_F(ServerTest, WorkerDecodesTheWaitingJobsAheadWithTheSameResults) {
   if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
-  namespace fs = std::filesystem;
-  RedisServer redis;
-  const std::string data = temp_dir() + "/worker_ahead";
-  fs::create_directories(data);
-  ServerProcess front({"serve", "--queue", redis.url(), "--data-dir", data, "--port", "0",
-                       "--max-clip-seconds", "1"},
-                      0);
-  front.wait_ready();
-  httplib::Client c("127.0.0.1", front.port());
+  QueueFront queue("worker_ahead");
   std::vector<httplib::MultipartFormDataItems> reqs;
   for (int i = 0; i < 3; ++i)
     reqs.push_back(fields(assets().clip, "2", {{"seed", std::to_string(70 + i)}}));
-  const WorkerRun ahead =
-      run_on_one_worker(c, redis.url(), data, assets().bundle, reqs,
-                        {"--name", "wa", "--decode-ahead", "2"});
+  const WorkerRun ahead = queue.run(assets().bundle, reqs, {"--name", "wa", "--decode-ahead", "2"});
   // The first job is taken by the idle worker; the two behind it while it runs.
   EXPECT_EQ(count_of(ahead.log, "decoded ahead"), 2u) << ahead.log;
   EXPECT_EQ(ahead.log.find("run as one batch"), std::string::npos) << ahead.log;
-  const WorkerRun own = run_on_one_worker(c, redis.url(), data, assets().bundle, reqs,
-                                          {"--name", "wo", "--decode-ahead", "0"});
+  const WorkerRun own = queue.run(assets().bundle, reqs, {"--name", "wo", "--decode-ahead", "0"});
   EXPECT_EQ(own.log.find("decoded ahead"), std::string::npos) << own.log;
   ASSERT_EQ(ahead.audio.size(), own.audio.size());
   for (size_t i = 0; i < ahead.audio.size(); ++i) {

@@ -81,6 +81,27 @@ inline void rgb_taps(const uint8_t* p, int n, const int32_t* k, int32_t half, ui
   dst[2] = clamp(b);
 }
 
+// The vertical pass over `tmp` (rows of `row` bytes, its first row being input row `row0`) into
+// out_h output rows. Tap-major, a whole row at a time: the inner loop runs along the row and
+// vectorises (integer sums: the same bits as the per-element order).
+template <typename Taps, typename Clamp>
+void vertical_pass(const Taps& vt, const uint8_t* tmp, int row0, size_t row, int32_t half,
+                   uint8_t* out, int out_h, Clamp clamp) {
+  std::vector<int32_t> acc(row);
+  for (int y = 0; y < out_h; ++y) {
+    const int lo = vt.first[static_cast<size_t>(y)] - row0, n = vt.count[static_cast<size_t>(y)];
+    const int32_t* k = &vt.weights[static_cast<size_t>(y) * static_cast<size_t>(vt.ksize)];
+    std::fill(acc.begin(), acc.end(), half);
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* src = tmp + static_cast<size_t>(lo + i) * row;
+      const int32_t w = k[i];
+      for (size_t xc = 0; xc < row; ++xc) acc[xc] += src[xc] * w;
+    }
+    uint8_t* dst = out + static_cast<size_t>(y) * row;
+    for (size_t xc = 0; xc < row; ++xc) dst[xc] = clamp(acc[xc]);
+  }
+}
+
 // Rounds the fixed-point accumulator (which started at one half) to a clamped uint8.
 inline uint8_t clamp8(int32_t acc) {
   const int32_t v = acc >> kPrecisionBits;  // arithmetic shift: negative sums clamp to 0
@@ -126,21 +147,7 @@ void resize_u8(const uint8_t* in, int in_h, int in_w, int channels, int64_t in_s
       }
     }
   }
-  // Tap-major, a whole row at a time: the inner loop runs along the row and vectorises (integer
-  // sums: the same bits as the per-element order).
-  std::vector<int32_t> acc(tmp_row);
-  for (int y = 0; y < out_h; ++y) {
-    const int lo = vt.first[static_cast<size_t>(y)] - row0, n = vt.count[static_cast<size_t>(y)];
-    const int32_t* k = &vt.weights[static_cast<size_t>(y) * static_cast<size_t>(vt.ksize)];
-    std::fill(acc.begin(), acc.end(), half);
-    for (int i = 0; i < n; ++i) {
-      const uint8_t* src = tmp.data() + static_cast<size_t>(lo + i) * tmp_row;
-      const int32_t w = k[i];
-      for (size_t xc = 0; xc < tmp_row; ++xc) acc[xc] += src[xc] * w;
-    }
-    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
-    for (size_t xc = 0; xc < tmp_row; ++xc) dst[xc] = clamp8(acc[xc]);
-  }
+  vertical_pass(vt, tmp.data(), row0, tmp_row, half, out, out_h, clamp8);
 }
 
 void siglip2_preprocess(const Tensor& frame, int size, float* out) {
@@ -273,20 +280,8 @@ void resize_bicubic_aa_u8(const uint8_t* in, int in_h, int in_w, int channels, i
   }
   const Int16Taps vt = bicubic_taps(in_h, out_h);
   const int32_t half = int32_t{1} << (vt.precision - 1);
-  // Tap-major over whole rows, as resize_u8's vertical pass (integer sums: the same bits).
-  std::vector<int32_t> acc(tmp_row);
-  for (int y = 0; y < out_h; ++y) {
-    const int lo = vt.first[static_cast<size_t>(y)], n = vt.count[static_cast<size_t>(y)];
-    const int32_t* k = &vt.weights[static_cast<size_t>(y) * static_cast<size_t>(vt.ksize)];
-    std::fill(acc.begin(), acc.end(), half);
-    for (int i = 0; i < n; ++i) {
-      const uint8_t* src = tmp.data() + static_cast<size_t>(lo + i) * tmp_row;
-      const int32_t w = k[i];
-      for (size_t xc = 0; xc < tmp_row; ++xc) acc[xc] += src[xc] * w;
-    }
-    uint8_t* dst = out + static_cast<size_t>(y) * tmp_row;
-    for (size_t xc = 0; xc < tmp_row; ++xc) dst[xc] = clamp_shift(acc[xc], vt.precision);
-  }
+  vertical_pass(vt, tmp.data(), 0, tmp_row, half, out, out_h,
+                [&](int32_t acc) { return clamp_shift(acc, vt.precision); });
 }
 
 void synchformer_preprocess(const Tensor& frame, int size, float* out) {

@@ -152,7 +152,7 @@ auto with_retry(const char* what, F&& f) -> decltype(f()) {
 struct Counters {
   std::atomic<uint64_t> succeeded{0}, failed{0}, cancelled{0}, lost{0};
   std::atomic<uint64_t> batches{0}, batched_jobs{0};  // generate_batch calls, the jobs they ran
-  std::atomic<uint64_t> decoded_ahead{0};  // videos decoded while an earlier batch ran
+  std::atomic<uint64_t> decoded_ahead{0};             // videos decoded while an earlier batch ran
   std::atomic<bool> busy{false}, ready{false};
 };
 
@@ -277,8 +277,8 @@ class DecodeAhead {
       Job& job = *cj->job;
       if (cj->runnable && !job.request.text_only()) {
         try {
-          job.prepared = model_.prepare_video(job.request.video_path, job.request.params, go_,
-                                              &job.cancel);
+          job.prepared =
+              model_.prepare_video(job.request.video_path, job.request.params, go_, &job.cancel);
           if (job.prepared) {
             ++counters_.decoded_ahead;
             std::printf("foley worker %s: job %s decoded ahead (%.2f s)\n", o_.name.c_str(),
