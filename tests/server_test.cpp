@@ -1534,6 +1534,33 @@ TEST_F(ServerTest, WorkerDecodesTheWaitingJobsAheadWithTheSameResults) {
   }
 }
 
+// A job taken ahead that the worker cannot run (it names another model) ends at once, not after
+// the batch in hand and the jobs before it: it finishes before the job taken ahead of it runs.
+TEST_F(ServerTest, WorkerEndsAJobItCannotRunAsSoonAsItTakesItAhead) {
+  if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
+  QueueFront queue("worker_ahead_refused");
+  httplib::Client& c = *queue.client;
+  const std::string first = submit(c, fields(assets().clip, "2", {{"seed", "1"}}));
+  const std::string second = submit(c, fields(assets().clip, "2", {{"seed", "2"}}));
+  const std::string other = submit(c, fields("", "1", {{"seconds", "1"}, {"model", "xl"}}));
+  ServerProcess worker(
+      {"worker", "--queue", queue.redis.url(), "--data-dir", queue.data, "--model", assets().bundle,
+       "--max-clip-seconds", "1", "--name", "wr", "--decode-ahead", "3"},
+      0);
+  for (const auto& id : {first, second})
+    EXPECT_EQ(poll_until(c, id, is_finished, 120).value("state", ""), "succeeded");
+  const json refused = poll_until(c, other, is_finished, 60);
+  EXPECT_EQ(refused.value("state", ""), "failed") << refused.dump();
+  EXPECT_NE(refused["error"].value("message", "").find("\"xl\" is not served"), std::string::npos)
+      << refused.dump();
+  const json ran_after = poll_until(c, second, is_finished, 60);
+  // ISO times to the millisecond: their order is the string order.
+  EXPECT_LT(refused.value("finished_at", ""), ran_after.value("finished_at", ""))
+      << refused.dump() << "\n"
+      << ran_after.dump() << "\n"
+      << worker.output();
+}
+
 // Issue 16's distributed mode: two stateless front ends and two workers on one Redis. Every
 // accepted job ends succeeded exactly once, with one result, through a worker killed mid-job
 // (its job is taken over after the visibility timeout), a front end killed, and Redis restarted

@@ -226,6 +226,9 @@ std::optional<ClaimedJob> begin_job(RedisQueue& queue, RedisClient& c, const Wor
   return cj;
 }
 
+void end_job(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, ClaimedJob& cj,
+             Counters& counters);
+
 // --decode-ahead: while the current batch runs, takes jobs that are already waiting (never by
 // blocking on the stream, so a job that arrives while another worker is idle goes to that worker)
 // and decodes their videos with Model::prepare_video, which uses no device. The jobs it took are
@@ -274,8 +277,12 @@ class DecodeAhead {
         return;
       }
       if (!cj) continue;
+      if (!cj->runnable) {  // decided already (another model, too many attempts): ended now
+        end_job(queue_, c_, o_, *cj, counters_);
+        continue;
+      }
       Job& job = *cj->job;
-      if (cj->runnable && !job.request.text_only()) {
+      if (!job.request.text_only()) {
         try {
           job.prepared =
               model_.prepare_video(job.request.video_path, job.request.params, go_, &job.cancel);
