@@ -36,28 +36,26 @@ SyncGeometry sync_geometry(int h, int w, int size) {
 // A clip beyond the prepared buffers: Model::prepare_video leaves it to the request.
 struct BeyondSpan {};
 
-// One decoded frame waiting in a group, and its two resized versions (buffers reused).
+// One decoded frame waiting in a group (`frame` as sampled, its pixels copied into `rgb`), and its
+// two resized versions (buffers reused).
 struct GroupFrame {
+  SampledFrame frame;
   std::vector<uint8_t> rgb, semantic, sync, uncropped;
-  int width = 0, height = 0;
-  int semantic_first = 0, semantic_count = 0;
-  int sync_first = 0, sync_count = 0;
 };
 
 // SigLIP2's square bilinear resize, and Synchformer's bicubic (antialiased) shorter-side resize
 // and centre crop.
 void resize_group_frame(GroupFrame& f, int ss, int sy) {
-  const int64_t stride = int64_t{f.width} * 3;
-  if (f.semantic_count > 0) {
+  const int h = f.frame.height, w = f.frame.width;
+  const int64_t stride = int64_t{w} * 3;
+  if (f.frame.semantic_count > 0) {
     f.semantic.resize(size_t(ss) * size_t(ss) * 3);
-    resize_u8(f.rgb.data(), f.height, f.width, 3, stride, f.semantic.data(), ss, ss,
-              ResizeFilter::kBilinear);
+    resize_u8(f.rgb.data(), h, w, 3, stride, f.semantic.data(), ss, ss, ResizeFilter::kBilinear);
   }
-  if (f.sync_count > 0) {
-    const SyncGeometry g = sync_geometry(f.height, f.width, sy);
+  if (f.frame.sync_count > 0) {
+    const SyncGeometry g = sync_geometry(h, w, sy);
     f.uncropped.resize(size_t(g.rh) * size_t(g.rw) * 3);
-    resize_bicubic_aa_u8(f.rgb.data(), f.height, f.width, 3, stride, f.uncropped.data(), g.rh,
-                         g.rw);
+    resize_bicubic_aa_u8(f.rgb.data(), h, w, 3, stride, f.uncropped.data(), g.rh, g.rw);
     f.sync.resize(size_t(sy) * size_t(sy) * 3);
     for (int y = 0; y < sy; ++y)
       std::memcpy(f.sync.data() + size_t(y) * sy * 3,
@@ -111,16 +109,17 @@ SamplingResult decode_clip_frames(const std::string& video_path, double end_sec,
       for (int64_t i = i0; i < i1; ++i) resize_group_frame(group[size_t(i)], ss, sy);
     });
     for (size_t k = 0; k < grouped; ++k) {
-      const GroupFrame& f = group[k];
+      const GroupFrame& g = group[k];
+      const SampledFrame& f = g.frame;
       for (int i = 0; i < f.semantic_count; ++i) {
         FOLEY_CHECK(f.semantic_first + i == sem.base + sem.filled, "8 fps frames out of order");
         if (sem.filled == sem.capacity) flush_semantic();
-        std::memcpy(sem.slot(sem.filled++), f.semantic.data(), sem.frame_bytes);
+        std::memcpy(sem.slot(sem.filled++), g.semantic.data(), sem.frame_bytes);
       }
       for (int i = 0; i < f.sync_count; ++i) {
         FOLEY_CHECK(f.sync_first + i == syn.base + syn.filled, "25 fps frames out of order");
         if (syn.filled == syn.capacity) flush_sync();
-        std::memcpy(syn.slot(syn.filled++), f.sync.data(), syn.frame_bytes);
+        std::memcpy(syn.slot(syn.filled++), g.sync.data(), syn.frame_bytes);
       }
     }
     grouped = grouped_bytes = 0;
@@ -130,12 +129,8 @@ SamplingResult decode_clip_frames(const std::string& video_path, double end_sec,
     GroupFrame& g = group[grouped++];
     const size_t bytes = size_t(f.width) * size_t(f.height) * 3;
     g.rgb.assign(f.rgb, f.rgb + bytes);
-    g.width = f.width;
-    g.height = f.height;
-    g.semantic_first = f.semantic_first;
-    g.semantic_count = f.semantic_count;
-    g.sync_first = f.sync_first;
-    g.sync_count = f.sync_count;
+    g.frame = f;
+    g.frame.rgb = g.rgb.data();
     grouped_bytes += bytes;
     if (grouped == group.size() || grouped_bytes >= kGroupSourceBytes) resize_and_commit();
   };

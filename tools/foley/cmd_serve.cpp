@@ -68,16 +68,15 @@ int run_server(foley_server::ServerOptions o) {
 
   sigset_t signals = block_stop_signals();
 
-  bool temp_data_dir = false;
+  // A temporary data folder is removed also when the start fails (a bad --model, a port in use):
+  // the folder is ours alone.
+  RemoveOnReturn remove_temp_dir;
   if (o.data_dir.empty()) {
     char tmpl[] = "/tmp/foley-serve-XXXXXX";  // mkdtemp makes it 0700
     if (!::mkdtemp(tmpl))
       throw foley::Error(foley::ErrorKind::kInternal, "cannot create a temporary directory");
-    o.data_dir = tmpl;
-    temp_data_dir = true;
+    o.data_dir = remove_temp_dir.path = tmpl;
   }
-  // Also on a start that fails (a bad --model, a port in use): the folder is ours alone.
-  RemoveOnReturn remove_temp_dir{temp_data_dir ? o.data_dir : std::string()};
   make_private_dir(o.data_dir);
   const std::string uploads = o.data_dir + "/uploads", results = o.data_dir + "/results";
   make_private_dir(uploads);
