@@ -102,6 +102,11 @@ TEST(CudaDense, LinearMatchesCpuAcrossShapesAndDtypes) {
         {{2, 5}, 31, 19, wdt, false, 0.0f, 2, true},
         {{64}, 1536, 256, wdt, true, 0.0f, 1536 * 2, false},  // a slice of a fused QKV buffer
         {{128}, 2048, 24, wdt, false, 0.0f, 0, false},        // long K
+        // At most four rows with a 16-bit weight: the GEMV path (cuda_gemv.cu).
+        {{2}, 1536, 1003, wdt, true, 0.0f, 0, false},
+        {{4}, 40, 77, wdt, true, 1.0f, 0, false},
+        {{1, 3}, 264, 50, wdt, false, 0.5f, 8, false},
+        {{2, 1}, 8, 5, wdt, true, 0.0f, 0, true},
     };
     for (const LinearCase& c : cases) run_case(gpu, c);
   }

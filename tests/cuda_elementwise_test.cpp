@@ -226,6 +226,26 @@ TEST(CudaElementwise, GatedResidualModulateSwiglu) {
   }
 }
 
+// Rows whose innermost run is a multiple of 4 take the four-at-a-time kernel; the same rows
+// starting one element later (not 4-aligned) take the generic one. Both must match the oracle,
+// with bf16 operands, a stride-0 broadcast and a row stride that is not the row width.
+TEST(CudaElementwise, QuadRowsAndTheirMisalignedFallback) {
+  FOLEY_CUDA_OR_SKIP(be);
+  const Tensor a = random_tensor({3, 5, 72}, DType::kBF16, 50, -2.f, 2.f);
+  const Tensor g = random_tensor({3, 1, 72}, DType::kBF16, 51);
+  const Tensor da = upload(be, a), dg = upload(be, g);
+  for (int64_t start : {int64_t{4}, int64_t{1}}) {
+    const Shape s{3, 5, 64};
+    const Tensor av = a.slice(2, start, 64), gv = g.slice(2, start, 64).expand(s);
+    Tensor want = Tensor::empty(s, DType::kF32);
+    cpu_oracle().mul(av, gv, want);
+    Tensor dy = test::device_poisoned(be, s);
+    be.mul(da.slice(2, start, 64), dg.slice(2, start, 64).expand(s), dy);
+    const std::string what = "mul bf16 rows from column " + std::to_string(start);
+    report(what.c_str(), expect_parity(download(be, dy), want, kArithTol, what));
+  }
+}
+
 TEST(CudaElementwise, SnakeF32AndBf16Alpha) {
   FOLEY_CUDA_OR_SKIP(be);
   for (DType adt : {DType::kF32, DType::kBF16}) {

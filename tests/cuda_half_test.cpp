@@ -61,7 +61,8 @@ Bf16Input bf16_input(const Shape& shape, uint64_t seed, float lo = -2.f, float h
 TEST(CudaHalf, LinearBf16InputsWithBf16AndF32Outputs) {
   FOLEY_CUDA_OR_SKIP(be);
   for (const auto& [M, N, K] :
-       {std::tuple{1, 7, 16}, std::tuple{37, 96, 64}, std::tuple{130, 48, 200}}) {
+       {std::tuple{1, 7, 16}, std::tuple{37, 96, 64}, std::tuple{130, 48, 200},
+        std::tuple{1, 1003, 1536}, std::tuple{2, 77, 40}}) {  // the last two: the GEMV path
     const Bf16Input x = bf16_input({2, M, K}, 100 + M);
     const Tensor w = random_tensor({N, K}, DType::kBF16, 200 + N);
     const Tensor bias = random_tensor({N}, DType::kF32, 300 + K);

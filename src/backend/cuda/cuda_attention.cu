@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cuda/cuda_dense.h"
 #include "backend/cuda/cuda_flash_attention.h"
@@ -77,6 +78,52 @@ __global__ void pack_heads(HeadView in, int64_t p0, int64_t H, int64_t L, int64_
     }
     store(dst + d, v);
   }
+}
+
+// pack_heads for quad-aligned views with D % 4 == 0 (every DiT and encoder head): four
+// elements, two rotation pairs, per lane and one vector load and store for them, instead of a
+// scalar load per element and two more for its rotation partner.
+__device__ __forceinline__ void store_quad(float* p, const float (&v)[4]) {
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void store_quad(__nv_bfloat16* p, const float (&v)[4]) {
+  const __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]),
+                       hi = __floats2bfloat162_rn(v[2], v[3]);
+  *reinterpret_cast<uint2*>(p) =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+}
+
+template <typename Out>
+__global__ void pack_head_quads(HeadView in, int64_t p0, int64_t H, int64_t L, int64_t D,
+                                const float* cos, const float* sin, int64_t ldc, int64_t lds,
+                                Out* out) {
+  const int64_t l = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.y;
+  if (l >= L) return;
+  const int64_t pair = p0 + blockIdx.y;
+  const int64_t row = (pair / H) * in.sb + l * in.sl + (pair % H) * in.sh;
+  Out* dst = out + (int64_t(blockIdx.y) * L + l) * D;
+  for (int64_t d = 4 * threadIdx.x; d < D; d += 4 * 32) {
+    float v[4];
+    load4(in.p, row + d, v);
+    if (cos) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float c = cos[l * ldc + d / 2 + h], s = sin[l * lds + d / 2 + h];
+        const float x0 = v[2 * h], x1 = v[2 * h + 1];
+        v[2 * h] = x0 * c - x1 * s;
+        v[2 * h + 1] = x1 * c + x0 * s;
+      }
+    }
+    store_quad(dst + d, v);
+  }
+}
+
+bool head_quads_fit(const Tensor& t) {
+  const int64_t es = int64_t(dtype_size(t.dtype()));
+  if (t.dim(3) % 4 != 0 || reinterpret_cast<uintptr_t>(t.raw()) % (4 * es) != 0) return false;
+  for (int d = 0; d < 3; ++d)
+    if (t.dim(d) > 1 && t.stride(d) % 4 != 0) return false;
+  return true;
 }
 
 // out view[b, l, h, d] = O[pair, l, d], same launch shape as pack_heads.
@@ -179,7 +226,9 @@ void CudaBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v, f
   const cudaStream_t s = stream();
   auto pack = [&](const Tensor& t, int64_t L, int64_t Dh, const RopeTable* rope, int64_t p0,
                   int64_t np, auto* dst) {
-    pack_heads<<<row_grid(L, np), kRowBlock, 0, s>>>(
+    const auto kernel = head_quads_fit(t) ? pack_head_quads<std::remove_pointer_t<decltype(dst)>>
+                                          : pack_heads<std::remove_pointer_t<decltype(dst)>>;
+    kernel<<<row_grid(L, np), kRowBlock, 0, s>>>(
         head_view(t), p0, H, L, Dh, rope ? rope->cos.data<float>() : nullptr,
         rope ? rope->sin.data<float>() : nullptr, rope ? rope->cos.stride(0) : 0,
         rope ? rope->sin.stride(0) : 0, dst);

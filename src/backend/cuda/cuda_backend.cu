@@ -111,6 +111,17 @@ StridedNd make_nd(std::initializer_list<const Tensor*> ops, bool skip_last) {
   return L;
 }
 
+bool quad_aligned(const StridedNd& L, std::initializer_list<const Tensor*> ops, int ndims) {
+  int o = 0;
+  for (const Tensor* t : ops) {
+    if (reinterpret_cast<uintptr_t>(t->raw()) % (4 * dtype_size(t->dtype())) != 0) return false;
+    for (int d = 0; d < ndims; ++d)
+      if (L.dims[d] > 1 && L.strides[o][d] % 4 != 0) return false;
+    ++o;
+  }
+  return true;
+}
+
 void check_device(const Tensor& t, const char* op, const char* what) {
   FOLEY_CHECK(t.defined(), "%s: %s is undefined", op, what);
   FOLEY_CHECK(t.device() == DeviceKind::kCUDA, "%s: %s %s is not in CUDA device memory", op, what,

@@ -265,6 +265,7 @@ void run_gemm(CudaBackend& be, const DeviceGemm& g0) {
     g.ldx = g.K;
   }
   check_gemm_dtypes(g.xdt, g.wdt, g.ydt, "gemm");
+  if (gemv_fits(g)) return run_gemv(be, g);
   const int64_t es = int64_t(dtype_size(g.wdt)), yes = int64_t(dtype_size(g.ydt));
   PlanKey key{g.M,
               g.N,

@@ -39,6 +39,11 @@ struct DeviceGemm {
 };
 void run_gemm(CudaBackend& be, const DeviceGemm& g);
 
+// run_gemm's path for at most four rows with a 16-bit [N, K] weight (cuda_gemv.cu): whether a
+// product qualifies (FOLEY_CUDA_GEMV=0 turns the path off), and the product.
+bool gemv_fits(const DeviceGemm& g);
+void run_gemv(CudaBackend& be, const DeviceGemm& g);
+
 // A cuBLASLt status that is not success: a check failure naming the call.
 inline void lt_check(int status, const char* what, const char* file, int line) {
   if (status != 0)  // CUBLAS_STATUS_SUCCESS

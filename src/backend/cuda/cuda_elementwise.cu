@@ -5,8 +5,10 @@
 // written by the op that produces them, instead of a separate conversion before each GEMM.
 // gated_residual's x (the residual stream, updated in place) stays F32.
 //
-// Two paths: all operands F32 and contiguous (the common case: activations in an arena) run a
-// float4 kernel; anything else runs one generic strided kernel with per-element index math.
+// Three paths: all operands F32 and contiguous run a float4 kernel; operands of any dtype whose
+// innermost dim is a unit-stride run of a multiple of 4 (the DiT's bf16 rows, broadcast gates)
+// run four elements per thread with vector loads; anything else runs one generic strided kernel
+// with per-element index math.
 // Products and sums that the CPU oracle rounds separately use __fmul_rn/__fadd_rn, so nvcc does
 // not contract them into FMAs and the two backends round alike.
 #include <cmath>
@@ -94,6 +96,29 @@ __global__ void map_strided(StridedNd L, FloatOut y, Inputs<N> in, int64_t n, F 
   }
 }
 
+// Operands of any float dtype whose innermost dim is a unit-stride run of a multiple of 4 (rows
+// of the DiT's [B, L, C] activations, broadcast gates and all): four elements per thread, one
+// offset computation and one vector access per operand for the four.
+template <int N, typename F>
+__global__ void map_quads(StridedNd L, FloatOut y, Inputs<N> in, uint32_t n4, F f) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n4; i += gridDim.x * blockDim.x) {
+    int64_t off[N + 1];
+    nd_offsets32<N + 1>(L, 4 * i, off);
+    float a[N][4];
+#pragma unroll
+    for (int k = 0; k < N; ++k) load4(in.in[k], off[k + 1], a[k]);
+    float r[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float v[N];
+#pragma unroll
+      for (int k = 0; k < N; ++k) v[k] = a[k][e];
+      r[e] = f(v);
+    }
+    store4(y, off[0], r);
+  }
+}
+
 // All operands F32, contiguous and 16-byte aligned: four elements per thread per iteration.
 template <int N, typename F>
 __global__ void map_vec4(float* y, Ptrs<N> in, int64_t n4, F f) {
@@ -134,6 +159,19 @@ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
 }
 
+// map_quads applies: the innermost dim is a unit-stride run of a multiple of 4 for every operand,
+// the rest aligned (quad_aligned), and 32-bit indices suffice.
+template <int N>
+bool quads_fit(const StridedNd& L, const Tensor& y, const Tensor* const (&in)[N]) {
+  const int last = L.rank - 1;
+  if (L.numel() >= (int64_t{1} << 32) || L.dims[last] % 4 != 0) return false;
+  for (int k = 0; k <= N; ++k)
+    if (L.strides[k][last] != 1) return false;
+  if constexpr (N == 1) return quad_aligned(L, {&y, in[0]}, last);
+  if constexpr (N == 2) return quad_aligned(L, {&y, in[0], in[1]}, last);
+  if constexpr (N == 3) return quad_aligned(L, {&y, in[0], in[1], in[2]}, last);
+}
+
 // y = f(in...) over y's shape. Checks: y float and writable, inputs float of y's shape, all on
 // the device.
 template <int N, typename F>
@@ -163,6 +201,13 @@ void map(cudaStream_t stream, const char* op, const Tensor& y, const Tensor* con
   } else {
     Inputs<N> ins;
     for (int k = 0; k < N; ++k) ins.in[k] = float_in(*in[k]);
+    if (quads_fit(L, y, in)) {
+      const int64_t n4 = n / 4;
+      map_quads<N><<<grid_for(n4), kThreads, 0, stream>>>(L, float_out(y), ins,
+                                                          static_cast<uint32_t>(n4), f);
+      FOLEY_CUDA_CHECK(cudaGetLastError());
+      return;
+    }
     // Every nest here fits 32-bit index math unless it has 2³² elements or more.
     if (n < (int64_t{1} << 32))
       map_strided<N, F, true><<<grid_for(n), kThreads, 0, stream>>>(L, float_out(y), ins, n, f);
