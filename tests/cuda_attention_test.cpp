@@ -3,12 +3,14 @@
 // dims from tiny odd ones to 256, and Synchformer-like many small groups. Both backends compute
 // in F32 (FP32 GEMMs, f32 softmax), so the tolerance is max|cuda − cpu| / max|cpu| <= 1e-5.
 // The opt-in fused bf16 kernel (FOLEY_CUDA_ATTENTION=flash, head dims 64 and 128) rounds q, k, v
-// and the probabilities to bf16: held to 2e-2.
+// and the probabilities to bf16: held to 2e-2. Its key-split variant (FOLEY_CUDA_FLASH_SPLIT=1)
+// is held to the same against the oracle and to kSplitTol against the single-group kernel.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 #include "cuda_test_util.h"
 
@@ -22,10 +24,18 @@ using test::download;
 using test::expect_parity;
 using test::mirror_view;
 using test::random_tensor;
+using test::to_f32;
 using test::upload;
 
 constexpr double kTol = 1e-5;
 constexpr double kFlashTol = 2e-2;
+// Split against single-group fused kernel: both see the same bf16 panels (q and k rotated, then
+// rounded) and compute each tile's scores identically, so what differs is only where P is rounded
+// to bf16 (relative to a group's running max instead of the global one: 2^-9 of each probability,
+// mostly cancelling over the keys) and the order of the final sums, plus for bf16 outputs up to
+// one bf16 ulp (2^-8 of a value) where the two f32 results round apart. 1e-2 leaves room for
+// that ulp; a merge that dropped or misapplied a group's 2^(m_g − m) factor is off by O(1).
+constexpr double kSplitTol = 1e-2;
 
 struct AttnCase {
   int64_t B, Lq, Lk, H, D, Dv;
@@ -119,6 +129,63 @@ TEST(CudaAttention, FlashKernelMatchesCpu) {
       {1, 40, 40, 2, 32, 32, true, true, true},    // unsupported head dim: the F32 path
   };
   for (const AttnCase& c : cases) run_case(gpu, c, c.D == 32 ? kTol : kFlashTol);
+}
+
+// The fused kernel's two variants on bf16 inputs (its default use), forced with
+// FOLEY_CUDA_FLASH_SPLIT: key counts of one tile or less (the split kernel's second group gets no
+// tile), one key past a tile, the text cross-attention's 77, an odd tile count and the DiT's 500
+// with a partial last tile; query counts off the 64-row tiles; RoPE on q and k; both outputs.
+TEST(CudaAttention, FlashSplitKernelMatchesCpuAndSingleGroup) {
+  FOLEY_CUDA_OR_SKIP(gpu);
+  ScopedEnv flash("FOLEY_CUDA_ATTENTION", "flash");
+  struct Case {
+    int64_t B, Lq, Lk, H, D;
+    bool rope_k;
+  };
+  const Case cases[] = {
+      {1, 70, 1, 2, 64, true},     {2, 33, 64, 2, 128, true},  {1, 100, 65, 3, 64, true},
+      {1, 100, 65, 2, 128, true},  {2, 97, 77, 2, 128, false}, {2, 64, 150, 2, 64, true},
+      {1, 130, 500, 2, 128, true}, {2, 200, 500, 1, 64, true}, {1, 500, 500, 3, 128, true},
+  };
+  for (const Case& c : cases) {
+    const uint64_t seed = g_seed += 11;
+    const Shape qs{c.B, c.Lq, c.H, c.D}, ks{c.B, c.Lk, c.H, c.D};
+    const Tensor q = random_tensor(qs, DType::kBF16, seed, -2.f, 2.f);
+    const Tensor k = random_tensor(ks, DType::kBF16, seed + 1, -2.f, 2.f);
+    const Tensor v = random_tensor(ks, DType::kBF16, seed + 2);
+    const RopeTable rq = make_rope(c.Lq, c.D / 2, seed + 3);
+    const RopeTable rk = make_rope(c.Lk, c.D / 2, seed + 4);
+    const float scale = 1.0f / std::sqrt(float(c.D));
+    Tensor want = Tensor::empty(qs, DType::kF32);
+    cpu_oracle().attention(to_f32(q), to_f32(k), to_f32(v), scale, want, &rq,
+                           c.rope_k ? &rk : nullptr);
+    const Tensor qd = upload(gpu, q), kd = upload(gpu, k), vd = upload(gpu, v);
+    const RopeTable rq_dev{upload(gpu, rq.cos), upload(gpu, rq.sin)};
+    const RopeTable rk_dev{upload(gpu, rk.cos), upload(gpu, rk.sin)};
+    for (const DType out_dt : {DType::kF32, DType::kBF16}) {
+      char what[160];
+      Tensor got[2];
+      for (int split = 0; split < 2; ++split) {
+        ScopedEnv env("FOLEY_CUDA_FLASH_SPLIT", split ? "1" : "0");
+        const Tensor out = test::device_empty(gpu, qs, out_dt);
+        gpu.fill(out, std::numeric_limits<float>::quiet_NaN());
+        gpu.attention(qd, kd, vd, scale, out, &rq_dev, c.rope_k ? &rk_dev : nullptr);
+        got[split] = to_f32(download(gpu, out));
+        std::snprintf(what, sizeof what,
+                      "flash split=%d B=%lld Lq=%lld Lk=%lld H=%lld D=%lld -> %s%s", split,
+                      static_cast<long long>(c.B), static_cast<long long>(c.Lq),
+                      static_cast<long long>(c.Lk), static_cast<long long>(c.H),
+                      static_cast<long long>(c.D), dtype_name(out_dt), c.rope_k ? " rope_k" : "");
+        const double err = expect_parity(got[split], want, kFlashTol, what);
+        std::printf("  %-72s rel err %.2e\n", what, err);
+      }
+      std::snprintf(what, sizeof what, "flash split vs single group Lq=%lld Lk=%lld D=%lld -> %s",
+                    static_cast<long long>(c.Lq), static_cast<long long>(c.Lk),
+                    static_cast<long long>(c.D), dtype_name(out_dt));
+      const double diff = expect_parity(got[1], got[0], kSplitTol, what);
+      std::printf("  %-72s rel diff %.2e\n", what, diff);
+    }
+  }
 }
 
 }  // namespace
