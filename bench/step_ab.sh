@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ON THE DEVICE MACHINE, from a snapshot made with `scripts/device/snapshot.sh --golden` plus a
 # baseline tree at .snap/base (`git archive BASE | tar -x -C .snap/base`): the candidate's step
-# times, then the baseline's on the same card and bundle, then the candidate with each
-# switchable kernel path turned off, then the GPU tests - so every number of a before/after
+# times, then the baseline's on the same card and bundle, then the GPU tests, then the
+# candidate with each switchable kernel path turned off - so every number of a before/after
 # comparison comes from one machine, in the order of what matters most if time runs out.
 #
 #   cd .snap/src && OUT=$OUT WORK=/root/fw bash bench/step_ab.sh
@@ -43,10 +43,10 @@ if [ -n "${BASE_PID:-}" ]; then
   [ -x "$BASE/build-device/bin/e2e_bench" ] || tail -20 "$OUT/base_build.txt"
   ab "baseline $(cat "$BASE/.commit" 2>/dev/null)" "$BASE/build-device/bin/e2e_bench" dit "$BUNDLE"
 fi
-for e in ${AB_ENVS:-FOLEY_CUDA_GEMV=0 FOLEY_CUDA_FLASH_SPLIT=0}; do
-  ab "candidate with $e" env "$e" build-device/bin/e2e_bench dit "$BUNDLE"
-done
 wait "$TESTS_PID"
 say "GPU tests"
 timeout 300 bash tests/cuda/run_gpu_tests.sh build-device 2>&1 | tail -40 | tee -a "$OUT/ab.txt"
+for e in ${AB_ENVS:-FOLEY_CUDA_GEMV=0 FOLEY_CUDA_FLASH_SPLIT=0}; do
+  ab "candidate with $e" env "$e" build-device/bin/e2e_bench dit "$BUNDLE"
+done
 say "done"
