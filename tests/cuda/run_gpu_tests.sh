@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of foley, runnable on any CUDA machine from a build with FOLEY_CUDA=ON:
 #   1. every CUDA op test (foley_tests --gtest_filter='Cuda*'), each against the CPU oracle;
-#   2. every golden case of the official implementation, end to end on the CUDA backend.
+#   2. every golden case of the official implementation, end to end on the CUDA backend;
+# both with the defaults and with the not-yet-measured kernel paths on (NEW_PATHS below).
 # Prints one summary line per part and exits non-zero when any part fails (or when the tests
 # skipped because no device was found: on a GPU machine that is a failure, not a pass).
 #
@@ -29,32 +30,41 @@ status=0
 summary=()
 LOG=$(mktemp -d)
 
-"$TESTS" --gtest_filter='Cuda*' --gtest_brief=1 >"$LOG/ops.txt" 2>&1
-rc=$?
-grep -E '^\[parity\]|FAILED|Failure' "$LOG/ops.txt" | head -80
-passed=$(grep -oE '\[  PASSED  \] [0-9]+' "$LOG/ops.txt" | grep -oE '[0-9]+$' || echo 0)
-skipped=$(grep -oE '\[  SKIPPED \] [0-9]+' "$LOG/ops.txt" | grep -oE '[0-9]+$' || echo 0)
-if [ $rc -ne 0 ] || [ "${skipped:-0}" != 0 ] || [ "${passed:-0}" = 0 ]; then
-  status=1
-  summary+=("CUDA op tests: FAIL (exit $rc, $passed passed, $skipped skipped; log $LOG/ops.txt)")
-  tail -30 "$LOG/ops.txt"
-else
-  summary+=("CUDA op tests: PASS ($passed tests)")
-fi
-
-for c in "${CASES[@]}"; do
-  name=$(basename "$c")
-  extra=()
-  [ "$name" = tiny-a ] && extra=(--tolerance "dac_out_audio=rel 1e-3")
-  "$CLI" golden "$c" --backend cuda "${extra[@]}" | tee "$LOG/golden-$name.txt"
-  rc=${PIPESTATUS[0]}
-  line=$(tail -1 "$LOG/golden-$name.txt")
-  if [ $rc -ne 0 ]; then
+# Each part runs twice: with the defaults, and with the kernel paths that are off by default
+# until they have been measured on a GPU (FOLEY_CUDA_VECTOR_ROWS, FOLEY_CUDA_GEMV, the key-split
+# attention); the switches are read once per process, hence two runs.
+NEW_PATHS="FOLEY_CUDA_VECTOR_ROWS=1 FOLEY_CUDA_GEMV=1 FOLEY_CUDA_FLASH_SPLIT=auto"
+for setting in defaults new-paths; do
+  envs=()
+  [ "$setting" = new-paths ] && read -ra envs <<<"$NEW_PATHS"
+  run_env() { env "${envs[@]}" "$@"; }
+  run_env "$TESTS" --gtest_filter='Cuda*' --gtest_brief=1 >"$LOG/ops-$setting.txt" 2>&1
+  rc=$?
+  grep -E '^\[parity\]|FAILED|Failure' "$LOG/ops-$setting.txt" | head -80
+  passed=$(grep -oE '\[  PASSED  \] [0-9]+' "$LOG/ops-$setting.txt" | grep -oE '[0-9]+$' || echo 0)
+  skipped=$(grep -oE '\[  SKIPPED \] [0-9]+' "$LOG/ops-$setting.txt" | grep -oE '[0-9]+$' || echo 0)
+  if [ $rc -ne 0 ] || [ "${skipped:-0}" != 0 ] || [ "${passed:-0}" = 0 ]; then
     status=1
-    summary+=("golden $name on CUDA: FAIL ($line)")
+    summary+=("CUDA op tests ($setting): FAIL (exit $rc, $passed passed, $skipped skipped; log $LOG/ops-$setting.txt)")
+    tail -30 "$LOG/ops-$setting.txt"
   else
-    summary+=("golden $name on CUDA: PASS ($line)")
+    summary+=("CUDA op tests ($setting): PASS ($passed tests)")
   fi
+
+  for c in "${CASES[@]}"; do
+    name=$(basename "$c")
+    extra=()
+    [ "$name" = tiny-a ] && extra=(--tolerance "dac_out_audio=rel 1e-3")
+    run_env "$CLI" golden "$c" --backend cuda "${extra[@]}" | tee "$LOG/golden-$name-$setting.txt"
+    rc=${PIPESTATUS[0]}
+    line=$(tail -1 "$LOG/golden-$name-$setting.txt")
+    if [ $rc -ne 0 ]; then
+      status=1
+      summary+=("golden $name on CUDA ($setting): FAIL ($line)")
+    else
+      summary+=("golden $name on CUDA ($setting): PASS ($line)")
+    fi
+  done
 done
 [ ${#CASES[@]} -eq 0 ] && summary+=("golden: no cases found next to the checkout")
 

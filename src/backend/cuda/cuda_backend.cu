@@ -111,6 +111,14 @@ StridedNd make_nd(std::initializer_list<const Tensor*> ops, bool skip_last) {
   return L;
 }
 
+bool vector_rows_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("FOLEY_CUDA_VECTOR_ROWS");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+
 bool quad_aligned(const StridedNd& L, std::initializer_list<const Tensor*> ops, int ndims) {
   int o = 0;
   for (const Tensor* t : ops) {

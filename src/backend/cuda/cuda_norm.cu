@@ -328,7 +328,7 @@ void launch_warp_rows(const WarpRowArgs& a, cudaStream_t stream) {
 // parameter vectors, and a grid that fits.
 bool warp_rows_fit(int64_t C, const StridedNd& rows, std::initializer_list<const Tensor*> ops,
                    std::initializer_list<const Tensor*> vectors) {
-  if (C % 4 != 0 || C > 128 * kMaxQuadsPerLane) return false;
+  if (!vector_rows_enabled() || C % 4 != 0 || C > 128 * kMaxQuadsPerLane) return false;
   if (rows.numel() / kWarpRowsPerBlock >= (int64_t{1} << 31)) return false;
   for (const Tensor* v : vectors)
     if (v && reinterpret_cast<uintptr_t>(v->raw()) % (4 * dtype_size(v->dtype())) != 0)
