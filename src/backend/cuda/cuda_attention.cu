@@ -120,7 +120,9 @@ __global__ void pack_head_quads(HeadView in, int64_t p0, int64_t H, int64_t L, i
 
 bool head_quads_fit(const Tensor& t) {
   const int64_t es = int64_t(dtype_size(t.dtype()));
-  if (!vector_rows_enabled() || t.dim(3) % 4 != 0 || reinterpret_cast<uintptr_t>(t.raw()) % (4 * es) != 0) return false;
+  if (!vector_rows_enabled() || t.dim(3) % 4 != 0 ||
+      reinterpret_cast<uintptr_t>(t.raw()) % (4 * es) != 0)
+    return false;
   for (int d = 0; d < 3; ++d)
     if (t.dim(d) > 1 && t.stride(d) % 4 != 0) return false;
   return true;

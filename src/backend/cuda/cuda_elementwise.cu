@@ -164,7 +164,8 @@ bool aligned16(const void* p) {
 template <int N>
 bool quads_fit(const StridedNd& L, const Tensor& y, const Tensor* const (&in)[N]) {
   const int last = L.rank - 1;
-  if (!vector_rows_enabled() || L.numel() >= (int64_t{1} << 32) || L.dims[last] % 4 != 0) return false;
+  if (!vector_rows_enabled() || L.numel() >= (int64_t{1} << 32) || L.dims[last] % 4 != 0)
+    return false;
   for (int k = 0; k <= N; ++k)
     if (L.strides[k][last] != 1) return false;
   if constexpr (N == 1) return quad_aligned(L, {&y, in[0]}, last);
