@@ -3,10 +3,11 @@
 // layer_norm, layer_norm_modulate, rms_norm and rope also read and write 16-bit activations (the
 // DiT's bf16 path, model-spec §2.7: norms and RoPE compute in fp32 and round once on output).
 //
-// Row-wise ops run one warp per row where rows are quad-aligned and at most 2048 wide (the DiT's
-// rows), else one thread block per row (rows may be strided; the last dim is contiguous). Both
-// accumulate statistics in double in two passes, as the CPU oracle does, so the backends differ
-// only by summation order. A row's statistics are complete (a reduction over all of it) before
+// Row-wise ops run one thread block per row (rows may be strided; the last dim is contiguous),
+// head-sized rms rows one warp per row, and rows cached in registers for layer_norm_modulate;
+// with FOLEY_CUDA_VECTOR_ROWS=1 (opt-in until measured on a GPU) quad-aligned rows up to 2048
+// wide take one warp per row with vector loads (warp_rows) instead. All accumulate statistics
+// in double in two passes, as the CPU oracle does, so the backends differ only by summation order. A row's statistics are complete (a reduction over all of it) before
 // any of it is written, so every op here works in place.
 #include <cmath>
 #include <type_traits>
@@ -189,6 +190,37 @@ __global__ void __launch_bounds__(32 * kWarpRowsPerBlock) warp_rows(WarpRowArgs 
   }
 }
 
+// Rows of at most 32·kWarpMax elements (the DiT's head rows of 64/128): one warp per row, the row
+// held in registers and reduced with shuffles alone. A block per row with barriers spent most of
+// its time waiting (12k rows of 128 per call ran at ~280 GB/s).
+constexpr int kWarpMax = 8;
+constexpr int kRowsPerWarpBlock = 8;
+
+__global__ void rms_norm_warp_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x, int C,
+                                   float eps, OptVec w) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = int64_t(blockIdx.x) * kRowsPerWarpBlock + (threadIdx.x >> 5);
+  if (r >= nrows) return;
+  int64_t off[2];
+  nd_offsets<2>(rows, r, off);
+  float v[kWarpMax];
+  double q = 0;
+#pragma unroll
+  for (int i = 0; i < kWarpMax; ++i) {
+    const int c = lane + 32 * i;
+    v[i] = c < C ? load_float(x, off[1] + c) : 0.0f;
+    q += double(v[i]) * v[i];
+  }
+  const float inv = static_cast<float>(1.0 / sqrt(warp_sum_d(q) / static_cast<double>(C) + eps));
+#pragma unroll
+  for (int i = 0; i < kWarpMax; ++i) {
+    const int c = lane + 32 * i;
+    if (c >= C) break;
+    const float n = __fmul_rn(v[i], inv);
+    store_float(y, off[0] + c, w.present ? __fmul_rn(n, load_float(w.v, c)) : n);
+  }
+}
+
 __global__ void rms_norm_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x, int64_t C,
                               float eps, OptVec w) {
   for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
@@ -207,6 +239,52 @@ __global__ void rms_norm_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn
     }
   }
 }
+
+// Row of C <= kCachePer·blockDim elements held in registers: x is read from memory once
+// instead of three times (mean, variance, output), the statistics stay the two-pass doubles.
+constexpr int kCachePer = 8;
+
+__device__ Moments cached_moments(const float (&v)[kCachePer], int64_t C, float eps) {
+  double s = 0;
+#pragma unroll
+  for (int i = 0; i < kCachePer; ++i)
+    if (threadIdx.x + int64_t(i) * blockDim.x < C) s += v[i];
+  const double mean = block_sum(s) / static_cast<double>(C);
+  double q = 0;
+#pragma unroll
+  for (int i = 0; i < kCachePer; ++i)
+    if (threadIdx.x + int64_t(i) * blockDim.x < C) {
+      const double d = v[i] - mean;
+      q += d * d;
+    }
+  const double var = block_sum(q) / static_cast<double>(C);
+  return {static_cast<float>(mean), static_cast<float>(1.0 / sqrt(var + eps))};
+}
+
+__global__ void layer_norm_modulate_cached(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x,
+                                           FloatIn shift, FloatIn scale, int64_t C, float eps) {
+  for (int64_t r = blockIdx.x; r < nrows; r += gridDim.x) {
+    int64_t off[4];
+    nd_offsets<4>(rows, r, off);
+    float v[kCachePer];
+#pragma unroll
+    for (int i = 0; i < kCachePer; ++i) {
+      const int64_t c = threadIdx.x + int64_t(i) * blockDim.x;
+      v[i] = c < C ? load_float(x, off[1] + c) : 0.0f;
+    }
+    const Moments m = cached_moments(v, C, eps);
+#pragma unroll
+    for (int i = 0; i < kCachePer; ++i) {
+      const int64_t c = threadIdx.x + int64_t(i) * blockDim.x;
+      if (c >= C) break;
+      const float n = __fmul_rn(__fsub_rn(v[i], m.mean), m.rstd);
+      const float sc = load_float(scale, off[3] + c), sh = load_float(shift, off[2] + c);
+      store_float(y, off[0] + c, __fadd_rn(__fmul_rn(n, __fadd_rn(1.0f, sc)), sh));
+    }
+  }
+}
+
+// y = LN(x)·(1 + scale) + shift; shift and scale rows may broadcast (stride-0 row dims).
 
 // y = LN(x)·(1 + scale) + shift; shift and scale rows may broadcast (stride-0 row dims).
 __global__ void layer_norm_modulate_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x,
@@ -385,8 +463,14 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor* weight, float eps, con
     a.p0 = w.v, a.has0 = w.present;
     return launch_warp_rows<RowKind::kRmsNorm>(a, stream_);
   }
-  rms_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, float_out(y), float_in(x), C,
-                                                             eps, w);
+  if (C <= 32 * kWarpMax) {
+    const unsigned blocks = static_cast<unsigned>((n + kRowsPerWarpBlock - 1) / kRowsPerWarpBlock);
+    rms_norm_warp_rows<<<blocks, 32 * kRowsPerWarpBlock, 0, stream_>>>(
+        rows, n, float_out(y), float_in(x), static_cast<int>(C), eps, w);
+  } else {
+    rms_norm_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(rows, n, float_out(y), float_in(x),
+                                                               C, eps, w);
+  }
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -410,8 +494,13 @@ void CudaBackend::layer_norm_modulate(const Tensor& x, float eps, const Tensor& 
     a.has0 = a.has1 = true;
     return launch_warp_rows<RowKind::kModulate>(a, stream_);
   }
-  layer_norm_modulate_rows<<<row_grid(n), row_threads(C), 0, stream_>>>(
-      rows, n, float_out(y), float_in(x), float_in(shift), float_in(scale), C, eps);
+  const int threads = row_threads(C);
+  if (C <= int64_t(kCachePer) * threads)
+    layer_norm_modulate_cached<<<row_grid(n), threads, 0, stream_>>>(
+        rows, n, float_out(y), float_in(x), float_in(shift), float_in(scale), C, eps);
+  else
+    layer_norm_modulate_rows<<<row_grid(n), threads, 0, stream_>>>(
+        rows, n, float_out(y), float_in(x), float_in(shift), float_in(scale), C, eps);
   FOLEY_CUDA_CHECK(cudaGetLastError());
 }
 
