@@ -213,16 +213,24 @@ int mode_dit(const std::string& path, bool ready_only) {
         "context_ms %.2f\n",
         sec, (long long)s.ta, (long long)s.tv, (long long)s.s8, step_s * 1e3, fl / 1e12,
         fl / step_s / 1e12, ctx_s * 1e3);
-    // The same step recorded once as a CUDA graph and replayed, as the sampler runs it.
-    model.set_timesteps(*ctx, t2);
+    // The same step recorded once as a CUDA graph and replayed, as the sampler runs it: the
+    // timestep rows copied from the workspace's table (its schedule computed beforehand), then
+    // the replay.
+    const auto table = model.make_timestep_table(2);
+    model.precompute_timesteps(*table, t2, 2);
+    model.set_timesteps(*ctx, *table, t2);
     t0 = Clock::now();
     const auto graph = be->record([&] { model.forward(*ctx, xc, vc, step); });
     const double record_s = secs(t0);
     if (graph) {
-      for (int i = 0; i < 3; ++i) graph->replay();
+      auto sampler_step = [&] {
+        model.set_timesteps(*ctx, *table, t2);
+        graph->replay();
+      };
+      for (int i = 0; i < 3; ++i) sampler_step();
       be->synchronize();
       t0 = Clock::now();
-      for (int i = 0; i < n; ++i) graph->replay();
+      for (int i = 0; i < n; ++i) sampler_step();
       be->synchronize();
       const double g_s = secs(t0) / n;
       std::printf("dit_step_graph sec %.0f Ta %lld ms %.3f TFLOP/s %.1f record_ms %.2f\n", sec,

@@ -287,6 +287,8 @@ TEST_F(FlowSamplerModelTest, WorkspaceMatchesOneShotPathBitwise) {
   EXPECT_EQ(ws.inputs_arena().reserved(), bytes.inputs);
   EXPECT_EQ(ws.context_arena().reserved(), bytes.context);
   EXPECT_EQ(ws.step_arena().reserved(), bytes.step);
+  // Every request used the same 3-step schedule: its timestep rows were computed once.
+  EXPECT_EQ(ws.timestep_table().rows_computed(), 3u);
   // The CPU backend does not record: every step ran eagerly, without complaint.
   EXPECT_EQ(ws.graphs_recorded(), 0u);
   EXPECT_EQ(ws.graph_error(), "");

@@ -130,6 +130,62 @@ TEST_F(MmditTest, ContextIsReusableAcrossSteps) {
   EXPECT_EQ(arena.used(), 0u);
 }
 
+// A TimestepTable gives each row what set_timesteps computes for it directly (the rows come from
+// GEMMs of another number of rows, hence a bound rather than bits), computes a timestep once
+// while it holds it, evicts the least recently used row when full, and refuses a batch with
+// more distinct timesteps than rows.
+TEST_F(MmditTest, TimestepTableMatchesDirectRowsAndKeepsThem) {
+  const auto store = WeightStore::open(model_files_->bundle(DType::kF32));
+  const Mmdit model(*store, *backend_);
+  auto in = inputs(32, 8, 16, 5, 500);
+  auto ctx = model.prepare(in.at("clip"), in.at("sync"), in.at("text"), 32);
+  Arena arena(backend_->block_allocator());
+  arena.freeze(model.step_arena_bytes(2, 32, 8));
+  const Tensor& x = in.at("x");
+  auto direct = [&](const float* t) {
+    Tensor v = Tensor::empty(x.shape(), DType::kF32);
+    model.set_timesteps(*ctx, t);
+    model.forward(*ctx, x, v, arena);
+    return v;
+  };
+  auto tabled = [&](TimestepTable& table, const float* t) {
+    Tensor v = Tensor::empty(x.shape(), DType::kF32);
+    model.set_timesteps(*ctx, table, t);
+    model.forward(*ctx, x, v, arena);
+    return v;
+  };
+
+  const auto table = model.make_timestep_table(3);
+  const float schedule[4] = {1000.f, 800.f, 1000.f, 600.f};  // 3 distinct
+  model.precompute_timesteps(*table, schedule, 4);
+  EXPECT_EQ(table->rows_computed(), 3u);
+  model.precompute_timesteps(*table, schedule, 4);
+  EXPECT_EQ(table->rows_computed(), 3u);
+
+  const float pair[2] = {800.f, 800.f}, mixed[2] = {600.f, 1000.f};
+  for (const float* t : {pair, mixed}) {
+    const double err = max_rel_error(tabled(*table, t), direct(t));
+    EXPECT_LE(err, 1e-6) << t[0] << ", " << t[1];
+  }
+  EXPECT_EQ(table->rows_computed(), 3u);  // all held
+
+  // 400 evicts 800, the least recently used; 800 then comes back in place of 1000, by then the
+  // least recently used, and is what it was.
+  const float fresh[2] = {400.f, 600.f}, back[2] = {800.f, 400.f};
+  const Tensor v_fresh = tabled(*table, fresh);
+  EXPECT_EQ(table->rows_computed(), 4u);
+  EXPECT_LE(max_rel_error(v_fresh, direct(fresh)), 1e-6);
+  const Tensor v_back = tabled(*table, back);
+  EXPECT_EQ(table->rows_computed(), 5u);
+  EXPECT_LE(max_rel_error(v_back, direct(back)), 1e-6);
+  model.precompute_timesteps(*table, mixed, 2);  // 600 held, 1000 recomputed
+  EXPECT_EQ(table->rows_computed(), 6u);
+
+  const auto tiny = model.make_timestep_table(1);
+  EXPECT_THROW(model.set_timesteps(*ctx, *tiny, mixed), Error);
+  EXPECT_EQ(arena.used(), 0u);
+}
+
 TEST(MmditRope, InterleavedPositions) {
   // Audio at even slots; visual j at 2·floor((j+.5)·Ta/Tv)+1.
   const auto p = joint_self_positions(3, 8);

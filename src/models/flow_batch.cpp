@@ -66,6 +66,7 @@ std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
                          (long long)in.Tv, (long long)in.S8, (long long)Tv, (long long)S8);
       }
       m.sigmas = flow_sigmas(item.params.steps);
+      precompute_schedule(model, *ws.timesteps_, m.sigmas);
       rows += in.B;
       active.push_back(std::move(m));
     } catch (...) {
@@ -173,7 +174,7 @@ std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
         be.copy_from_host(d.x.select(0, first_row[k] + b), m.in.x.select(0, 0));
       }
     }
-    model.set_timesteps(*ctx, ts.data());
+    model.set_timesteps(*ctx, *ws.timesteps_, ts.data());
     (*graphed)([&] { model.forward(*ctx, d.x, d.v, step); });
     const Tensor v_host(ws.v_host_.raw(), DType::kF32, {R, C, Ta}, DeviceKind::kCPU);
     be.copy_to_host(v_host, d.v);

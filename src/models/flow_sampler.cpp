@@ -186,12 +186,13 @@ DeviceInputs upload_inputs(const Mmdit& model, const HostInputs& in, Arena& aren
 }
 
 // The Euler loop. `forward` runs the DiT on d.x -> d.v for the timesteps already set.
-void run_steps(const Mmdit& model, HostInputs& in, const DitContext& ctx, const DeviceInputs& d,
-               const Tensor& v_host, const FlowSampleParams& params, const FlowCallbacks& callbacks,
-               const std::function<void()>& forward) {
+void run_steps(const Mmdit& model, HostInputs& in, const DitContext& ctx, TimestepTable& table,
+               const DeviceInputs& d, const Tensor& v_host, const FlowSampleParams& params,
+               const FlowCallbacks& callbacks, const std::function<void()>& forward) {
   Backend& be = model.backend();
   const int64_t B = in.B, n = model.config().latent_dim * in.Ta;
   const std::vector<float> sigmas = flow_sigmas(params.steps);
+  precompute_schedule(model, table, sigmas);
   float* xs = in.x.data<float>();
   const float* vu = v_host.data<float>();
   const float* vc = v_host.data<float>() + (B - 1) * n;
@@ -202,13 +203,24 @@ void run_steps(const Mmdit& model, HostInputs& in, const DitContext& ctx, const 
     const float t = sigmas[static_cast<size_t>(i)] * 1000.0f;
     const float ts[2] = {t, t};
     for (int64_t b = 0; b < B; ++b) be.copy_from_host(d.x.select(0, b), in.x.select(0, 0));
-    model.set_timesteps(ctx, ts);
+    model.set_timesteps(ctx, table, ts);
     forward();
     be.copy_to_host(v_host, d.v);
     const float dt = sigmas[static_cast<size_t>(i) + 1] - sigmas[static_cast<size_t>(i)];
     cfg_euler_step(xs, vu, vc, n, in.cfg, s, dt);
     if (callbacks.progress) callbacks.progress(i + 1, params.steps);
   }
+}
+
+int64_t timestep_table_rows(const FlowLimits& l) {
+  return std::max(l.timestep_rows, l.batch);
+}
+
+void precompute_schedule(const Mmdit& model, TimestepTable& table,
+                         const std::vector<float>& sigmas) {
+  std::vector<float> ts(sigmas.size() - 1);  // the last sigma (0) is never evaluated
+  for (size_t i = 0; i < ts.size(); ++i) ts[i] = sigmas[i] * 1000.0f;
+  model.precompute_timesteps(table, ts.data(), static_cast<int64_t>(ts.size()));
 }
 
 std::unique_ptr<Arena> exact_arena(Backend& be, size_t bytes) {
@@ -230,6 +242,7 @@ FlowWorkspaceBytes FlowWorkspace::bytes(const Mmdit& model, const FlowLimits& l)
                                 l.sync_len);
   b.context = model.context_arena_bytes(l.batch, l.audio_len, l.visual_len, l.text_len, l.sync_len);
   b.step = model.step_arena_bytes(l.batch, l.audio_len, l.visual_len);
+  b.timesteps = model.timestep_table_bytes(timestep_table_rows(l));
   return b;
 }
 
@@ -243,12 +256,13 @@ FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena
     : model_(model), limits_(limits), graphs_(std::make_unique<Graphs>()) {
   const FlowLimits& l = limits_;
   if (l.batch < 1 || l.batch > kMaxFlowBatch || l.audio_len < 1 || l.visual_len < 1 ||
-      l.text_len < 1 || l.sync_len < 1)
+      l.text_len < 1 || l.sync_len < 1 || l.timestep_rows < 1)
     throw make_error(ErrorKind::kInvalidInput,
                      "flow workspace limits: batch %lld (1..%lld), Ta %lld, Tv %lld, L %lld, "
-                     "sync %lld (all >= 1)",
+                     "sync %lld, timestep rows %lld (all >= 1)",
                      (long long)l.batch, (long long)kMaxFlowBatch, (long long)l.audio_len,
-                     (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len);
+                     (long long)l.visual_len, (long long)l.text_len, (long long)l.sync_len,
+                     (long long)l.timestep_rows);
   Backend& be = model_.backend();
   const FlowWorkspaceBytes b = bytes(model_, l);
   inputs_ = exact_arena(be, b.inputs);
@@ -264,6 +278,8 @@ FlowWorkspace::FlowWorkspace(const Mmdit& model, const FlowLimits& limits, Arena
     step_ = owned_step_.get();
   }
   v_host_ = Tensor::empty({l.batch * model_.config().latent_dim * l.audio_len}, DType::kF32);
+  timestep_arena_ = exact_arena(be, b.timesteps);
+  timesteps_ = model_.make_timestep_table(timestep_table_rows(l), *timestep_arena_);
 }
 
 FlowWorkspace::~FlowWorkspace() = default;
@@ -306,7 +322,7 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
   GraphedForward graphed(model.backend(), *ws.graphs_,
                          {in.B, in.Ta, in.Tv, in.L, in.S8, d.x.raw(), d.v.raw(), ctx->base(),
                           step.mark(), ctx->text_rows()});
-  run_steps(model, in, *ctx, d, v_host, params, callbacks,
+  run_steps(model, in, *ctx, *ws.timesteps_, d, v_host, params, callbacks,
             [&] { graphed([&] { model.forward(*ctx, d.x, d.v, step); }); });
   return in.x;
 }
@@ -324,7 +340,10 @@ Tensor flow_sample(const Mmdit& model, const FlowConditions& cond, const FlowSam
   // frozen one must already be large enough, or the first step throws.
   if (!arena.frozen()) arena.freeze(model.step_arena_bytes(in.B, in.Ta, in.Tv));
   const Tensor v_host = Tensor::empty({in.B, model.config().latent_dim, in.Ta}, DType::kF32);
-  run_steps(model, in, *ctx, d, v_host, params, callbacks,
+  // The request's whole schedule, as a workspace's table computes it for its first request.
+  const std::unique_ptr<TimestepTable> table =
+      model.make_timestep_table(std::min<int64_t>(params.steps, FlowLimits{}.timestep_rows));
+  run_steps(model, in, *ctx, *table, d, v_host, params, callbacks,
             [&] { model.forward(*ctx, d.x, d.v, arena); });
   return in.x;
 }

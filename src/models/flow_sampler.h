@@ -94,6 +94,10 @@ struct FlowLimits {
   int64_t visual_len = 0;
   int64_t text_len = 0;
   int64_t sync_len = 0;
+  // Timesteps whose time embedding and triple-block modulations are kept (TimestepTable): a
+  // schedule of up to this many steps is computed once and then found by every request with the
+  // same step count (~1 MB a row in XXL bf16). At least `batch` are kept.
+  int64_t timestep_rows = 64;
 };
 
 // Device memory of a FlowWorkspace, per arena.
@@ -101,6 +105,7 @@ struct FlowWorkspaceBytes {
   size_t inputs = 0;   // the conditions' device copies, x and v
   size_t context = 0;  // the DiT context (Mmdit::context_arena_bytes)
   size_t step = 0;     // one forward's activations (Mmdit::step_arena_bytes)
+  size_t timesteps = 0;  // the timestep table (Mmdit::timestep_table_bytes)
 };
 
 struct FlowBatchItem;
@@ -130,6 +135,7 @@ class FlowWorkspace {
   const Arena& inputs_arena() const { return *inputs_; }
   const Arena& context_arena() const { return *context_; }
   const Arena& step_arena() const { return *step_; }
+  const TimestepTable& timestep_table() const { return *timesteps_; }
   bool owns_step_arena() const { return owned_step_ != nullptr; }
   // Steps recorded so far (each a new shape or new addresses) and graphs kept now.
   size_t graphs_recorded() const;
@@ -160,7 +166,8 @@ class FlowWorkspace {
 
   const Mmdit& model_;
   FlowLimits limits_;
-  std::unique_ptr<Arena> inputs_, context_, owned_step_;
+  std::unique_ptr<Arena> inputs_, context_, owned_step_, timestep_arena_;
+  std::unique_ptr<TimestepTable> timesteps_;
   Arena* step_ = nullptr;  // owned_step_ or the caller's
   size_t step_bytes_ = 0;  // one step at the limits
   Tensor v_host_;  // host staging for the velocity, [batch, latent_dim, audio_len] at the limits

@@ -39,6 +39,12 @@ void check_fits(const HostInputs& in, const FlowLimits& l);
 // on B and Ta.
 DeviceInputs upload_inputs(const Mmdit& model, const HostInputs& in, Arena& arena);
 bool graphs_enabled_by_env();
+// The rows of a workspace's timestep table (FlowLimits::timestep_rows, at least the batch).
+int64_t timestep_table_rows(const FlowLimits& l);
+// The schedule's timesteps (1000·sigma, the final 0 excluded) into the table, before the first
+// step, so that they are computed together.
+void precompute_schedule(const Mmdit& model, TimestepTable& table,
+                         const std::vector<float>& sigmas);
 
 // Everything a recorded step refers to besides the model's weights and the backend's own memory
 // (scratch, cuBLASLt workspace: see backend/cuda/cuda_graph.cu): the lengths and where the

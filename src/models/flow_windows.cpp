@@ -102,6 +102,7 @@ Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
   Backend& be = model.backend();
   const int64_t C = model.config().latent_dim, T = audio_len, B = in.B;
   const std::vector<float> sigmas = flow_sigmas(params.steps);
+  precompute_schedule(model, *ws.timesteps_, sigmas);
   std::vector<float> v_sum(size_t(C * T));
   Tensor x_window = Tensor::empty({1, C, l.audio_len}, DType::kF32);
   // One recorder per window shape: equal shapes get equal addresses (the arenas are rewound per
@@ -148,7 +149,7 @@ Tensor flow_sample_windows(const Mmdit& model, const FlowConditions& cond,
         graphed = forwards.back().get();
       }
       for (int64_t b = 0; b < B; ++b) be.copy_from_host(d.x.select(0, b), win.x.select(0, 0));
-      model.set_timesteps(*ctx, ts);
+      model.set_timesteps(*ctx, *ws.timesteps_, ts);
       (*graphed)([&] { model.forward(*ctx, d.x, d.v, step); });
       const Tensor v_host(ws.v_host_.raw(), DType::kF32, {B, C, Tw}, DeviceKind::kCPU);
       be.copy_to_host(v_host, d.v);

@@ -16,7 +16,6 @@ namespace foley {
 
 namespace {
 
-constexpr int64_t kTimeFreqDim = 256;  // TimestepEmbedder's sinusoid width
 constexpr int64_t kSyncSegment = 8;    // Synchformer tokens per 16-frame window
 
 int64_t need_int(const nlohmann::json& j, const char* key) {
@@ -26,17 +25,6 @@ int64_t need_int(const nlohmann::json& j, const char* key) {
   if (v <= 0) throw make_error(ErrorKind::kInvalidInput, "dit config: \"%s\" must be > 0", key);
   return v;
 }
-
-// Bytes an Arena hands out for a sequence of allocations (each rounded to its alignment).
-struct ArenaBytes {
-  size_t total = 0;
-  ArenaBytes& of(int64_t n, DType dt) {
-    const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
-    total += (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
-    return *this;
-  }
-  ArenaBytes& f32(int64_t n) { return of(n, DType::kF32); }
-};
 
 // The activation dtype for these weights on this backend (see mmdit.h).
 DType activation_dtype_for(const Backend& backend, DType weights) {
@@ -282,7 +270,7 @@ size_t Mmdit::context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visu
   const int64_t B = batch, Ta = audio_len, Tv = visual_len, L = text_len, S8 = sync_len;
   const int64_t H = c.hidden, half = c.head_dim / 2;
   ArenaBytes persistent;
-  persistent.f32(B * kTimeFreqDim);
+  persistent.f32(B * kTimeFreqDim).of(B * H, act_).f32(B * H).of(2 * c.depth_triple * B * 9 * H, act_);
   for (int64_t n : {Tv + Ta, Tv + Ta, Ta, L}) persistent.f32(n * half).f32(n * half);
   for (int64_t i = 0; i < c.depth_triple; ++i) persistent.of(B * L * 2 * H, act_);
   persistent.f32(B * Tv * H).f32(B * Ta * H);
@@ -343,6 +331,9 @@ std::unique_ptr<DitContext> Mmdit::prepare(const Tensor& clip, const Tensor& syn
   // Persistent tensors first, in context_arena_bytes' order; temporaries go above them in a
   // scope.
   ctx->temb_ = arena.alloc({B, kTimeFreqDim}, DType::kF32);
+  ctx->time_hidden_ = arena.alloc({B, H}, act_);
+  ctx->vec_ = arena.alloc({B, H}, DType::kF32);
+  ctx->mods_ = arena.alloc({2 * c.depth_triple, B, 9 * H}, act_);
   auto upload_rope = [&](const std::vector<float>& pos) {
     HostRope h = rope_table_host(pos, c.head_dim);
     RopeTable t{arena.alloc(h.cos.shape(), DType::kF32), arena.alloc(h.sin.shape(), DType::kF32)};
@@ -415,14 +406,12 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   const int64_t B = batch, Ta = audio_len, Tv = visual_len, H = c.hidden, L = Tv + Ta;
   const DType a = act_;
   using A = ArenaBytes;
-  const size_t base = A().f32(B * H).of(B * H, a).f32(B * Ta * H).total;
+  const size_t base = A().f32(B * Ta * H).total;
   const size_t embed = A().f32(B * Ta * c.latent_dim).total;
   const size_t visual = A().f32(B * Tv * H).total;
   auto mlp = [&](int64_t T) { return A().of(B * T * H, a).of(B * T * c.mlp_hidden, a).total; };
   const size_t triple =
-      A().of(B * 9 * H, a)
-          .of(B * 9 * H, a)
-          .of(B * Ta * H, a)
+      A().of(B * Ta * H, a)
           .of(B * Tv * H, a)
           .of(B * L * H, a)
           .total +
@@ -441,22 +430,6 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   return base + std::max(embed, visual + std::max(triple, tok + std::max(single, final_layer)));
 }
 
-void Mmdit::set_timesteps(const DitContext& ctx, const float* t) const {
-  // Timestep sinusoid [cos | sin] as torch computes it: freqs = exp(F32(−ln 1e4)·k / 128).
-  const int64_t B = ctx.batch_, half = kTimeFreqDim / 2;
-  const float neg_log = static_cast<float>(-std::log(10000.0));
-  float* e = ctx.temb_host_.data();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t k = 0; k < half; ++k) {
-      const float freq = std::exp(neg_log * static_cast<float>(k) / static_cast<float>(half));
-      const float arg = t[b] * freq;
-      e[b * kTimeFreqDim + k] = std::cos(arg);
-      e[b * kTimeFreqDim + half + k] = std::sin(arg);
-    }
-  }
-  backend_.copy_from_host(ctx.temb_, Tensor(e, DType::kF32, {B, kTimeFreqDim}, DeviceKind::kCPU));
-}
-
 void Mmdit::forward(const DitContext& ctx, const Tensor& x, const float* t, const Tensor& v,
                     Arena& arena) const {
   set_timesteps(ctx, t);
@@ -472,15 +445,9 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const Tensor& v, Are
   expect_shape(v, {B, c.latent_dim, Ta}, "dit output velocity");
   Arena::Scope scope(arena);
 
-  const Tensor& temb = ctx.temb_;  // set_timesteps
-  const Tensor vec = arena.alloc({B, H}, DType::kF32);
+  const Tensor& vec = ctx.vec_;  // set_timesteps
   DitStepState s;
   s.act = act_;
-  s.silu_vec = arena.alloc({B, H}, act_);
-  be.linear(temb, w.time_1.w, w.time_1.bias(), s.silu_vec);
-  be.activation(Activation::kSilu, s.silu_vec, s.silu_vec);
-  be.linear(s.silu_vec, w.time_2.w, w.time_2.bias(), vec);
-  be.activation(Activation::kSilu, vec, s.silu_vec);
 
   // Audio tokens: k=1 conv embedder on the channel-last latent, plus the sync features (added
   // once, before triple block 0).
@@ -495,9 +462,12 @@ void Mmdit::forward(const DitContext& ctx, const Tensor& x, const Tensor& v, Are
   s.visual = arena.alloc({B, Tv, H}, DType::kF32);
   be.copy(s.visual, ctx.visual_);
 
-  for (size_t i = 0; i < w.triple.size(); ++i)
-    dit_triple_block(be, c, w.triple[i], ctx.text_kv_[i], ctx.text_rows_, ctx.self_rope_,
-                     ctx.cross_rope_, s, arena);
+  for (size_t i = 0; i < w.triple.size(); ++i) {
+    const int64_t audio_mod = 2 * static_cast<int64_t>(i);
+    dit_triple_block(be, c, w.triple[i], ctx.mods_.select(0, audio_mod),
+                     ctx.mods_.select(0, audio_mod + 1), ctx.text_kv_[i], ctx.text_rows_,
+                     ctx.self_rope_, ctx.cross_rope_, s, arena);
+  }
 
   // Single blocks and the final layer condition per token on vec + sync_a; only SiLU of it is
   // ever used.

@@ -97,7 +97,12 @@ class DitContext {
   std::unique_ptr<Arena> arena_;  // null when the memory is the caller's
   int64_t batch_ = 0, ta_ = 0, tv_ = 0, text_len_ = 0;
   std::vector<DitTextRows> text_rows_;
-  Tensor temb_;                           // timestep sinusoid [B, 256] (Mmdit::set_timesteps)
+  // What set_timesteps writes and forward() reads: the time embedding vec and every triple
+  // block's two modulations (the sinusoid and the embedder's hidden layer are its scratch).
+  Tensor temb_;         // timestep sinusoid [B, 256]
+  Tensor time_hidden_;  // [B, H], act
+  Tensor vec_;          // time embedding [B, H] F32
+  Tensor mods_;         // [2·depth_triple, B, 9H] act: block i's audio stream 2i, visual 2i+1
   std::vector<Tensor> text_kv_;           // per triple block [B, L, 2H]: k (normed, rotated) | v
   Tensor visual_;                         // visual_proj(clip) [B, Tv, H]
   Tensor sync_a_;                         // sync_in(sync + pos) resampled to Ta [B, Ta, H]
@@ -105,6 +110,34 @@ class DitContext {
   RopeTable cross_rope_;                  // joint [visual; audio] cross-attention query positions
   RopeTable single_rope_;                 // audio 0..Ta−1
   mutable std::vector<float> temb_host_;  // staging for the timestep sinusoid, [B, 256]
+};
+
+// The part of a DiT step that depends on the timestep alone, kept per timestep value: the time
+// embedding and every triple block's two modulations (sync_modulation is off, so these are the
+// same for every row at one timestep). A sampler knows its whole schedule before the first step,
+// and computing the schedule's rows together reads the modulation weights (~1.5 GB in XXL bf16)
+// once, where a step computing its own rows reads them every step (~0.9 ms of a ~25-ms H100
+// step). Rows stay until their slot is needed, so later requests with the same step count find
+// them all. Built by Mmdit::make_timestep_table; one sampler at a time.
+class TimestepTable {
+ public:
+  int64_t capacity() const { return capacity_; }
+  // Rows computed since the table was made (a miss costs one; tests and benchmarks read it).
+  size_t rows_computed() const { return computed_; }
+
+ private:
+  friend class Mmdit;
+  std::unique_ptr<Arena> arena_;  // null when the memory is the caller's
+  int64_t capacity_ = 0;
+  Tensor temb_, hidden_;  // scratch: [capacity, 256] F32, [capacity, H] act
+  Tensor vec_;            // [capacity, H] F32
+  Tensor mods_;           // [2·depth_triple, capacity, 9H] act
+  std::vector<uint32_t> keys_;  // the timestep's F32 bits per slot
+  std::vector<bool> held_;
+  std::vector<uint64_t> last_use_;
+  uint64_t clock_ = 0;
+  size_t computed_ = 0;
+  std::vector<float> temb_host_;  // staging for the sinusoids, [capacity, 256]
 };
 
 class Mmdit {
@@ -144,10 +177,24 @@ class Mmdit {
   size_t context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_len, int64_t text_len,
                              int64_t sync_len) const;
 
-  // Writes the timestep sinusoid of t[0..B) (host values in [0, 1000]) into the context's device
-  // tensor, on the backend's queue; forward() without `t` reads it. Kept out of forward() so that
-  // a forward can be recorded (Backend::record) and replayed for every step.
+  // Computes the timestep-only part of a step (time embedding, triple-block modulations) for
+  // t[0..B) (host values in [0, 1000]) into the context, on the backend's queue; forward()
+  // without `t` reads it. Kept out of forward() so that a forward can be recorded
+  // (Backend::record) and replayed for every step.
   void set_timesteps(const DitContext& ctx, const float* t) const;
+  // The same from `table`: each row's values are copied from the table's row for its timestep,
+  // computed first where the table does not hold it yet.
+  void set_timesteps(const DitContext& ctx, TimestepTable& table, const float* t) const;
+
+  // A table of `rows` timesteps (at least 1), its memory owned, or taken from `arena` (frozen
+  // arenas need timestep_table_bytes(rows) free); set_timesteps with it needs rows >= the
+  // context's batch.
+  std::unique_ptr<TimestepTable> make_timestep_table(int64_t rows) const;
+  std::unique_ptr<TimestepTable> make_timestep_table(int64_t rows, Arena& arena) const;
+  size_t timestep_table_bytes(int64_t rows) const;
+  // Computes the table's rows for the distinct values of t[0..n) it does not hold, the first
+  // capacity() of them when there are more; in one batch of rows per run of free slots.
+  void precompute_timesteps(TimestepTable& table, const float* t, int64_t n) const;
 
   // v[B, 128, Ta] = DiT(x[B, 128, Ta], t) for the timesteps last given to set_timesteps; x and v
   // are contiguous F32 on the device and must not alias. Allocates only from `arena`, issues only
@@ -171,6 +218,14 @@ class Mmdit {
   Backend& backend_;
   std::unique_ptr<Weights> w_;
   DType act_ = DType::kF32;
+
+  // The time embedder and the triple blocks' modulations for the sinusoids `temb` [n, 256]:
+  // `hidden` [n, H] act is scratch, `vec` [n, H] F32 and `mods` [2·depth_triple, n, 9H] act the
+  // results (mmdit_timesteps.cpp; the one computation behind both set_timesteps).
+  void timestep_rows(const Tensor& temb, const Tensor& hidden, const Tensor& vec,
+                     const Tensor& mods) const;
+  // The table's slots for t[0..n), computing the rows it lacks (at most capacity() distinct).
+  std::vector<int64_t> table_slots(TimestepTable& table, const float* t, int64_t n) const;
 };
 
 }  // namespace foley

@@ -67,7 +67,7 @@ float dit_attention_scale(int64_t head_dim) {
 }
 
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
-                      const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
+                      const Tensor& mod_a, const Tensor& mod_v, const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
                       const RopeTable& self_rope, const RopeTable& cross_rope, DitStepState& s,
                       Arena& arena) {
   Arena::Scope scope(arena);
@@ -76,11 +76,6 @@ void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock&
   const float scale = dit_attention_scale(D);
   const DType act = s.act;
 
-  // Modulations come from the timestep alone (sync_modulation is off): one row per sample.
-  const Tensor mod_a = arena.alloc({B, 9 * H}, act);
-  const Tensor mod_v = arena.alloc({B, 9 * H}, act);
-  dit_linear(be, s.silu_vec, blk.audio.mod, mod_a);
-  dit_linear(be, s.silu_vec, blk.visual.mod, mod_v);
   auto ma = [&](int k) { return mod_chunk(mod_a, k, H, Ta); };
   auto mv = [&](int k) { return mod_chunk(mod_v, k, H, Tv); };
 

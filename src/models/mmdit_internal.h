@@ -68,6 +68,19 @@ struct Mmdit::Weights {
   DitLinear final_linear;  // [128, H]
 };
 
+constexpr int64_t kTimeFreqDim = 256;  // TimestepEmbedder's sinusoid width
+
+// Bytes an Arena hands out for a sequence of allocations (each rounded to its alignment).
+struct ArenaBytes {
+  size_t total = 0;
+  ArenaBytes& of(int64_t n, DType dt) {
+    const size_t bytes = static_cast<size_t>(n) * dtype_size(dt);
+    total += (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+    return *this;
+  }
+  ArenaBytes& f32(int64_t n) { return of(n, DType::kF32); }
+};
+
 // Norm epsilons of the official modules (model-spec §6.7).
 constexpr float kDitLayerNormEps = 1e-6f;        // triple blocks, final layer
 constexpr float kDitSingleLayerNormEps = 1e-5f;  // nn.LayerNorm default in single blocks
@@ -89,13 +102,13 @@ struct DitStepState {
   DType act = DType::kF32;
   Tensor audio;         // [B, Ta, H] F32, updated in place
   Tensor visual;        // [B, Tv, H] F32, updated in place (triple blocks only)
-  Tensor silu_vec;      // SiLU(time embedding) [B, H], act
   Tensor silu_vec_tok;  // SiLU(sync_a + vec) [B, Ta, H], act
 };
 
+// `mod_a`, `mod_v`: the block's audio and visual modulations [B, 9H] (DitContext::mods_);
 // `text_rows`: which rows attend to how many of text_kv's tokens (DitContext::text_rows).
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
-                      const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
+                      const Tensor& mod_a, const Tensor& mod_v, const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
                       const RopeTable& self_rope, const RopeTable& cross_rope, DitStepState& s,
                       Arena& arena);
 void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock& blk,

@@ -21,7 +21,7 @@
 //   loading of each kernel happen at its first eager launch.
 // - Transfers from pageable host memory and stream synchronisation (copy_from_host,
 //   copy_to_host, synchronize) cannot be captured: callers keep them outside `work` (the DiT's
-//   timestep sinusoid is uploaded by Mmdit::set_timesteps before the replay).
+//   timestep rows are uploaded or copied by Mmdit::set_timesteps before the replay).
 // - Environment switches read per call (FOLEY_CUDA_ATTENTION) are frozen into a graph at
 //   recording time.
 #include <cuda_runtime.h>
