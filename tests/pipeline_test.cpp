@@ -342,7 +342,8 @@ TEST(Pipeline, StagesShareOneArenaOfTheLargestNeed) {
     if (a.name == "stage") stage = &a;
   }
   EXPECT_EQ(names,
-            (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context", "io"}));
+            (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context",
+                                      "timestep_table", "io"}));
   ASSERT_NE(stage, nullptr);
   const pipeline::StageArenaNeeds& n = g.stage_arena_needs();
   for (size_t need : {n.visual, n.sync, n.text, n.step, n.dac}) EXPECT_GT(need, 0u);
@@ -369,9 +370,11 @@ TEST(Pipeline, StagesShareOneArenaOfTheLargestNeed) {
     else
       sum += t.seconds;
   }
-  EXPECT_EQ(parts,
-            (std::vector<std::string>{"encoders", "text", "freeze", "denoise", "vae", "total"}));
+  EXPECT_EQ(parts, (std::vector<std::string>{"encoders", "text", "freeze", "denoise", "vae",
+                                             "schedule", "total"}));
   EXPECT_GE(all, sum);
+  // The default 50-step schedule's timestep rows are ready before the first request.
+  EXPECT_GE(g.flow_workspace().timestep_table().rows_computed(), 50u);
 }
 
 // The shared arena changes only where activations live: a request gives the bits of the same

@@ -299,6 +299,12 @@ Arena& FlowWorkspace::empty_step_arena(const char* who) {
   return step;
 }
 
+void FlowWorkspace::precompute_schedule(int steps) {
+  if (steps < 1 || steps > 1000)
+    throw make_error(ErrorKind::kInvalidInput, "steps must be in [1, 1000], got %d", steps);
+  flow_internal::precompute_schedule(model_, *timesteps_, flow_sigmas(steps));
+}
+
 const std::string& FlowWorkspace::graph_error() const {
   return graphs_->error;
 }

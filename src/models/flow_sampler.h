@@ -136,6 +136,10 @@ class FlowWorkspace {
   const Arena& context_arena() const { return *context_; }
   const Arena& step_arena() const { return *step_; }
   const TimestepTable& timestep_table() const { return *timesteps_; }
+  const Arena& timestep_arena() const { return *timestep_arena_; }
+  // Computes the timestep rows of a schedule of `steps` now (a warm-up does it for the default
+  // step count, so the first request finds them as every later one does).
+  void precompute_schedule(int steps);
   bool owns_step_arena() const { return owned_step_ != nullptr; }
   // Steps recorded so far (each a new shape or new addresses) and graphs kept now.
   size_t graphs_recorded() const;

@@ -160,6 +160,7 @@ std::vector<ArenaStat> GeneratorImpl::arena_stats() const {
   add("text_out", *text_out_arena_);
   add("flow_inputs", flow_->inputs_arena());
   add("dit_context", flow_->context_arena());
+  add("timestep_table", flow_->timestep_arena());
   add("io", *io_arena_);
   return out;
 }

@@ -306,6 +306,8 @@ void GeneratorImpl::warm_up() {
               max_ta_);
   const GenerationResult r = run_features(run, f, p, nullptr);
   for (const StageTiming& t : r.timings) parts.push_back(t);  // "denoise", "vae"
+  // The default schedule's timestep rows, so that the first request computes none.
+  timed("schedule", [&] { flow_->precompute_schedule(GenerationParams{}.steps); });
   // Batches of requests at the largest shape (GeneratorOptions::max_batch).
   if (options_.max_batch > 1) timed("batches", [&] { warm_up_batches(f, p.steps); });
   {
