@@ -341,9 +341,8 @@ TEST(Pipeline, StagesShareOneArenaOfTheLargestNeed) {
     total += a.reserved;
     if (a.name == "stage") stage = &a;
   }
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context",
-                                      "timestep_table", "io"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"stage", "text_out", "flow_inputs", "dit_context",
+                                             "timestep_table", "io"}));
   ASSERT_NE(stage, nullptr);
   const pipeline::StageArenaNeeds& n = g.stage_arena_needs();
   for (size_t need : {n.visual, n.sync, n.text, n.step, n.dac}) EXPECT_GT(need, 0u);

@@ -270,7 +270,10 @@ size_t Mmdit::context_arena_bytes(int64_t batch, int64_t audio_len, int64_t visu
   const int64_t B = batch, Ta = audio_len, Tv = visual_len, L = text_len, S8 = sync_len;
   const int64_t H = c.hidden, half = c.head_dim / 2;
   ArenaBytes persistent;
-  persistent.f32(B * kTimeFreqDim).of(B * H, act_).f32(B * H).of(2 * c.depth_triple * B * 9 * H, act_);
+  persistent.f32(B * kTimeFreqDim)
+      .of(B * H, act_)
+      .f32(B * H)
+      .of(2 * c.depth_triple * B * 9 * H, act_);
   for (int64_t n : {Tv + Ta, Tv + Ta, Ta, L}) persistent.f32(n * half).f32(n * half);
   for (int64_t i = 0; i < c.depth_triple; ++i) persistent.of(B * L * 2 * H, act_);
   persistent.f32(B * Tv * H).f32(B * Ta * H);
@@ -411,10 +414,7 @@ size_t Mmdit::step_arena_bytes(int64_t batch, int64_t audio_len, int64_t visual_
   const size_t visual = A().f32(B * Tv * H).total;
   auto mlp = [&](int64_t T) { return A().of(B * T * H, a).of(B * T * c.mlp_hidden, a).total; };
   const size_t triple =
-      A().of(B * Ta * H, a)
-          .of(B * Tv * H, a)
-          .of(B * L * H, a)
-          .total +
+      A().of(B * Ta * H, a).of(B * Tv * H, a).of(B * L * H, a).total +
       std::max({A().of(B * L * 3 * H, a).total,
                 A().of(B * L * H, a).of(B * Tv * H, a).of(B * Ta * H, a).total, mlp(Ta), mlp(Tv)});
   const int64_t F = c.conv_mlp_hidden;

@@ -129,9 +129,9 @@ class TimestepTable {
   friend class Mmdit;
   std::unique_ptr<Arena> arena_;  // null when the memory is the caller's
   int64_t capacity_ = 0;
-  Tensor temb_, hidden_;  // scratch: [capacity, 256] F32, [capacity, H] act
-  Tensor vec_;            // [capacity, H] F32
-  Tensor mods_;           // [2·depth_triple, capacity, 9H] act
+  Tensor temb_, hidden_;        // scratch: [capacity, 256] F32, [capacity, H] act
+  Tensor vec_;                  // [capacity, H] F32
+  Tensor mods_;                 // [2·depth_triple, capacity, 9H] act
   std::vector<uint32_t> keys_;  // the timestep's F32 bits per slot
   std::vector<bool> held_;
   std::vector<uint64_t> last_use_;

@@ -67,9 +67,9 @@ float dit_attention_scale(int64_t head_dim) {
 }
 
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
-                      const Tensor& mod_a, const Tensor& mod_v, const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
-                      const RopeTable& self_rope, const RopeTable& cross_rope, DitStepState& s,
-                      Arena& arena) {
+                      const Tensor& mod_a, const Tensor& mod_v, const Tensor& text_kv,
+                      const std::vector<DitTextRows>& text_rows, const RopeTable& self_rope,
+                      const RopeTable& cross_rope, DitStepState& s, Arena& arena) {
   Arena::Scope scope(arena);
   const int64_t B = s.audio.dim(0), Ta = s.audio.dim(1), Tv = s.visual.dim(1);
   const int64_t H = cfg.hidden, nh = cfg.heads, D = cfg.head_dim, L = Tv + Ta;

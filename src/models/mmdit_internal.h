@@ -108,9 +108,9 @@ struct DitStepState {
 // `mod_a`, `mod_v`: the block's audio and visual modulations [B, 9H] (DitContext::mods_);
 // `text_rows`: which rows attend to how many of text_kv's tokens (DitContext::text_rows).
 void dit_triple_block(Backend& be, const MmditConfig& cfg, const DitTripleBlock& blk,
-                      const Tensor& mod_a, const Tensor& mod_v, const Tensor& text_kv, const std::vector<DitTextRows>& text_rows,
-                      const RopeTable& self_rope, const RopeTable& cross_rope, DitStepState& s,
-                      Arena& arena);
+                      const Tensor& mod_a, const Tensor& mod_v, const Tensor& text_kv,
+                      const std::vector<DitTextRows>& text_rows, const RopeTable& self_rope,
+                      const RopeTable& cross_rope, DitStepState& s, Arena& arena);
 void dit_single_block(Backend& be, const MmditConfig& cfg, const DitSingleBlock& blk,
                       const RopeTable& rope, DitStepState& s, Arena& arena);
 

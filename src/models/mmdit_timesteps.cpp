@@ -151,7 +151,8 @@ std::vector<int64_t> Mmdit::table_slots(TimestepTable& tb, const float* t, int64
       if (slot[static_cast<size_t>(i)] >= 0) continue;
       const uint32_t key = bits_of(t[i]);
       for (size_t s = 0; s < cap; ++s)
-        if (tb.held_[s] && tb.keys_[s] == key) slot[static_cast<size_t>(i)] = static_cast<int64_t>(s);
+        if (tb.held_[s] && tb.keys_[s] == key)
+          slot[static_cast<size_t>(i)] = static_cast<int64_t>(s);
     }
   }
   return slot;
