@@ -2,12 +2,13 @@
 # ON THE DEVICE MACHINE, from a snapshot made with `scripts/device/snapshot.sh --golden` plus a
 # baseline tree at .snap/base (`git archive BASE | tar -x -C .snap/base`): the candidate's step
 # times, then the baseline's on the same card and bundle, then the GPU tests, then the
-# candidate with each opt-in kernel path turned on - so every number of a before/after
+# candidate with each kernel switch turned the other way - so every number of a before/after
 # comparison comes from one machine, in the order of what matters most if time runs out.
 #
 #   cd .snap/src && OUT=$OUT WORK=/root/fw bash bench/step_ab.sh
 # AB_ENVS lists the settings to re-run `e2e_bench dit` under, each "VAR=value[,VAR=value...]"
-# (default: each opt-in kernel path on alone, then all of them together).
+# (default: each switch flipped alone - the scalar row kernels, the opt-in GEMV and key-split
+# attention - then all of them together).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/foley-bench-out}
@@ -48,7 +49,7 @@ fi
 wait "$TESTS_PID"
 say "GPU tests"
 timeout 300 bash tests/cuda/run_gpu_tests.sh build-device 2>&1 | tail -40 | tee -a "$OUT/ab.txt"
-NEW="FOLEY_CUDA_VECTOR_ROWS=1 FOLEY_CUDA_GEMV=1 FOLEY_CUDA_FLASH_SPLIT=auto"
+NEW="FOLEY_CUDA_VECTOR_ROWS=0 FOLEY_CUDA_GEMV=1 FOLEY_CUDA_FLASH_SPLIT=auto"
 for e in ${AB_ENVS:-$NEW ${NEW// /,}}; do
   IFS=, read -ra vars <<<"$e"
   ab "candidate with $e" env "${vars[@]}" build-device/bin/e2e_bench dit "$BUNDLE"

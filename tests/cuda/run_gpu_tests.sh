@@ -2,7 +2,7 @@
 # The GPU check of foley, runnable on any CUDA machine from a build with FOLEY_CUDA=ON:
 #   1. every CUDA op test (foley_tests --gtest_filter='Cuda*'), each against the CPU oracle;
 #   2. every golden case of the official implementation, end to end on the CUDA backend;
-# both with the defaults and with the not-yet-measured kernel paths on (NEW_PATHS below).
+# both with the defaults and with the kernel switches the other way (OTHER_PATHS below).
 # Prints one summary line per part and exits non-zero when any part fails (or when the tests
 # skipped because no device was found: on a GPU machine that is a failure, not a pass).
 #
@@ -30,13 +30,13 @@ status=0
 summary=()
 LOG=$(mktemp -d)
 
-# Each part runs twice: with the defaults, and with the kernel paths that are off by default
-# until they have been measured on a GPU (FOLEY_CUDA_VECTOR_ROWS, FOLEY_CUDA_GEMV, the key-split
-# attention); the switches are read once per process, hence two runs.
-NEW_PATHS="FOLEY_CUDA_VECTOR_ROWS=1 FOLEY_CUDA_GEMV=1 FOLEY_CUDA_FLASH_SPLIT=auto"
-for setting in defaults new-paths; do
+# Each part runs twice: with the defaults, and with every kernel switch the other way - the
+# scalar row kernels (FOLEY_CUDA_VECTOR_ROWS=0) and the opt-in paths (FOLEY_CUDA_GEMV, the
+# key-split attention); the switches are read once per process, hence two runs.
+OTHER_PATHS="FOLEY_CUDA_VECTOR_ROWS=0 FOLEY_CUDA_GEMV=1 FOLEY_CUDA_FLASH_SPLIT=auto"
+for setting in defaults other-paths; do
   envs=()
-  [ "$setting" = new-paths ] && read -ra envs <<<"$NEW_PATHS"
+  [ "$setting" = other-paths ] && read -ra envs <<<"$OTHER_PATHS"
   run_env() { env "${envs[@]}" "$@"; }
   run_env "$TESTS" --gtest_filter='Cuda*' --gtest_brief=1 >"$LOG/ops-$setting.txt" 2>&1
   rc=$?

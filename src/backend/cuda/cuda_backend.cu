@@ -114,7 +114,7 @@ StridedNd make_nd(std::initializer_list<const Tensor*> ops, bool skip_last) {
 bool vector_rows_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("FOLEY_CUDA_VECTOR_ROWS");
-    return v != nullptr && std::strcmp(v, "1") == 0;
+    return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   return on;
 }

@@ -5,8 +5,8 @@
 //
 // Row-wise ops run one thread block per row (rows may be strided; the last dim is contiguous),
 // head-sized rms rows one warp per row, and rows cached in registers for layer_norm_modulate;
-// with FOLEY_CUDA_VECTOR_ROWS=1 (opt-in until measured on a GPU) quad-aligned rows up to 2048
-// wide take one warp per row with vector loads (warp_rows) instead. All accumulate statistics
+// quad-aligned rows up to 2048 wide take one warp per row with vector loads (warp_rows)
+// instead, unless FOLEY_CUDA_VECTOR_ROWS=0. All accumulate statistics
 // in double in two passes, as the CPU oracle does, so the backends differ only by summation
 // order. A row's statistics are complete (a reduction over all of it) before any of it is
 // written, so every op here works in place.
