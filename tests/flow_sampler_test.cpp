@@ -163,6 +163,28 @@ TEST_F(FlowSamplerModelTest, GuidanceOneRunsConditionalOnly) {
   EXPECT_EQ(latent.shape(), (Shape{1, 128, ta}));
 }
 
+// One step with CFG: the pair shares its timestep, so the one-shot path's one-row timestep table
+// serves it, and a workspace gives the same bits.
+TEST_F(FlowSamplerModelTest, OneStepWithGuidance) {
+  const int64_t ta = 24;
+  const FlowConditions cond = conditions(4, 8, 5, 21);
+  const Tensor noise = flow_initial_noise(128, ta, 5);
+  FlowSampleParams params;
+  params.steps = 1;
+  params.guidance = 4.5f;
+  Arena arena(backend_->block_allocator());
+  const Tensor one_shot = flow_sample(*model_, cond, params, ta, &noise, arena);
+  FlowLimits limits;
+  limits.audio_len = ta;
+  limits.visual_len = 4;
+  limits.text_len = 5;
+  limits.sync_len = 8;
+  FlowWorkspace ws(*model_, limits);
+  const Tensor in_workspace = flow_sample(*model_, cond, params, ta, &noise, ws);
+  EXPECT_GT(test::max_abs_error(one_shot, noise), 0.0);
+  EXPECT_EQ(test::max_abs_error(one_shot, in_workspace), 0.0);
+}
+
 TEST_F(FlowSamplerModelTest, CancellationStopsBetweenSteps) {
   const FlowConditions cond = conditions(4, 8, 5, 30);
   FlowSampleParams params;

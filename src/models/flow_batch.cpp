@@ -66,7 +66,6 @@ std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
                          (long long)in.Tv, (long long)in.S8, (long long)Tv, (long long)S8);
       }
       m.sigmas = flow_sigmas(item.params.steps);
-      precompute_schedule(model, *ws.timesteps_, m.sigmas);
       rows += in.B;
       active.push_back(std::move(m));
     } catch (...) {
@@ -78,6 +77,7 @@ std::vector<FlowBatchResult> flow_sample_batch(const Mmdit& model,
                      "a batch of %lld DiT rows is larger than the sampler was sized for (%lld)",
                      (long long)rows, (long long)l.batch);
   Arena& step = ws.empty_step_arena("flow_sample_batch");
+  for (const Member& m : active) precompute_schedule(model, *ws.timesteps_, m.sigmas);
 
   Backend& be = model.backend();
   const int64_t C = c.latent_dim, Ta = audio_len, n = C * Ta;

@@ -187,8 +187,8 @@ class Mmdit {
   void set_timesteps(const DitContext& ctx, TimestepTable& table, const float* t) const;
 
   // A table of `rows` timesteps (at least 1), its memory owned, or taken from `arena` (frozen
-  // arenas need timestep_table_bytes(rows) free); set_timesteps with it needs rows >= the
-  // context's batch.
+  // arenas need timestep_table_bytes(rows) free); set_timesteps with it needs as many rows as
+  // the batch has distinct timesteps.
   std::unique_ptr<TimestepTable> make_timestep_table(int64_t rows) const;
   std::unique_ptr<TimestepTable> make_timestep_table(int64_t rows, Arena& arena) const;
   size_t timestep_table_bytes(int64_t rows) const;

@@ -127,8 +127,8 @@ std::vector<int64_t> Mmdit::table_slots(TimestepTable& tb, const float* t, int64
     std::sort(free.begin(), free.end());  // in slot order, so that runs of slots are contiguous
     for (size_t k = 0; k < missing.size(); ++k) {
       const size_t s = free[k];
+      tb.held_[s] = false;  // until its row is computed: a failure below leaves it empty
       tb.keys_[s] = missing[k];
-      tb.held_[s] = true;
       tb.last_use_[s] = now;
       float v;
       std::memcpy(&v, &missing[k], sizeof v);
@@ -147,6 +147,7 @@ std::vector<int64_t> Mmdit::table_slots(TimestepTable& tb, const float* t, int64
       tb.computed_ += static_cast<size_t>(len);
       k = end;
     }
+    for (size_t s : free) tb.held_[s] = true;
     for (int64_t i = 0; i < n; ++i) {
       if (slot[static_cast<size_t>(i)] >= 0) continue;
       const uint32_t key = bits_of(t[i]);
@@ -169,8 +170,8 @@ void Mmdit::precompute_timesteps(TimestepTable& tb, const float* t, int64_t n) c
 
 void Mmdit::set_timesteps(const DitContext& ctx, TimestepTable& tb, const float* t) const {
   const int64_t B = ctx.batch_;
-  FOLEY_CHECK(B <= tb.capacity_, "timestep table of %lld rows for a batch of %lld",
-              static_cast<long long>(tb.capacity_), static_cast<long long>(B));
+  // Rows at one timestep share a slot (a CFG pair needs one); table_slots refuses more distinct
+  // timesteps than the table holds.
   const std::vector<int64_t> slot = table_slots(tb, t, B);
   // One copy per run of rows at one timestep (a CFG pair is one run).
   for (int64_t b = 0; b < B;) {
