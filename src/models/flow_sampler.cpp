@@ -125,11 +125,15 @@ size_t aligned_f32(int64_t n) {
   return (bytes + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
 }
 
+void check_steps(int steps) {
+  if (steps < 1 || steps > 1000)
+    throw make_error(ErrorKind::kInvalidInput, "steps must be in [1, 1000], got %d", steps);
+}
+
 HostInputs host_inputs(const Mmdit& model, const FlowConditions& cond,
                        const FlowSampleParams& params, int64_t audio_len, const Tensor* noise) {
   const MmditConfig& c = model.config();
-  if (params.steps < 1 || params.steps > 1000)
-    throw make_error(ErrorKind::kInvalidInput, "steps must be in [1, 1000], got %d", params.steps);
+  check_steps(params.steps);
   if (!std::isfinite(params.guidance))
     throw Error(ErrorKind::kInvalidInput, "guidance must be finite");
   HostInputs in;
@@ -300,8 +304,7 @@ Arena& FlowWorkspace::empty_step_arena(const char* who) {
 }
 
 void FlowWorkspace::precompute_schedule(int steps) {
-  if (steps < 1 || steps > 1000)
-    throw make_error(ErrorKind::kInvalidInput, "steps must be in [1, 1000], got %d", steps);
+  check_steps(steps);
   flow_internal::precompute_schedule(model_, *timesteps_, flow_sigmas(steps));
 }
 

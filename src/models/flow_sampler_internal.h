@@ -30,6 +30,8 @@ struct DeviceInputs {
 
 // Host tensor of any float dtype -> contiguous F32 copy (kInvalidInput for other dtypes).
 Tensor host_f32(const Tensor& t, const char* what);
+// kInvalidInput unless 1 <= steps <= 1000.
+void check_steps(int steps);
 // Checks the request and gathers its inputs (the latent drawn from the seed unless `noise`).
 HostInputs host_inputs(const Mmdit& model, const FlowConditions& cond,
                        const FlowSampleParams& params, int64_t audio_len, const Tensor* noise);

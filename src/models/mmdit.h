@@ -116,8 +116,8 @@ class DitContext {
 // embedding and every triple block's two modulations (sync_modulation is off, so these are the
 // same for every row at one timestep). A sampler knows its whole schedule before the first step,
 // and computing the schedule's rows together reads the modulation weights (~1.5 GB in XXL bf16)
-// once, where a step computing its own rows reads them every step (~0.9 ms of a ~25-ms H100
-// step). Rows stay until their slot is needed, so later requests with the same step count find
+// once, where a step computing its own rows reads them every step (0.6 ms of a 24.8-ms H100
+// step, BENCHMARKS.md run O). Rows stay until their slot is needed, so later requests with the same step count find
 // them all. Built by Mmdit::make_timestep_table; one sampler at a time.
 class TimestepTable {
  public:

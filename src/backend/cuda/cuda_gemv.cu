@@ -3,7 +3,9 @@
 // cuBLASLt's kernels for them read the weights at ~1.2 TB/s on an H100; one warp per output
 // column with 16-byte loads, several in flight per lane, streams them at close to the
 // memory's rate. f32 accumulation as the GEMM; only the summation order differs from it.
-// Opt-in (FOLEY_CUDA_GEMV=1) until it has been run and timed on a GPU.
+// Opt-in (FOLEY_CUDA_GEMV=1): the DiT's M = 2 modulation products it was written for now run
+// once per schedule at M = 50 (Mmdit's timestep table), so on an H100 it changed no step time
+// (BENCHMARKS.md, run O).
 #include <cuda_bf16.h>
 
 #include <cstdlib>

@@ -6,10 +6,10 @@
 // Row-wise ops run one thread block per row (rows may be strided; the last dim is contiguous),
 // head-sized rms rows one warp per row, and rows cached in registers for layer_norm_modulate;
 // quad-aligned rows up to 2048 wide take one warp per row with vector loads (warp_rows)
-// instead, unless FOLEY_CUDA_VECTOR_ROWS=0. All accumulate statistics
-// in double in two passes, as the CPU oracle does, so the backends differ only by summation
-// order. A row's statistics are complete (a reduction over all of it) before any of it is
-// written, so every op here works in place.
+// instead, unless FOLEY_CUDA_VECTOR_ROWS=0. All accumulate statistics in double in two passes,
+// as the CPU oracle does, so the backends differ only by summation order. A row's statistics
+// are complete (a reduction over all of it) before any of it is written, so every op here works
+// in place.
 #include <cmath>
 #include <type_traits>
 
@@ -284,8 +284,6 @@ __global__ void layer_norm_modulate_cached(StridedNd rows, int64_t nrows, FloatO
     }
   }
 }
-
-// y = LN(x)·(1 + scale) + shift; shift and scale rows may broadcast (stride-0 row dims).
 
 // y = LN(x)·(1 + scale) + shift; shift and scale rows may broadcast (stride-0 row dims).
 __global__ void layer_norm_modulate_rows(StridedNd rows, int64_t nrows, FloatOut y, FloatIn x,
