@@ -117,8 +117,8 @@ class DitContext {
 // same for every row at one timestep). A sampler knows its whole schedule before the first step,
 // and computing the schedule's rows together reads the modulation weights (~1.5 GB in XXL bf16)
 // once, where a step computing its own rows reads them every step (0.6 ms of a 24.8-ms H100
-// step, BENCHMARKS.md run O). Rows stay until their slot is needed, so later requests with the same step count find
-// them all. Built by Mmdit::make_timestep_table; one sampler at a time.
+// step, BENCHMARKS.md run O). Rows stay until their slot is needed, so later requests with the same
+// step count find them all. Built by Mmdit::make_timestep_table; one sampler at a time.
 class TimestepTable {
  public:
   int64_t capacity() const { return capacity_; }
