@@ -126,6 +126,38 @@ TEST(ModelRegistry, UnloadIsRefusedWhileARequestRuns) {
   EXPECT_TRUE(r.unload("small"));  // already unloaded
 }
 
+// With two lanes per generator (GeneratorOptions::overlap_encoders) a generator takes two
+// requests at once; idle generators are handed out first.
+TEST(ModelRegistry, LeasesAGeneratorWithLanesTwice) {
+  REGISTRY_OR_SKIP();
+  RegistryOptions o = small_options();
+  o.generator.overlap_encoders = true;
+  o.generators_per_model = 2;
+  ModelRegistry r({{"small", TinyModel::get()->bundle}}, o);
+  EXPECT_EQ(r.leases_per_generator(), 2);
+  std::vector<ModelRegistry::Lease> held;
+  held.push_back(r.acquire("small"));
+  held.push_back(r.acquire("small"));
+  EXPECT_NE(&held[0].generator(), &held[1].generator()) << "an idle generator was left idle";
+  held.push_back(r.acquire("small"));
+  held.push_back(r.acquire("small"));
+  EXPECT_EQ(find(r.status(), "small").running, 4);
+  std::atomic<bool> cancel{true};
+  EXPECT_THROW(r.acquire("small", &cancel), Error) << "a fifth request got a lease";
+  // Both leases of a generator run requests at once.
+  EXPECT_EQ(&held[0].generator(), &held[2].generator());
+  std::vector<float> a, b;
+  std::thread other([&] { b = text_audio(held[2].generator(), 5); });
+  a = text_audio(held[0].generator(), 5);
+  other.join();
+  EXPECT_EQ(a, b);
+  held.clear();
+  EXPECT_EQ(find(r.status(), "small").running, 0);
+  EXPECT_EQ(ModelRegistry({{"small", TinyModel::get()->bundle}}, small_options())
+                .leases_per_generator(),
+            1);
+}
+
 TEST(ModelRegistry, NeverEvictsAModelThatIsRunning) {
   REGISTRY_OR_SKIP();
   // Room for one model at a time.

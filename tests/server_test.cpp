@@ -935,6 +935,44 @@ TEST_F(ServerTest, QueuedVideosAreDecodedAheadWithTheSameResult) {
   EXPECT_GE(metric(c, "foley_jobs_decoded_ahead_total"), 1) << server.diagnostics();
 }
 
+TEST_F(ServerTest, OverlappedEncodersRunTwoJobsPerGeneratorWithTheSameResults) {
+  // --overlap-encoders: one generator, two workers leasing it; while one job denoises the next
+  // one's encoders run (tests/overlap_test.cpp shows that in the library). Every job is the
+  // same request, so each one's audio must be bitwise what the shared server gives.
+  ServerProcess server(assets().bundle, {"--overlap-encoders", "--queue-size", "8"});
+  server.wait_ready();
+  EXPECT_NE(server.output().find("2 workers on 1 generators with overlapped encoders"),
+            std::string::npos)
+      << server.diagnostics();
+  httplib::Client c("127.0.0.1", server.port());
+  httplib::Client a("127.0.0.1", shared_server().port());
+  const auto req = fields(assets().clip, "12", {{"seed", "11"}});
+  const std::string want_id = submit(a, req);
+  ASSERT_EQ(poll_until(a, want_id, is_finished, 120).value("state", ""), "succeeded");
+  auto want = a.Get("/v1/generations/" + want_id + "/audio");
+  ASSERT_TRUE(want);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(submit(c, req));
+  std::vector<std::pair<std::string, std::string>> spans;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_FALSE(ids[i].empty());
+    const json j = poll_until(c, ids[i], is_finished, 120);
+    ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    spans.emplace_back(j.value("started_at", ""), j.value("finished_at", ""));
+    auto got = c.Get("/v1/generations/" + ids[i] + "/audio");
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->status, 200);
+    EXPECT_TRUE(got->body == want->body) << "a job run beside another sounds different";
+  }
+  // Two jobs ran at once on the one generator.
+  bool together = false;
+  for (size_t i = 0; i < spans.size(); ++i)
+    for (size_t k = i + 1; k < spans.size(); ++k)
+      together |= spans[i].first < spans[k].second && spans[k].first < spans[i].second;
+  EXPECT_TRUE(together) << server.diagnostics();
+}
+
 TEST_F(ServerTest, ResultsExpireByTtlAndDiskBudget) {
   // Each 0.96 s result is a ~184 kB WAV plus a small MP4: eight of them exceed 1 MB.
   ServerProcess server(assets().bundle, {"--disk-budget-mb", "1"});

@@ -31,7 +31,7 @@ struct RegistryModel {
 
 struct RegistryOptions {
   GeneratorOptions generator;    // for every generator of every model
-  int generators_per_model = 1;  // concurrent requests per loaded model
+  int generators_per_model = 1;  // loaded generators per model (see leases_per_generator)
   int64_t budget_bytes = 0;      // 0: no limit
   bool warm_up = true;           // warm each generator before the model counts as loaded
 };
@@ -108,6 +108,10 @@ class ModelRegistry {
   const std::string& default_model() const;
   bool has(const std::string& name) const;
   const RegistryOptions& options() const { return options_; }
+  // Requests one generator takes at once: 2 with GeneratorOptions::overlap_encoders (one
+  // encoding while the other denoises), else 1. A server runs generators_per_model times this
+  // many workers per model.
+  int leases_per_generator() const { return options_.generator.overlap_encoders ? 2 : 1; }
 
  private:
   struct Entry;

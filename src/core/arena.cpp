@@ -1,6 +1,7 @@
 #include "core/arena.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -23,6 +24,21 @@ BlockAllocator host_block_allocator() {
 
 Arena::Arena(BlockAllocator allocator, size_t initial_bytes) : allocator_(std::move(allocator)) {
   if (initial_bytes) add_block(initial_bytes);
+}
+
+std::unique_ptr<Arena> Arena::view(void* base, size_t bytes, DeviceKind device) {
+  FOLEY_CHECK(reinterpret_cast<uintptr_t>(base) % kAlignment == 0 && bytes > 0,
+              "arena view of %zu bytes at a misaligned or empty place", bytes);
+  BlockAllocator a;
+  a.device = device;
+  a.allocate = [base, bytes](size_t n) -> void* {
+    FOLEY_CHECK(n <= bytes, "arena view of %zu bytes asked for %zu", bytes, n);
+    return base;
+  };
+  a.release = [](void*) {};
+  auto arena = std::make_unique<Arena>(std::move(a), bytes);
+  arena->freeze();
+  return arena;
 }
 
 Arena::~Arena() {

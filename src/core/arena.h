@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
@@ -28,6 +29,9 @@ class Arena {
   static constexpr size_t kAlignment = 256;
 
   explicit Arena(BlockAllocator allocator, size_t initial_bytes = 0);
+  // A frozen arena over `bytes` at `base`, memory it does not own (a region of another arena's
+  // block that two users must not share at once).
+  static std::unique_ptr<Arena> view(void* base, size_t bytes, DeviceKind device);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;

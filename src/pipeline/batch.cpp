@@ -16,7 +16,6 @@ namespace pipeline {
 
 std::vector<BatchItemResult> GeneratorImpl::generate_batch(
     const std::vector<GenerationRequest>& requests) {
-  std::lock_guard<std::mutex> lock(busy_);
   const size_t n = requests.size();
   std::vector<BatchItemResult> out(n);
   std::vector<Run> runs;
@@ -35,11 +34,13 @@ std::vector<BatchItemResult> GeneratorImpl::generate_batch(
   }
   if (to_decode.size() > 1) decode_ahead(to_decode, runs, requests, prepared, out);
 
-  // 2. Encode, one request at a time (they share the stage arena). A request that fails here
-  //    fails alone.
+  // 2. Encode, one request at a time (they share the stage arena, or its encoder region). A
+  //    request that fails here fails alone. The encoder lane is taken per request, so that
+  //    another caller's DAC can go between them.
   for (size_t i = 0; i < n; ++i) {
     if (out[i].error) continue;
     try {
+      const EncoderLane lane(*this);
       const GenerationRequest& r = requests[i];
       features[i] =
           request_features(runs[i], r.video_path, r.params, r.video_path.empty(), prepared[i].get());
@@ -49,6 +50,9 @@ std::vector<BatchItemResult> GeneratorImpl::generate_batch(
       out[i].error = std::current_exception();
     }
   }
+
+  // The rest is the denoise lane's.
+  std::lock_guard<std::mutex> lock(busy_);
 
   // 3. Group by the lengths that fix the DiT's sequences (latent, visual and sync rows), in the
   //    order the groups' first requests came; a clip beyond the span (windowed sampling) is a
@@ -151,7 +155,9 @@ void GeneratorImpl::run_batch(const std::vector<size_t>& members, std::vector<Ru
   const auto t0 = std::chrono::steady_clock::now();
   try {
     freeze_stage_arena();  // normally done by warm-up already
+    stage_arena_->restart_peak();
     latents = flow_sample_batch(*dit_, items, audio_len, *flow_);
+    check_step_region();
   } catch (...) {
     // The batch as a whole failed (the device, say): every request of it did.
     for (size_t i : started) out[i].error = std::current_exception();

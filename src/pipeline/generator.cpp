@@ -45,11 +45,20 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
       backend_(std::move(backend)),
       weights_(model_->weights_for(*backend_, options.device_index)) {
   const WeightStore& w = *weights_;
+  encoder_be_ = backend_.get();
+  if (options_.overlap_encoders) {
+    // The same device (and so the same device copy of the weights), another stream.
+    own_encoder_backend_ = backend_->device() == DeviceKind::kCPU
+                               ? make_cpu_backend()
+                               : make_cuda_backend(options.device_index);
+    FOLEY_CHECK(own_encoder_backend_ != nullptr, "no second backend for the encoders");
+    encoder_be_ = own_encoder_backend_.get();
+  }
   {
     std::lock_guard<std::mutex> lock(model_->construction_mutex());
-    siglip_ = std::make_unique<Siglip2Vision>(w, *backend_);
-    sync_ = std::make_unique<Synchformer>(w, *backend_);
-    clap_ = std::make_unique<ClapTextModel>(w, *backend_);
+    siglip_ = std::make_unique<Siglip2Vision>(w, *encoder_be_);
+    sync_ = std::make_unique<Synchformer>(w, *encoder_be_);
+    clap_ = std::make_unique<ClapTextModel>(w, *encoder_be_);
     tokenizer_ = load_clap_tokenizer(w);
     dit_ = std::make_unique<Mmdit>(w, *backend_);
     dac_ = std::make_unique<DacDecoder>(w, *backend_);
@@ -83,8 +92,8 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
   // Taken once so that the high-water mark covers them (later requests never raise it).
   clap_->reserve(*stage_arena_, 2, cc.max_length());
   dac_->reserve(*stage_arena_, max_ta_);
-  text_out_arena_ =
-      frozen_arena(be, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
+  text_out_arena_ = frozen_arena(
+      *encoder_be_, aligned(size_t{2} * cc.max_length() * cc.hidden_size * sizeof(float)));
   // The sampler's memory at the largest request: CFG batch 2, the longest latent, visual, text
   // and sync sequences; its step activations in the stage arena.
   flow_ = std::make_unique<FlowWorkspace>(*dit_, limits, *stage_arena_);
@@ -112,11 +121,80 @@ Arena& GeneratorImpl::stage_arena() {
   return *stage_arena_;
 }
 
+Arena& GeneratorImpl::encoder_arena() {
+  if (!lanes_open_) return stage_arena();
+  FOLEY_CHECK(encoder_arena_->used() == 0, "the encoder region still holds %zu bytes",
+              encoder_arena_->used());
+  return *encoder_arena_;
+}
+
+size_t GeneratorImpl::stage_arena_bytes() const {
+  const size_t largest = stage_needs_.largest();
+  if (!options_.overlap_encoders) return largest;
+  const size_t encoders = std::max({stage_needs_.visual, stage_needs_.sync, stage_needs_.text});
+  return std::max(largest, aligned(stage_needs_.step) + aligned(encoders));
+}
+
 void GeneratorImpl::freeze_stage_arena() {
   if (stage_arena_->frozen()) return;
   const size_t high = stage_arena_->high_water();
-  stage_arena_->freeze(std::max(high, stage_needs_.largest()) - high);
+  stage_arena_->freeze(std::max(high, stage_arena_bytes()) - high);
 }
+
+void GeneratorImpl::open_lanes() {
+  FOLEY_CHECK(options_.overlap_encoders && stage_arena_->frozen() && stage_arena_->used() == 0,
+              "open_lanes: the stage arena is not frozen and empty");
+  // A step never takes more than Mmdit::step_arena_bytes (a workspace that owns its step arena
+  // is frozen at exactly that, and refuses more).
+  const size_t offset = aligned(stage_needs_.step);
+  const size_t total = stage_arena_->reserved();
+  const size_t encoders = std::max({stage_needs_.visual, stage_needs_.sync, stage_needs_.text});
+  FOLEY_CHECK(offset + encoders <= total,
+              "open_lanes: %zu bytes of encoder work do not fit beside a step of %zu in %zu",
+              encoders, offset, total);
+  // The block's base: a frozen arena is one block, handed out from offset 0.
+  char* base;
+  {
+    Arena::Scope scope(*stage_arena_);
+    base = static_cast<char*>(stage_arena_->alloc_bytes(total));
+  }
+  encoder_arena_ = Arena::view(base + offset, total - offset, stage_arena_->device());
+  lanes_open_ = true;
+}
+
+void GeneratorImpl::check_step_region() const {
+  if (!lanes_open_) return;
+  FOLEY_CHECK(stage_arena_->peak() <= aligned(stage_needs_.step),
+              "a denoising step took %zu bytes of the stage arena, past its %zu",
+              stage_arena_->peak(), aligned(stage_needs_.step));
+}
+
+EncoderRegion::Hold::Hold(EncoderRegion& region, Who who) : region_(region) {
+  std::unique_lock<std::mutex> lock(region.mutex_);
+  if (who == Who::kDac) {
+    ++region.dac_waiting_;
+    region.changed_.wait(lock, [&] { return !region.held_; });
+    --region.dac_waiting_;
+  } else {
+    region.changed_.wait(lock, [&] { return !region.held_ && region.dac_waiting_ == 0; });
+  }
+  region.held_ = true;
+}
+
+EncoderRegion::Hold::~Hold() {
+  {
+    std::lock_guard<std::mutex> lock(region_.mutex_);
+    region_.held_ = false;
+  }
+  region_.changed_.notify_all();
+}
+
+// Before the lanes open the encoders also take the denoise lane; busy_ is always taken first.
+GeneratorImpl::EncoderLane::EncoderLane(GeneratorImpl& g)
+    : denoise_(g.lanes_open_ ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(g.busy_)),
+      region_(g.region_, EncoderRegion::Who::kEncoders) {}
+
+GeneratorImpl::EncoderLane::~EncoderLane() = default;
 
 FlowLimits GeneratorImpl::flow_limits() const {
   FlowLimits l;

@@ -215,6 +215,8 @@ std::vector<float> GeneratorImpl::decode_audio(const Tensor& latent, int audio_l
   FOLEY_CHECK(latent.rank() == 3 && ta == audio_len && latent.is_contiguous(),
               "latent %s for Ta %d", latent.describe().c_str(), audio_len);
   std::vector<float> out(static_cast<size_t>(ta * hop));
+  // The DAC's work memory is the whole stage arena, the encoders' region included.
+  const EncoderRegion::Hold region(region_, EncoderRegion::Who::kDac);
   if (ta <= max_ta_) {
     decode_audio_span(latent, 0, ta, out.data());
   } else {

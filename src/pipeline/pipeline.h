@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -167,6 +168,32 @@ struct StageArenaNeeds {
   size_t sum() const;
 };
 
+// Who may use the stage arena's encoder region (GeneratorOptions::overlap_encoders): one
+// request's encoder stages at a time, or the DAC, which needs the whole stage arena. A waiting DAC
+// goes before the next request's encoders, so a finished denoising is never held back by more
+// than the encoders already running.
+class EncoderRegion {
+ public:
+  enum class Who { kEncoders, kDac };
+  // Holds the region for the scope.
+  class Hold {
+   public:
+    Hold(EncoderRegion& region, Who who);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    EncoderRegion& region_;
+  };
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool held_ = false;
+  int dac_waiting_ = 0;
+};
+
 class GeneratorImpl final : public Generator {
  public:
   GeneratorImpl(std::shared_ptr<const ModelImpl> model, const GeneratorOptions& options,
@@ -236,11 +263,28 @@ class GeneratorImpl final : public Generator {
   const ClapTextModel& clap() const { return *clap_; }
   const BpeTokenizer& tokenizer() const { return *tokenizer_; }
   Backend& backend() const { return *backend_; }
+  // SigLIP2's, Synchformer's and CLAP's backend: a second one with overlap_encoders, else
+  // backend().
+  Backend& encoder_backend() const { return *encoder_be_; }
+  // True once warm_up() has set the encoders up to run beside the denoising.
+  bool lanes_open() const { return lanes_open_.load(); }
 
  private:
   struct Run;  // one request's timings, callbacks and cancellation (below)
+  // Held by a request's encoder stages: the encoder region, and the denoise lane (busy_) too
+  // while the lanes are not open. Lock order: busy_, then the region.
+  class EncoderLane {
+   public:
+    explicit EncoderLane(GeneratorImpl& g);
+    ~EncoderLane();
+    EncoderLane(const EncoderLane&) = delete;
+    EncoderLane& operator=(const EncoderLane&) = delete;
 
-  GenerationResult run_frames(Run& run, const ClipFrames& frames, const GenerationParams& params);
+   private:
+    std::unique_lock<std::mutex> denoise_;
+    EncoderRegion::Hold region_;
+  };
+
   // The stages before denoising, for a video (decode, visual, sync, text) or a text-only
   // request (text): the request's conditions, checked. A video decoded ahead (`prepared`, from
   // Model::prepare_video; may be null) skips the decoding.
@@ -279,6 +323,18 @@ class GeneratorImpl final : public Generator {
   void decode_audio_span(const Tensor& latent, int64_t begin, int64_t count, float* out);
   // The stage arena for the next stage: checked empty (the stages never overlap).
   Arena& stage_arena();
+  // Where the encoder stages work: the encoder region once the lanes are open, else
+  // stage_arena().
+  Arena& encoder_arena();
+  // With overlap_encoders, after warm-up froze the stage arena: the encoder region's arena over
+  // its bytes past the step's, and the lanes open.
+  void open_lanes();
+  // With the lanes open, after sampling (the stage arena's peak restarted before it): throws if
+  // the step reached into the encoder region, which would have raced the encoders.
+  void check_step_region() const;
+  // The stage arena's size: the largest stage, or with overlap_encoders the encoder region's
+  // end beyond the step if that is more.
+  size_t stage_arena_bytes() const;
   // Freezes the stage arena at the largest need (or its high-water mark, if more) before the
   // sampler first runs: its recorded steps point into it (warm-up, or a first request).
   void freeze_stage_arena();
@@ -286,6 +342,8 @@ class GeneratorImpl final : public Generator {
   std::shared_ptr<const ModelImpl> model_;
   GeneratorOptions options_;
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Backend> own_encoder_backend_;  // with overlap_encoders
+  Backend* encoder_be_ = nullptr;                 // the encoders' backend (one of the two)
   std::shared_ptr<const WeightStore> weights_;  // the networks' store: host, or on the device
   std::unique_ptr<Siglip2Vision> siglip_;
   std::unique_ptr<Synchformer> sync_;
@@ -302,6 +360,11 @@ class GeneratorImpl final : public Generator {
   // text_out (CLAP's output), io (the DAC's latent and audio), the sampler's inputs and context.
   std::unique_ptr<Arena> stage_arena_;
   StageArenaNeeds stage_needs_;
+  // overlap_encoders: the encoders' part of the stage arena, past what a denoising step uses
+  // (a view: it owns no memory), its offset, and the turns the encoders and the DAC take on it.
+  std::unique_ptr<Arena> encoder_arena_;
+  EncoderRegion region_;
+  std::atomic<bool> lanes_open_{false};
   std::unique_ptr<Arena> text_out_arena_, io_arena_;
   // The sampler's device memory (inputs, DiT context; the step in stage_arena_) for CFG batch 2
   // at the longest lengths, and its recorded denoising steps; declared after the backend, the
@@ -310,7 +373,9 @@ class GeneratorImpl final : public Generator {
   std::vector<StageTiming> warm_up_timings_;
   // Host frame buffers for the longest clip: [max_tv, S, S, 3] and [max_t25, S', S', 3].
   Tensor semantic_buffer_, sync_buffer_;
-  std::mutex busy_;  // one request at a time
+  // The denoise lane: one request's denoising and DAC at a time (and everything of a request
+  // until the lanes are open).
+  std::mutex busy_;
 };
 
 // One request's timings, callbacks and cancellation checks as its stages run.

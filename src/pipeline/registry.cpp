@@ -29,7 +29,7 @@ struct ModelRegistry::Entry {
   ModelState state = ModelState::kUnloaded;
   std::shared_ptr<const Model> model;
   std::vector<std::unique_ptr<Generator>> generators;
-  std::vector<bool> busy;
+  std::vector<int> leases;  // per generator: requests holding it now
   int64_t bytes = 0;          // measured while loaded, the estimate while loading
   int64_t last_measured = 0;  // from the last load, for the next estimate
   int64_t requests = 0;
@@ -254,7 +254,7 @@ void ModelRegistry::ensure_loaded_locked(std::unique_lock<std::mutex>& lock, Ent
     measured_work_per_generator_ = work / static_cast<int64_t>(generators.size());
     e.model = std::move(model);
     e.generators = std::move(generators);
-    e.busy.assign(e.generators.size(), false);
+    e.leases.assign(e.generators.size(), 0);
     e.bytes = e.last_measured = bytes;
     e.state = ModelState::kLoaded;
     ++e.loads;
@@ -294,15 +294,21 @@ ModelRegistry::Lease ModelRegistry::acquire(const std::string& name,
   bool waited = false;
   for (;;) {
     ensure_loaded_locked(lock, e, cancel, on_loading, waited);
-    for (size_t i = 0; i < e.busy.size(); ++i)
-      if (!e.busy[i]) {
-        e.busy[i] = true;
-        ++e.running;
-        ++e.requests;
-        e.last_used_unix = unix_now();
-        e.last_used_tick = ++tick_;
-        return Lease(this, e.spec.name, i, e.generators[i].get());
-      }
+    // The least leased generator with room: an idle one first, then one whose other request
+    // may be denoising while this one encodes (GeneratorOptions::overlap_encoders).
+    size_t pick = e.leases.size();
+    for (size_t i = 0; i < e.leases.size(); ++i)
+      if (e.leases[i] < leases_per_generator() &&
+          (pick == e.leases.size() || e.leases[i] < e.leases[pick]))
+        pick = i;
+    if (pick < e.leases.size()) {
+      ++e.leases[pick];
+      ++e.running;
+      ++e.requests;
+      e.last_used_unix = unix_now();
+      e.last_used_tick = ++tick_;
+      return Lease(this, e.spec.name, pick, e.generators[pick].get());
+    }
     wait_locked(lock, cancel);
   }
 }
@@ -341,7 +347,7 @@ void ModelRegistry::unload_locked(std::unique_lock<std::mutex>& lock, Entry& e) 
   e.state = ModelState::kUnloading;
   std::vector<std::unique_ptr<Generator>> generators = std::move(e.generators);
   std::shared_ptr<const Model> model = std::move(e.model);
-  e.busy.clear();
+  e.leases.clear();
   e.bytes = 0;
   lock.unlock();
   generators.clear();  // frees the device memory (weights go with the last generator)
@@ -356,7 +362,7 @@ void ModelRegistry::unload_locked(std::unique_lock<std::mutex>& lock, Entry& e) 
 void ModelRegistry::release(const std::string& model, size_t slot) {
   std::unique_lock<std::mutex> lock(mutex_);
   Entry& e = entry_locked(model);
-  e.busy[slot] = false;
+  --e.leases[slot];
   --e.running;
   e.last_used_unix = unix_now();
   e.last_used_tick = ++tick_;

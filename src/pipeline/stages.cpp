@@ -35,17 +35,25 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 GenerationResult GeneratorImpl::generate(const std::string& video_path,
                                          const GenerationParams& params,
                                          const GenerationCallbacks& callbacks) {
-  std::lock_guard<std::mutex> lock(busy_);
   Run run{callbacks, {}};
-  const ClipFeatures f = request_features(run, video_path, params, false);
+  ClipFeatures f;
+  {
+    const EncoderLane lane(*this);
+    f = request_features(run, video_path, params, false);
+  }
+  std::lock_guard<std::mutex> lock(busy_);
   return run_features(run, f, params, nullptr);
 }
 
 GenerationResult GeneratorImpl::generate_text(const GenerationParams& params,
                                               const GenerationCallbacks& callbacks) {
-  std::lock_guard<std::mutex> lock(busy_);
   Run run{callbacks, {}};
-  const ClipFeatures f = request_features(run, "", params, true);
+  ClipFeatures f;
+  {
+    const EncoderLane lane(*this);
+    f = request_features(run, "", params, true);
+  }
+  std::lock_guard<std::mutex> lock(busy_);
   return run_features(run, f, params, nullptr);
 }
 
@@ -102,14 +110,19 @@ ClipFeatures GeneratorImpl::request_features(Run& run, const std::string& video_
 GenerationResult GeneratorImpl::generate_frames(const ClipFrames& frames,
                                                 const GenerationParams& params,
                                                 const GenerationCallbacks& callbacks) {
-  std::lock_guard<std::mutex> lock(busy_);
   validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
-  return run_frames(run, frames, params);
+  ClipFeatures f;
+  {
+    const EncoderLane lane(*this);
+    f = frame_features(run, frames, params);
+  }
+  std::lock_guard<std::mutex> lock(busy_);
+  return run_features(run, f, params, nullptr);
 }
 
 ClipFeatures GeneratorImpl::features_of(const ClipFrames& frames, const GenerationParams& params) {
-  std::lock_guard<std::mutex> lock(busy_);
+  const EncoderLane lane(*this);
   validate_params(params, options_.max_video_seconds);
   const GenerationCallbacks none;
   Run run{none, {}};
@@ -124,12 +137,6 @@ GenerationResult GeneratorImpl::generate_features(const ClipFeatures& features,
   validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
   return run_features(run, features, params, noise);
-}
-
-GenerationResult GeneratorImpl::run_frames(Run& run, const ClipFrames& frames,
-                                           const GenerationParams& params) {
-  const ClipFeatures f = frame_features(run, frames, params);
-  return run_features(run, f, params, nullptr);
 }
 
 ClipFeatures GeneratorImpl::frame_features(Run& run, const ClipFrames& frames,
@@ -194,14 +201,14 @@ class EncoderPrecision {
 };
 
 Tensor GeneratorImpl::encode_visual(const ClipFrames& frames) {
-  const EncoderPrecision precision(*backend_, options_.precision);
-  const Tensor out = siglip_->encode_frames(frames.semantic, stage_arena());
+  const EncoderPrecision precision(*encoder_be_, options_.precision);
+  const Tensor out = siglip_->encode_frames(frames.semantic, encoder_arena());
   return out.reshape({out.dim(1), out.dim(2)});
 }
 
 Tensor GeneratorImpl::encode_sync(const ClipFrames& frames) {
-  const EncoderPrecision precision(*backend_, options_.precision);
-  const Tensor out = sync_->encode_frames(frames.sync, stage_arena());
+  const EncoderPrecision precision(*encoder_be_, options_.precision);
+  const Tensor out = sync_->encode_frames(frames.sync, encoder_arena());
   return out.reshape({out.dim(1), out.dim(2)});
 }
 
@@ -217,10 +224,11 @@ void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text, Te
                      static_cast<long long>(length), max_length);
   Arena::Scope scope(*text_out_arena_);
   const TextFeatures f = encode_text_features(
-      *tokenizer_, *clap_, params.prompt, params.negative_prompt, *text_out_arena_, stage_arena());
+      *tokenizer_, *clap_, params.prompt, params.negative_prompt, *text_out_arena_,
+      encoder_arena());
   Tensor hidden = Tensor::empty(f.hidden.shape(), DType::kF32);
-  backend_->copy_to_host(hidden, f.hidden);
-  backend_->synchronize();
+  encoder_be_->copy_to_host(hidden, f.hidden);
+  encoder_be_->synchronize();
   // text_feat = hidden[1:, :77], uncond_text_feat = hidden[:1, :77], as contiguous [keep, H].
   const int64_t keep = f.cond.dim(1), h = hidden.dim(2), l = hidden.dim(1);
   text = Tensor::empty({keep, h}, DType::kF32);
@@ -240,15 +248,21 @@ Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
   fc.cancel = run.callbacks.cancel;
   fc.progress = [&](int done, int total) { run.report("denoise", done, total); };
   freeze_stage_arena();  // normally done by warm-up already
-  if (windows.size() == 1)
-    return flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
+  stage_arena_->restart_peak();
+  if (windows.size() == 1) {
+    Tensor latent = flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
+    check_step_region();
+    return latent;
+  }
   const int n = static_cast<int>(windows.size());
   fc.progress = [&](int done, int total) { run.report("denoise", done, total, 0, n); };
   fc.window_progress = [&](int step, int total, int window, int) {
     if (window < n) run.report("denoise", step - 1, total, window, n);
   };
-  return flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise, *flow_,
-                             fc);
+  Tensor latent = flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise,
+                                      *flow_, fc);
+  check_step_region();
+  return latent;
 }
 
 void GeneratorImpl::warm_up() {
@@ -273,21 +287,31 @@ void GeneratorImpl::warm_up() {
   const int t25 = std::min(max_t25_, sc.segment + (Synchformer::kDefaultChunk - 1) * sc.stride);
   const int tv = std::min(max_tv_, Siglip2Vision::kDefaultChunk);
   Tensor clip, sync;
-  timed("encoders", [&] {
-    const ClipFrames frames = synthetic_clip(tv, t25);
-    stage_arena_->restart_peak();
-    clip = encode_visual(frames);
-    stage_needs_.visual = std::max(stage_needs_.visual, stage_arena_->peak());
-    stage_arena_->restart_peak();
-    sync = encode_sync(frames);
-    stage_needs_.sync = std::max(stage_needs_.sync, stage_arena_->peak());
-  });
   ClipFeatures f;
-  timed("text", [&] {
-    stage_arena_->restart_peak();
-    encode_text(p, f.cond.text, f.cond.uncond_text);
-    stage_needs_.text = std::max(stage_needs_.text, stage_arena_->peak());
-  });
+  {
+    // busy_ keeps other requests out until the lanes open; a second warm-up needs the region.
+    const EncoderRegion::Hold region(region_, EncoderRegion::Who::kEncoders);
+    Arena& work = lanes_open_ ? *encoder_arena_ : *stage_arena_;
+    timed("encoders", [&] {
+      const ClipFrames frames = synthetic_clip(tv, t25);
+      work.restart_peak();
+      clip = encode_visual(frames);
+      stage_needs_.visual = std::max(stage_needs_.visual, work.peak());
+      work.restart_peak();
+      sync = encode_sync(frames);
+      stage_needs_.sync = std::max(stage_needs_.sync, work.peak());
+    });
+    timed("text", [&] {
+      work.restart_peak();
+      encode_text(p, f.cond.text, f.cond.uncond_text);
+      stage_needs_.text = std::max(stage_needs_.text, work.peak());
+    });
+    // The warm-up prompt is short; the text output arena is reserved for the longest text,
+    // which is taken once here so that its high-water mark is final too.
+    const ClapTextConfig& cc = clap_->config();
+    Arena::Scope scope(*text_out_arena_);
+    text_out_arena_->alloc({2, cc.max_length(), cc.hidden_size}, DType::kF32);
+  }
   // Before the sampler first runs: its recorded step points into the stage arena.
   timed("freeze", [&] { freeze_stage_arena(); });
   // The DiT, the sampler and the DAC at the largest shape: the short clip's features repeated
@@ -310,13 +334,8 @@ void GeneratorImpl::warm_up() {
   timed("schedule", [&] { flow_->precompute_schedule(GenerationParams{}.steps); });
   // Batches of requests at the largest shape (GeneratorOptions::max_batch).
   if (options_.max_batch > 1) timed("batches", [&] { warm_up_batches(f, p.steps); });
-  {
-    // The warm-up prompt is short; the text output arena is reserved for the longest text,
-    // which is taken once here so that its high-water mark is final too.
-    const ClapTextConfig& cc = clap_->config();
-    Arena::Scope scope(*text_out_arena_);
-    text_out_arena_->alloc({2, cc.max_length(), cc.hidden_size}, DType::kF32);
-  }
+  // From here on one request's encoders may run beside another's denoising.
+  if (options_.overlap_encoders && !lanes_open_) open_lanes();
   parts.push_back({"total", seconds_since(start)});
   warm_up_timings_ = std::move(parts);
 }

@@ -35,6 +35,8 @@ struct ServerOptions {
   size_t queue_size = 16;
   // Worker threads of the scheduler, and generators per loaded model. 0: 4 on CUDA, 1 on the CPU.
   int jobs_per_device = 0;
+  // GeneratorOptions::overlap_encoders: two jobs per generator, one encoding while one denoises.
+  bool overlap_encoders = false;
   // Cross-request batching (--max-batch, --batch-window-ms): jobs of one model and clip length
   // denoised together, up to max_batch, gathered for up to batch_window_ms. 1: no batching.
   int max_batch = 1;

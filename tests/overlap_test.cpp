@@ -1,0 +1,222 @@
+// Two lanes on one Generator (GeneratorOptions::overlap_encoders, issue 13): one request's
+// encoders run while another request's denoising runs, on a second backend in the encoder region
+// of the stage arena, and every request still gets the audio it gets alone, bit for bit.
+//
+// The overlap is shown, not timed: the first request's denoising waits, inside its progress
+// callback, until the second request has reported its "text" stage (so its SigLIP2 and
+// Synchformer have run). With the lanes open that happens; without them (no option, or before
+// warm-up) the second request cannot start its encoders until the first one is done, and the
+// wait runs out.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "pipeline/pipeline.h"
+#include "tiny_pipeline.h"
+
+namespace foley::test {
+namespace {
+
+using pipeline::GeneratorImpl;
+
+constexpr double kMaxSeconds = 2.0;
+
+GeneratorOptions options(bool overlap, int max_batch = 1) {
+  GeneratorOptions o;
+  o.max_clip_seconds = kMaxSeconds;
+  o.overlap_encoders = overlap;
+  o.max_batch = max_batch;
+  return o;
+}
+
+std::unique_ptr<GeneratorImpl> make(const GeneratorOptions& o, bool warm) {
+  std::unique_ptr<Generator> g = Generator::create(TinyModel::get()->model, o);
+  if (warm) g->warm_up();
+  return std::unique_ptr<GeneratorImpl>(static_cast<GeneratorImpl*>(g.release()));
+}
+
+GenerationParams params(const std::string& prompt, uint64_t seed, int steps) {
+  GenerationParams p = quick_params(seed);
+  p.prompt = prompt;
+  p.steps = steps;
+  p.max_clip_seconds = kMaxSeconds;
+  return p;
+}
+
+void expect_same_audio(const GenerationResult& a, const GenerationResult& b) {
+  ASSERT_EQ(a.audio.size(), b.audio.size());
+  EXPECT_EQ(0, std::memcmp(a.audio.data(), b.audio.data(), a.audio.size() * sizeof(float)));
+}
+
+// A flag one thread sets and another waits for, with a deadline.
+class Signal {
+ public:
+  void set() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      set_ = true;
+    }
+    changed_.notify_all();
+  }
+  bool wait_for(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return changed_.wait_for(lock, limit, [&] { return set_; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool set_ = false;
+};
+
+struct OverlapRun {
+  bool second_encoded_during_first_denoise = false;
+  GenerationResult first, second;
+};
+
+// The first request's denoising waits (up to `limit`) for the second request's encoders; the
+// second request starts once the first is denoising.
+OverlapRun run_two(GeneratorImpl& g, const std::string& clip, const GenerationParams& p1,
+                   const GenerationParams& p2, std::chrono::milliseconds limit) {
+  OverlapRun out;
+  Signal first_denoising, second_encoded;
+  bool waited = false;
+  GenerationCallbacks c1;
+  c1.progress = [&](const GenerationProgress& p) {
+    if (p.stage == "denoise" && p.step == 1 && !waited) {
+      waited = true;
+      first_denoising.set();
+      out.second_encoded_during_first_denoise = second_encoded.wait_for(limit);
+    }
+  };
+  GenerationCallbacks c2;
+  c2.progress = [&](const GenerationProgress& p) {
+    if (p.stage == "text") second_encoded.set();
+  };
+  std::thread second([&] {
+    first_denoising.wait_for(std::chrono::seconds(60));
+    out.second = g.generate(clip, p2, c2);
+  });
+  out.first = g.generate(clip, p1, c1);
+  second.join();
+  return out;
+}
+
+TEST(Overlap, EncodersRunBesideAnotherRequestsDenoising) {
+  TINY_OR_SKIP();
+  const std::string clip = tiny_clip(50);
+  const GenerationParams p1 = params("footsteps on gravel", 1, 4);
+  const GenerationParams p2 = params("a door slams shut", 2, 3);
+  const auto serial = make(options(false), true);
+  const GenerationResult alone1 = serial->generate(clip, p1);
+  const GenerationResult alone2 = serial->generate(clip, p2);
+
+  const auto g = make(options(true), true);
+  ASSERT_TRUE(g->lanes_open());
+  EXPECT_NE(&g->encoder_backend(), &g->backend());
+  const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::seconds(60));
+  EXPECT_TRUE(r.second_encoded_during_first_denoise);
+  expect_same_audio(r.first, alone1);
+  expect_same_audio(r.second, alone2);
+  // The same generator, one request at a time, is unchanged too.
+  expect_same_audio(g->generate(clip, p2), alone2);
+}
+
+TEST(Overlap, WithoutOpenLanesRequestsTakeTurns) {
+  TINY_OR_SKIP();
+  const std::string clip = tiny_clip(50);
+  const GenerationParams p1 = params("rain on a tin roof", 3, 3);
+  const GenerationParams p2 = params("wind", 4, 2);
+  // Without the option, and with it before warm-up: the second request's encoders wait for
+  // the first request to finish.
+  for (const bool option : {false, true}) {
+    SCOPED_TRACE(option);
+    const auto g = make(options(option), false);
+    EXPECT_FALSE(g->lanes_open());
+    EXPECT_EQ(&g->encoder_backend() == &g->backend(), !option);
+    const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::milliseconds(700));
+    EXPECT_FALSE(r.second_encoded_during_first_denoise);
+    EXPECT_EQ(r.first.audio.size(), r.second.audio.size());
+  }
+}
+
+TEST(Overlap, StageArenaHoldsTheStepAndTheEncoderRegionSideBySide) {
+  TINY_OR_SKIP();
+  const auto plain = make(options(false), true);
+  const auto g = make(options(true), true);
+  const pipeline::StageArenaNeeds& n = g->stage_arena_needs();
+  const auto round = [](size_t b) {
+    return (b + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+  };
+  const size_t encoders = std::max({n.visual, n.sync, n.text});
+  const size_t want = std::max(n.largest(), round(n.step) + round(encoders));
+  size_t stage = 0, plain_stage = 0;
+  for (const pipeline::ArenaStat& a : g->arena_stats())
+    if (a.name == "stage") stage = a.reserved;
+  for (const pipeline::ArenaStat& a : plain->arena_stats())
+    if (a.name == "stage") plain_stage = a.reserved;
+  EXPECT_EQ(stage, want);
+  EXPECT_EQ(plain_stage, plain->stage_arena_needs().largest());
+  // The other arenas are those of a generator without lanes.
+  EXPECT_EQ(g->memory().work_bytes - plain->memory().work_bytes,
+            static_cast<int64_t>(stage - plain_stage));
+}
+
+// Many callers at once, videos, text-only requests and batches mixed: each result is the one
+// its request gets alone (batches of one: bitwise; see batch_test.cpp for why larger batches
+// are compared within 1e-5).
+TEST(Overlap, ManyCallersGetTheirOwnResults) {
+  TINY_OR_SKIP();
+  const std::string clip = tiny_clip(50), short_clip = tiny_clip(30);
+  const auto serial = make(options(false, 2), true);
+  const auto g = make(options(true, 2), true);
+  std::vector<GenerationParams> video, text;
+  for (int i = 0; i < 4; ++i) {
+    video.push_back(params(i % 2 ? "glass shatters" : "a dog barks twice", 10 + i, 2 + i % 2));
+    GenerationParams t = params("thunder rolls far away", 20 + i, 2);
+    t.seconds = 1.0 + 0.25 * i;
+    text.push_back(t);
+  }
+  std::vector<GenerationResult> want_video, want_text;
+  for (int i = 0; i < 4; ++i) {
+    want_video.push_back(serial->generate(i % 2 ? short_clip : clip, video[i]));
+    want_text.push_back(serial->generate_text(text[i]));
+  }
+  std::vector<GenerationResult> got_video(4), got_text(4);
+  std::vector<BatchItemResult> batch;
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 4; ++i) {
+    callers.emplace_back([&, i] { got_video[i] = g->generate(i % 2 ? short_clip : clip, video[i]); });
+    callers.emplace_back([&, i] { got_text[i] = g->generate_text(text[i]); });
+  }
+  callers.emplace_back([&] {
+    std::vector<GenerationRequest> reqs(2);
+    reqs[0].video_path = clip;
+    reqs[0].params = video[0];
+    reqs[1].video_path = short_clip;
+    reqs[1].params = video[1];  // another length: denoised alone
+    batch = g->generate_batch(reqs);
+  });
+  for (std::thread& t : callers) t.join();
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    expect_same_audio(got_video[i], want_video[i]);
+    expect_same_audio(got_text[i], want_text[i]);
+  }
+  ASSERT_EQ(batch.size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(batch[i].result.has_value());
+    EXPECT_EQ(batch[i].result->batch_size, 1);
+    expect_same_audio(*batch[i].result, want_video[i]);
+  }
+}
+
+}  // namespace
+}  // namespace foley::test
