@@ -939,7 +939,7 @@ TEST_F(ServerTest, OverlappedEncodersRunTwoJobsPerGeneratorWithTheSameResults) {
   // --overlap-encoders: one generator, two workers leasing it; while one job denoises the next
   // one's encoders run (tests/overlap_test.cpp shows that in the library). Every job is the
   // same request, so each one's audio must be bitwise what the shared server gives.
-  ServerProcess server(assets().bundle, {"--overlap-encoders", "--queue-size", "8"});
+  ServerProcess server(assets().bundle, {"--overlap-encoders", "on", "--queue-size", "8"});
   server.wait_ready();
   EXPECT_NE(server.output().find("2 workers on 1 generators with overlapped encoders"),
             std::string::npos)

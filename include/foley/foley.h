@@ -6,9 +6,9 @@
 // - Generator: the per-worker part. Owns one compute backend (CPU or one CUDA device), the
 //   networks bound to it and every arena a request needs, sized for the longest clip at creation
 //   (and frozen by warm_up()). One Generator runs one request at a time, or one batch of
-//   requests (generate_batch, up to GeneratorOptions::max_batch denoised together); a server
-//   makes one per concurrent job slot. After warm_up() the request path allocates no device
-//   memory.
+//   requests (generate_batch, up to GeneratorOptions::max_batch denoised together); with
+//   GeneratorOptions::overlap_encoders, two callers at once (one encoding, one denoising). After
+//   warm_up() the request path allocates no device memory.
 #pragma once
 
 #include <atomic>

@@ -13,9 +13,10 @@
 // the Model's mutex. After construction, Generators share only the mapped weights (read-only)
 // and, on the CPU, the process-wide oneDNN primitive cache (locked internally) and OpenMP's
 // thread team (each calling thread gets its own team). Everything a request writes (backend
-// scratch, arenas, frame buffers, the DiT's per-request context) belongs to one Generator, and
-// a Generator serialises its own requests with a mutex, so Generators can run concurrently in
-// different threads.
+// scratch, arenas, frame buffers, the DiT's per-request context) belongs to one Generator, so
+// Generators can run concurrently in different threads. A Generator runs one request at a time,
+// or with overlap_encoders one request's encoder stages beside another's denoising (its two
+// lanes: docs/ARCHITECTURE.md, "Two lanes").
 #pragma once
 
 #include <atomic>

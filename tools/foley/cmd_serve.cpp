@@ -64,9 +64,12 @@ int run_server(foley_server::ServerOptions o) {
   if (o.token.empty())
     if (const char* env = std::getenv("FOLEY_API_TOKEN")) o.token = env;
   const bool cuda = o.device == "cuda";
-  const int generators = o.jobs_per_device > 0 ? o.jobs_per_device : (cuda ? 4 : 1);
-  // With --overlap-encoders each generator runs two jobs at once (one encoding, one denoising).
-  const int workers = generators * (o.overlap_encoders ? 2 : 1);
+  // On CUDA one generator with overlapped encoders by default: run Q measured 95 % of four
+  // generators' clips/min at 2 GB less VRAM (BENCHMARKS.md). The CPU is compute-bound either way.
+  const int generators = o.jobs_per_device > 0 ? o.jobs_per_device : 1;
+  const bool overlap = o.overlap_encoders.empty() ? cuda : o.overlap_encoders == "on";
+  // With overlapped encoders each generator runs two jobs at once (one encoding, one denoising).
+  const int workers = generators * (overlap ? 2 : 1);
 
   sigset_t signals = block_stop_signals();
 
@@ -119,7 +122,7 @@ int run_server(foley_server::ServerOptions o) {
     ro.generator.max_clip_seconds = std::min(15.0, o.max_clip_seconds);
     ro.generator.max_batch = o.max_batch;
     ro.generator.precision = precision_of(o.precision);
-    ro.generator.overlap_encoders = o.overlap_encoders;
+    ro.generator.overlap_encoders = overlap;
     ro.generators_per_model = generators;
     ro.budget_bytes = int64_t(o.vram_budget_gb * 1e9);
     ro.warm_up = true;
@@ -244,7 +247,7 @@ int run_server(foley_server::ServerOptions o) {
                     "%d workers on %d generators%s, batches of up to %d, warmed in %.1f s)\n",
                     url.c_str(), names.c_str(), registry->status().size(),
                     registry->default_model().c_str(), workers, generators,
-                    o.overlap_encoders ? " with overlapped encoders" : "", o.max_batch, warm);
+                    overlap ? " with overlapped encoders" : "", o.max_batch, warm);
         std::fflush(stdout);
       }
     }
@@ -305,15 +308,17 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
   add_precision_option(cmd, &o->precision);
   cmd->add_option("--jobs-per-device", o->jobs_per_device,
-                  "concurrent jobs (worker threads), and warmed generators per loaded model "
-                  "(default 4 on cuda, 1 on cpu; twice the jobs with --overlap-encoders)")
+                  "warmed generators per loaded model (default 1); the workers are as many, or "
+                  "twice as many with --overlap-encoders on")
       ->check(CLI::Range(1, 64));
   auto* overlap =
-      cmd->add_flag("--overlap-encoders", o->overlap_encoders,
-                    "each generator runs two jobs at once: one job's encoders (SigLIP2, "
-                    "Synchformer, CLAP, on a second CUDA stream) while the other job denoises, in "
-                    "memory sized at start beside the denoising step's (no more for XXL at 15 s "
-                    "but a second 32 MB GEMM workspace); results are unchanged");
+      cmd->add_option("--overlap-encoders", o->overlap_encoders,
+                      "on: each generator runs two jobs at once, one job's encoders (SigLIP2, "
+                      "Synchformer, CLAP, on a second CUDA stream) while the other job denoises, "
+                      "in memory sized at start beside the denoising step's (for XXL at 15 s no "
+                      "more, but a second 32 MB GEMM workspace); results are unchanged. Default: "
+                      "on for cuda, off for cpu")
+          ->check(CLI::IsMember({"on", "off"}));
   auto* max_batch =
       cmd->add_option("--max-batch", o->max_batch,
                       "jobs denoised together: a worker that takes a job also takes queued jobs "

@@ -33,10 +33,11 @@ struct ServerOptions {
   int http_threads = 32;   // uploads, downloads and synchronous requests served at once
   int max_streams = 64;    // concurrent SSE streams (503 + Retry-After beyond)
   size_t queue_size = 16;
-  // Worker threads of the scheduler, and generators per loaded model. 0: 4 on CUDA, 1 on the CPU.
+  // Generators per loaded model (0: 1); the scheduler runs as many workers, or twice as many
+  // with overlapped encoders.
   int jobs_per_device = 0;
-  // GeneratorOptions::overlap_encoders: two jobs per generator, one encoding while one denoises.
-  bool overlap_encoders = false;
+  // GeneratorOptions::overlap_encoders, "on" or "off"; empty: on for CUDA, off for the CPU.
+  std::string overlap_encoders;
   // Cross-request batching (--max-batch, --batch-window-ms): jobs of one model and clip length
   // denoised together, up to max_batch, gathered for up to batch_window_ms. 1: no batching.
   int max_batch = 1;
