@@ -1572,6 +1572,43 @@ TEST_F(ServerTest, WorkerDecodesTheWaitingJobsAheadWithTheSameResults) {
   }
 }
 
+// foley worker --overlap-encoders on: two claim loops share the worker's generator, so two jobs
+// run at once (one encoding while the other denoises), with the audio of a worker without it.
+TEST_F(ServerTest, WorkerWithOverlappedEncodersRunsTwoJobsAtOnceWithTheSameResults) {
+  if (!RedisServer::available()) FOLEY_SKIP_MISSING("redis-server not installed");
+  QueueFront queue("worker_overlap");
+  httplib::Client& c = *queue.client;
+  std::vector<httplib::MultipartFormDataItems> reqs;
+  for (int i = 0; i < 4; ++i)
+    reqs.push_back(fields(assets().clip, "12", {{"seed", std::to_string(80 + i)}}));
+  const WorkerRun plain =
+      queue.run(assets().bundle, reqs, {"--name", "wp", "--overlap-encoders", "off"});
+  std::vector<std::string> ids;
+  for (const auto& r : reqs) ids.push_back(submit(c, r));
+  ServerProcess worker({"worker", "--queue", queue.redis.url(), "--data-dir", queue.data,
+                        "--model", assets().bundle, "--max-clip-seconds", "1", "--name", "wl",
+                        "--overlap-encoders", "on"},
+                       0);
+  std::vector<std::pair<std::string, std::string>> spans;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    SCOPED_TRACE(i);
+    const json j = poll_until(c, ids[i], is_finished, 120);
+    ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    spans.emplace_back(j.value("started_at", ""), j.value("finished_at", ""));
+    auto got = c.Get("/v1/generations/" + ids[i] + "/audio");
+    ASSERT_TRUE(got && got->status == 200);
+    ASSERT_LT(i, plain.audio.size());
+    EXPECT_EQ(wav_floats(got->body), plain.audio[i]);
+  }
+  EXPECT_NE(worker.output().find("overlapped encoders: two batches at once"), std::string::npos)
+      << worker.output();
+  bool together = false;
+  for (size_t i = 0; i < spans.size(); ++i)
+    for (size_t k = i + 1; k < spans.size(); ++k)
+      together |= spans[i].first < spans[k].second && spans[k].first < spans[i].second;
+  EXPECT_TRUE(together) << worker.output();
+}
+
 // A job taken ahead that the worker cannot run (it names another model) ends at once, not after
 // the batch in hand and the jobs before it: it finishes before the job taken ahead of it runs.
 TEST_F(ServerTest, WorkerEndsAJobItCannotRunAsSoonAsItTakesItAhead) {

@@ -57,6 +57,7 @@ struct WorkerOptions {
   int max_batch = 1;           // jobs run as one Generator::generate_batch
   double batch_window_ms = 50;  // how long the first job waits for others to join
   int decode_ahead = -1;        // jobs taken and decoded while a batch runs; -1: max_batch
+  std::string overlap_encoders;  // "on", "off"; empty: on for cuda
 };
 
 std::atomic<bool> g_stop{false};
@@ -153,7 +154,8 @@ struct Counters {
   std::atomic<uint64_t> succeeded{0}, failed{0}, cancelled{0}, lost{0};
   std::atomic<uint64_t> batches{0}, batched_jobs{0};  // generate_batch calls, the jobs they ran
   std::atomic<uint64_t> decoded_ahead{0};             // videos decoded while an earlier batch ran
-  std::atomic<bool> busy{false}, ready{false};
+  std::atomic<int> busy{0};  // batches running now (two with overlapped encoders)
+  std::atomic<bool> ready{false};
 };
 
 // A claimed job between start and finish: runnable (heartbeating from the start, however long
@@ -319,7 +321,7 @@ void run_jobs_of(RedisQueue& queue, RedisClient& c, const WorkerOptions& o,
   for (ClaimedJob& cj : claimed)
     if (cj.runnable) run.push_back(&cj);
   if (run.empty()) return;
-  counters.busy = true;
+  ++counters.busy;
   std::vector<Job*> jobs;
   std::vector<std::string> stems;
   for (ClaimedJob* cj : run) {
@@ -348,7 +350,7 @@ void run_jobs_of(RedisQueue& queue, RedisClient& c, const WorkerOptions& o,
   for (size_t i = 0; i < run.size(); ++i) run[i]->outcome = std::move(outcomes[i]);
   ++counters.batches;
   counters.batched_jobs += run.size();
-  counters.busy = false;
+  --counters.busy;
 }
 
 // Settles the job from its outcome and ends it in Redis, if this worker still owns it.
@@ -391,6 +393,66 @@ void end_job(RedisQueue& queue, RedisClient& c, const WorkerOptions& o, ClaimedJ
   acknowledge(queue, c, claim);
 }
 
+// Takes jobs from the queue and runs them on `generator` until a stop, then runs the jobs it
+// already took. Each loop has its own Redis connections and decoding ahead.
+void serve_jobs(const RedisUrl& url, RedisQueue& queue, const WorkerOptions& o,
+                const foley::Model& model, const foley::GeneratorOptions& go,
+                foley::Generator& generator, Counters& counters) {
+  RedisClient c(url), ahead_client(url);
+  DecodeAhead ahead(queue, ahead_client, o, model, go, counters);
+  const int ahead_limit = o.decode_ahead >= 0 ? o.decode_ahead : o.max_batch;
+  const int64_t visibility_ms = int64_t(o.visibility_seconds * 1000);
+  std::vector<ClaimedJob> ahead_taken;  // taken ahead while the last batches ran, oldest first
+  // A stop runs the jobs already taken (they are this worker's; another would take them over
+  // only after the visibility timeout) and takes no more.
+  while (!g_stop || !ahead_taken.empty()) {
+    std::vector<ClaimedJob> claimed;  // the next batch
+    const size_t from_ahead = std::min(ahead_taken.size(), size_t(o.max_batch));
+    std::move(ahead_taken.begin(), ahead_taken.begin() + from_ahead, std::back_inserter(claimed));
+    ahead_taken.erase(ahead_taken.begin(), ahead_taken.begin() + from_ahead);
+    if (claimed.empty()) {
+      std::optional<QueueClaim> claim;
+      try {
+        claim = queue.claim(c, o.name, visibility_ms, 500);
+        if (!claim) {
+          queue.idle(c, o.name, std::max(1.0, o.visibility_seconds));
+          continue;
+        }
+      } catch (const RedisError& e) {
+        if (!e.connection()) throw;
+        std::fprintf(stderr, "foley worker: %s (retrying)\n", e.what());
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        continue;
+      }
+      if (auto cj = begin_job(queue, c, o, *claim)) claimed.push_back(std::move(*cj));
+      if (claimed.empty()) continue;  // nothing to run (it finished meanwhile)
+    }
+    // --max-batch: more jobs that arrive within the window join the first.
+    // (At most a third of the visibility timeout, so that a batch is not held back long.)
+    const double window_ms = std::min(o.batch_window_ms, o.visibility_seconds * 1000 / 3);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::microseconds(int64_t(window_ms * 1000));
+    while (int(claimed.size()) < o.max_batch && !claimed.empty() && !g_stop) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      std::optional<QueueClaim> more;
+      try {
+        more = queue.claim(c, o.name, visibility_ms, std::max<int64_t>(1, left.count()));
+      } catch (const RedisError& e) {
+        if (!e.connection()) throw;
+        break;  // run what was claimed; the loop above retries the connection
+      }
+      if (!more) break;
+      if (auto cj = begin_job(queue, c, o, *more)) claimed.push_back(std::move(*cj));
+    }
+    if (!g_stop) ahead.start(ahead_limit - int(ahead_taken.size()));
+    run_jobs_of(queue, c, o, generator, claimed, counters);
+    for (ClaimedJob& cj : claimed) end_job(queue, c, o, cj, counters);
+    for (ClaimedJob& cj : ahead.finish()) ahead_taken.push_back(std::move(cj));
+  }
+}
+
 int run_worker(WorkerOptions o) {
   if (o.name.empty()) {
     char host[256] = {};
@@ -422,7 +484,7 @@ int run_worker(WorkerOptions o) {
     });
     health->Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
       std::string t = "# TYPE foley_worker_busy gauge\nfoley_worker_busy " +
-                      std::to_string(int(counters.busy)) +
+                      std::to_string(counters.busy.load()) +
                       "\n# TYPE foley_worker_jobs_total counter\n";
       t += "foley_worker_jobs_total{state=\"succeeded\"} " + std::to_string(counters.succeeded) +
            "\n";
@@ -471,66 +533,35 @@ int run_worker(WorkerOptions o) {
     go.precision = precision_of(o.precision);
     go.max_video_seconds = o.max_clip_seconds;
     go.max_clip_seconds = std::min(15.0, o.max_clip_seconds);  // the span: at most the model's
+    go.overlap_encoders =
+        o.overlap_encoders.empty() ? go.device == foley::DeviceType::kCuda : o.overlap_encoders == "on";
     auto generator = foley::Generator::create(model, go);
     generator->warm_up();
     counters.ready = true;
-    std::printf("foley worker %s: ready (queue %s, model %s)\n", o.name.c_str(),
-                to_string(url).c_str(), o.model_name.c_str());
+    std::printf("foley worker %s: ready (queue %s, model %s%s)\n", o.name.c_str(),
+                to_string(url).c_str(), o.model_name.c_str(),
+                go.overlap_encoders ? ", overlapped encoders: two batches at once" : "");
     std::fflush(stdout);
 
-    RedisClient c(url), ahead_client(url);
-    DecodeAhead ahead(queue, ahead_client, o, *model, go, counters);
-    const int ahead_limit = o.decode_ahead >= 0 ? o.decode_ahead : o.max_batch;
-    const int64_t visibility_ms = int64_t(o.visibility_seconds * 1000);
-    std::vector<ClaimedJob> ahead_taken;  // taken ahead while the last batches ran, oldest first
-    // A stop runs the jobs already taken (they are this worker's; another would take them over
-    // only after the visibility timeout) and takes no more.
-    while (!g_stop || !ahead_taken.empty()) {
-      std::vector<ClaimedJob> claimed;  // the next batch
-      const size_t from_ahead = std::min(ahead_taken.size(), size_t(o.max_batch));
-      std::move(ahead_taken.begin(), ahead_taken.begin() + from_ahead, std::back_inserter(claimed));
-      ahead_taken.erase(ahead_taken.begin(), ahead_taken.begin() + from_ahead);
-      if (claimed.empty()) {
-        std::optional<QueueClaim> claim;
-        try {
-          claim = queue.claim(c, o.name, visibility_ms, 500);
-          if (!claim) {
-            queue.idle(c, o.name, std::max(1.0, o.visibility_seconds));
-            continue;
-          }
-        } catch (const RedisError& e) {
-          if (!e.connection()) throw;
-          std::fprintf(stderr, "foley worker: %s (retrying)\n", e.what());
-          std::this_thread::sleep_for(std::chrono::milliseconds(250));
-          continue;
-        }
-        if (auto cj = begin_job(queue, c, o, *claim)) claimed.push_back(std::move(*cj));
-        if (claimed.empty()) continue;  // nothing to run (it finished meanwhile)
+    // With overlapped encoders two loops share the generator: one batch encodes while the other
+    // denoises (GeneratorOptions::overlap_encoders).
+    const int loops = go.overlap_encoders ? 2 : 1;
+    std::mutex error_mutex;
+    std::exception_ptr error;
+    auto serve = [&] {
+      try {
+        serve_jobs(url, queue, o, *model, go, *generator, counters);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        g_stop = true;  // the other loop runs the jobs it took and stops too
       }
-      // --max-batch: more jobs that arrive within the window join the first.
-      // (At most a third of the visibility timeout, so that a batch is not held back long.)
-      const double window_ms = std::min(o.batch_window_ms, o.visibility_seconds * 1000 / 3);
-      const auto deadline = std::chrono::steady_clock::now() +
-                            std::chrono::microseconds(int64_t(window_ms * 1000));
-      while (int(claimed.size()) < o.max_batch && !claimed.empty() && !g_stop) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) break;
-        std::optional<QueueClaim> more;
-        try {
-          more = queue.claim(c, o.name, visibility_ms, std::max<int64_t>(1, left.count()));
-        } catch (const RedisError& e) {
-          if (!e.connection()) throw;
-          break;  // run what was claimed; the loop above retries the connection
-        }
-        if (!more) break;
-        if (auto cj = begin_job(queue, c, o, *more)) claimed.push_back(std::move(*cj));
-      }
-      if (!g_stop) ahead.start(ahead_limit - int(ahead_taken.size()));
-      run_jobs_of(queue, c, o, *generator, claimed, counters);
-      for (ClaimedJob& cj : claimed) end_job(queue, c, o, cj, counters);
-      for (ClaimedJob& cj : ahead.finish()) ahead_taken.push_back(std::move(cj));
-    }
+    };
+    std::vector<std::thread> others;
+    for (int i = 1; i < loops; ++i) others.emplace_back(serve);
+    serve();
+    for (std::thread& t : others) t.join();
+    if (error) std::rethrow_exception(error);
   } catch (...) {
     stop_health();
     throw;
@@ -590,6 +621,12 @@ Command add_worker_command(CLI::App& app) {
                   "each). Jobs are only taken ahead from a backlog: one that arrives while "
                   "another worker is idle goes to that worker. Default: --max-batch; 0: off")
       ->check(CLI::Range(0, 64));
+  cmd->add_option("--overlap-encoders", o->overlap_encoders,
+                  "on: two batches at once on the worker's generator, one batch's encoders "
+                  "(SigLIP2, Synchformer, CLAP, on a second CUDA stream) while the other "
+                  "denoises, each from its own claims; results are unchanged (see `foley serve "
+                  "--overlap-encoders`). Default: on for cuda, off for cpu")
+      ->check(CLI::IsMember({"on", "off"}));
   cmd->add_option("--host", o->host, "address of the health endpoint")->capture_default_str();
   cmd->add_option("--port", o->port, "port of /health/* and /metrics (0: any free one)")
       ->check(CLI::Range(0, 65535));
