@@ -121,5 +121,22 @@ TEST(Arena, ReusesLaterBlocksAfterRewind) {
   EXPECT_EQ(arena.reserved(), reserved);
 }
 
+// A view hands out exactly the bytes it was given, from their start, refuses more and frees
+// nothing (the memory belongs to another arena).
+TEST(Arena, ViewStaysInsideItsBytes) {
+  alignas(Arena::kAlignment) static char buffer[4096];
+  const auto view = Arena::view(buffer + 1024, 2048, DeviceKind::kCPU);
+  EXPECT_TRUE(view->frozen());
+  EXPECT_EQ(view->reserved(), 2048u);
+  {
+    Arena::Scope scope(*view);
+    EXPECT_EQ(view->alloc_bytes(1000), buffer + 1024);
+    EXPECT_EQ(view->alloc_bytes(1000), buffer + 1024 + 1024);
+    EXPECT_THROW(view->alloc_bytes(1), Error);
+  }
+  EXPECT_EQ(view->alloc_bytes(2048), buffer + 1024);
+  EXPECT_THROW(Arena::view(buffer + 8, 64, DeviceKind::kCPU), Error);
+}
+
 }  // namespace
 }  // namespace foley

@@ -127,6 +127,8 @@ TEST(Overlap, EncodersRunBesideAnotherRequestsDenoising) {
   const auto g = make(options(true), true);
   ASSERT_TRUE(g->lanes_open());
   EXPECT_NE(&g->encoder_backend(), &g->backend());
+  EXPECT_NE(&g->sync_backend(), &g->backend());
+  EXPECT_NE(&g->sync_backend(), &g->encoder_backend());
   const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::seconds(60));
   EXPECT_TRUE(r.second_encoded_during_first_denoise);
   expect_same_audio(r.first, alone1);
@@ -147,6 +149,7 @@ TEST(Overlap, WithoutOpenLanesRequestsTakeTurns) {
     const auto g = make(options(option), false);
     EXPECT_FALSE(g->lanes_open());
     EXPECT_EQ(&g->encoder_backend() == &g->backend(), !option);
+    EXPECT_EQ(&g->sync_backend() == &g->backend(), !option);
     const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::milliseconds(700));
     EXPECT_FALSE(r.second_encoded_during_first_denoise);
     EXPECT_EQ(r.first.audio.size(), r.second.audio.size());
@@ -161,8 +164,9 @@ TEST(Overlap, StageArenaHoldsTheStepAndTheEncoderRegionSideBySide) {
   const auto round = [](size_t b) {
     return (b + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
   };
-  const size_t encoders = std::max({n.visual, n.sync, n.text});
-  const size_t want = std::max(n.largest(), round(n.step) + round(encoders));
+  // SigLIP2's and Synchformer's parts side by side (they run at once), CLAP's after them.
+  const size_t encoders = std::max(round(n.visual) + round(n.sync), round(n.text));
+  const size_t want = std::max(n.largest(), round(n.step) + encoders);
   size_t stage = 0, plain_stage = 0;
   for (const pipeline::ArenaStat& a : g->arena_stats())
     if (a.name == "stage") stage = a.reserved;
@@ -222,6 +226,32 @@ TEST(Overlap, ManyCallersGetTheirOwnResults) {
     EXPECT_EQ(batch[i].result->batch_size, 1);
     expect_same_audio(*batch[i].result, want_video[i]);
   }
+}
+
+// A clip beyond the span is encoded chunk by chunk while it decodes (each encoder in its part of
+// the region) and its DAC runs in span-sized chunks (its turns on the region), while a
+// text-only request runs beside it.
+TEST(Overlap, LongClipsBesideOtherRequestsGetTheirOwnResults) {
+  TINY_OR_SKIP();
+  GeneratorOptions o = options(false);
+  o.max_clip_seconds = 10.0;  // the smallest span that windows (9-s windows)
+  o.max_video_seconds = 30.0;
+  const auto serial = make(o, true);
+  o.overlap_encoders = true;
+  const auto g = make(o, true);
+  const std::string clip = tiny_clip(300);  // 12 s: two windows
+  GenerationParams p = params("a train passes", 30, 2);
+  p.max_clip_seconds = 0;  // the whole clip
+  GenerationParams t = params("crickets at night", 31, 2);
+  t.seconds = 11.0;
+  const GenerationResult want = serial->generate(clip, p), want_text = serial->generate_text(t);
+  ASSERT_EQ(want.windows, 2);
+  GenerationResult got, got_text;
+  std::thread other([&] { got_text = g->generate_text(t); });
+  got = g->generate(clip, p);
+  other.join();
+  expect_same_audio(got, want);
+  expect_same_audio(got_text, want_text);
 }
 
 #ifdef FOLEY_HAVE_CUDA

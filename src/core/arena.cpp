@@ -31,13 +31,13 @@ std::unique_ptr<Arena> Arena::view(void* base, size_t bytes, DeviceKind device) 
               "arena view of %zu bytes at a misaligned or empty place", bytes);
   BlockAllocator a;
   a.device = device;
-  a.allocate = [base, bytes](size_t n) -> void* {
-    FOLEY_CHECK(n <= bytes, "arena view of %zu bytes asked for %zu", bytes, n);
-    return base;
+  a.allocate = [](size_t) -> void* {
+    throw make_error(ErrorKind::kInternal, "an arena view never allocates");
   };
   a.release = [](void*) {};
-  auto arena = std::make_unique<Arena>(std::move(a), bytes);
-  arena->freeze();
+  auto arena = std::make_unique<Arena>(std::move(a));
+  arena->blocks_.push_back({static_cast<char*>(base), bytes, 0});
+  arena->frozen_ = true;
   return arena;
 }
 

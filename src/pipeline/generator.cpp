@@ -45,19 +45,25 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
       backend_(std::move(backend)),
       weights_(model_->weights_for(*backend_, options.device_index)) {
   const WeightStore& w = *weights_;
-  encoder_be_ = backend_.get();
+  encoder_be_ = sync_be_ = backend_.get();
   if (options_.overlap_encoders) {
-    // The same device (and so the same device copy of the weights), another stream.
-    own_encoder_backend_ = backend_->device() == DeviceKind::kCPU
-                               ? make_cpu_backend()
-                               : make_cuda_backend(options.device_index);
-    FOLEY_CHECK(own_encoder_backend_ != nullptr, "no second backend for the encoders");
+    // The same device (and so the same device copy of the weights), other streams.
+    auto another = [&] {
+      std::unique_ptr<Backend> be = backend_->device() == DeviceKind::kCPU
+                                        ? make_cpu_backend()
+                                        : make_cuda_backend(options.device_index);
+      FOLEY_CHECK(be != nullptr, "no second backend for the encoders");
+      return be;
+    };
+    own_encoder_backend_ = another();
+    own_sync_backend_ = another();
     encoder_be_ = own_encoder_backend_.get();
+    sync_be_ = own_sync_backend_.get();
   }
   {
     std::lock_guard<std::mutex> lock(model_->construction_mutex());
     siglip_ = std::make_unique<Siglip2Vision>(w, *encoder_be_);
-    sync_ = std::make_unique<Synchformer>(w, *encoder_be_);
+    sync_ = std::make_unique<Synchformer>(w, *sync_be_);
     clap_ = std::make_unique<ClapTextModel>(w, *encoder_be_);
     tokenizer_ = load_clap_tokenizer(w);
     dit_ = std::make_unique<Mmdit>(w, *backend_);
@@ -121,18 +127,34 @@ Arena& GeneratorImpl::stage_arena() {
   return *stage_arena_;
 }
 
+namespace {
+
+Arena& empty_view(const std::unique_ptr<Arena>& view) {
+  FOLEY_CHECK(view->used() == 0, "the encoder region still holds %zu bytes", view->used());
+  return *view;
+}
+
+}  // namespace
+
 Arena& GeneratorImpl::encoder_arena() {
-  if (!lanes_open_) return stage_arena();
-  FOLEY_CHECK(encoder_arena_->used() == 0, "the encoder region still holds %zu bytes",
-              encoder_arena_->used());
-  return *encoder_arena_;
+  return lanes_open_ ? empty_view(encoder_arena_) : stage_arena();
+}
+Arena& GeneratorImpl::visual_arena() {
+  return lanes_open_ ? empty_view(visual_arena_) : stage_arena();
+}
+Arena& GeneratorImpl::sync_arena() {
+  return lanes_open_ ? empty_view(sync_arena_) : stage_arena();
+}
+
+size_t GeneratorImpl::encoder_region_bytes() const {
+  return std::max(aligned(stage_needs_.visual) + aligned(stage_needs_.sync),
+                  aligned(stage_needs_.text));
 }
 
 size_t GeneratorImpl::stage_arena_bytes() const {
   const size_t largest = stage_needs_.largest();
   if (!options_.overlap_encoders) return largest;
-  const size_t encoders = std::max({stage_needs_.visual, stage_needs_.sync, stage_needs_.text});
-  return std::max(largest, aligned(stage_needs_.step) + aligned(encoders));
+  return std::max(largest, aligned(stage_needs_.step) + encoder_region_bytes());
 }
 
 void GeneratorImpl::freeze_stage_arena() {
@@ -148,7 +170,7 @@ void GeneratorImpl::open_lanes() {
   // is frozen at exactly that, and refuses more).
   const size_t offset = aligned(stage_needs_.step);
   const size_t total = stage_arena_->reserved();
-  const size_t encoders = std::max({stage_needs_.visual, stage_needs_.sync, stage_needs_.text});
+  const size_t encoders = encoder_region_bytes();
   FOLEY_CHECK(offset + encoders <= total,
               "open_lanes: %zu bytes of encoder work do not fit beside a step of %zu in %zu",
               encoders, offset, total);
@@ -158,7 +180,11 @@ void GeneratorImpl::open_lanes() {
     Arena::Scope scope(*stage_arena_);
     base = static_cast<char*>(stage_arena_->alloc_bytes(total));
   }
-  encoder_arena_ = Arena::view(base + offset, total - offset, stage_arena_->device());
+  const DeviceKind device = stage_arena_->device();
+  const size_t visual = aligned(stage_needs_.visual);
+  encoder_arena_ = Arena::view(base + offset, total - offset, device);
+  visual_arena_ = Arena::view(base + offset, visual, device);
+  sync_arena_ = Arena::view(base + offset + visual, total - offset - visual, device);
   lanes_open_ = true;
 }
 

@@ -264,9 +264,10 @@ class GeneratorImpl final : public Generator {
   const ClapTextModel& clap() const { return *clap_; }
   const BpeTokenizer& tokenizer() const { return *tokenizer_; }
   Backend& backend() const { return *backend_; }
-  // SigLIP2's, Synchformer's and CLAP's backend: a second one with overlap_encoders, else
-  // backend().
+  // SigLIP2's and CLAP's backend, and Synchformer's: with overlap_encoders two more (so that
+  // they run beside each other and beside the denoising), else backend().
   Backend& encoder_backend() const { return *encoder_be_; }
+  Backend& sync_backend() const { return *sync_be_; }
   // True once warm_up() has set the encoders up to run beside the denoising.
   bool lanes_open() const { return lanes_open_.load(); }
 
@@ -293,6 +294,8 @@ class GeneratorImpl final : public Generator {
                                 const GenerationParams& params, bool text_only,
                                 const PreparedVideo* prepared = nullptr);
   ClipFeatures frame_features(Run& run, const ClipFrames& frames, const GenerationParams& params);
+  // With the lanes open: SigLIP2 and Synchformer at once (two threads, two backends), into f.
+  void encode_side_by_side(Run& run, const ClipFrames& frames, ClipFeatures& f);
   void check_latent_length(const ClipFeatures& features) const;
   // Decodes the videos of `members` (indices of `requests`) on a few threads into
   // prepared[i] (null for a clip beyond the span); a failure becomes out[i].error (batch.cpp).
@@ -325,8 +328,11 @@ class GeneratorImpl final : public Generator {
   // The stage arena for the next stage: checked empty (the stages never overlap).
   Arena& stage_arena();
   // Where the encoder stages work: the encoder region once the lanes are open, else
-  // stage_arena().
+  // stage_arena(). SigLIP2 and Synchformer each have a part of it of their own (they run side
+  // by side there); CLAP takes the whole region after them.
   Arena& encoder_arena();
+  Arena& visual_arena();
+  Arena& sync_arena();
   // With overlap_encoders, after warm-up froze the stage arena: the encoder region's arena over
   // its bytes past the step's, and the lanes open.
   void open_lanes();
@@ -336,6 +342,8 @@ class GeneratorImpl final : public Generator {
   // The stage arena's size: the largest stage, or with overlap_encoders the encoder region's
   // end beyond the step if that is more.
   size_t stage_arena_bytes() const;
+  // The encoder region: SigLIP2's part and Synchformer's side by side, or CLAP's if larger.
+  size_t encoder_region_bytes() const;
   // Freezes the stage arena at the largest need (or its high-water mark, if more) before the
   // sampler first runs: its recorded steps point into it (warm-up, or a first request).
   void freeze_stage_arena();
@@ -343,8 +351,9 @@ class GeneratorImpl final : public Generator {
   std::shared_ptr<const ModelImpl> model_;
   GeneratorOptions options_;
   std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Backend> own_encoder_backend_;  // with overlap_encoders
-  Backend* encoder_be_ = nullptr;                 // the encoders' backend (one of the two)
+  std::unique_ptr<Backend> own_encoder_backend_, own_sync_backend_;  // with overlap_encoders
+  Backend* encoder_be_ = nullptr;  // SigLIP2's and CLAP's backend
+  Backend* sync_be_ = nullptr;     // Synchformer's
   std::shared_ptr<const WeightStore> weights_;  // the networks' store: host, or on the device
   std::unique_ptr<Siglip2Vision> siglip_;
   std::unique_ptr<Synchformer> sync_;
@@ -363,7 +372,7 @@ class GeneratorImpl final : public Generator {
   StageArenaNeeds stage_needs_;
   // overlap_encoders: the encoders' part of the stage arena, past what a denoising step uses
   // (a view: it owns no memory), its offset, and the turns the encoders and the DAC take on it.
-  std::unique_ptr<Arena> encoder_arena_;
+  std::unique_ptr<Arena> encoder_arena_, visual_arena_, sync_arena_;
   EncoderRegion region_;
   std::atomic<bool> lanes_open_{false};
   std::unique_ptr<Arena> text_out_arena_, io_arena_;
