@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -82,6 +83,20 @@ class Signal {
   bool set_ = false;
 };
 
+// FOLEY_SIDE_BY_SIDE_ENCODERS for the generators made while it lives (read when one is made).
+class SideBySide {
+ public:
+  explicit SideBySide(bool on) {
+    if (on)
+      ::setenv("FOLEY_SIDE_BY_SIDE_ENCODERS", "1", 1);
+    else
+      ::unsetenv("FOLEY_SIDE_BY_SIDE_ENCODERS");
+  }
+  ~SideBySide() { ::unsetenv("FOLEY_SIDE_BY_SIDE_ENCODERS"); }
+  SideBySide(const SideBySide&) = delete;
+  SideBySide& operator=(const SideBySide&) = delete;
+};
+
 struct OverlapRun {
   bool second_encoded_during_first_denoise = false;
   GenerationResult first, second;
@@ -124,17 +139,22 @@ TEST(Overlap, EncodersRunBesideAnotherRequestsDenoising) {
   const GenerationResult alone1 = serial->generate(clip, p1);
   const GenerationResult alone2 = serial->generate(clip, p2);
 
-  const auto g = make(options(true), true);
-  ASSERT_TRUE(g->lanes_open());
-  EXPECT_NE(&g->encoder_backend(), &g->backend());
-  EXPECT_NE(&g->sync_backend(), &g->backend());
-  EXPECT_NE(&g->sync_backend(), &g->encoder_backend());
-  const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::seconds(60));
-  EXPECT_TRUE(r.second_encoded_during_first_denoise);
-  expect_same_audio(r.first, alone1);
-  expect_same_audio(r.second, alone2);
-  // The same generator, one request at a time, is unchanged too.
-  expect_same_audio(g->generate(clip, p2), alone2);
+  // The lane's encoders one after another (the default) and side by side.
+  for (const bool side : {false, true}) {
+    SCOPED_TRACE(side);
+    const SideBySide env(side);
+    const auto g = make(options(true), true);
+    ASSERT_TRUE(g->lanes_open());
+    EXPECT_NE(&g->encoder_backend(), &g->backend());
+    EXPECT_NE(&g->sync_backend(), &g->backend());
+    EXPECT_EQ(&g->sync_backend() != &g->encoder_backend(), side);
+    const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::seconds(60));
+    EXPECT_TRUE(r.second_encoded_during_first_denoise);
+    expect_same_audio(r.first, alone1);
+    expect_same_audio(r.second, alone2);
+    // The same generator, one request at a time, is unchanged too.
+    expect_same_audio(g->generate(clip, p2), alone2);
+  }
 }
 
 TEST(Overlap, WithoutOpenLanesRequestsTakeTurns) {
@@ -159,24 +179,30 @@ TEST(Overlap, WithoutOpenLanesRequestsTakeTurns) {
 TEST(Overlap, StageArenaHoldsTheStepAndTheEncoderRegionSideBySide) {
   TINY_OR_SKIP();
   const auto plain = make(options(false), true);
-  const auto g = make(options(true), true);
-  const pipeline::StageArenaNeeds& n = g->stage_arena_needs();
-  const auto round = [](size_t b) {
-    return (b + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
-  };
-  // SigLIP2's and Synchformer's parts side by side (they run at once), CLAP's after them.
-  const size_t encoders = std::max(round(n.visual) + round(n.sync), round(n.text));
-  const size_t want = std::max(n.largest(), round(n.step) + encoders);
-  size_t stage = 0, plain_stage = 0;
-  for (const pipeline::ArenaStat& a : g->arena_stats())
-    if (a.name == "stage") stage = a.reserved;
-  for (const pipeline::ArenaStat& a : plain->arena_stats())
-    if (a.name == "stage") plain_stage = a.reserved;
-  EXPECT_EQ(stage, want);
-  EXPECT_EQ(plain_stage, plain->stage_arena_needs().largest());
-  // The other arenas are those of a generator without lanes.
-  EXPECT_EQ(g->memory().work_bytes - plain->memory().work_bytes,
-            static_cast<int64_t>(stage - plain_stage));
+  for (const bool side : {false, true}) {
+    SCOPED_TRACE(side);
+    const SideBySide env(side);
+    const auto g = make(options(true), true);
+    const pipeline::StageArenaNeeds& n = g->stage_arena_needs();
+    const auto round = [](size_t b) {
+      return (b + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+    };
+    // The largest encoder's need; side by side SigLIP2's and Synchformer's parts next to each other
+    // (they run at once), CLAP's after them.
+    const size_t encoders = side ? std::max(round(n.visual) + round(n.sync), round(n.text))
+                                 : std::max({round(n.visual), round(n.sync), round(n.text)});
+    const size_t want = std::max(n.largest(), round(n.step) + encoders);
+    size_t stage = 0, plain_stage = 0;
+    for (const pipeline::ArenaStat& a : g->arena_stats())
+      if (a.name == "stage") stage = a.reserved;
+    for (const pipeline::ArenaStat& a : plain->arena_stats())
+      if (a.name == "stage") plain_stage = a.reserved;
+    EXPECT_EQ(stage, want);
+    EXPECT_EQ(plain_stage, plain->stage_arena_needs().largest());
+    // The other arenas are those of a generator without lanes.
+    EXPECT_EQ(g->memory().work_bytes - plain->memory().work_bytes,
+              static_cast<int64_t>(stage - plain_stage));
+  }
 }
 
 // Many callers at once, videos, text-only requests and batches mixed: each result is the one
@@ -186,6 +212,7 @@ TEST(Overlap, ManyCallersGetTheirOwnResults) {
   TINY_OR_SKIP();
   const std::string clip = tiny_clip(50), short_clip = tiny_clip(30);
   const auto serial = make(options(false, 2), true);
+  const SideBySide env(true);  // the more concurrent form
   const auto g = make(options(true, 2), true);
   std::vector<GenerationParams> video, text;
   for (int i = 0; i < 4; ++i) {
@@ -203,7 +230,8 @@ TEST(Overlap, ManyCallersGetTheirOwnResults) {
   std::vector<BatchItemResult> batch;
   std::vector<std::thread> callers;
   for (int i = 0; i < 4; ++i) {
-    callers.emplace_back([&, i] { got_video[i] = g->generate(i % 2 ? short_clip : clip, video[i]); });
+    callers.emplace_back(
+        [&, i] { got_video[i] = g->generate(i % 2 ? short_clip : clip, video[i]); });
     callers.emplace_back([&, i] { got_text[i] = g->generate_text(text[i]); });
   }
   callers.emplace_back([&] {
@@ -238,6 +266,7 @@ TEST(Overlap, LongClipsBesideOtherRequestsGetTheirOwnResults) {
   o.max_video_seconds = 30.0;
   const auto serial = make(o, true);
   o.overlap_encoders = true;
+  const SideBySide env(true);
   const auto g = make(o, true);
   const std::string clip = tiny_clip(300);  // 12 s: two windows
   GenerationParams p = params("a train passes", 30, 2);
@@ -265,17 +294,23 @@ TEST(CudaOverlap, EncodersOnASecondStreamGiveTheSameAudio) {
   o.device = DeviceType::kCuda;
   const auto serial = make(o, true);
   o.overlap_encoders = true;
-  const auto g = make(o, true);
-  ASSERT_TRUE(g->lanes_open());
   const GenerationParams p1 = params("footsteps on gravel", 1, 6);
   const GenerationParams p2 = params("a door slams shut", 2, 4);
-  const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::seconds(60));
-  EXPECT_TRUE(r.second_encoded_during_first_denoise);
-  expect_same_audio(r.first, serial->generate(clip, p1));
-  expect_same_audio(r.second, serial->generate(clip, p2));
   GenerationParams t = params("thunder", 3, 3);
   t.seconds = 1.5;
-  expect_same_audio(g->generate_text(t), serial->generate_text(t));
+  const GenerationResult want1 = serial->generate(clip, p1), want2 = serial->generate(clip, p2),
+                         want_text = serial->generate_text(t);
+  for (const bool side : {false, true}) {
+    SCOPED_TRACE(side);
+    const SideBySide env(side);
+    const auto g = make(o, true);
+    ASSERT_TRUE(g->lanes_open());
+    const OverlapRun r = run_two(*g, clip, p1, p2, std::chrono::seconds(60));
+    EXPECT_TRUE(r.second_encoded_during_first_denoise);
+    expect_same_audio(r.first, want1);
+    expect_same_audio(r.second, want2);
+    expect_same_audio(g->generate_text(t), want_text);
+  }
 }
 #endif
 

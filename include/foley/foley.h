@@ -67,16 +67,16 @@ struct GeneratorOptions {
   // not). 1 (the default): no batching, the memory of one request.
   int max_batch = 1;
   Precision precision = Precision::kExact;
-  // Two lanes on one Generator. The encoder stages (decode, SigLIP2, Synchformer, CLAP) run on
-  // backends of their own (on CUDA: other streams; SigLIP2 and Synchformer side by side), in a
-  // region of the stage arena beside the DiT's step activations, so that one request's encoders
-  // run while another request's denoising runs: call generate / generate_text / generate_batch
-  // from two threads at once (a server leases such a generator twice). Takes effect with
-  // warm_up(); until then requests run one after another. The DAC uses the whole stage arena, so
-  // it and the encoders take turns (the DAC first). Each request's result is the same, bit for
-  // bit. Memory: the stage arena is at least the step plus SigLIP2's and Synchformer's work (XXL
-  // at 15 s: 0.41 GB instead of the DAC's 0.38), and two more backends' GEMM workspaces (32 MB
-  // each on CUDA).
+  // Two lanes on one Generator. The encoder stages (decode, SigLIP2, Synchformer, CLAP) run on a
+  // backend of their own (on CUDA: a second stream), in a region of the stage arena beside the
+  // DiT's step activations, so that one request's encoders run while another request's
+  // denoising runs: call generate / generate_text / generate_batch from two threads at once (a
+  // server leases such a generator twice). Takes effect with warm_up(); until then requests run
+  // one after another. The DAC uses the whole stage arena, so it and the encoders take turns
+  // (the DAC first). Each request's result is the same, bit for bit. Memory: the stage arena is
+  // at least the step plus the largest encoder's work (XXL at 15 s: within the DAC's need, so no
+  // more), and the second backend's GEMM workspace (32 MB on CUDA). FOLEY_SIDE_BY_SIDE_ENCODERS=1
+  // also runs SigLIP2 and Synchformer at once (pipeline.h; opt-in, not yet measured on a GPU).
   bool overlap_encoders = false;
 };
 

@@ -2,7 +2,9 @@
 // buffers, warm-up, and decoding into encoder-sized frames.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/check.h"
 #include "media/common/sampling.h"
@@ -38,6 +40,11 @@ size_t measured_bytes(F&& reserve) {
 
 }  // namespace
 
+bool side_by_side_encoders() {
+  const char* v = std::getenv("FOLEY_SIDE_BY_SIDE_ENCODERS");
+  return v && std::string(v) == "1";
+}
+
 GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
                              const GeneratorOptions& options, std::unique_ptr<Backend> backend)
     : model_(std::move(model)),
@@ -46,6 +53,7 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
       weights_(model_->weights_for(*backend_, options.device_index)) {
   const WeightStore& w = *weights_;
   encoder_be_ = sync_be_ = backend_.get();
+  side_by_side_ = options_.overlap_encoders && side_by_side_encoders();
   if (options_.overlap_encoders) {
     // The same device (and so the same device copy of the weights), other streams.
     auto another = [&] {
@@ -56,9 +64,11 @@ GeneratorImpl::GeneratorImpl(std::shared_ptr<const ModelImpl> model,
       return be;
     };
     own_encoder_backend_ = another();
-    own_sync_backend_ = another();
-    encoder_be_ = own_encoder_backend_.get();
-    sync_be_ = own_sync_backend_.get();
+    encoder_be_ = sync_be_ = own_encoder_backend_.get();
+    if (side_by_side_) {
+      own_sync_backend_ = another();
+      sync_be_ = own_sync_backend_.get();
+    }
   }
   {
     std::lock_guard<std::mutex> lock(model_->construction_mutex());
@@ -147,7 +157,8 @@ Arena& GeneratorImpl::sync_arena() {
 }
 
 size_t GeneratorImpl::encoder_region_bytes() const {
-  return std::max(aligned(stage_needs_.visual) + aligned(stage_needs_.sync),
+  const size_t visual = aligned(stage_needs_.visual), sync = aligned(stage_needs_.sync);
+  return std::max(side_by_side_ ? visual + sync : std::max(visual, sync),
                   aligned(stage_needs_.text));
 }
 
@@ -181,10 +192,16 @@ void GeneratorImpl::open_lanes() {
     base = static_cast<char*>(stage_arena_->alloc_bytes(total));
   }
   const DeviceKind device = stage_arena_->device();
-  const size_t visual = aligned(stage_needs_.visual);
-  encoder_arena_ = Arena::view(base + offset, total - offset, device);
-  visual_arena_ = Arena::view(base + offset, visual, device);
-  sync_arena_ = Arena::view(base + offset + visual, total - offset - visual, device);
+  const size_t region = total - offset;
+  encoder_arena_ = Arena::view(base + offset, region, device);
+  if (side_by_side_) {
+    const size_t visual = aligned(stage_needs_.visual);
+    visual_arena_ = Arena::view(base + offset, visual, device);
+    sync_arena_ = Arena::view(base + offset + visual, region - visual, device);
+  } else {  // one after another: each takes the whole region in its turn
+    visual_arena_ = Arena::view(base + offset, region, device);
+    sync_arena_ = Arena::view(base + offset, region, device);
+  }
   lanes_open_ = true;
 }
 

@@ -195,6 +195,12 @@ class EncoderRegion {
   int dac_waiting_ = 0;
 };
 
+// FOLEY_SIDE_BY_SIDE_ENCODERS=1 (read when a Generator is made): with overlap_encoders, SigLIP2
+// and Synchformer run at once on backends of their own, in parts of the encoder region side by
+// side (XXL: 26 MB more stage arena, one more 32 MB GEMM workspace), same bits. Opt-in until a
+// device run measures it.
+bool side_by_side_encoders();
+
 class GeneratorImpl final : public Generator {
  public:
   GeneratorImpl(std::shared_ptr<const ModelImpl> model, const GeneratorOptions& options,
@@ -264,8 +270,8 @@ class GeneratorImpl final : public Generator {
   const ClapTextModel& clap() const { return *clap_; }
   const BpeTokenizer& tokenizer() const { return *tokenizer_; }
   Backend& backend() const { return *backend_; }
-  // SigLIP2's and CLAP's backend, and Synchformer's: with overlap_encoders two more (so that
-  // they run beside each other and beside the denoising), else backend().
+  // SigLIP2's and CLAP's backend, and Synchformer's: with overlap_encoders one more for all
+  // three (two more with side_by_side_encoders(): Synchformer's own), else backend().
   Backend& encoder_backend() const { return *encoder_be_; }
   Backend& sync_backend() const { return *sync_be_; }
   // True once warm_up() has set the encoders up to run beside the denoising.
@@ -294,7 +300,8 @@ class GeneratorImpl final : public Generator {
                                 const GenerationParams& params, bool text_only,
                                 const PreparedVideo* prepared = nullptr);
   ClipFeatures frame_features(Run& run, const ClipFrames& frames, const GenerationParams& params);
-  // With the lanes open: SigLIP2 and Synchformer at once (two threads, two backends), into f.
+  // With the lanes open and side_by_side_encoders(): SigLIP2 and Synchformer at once (two
+  // threads, two backends), into f.
   void encode_side_by_side(Run& run, const ClipFrames& frames, ClipFeatures& f);
   void check_latent_length(const ClipFeatures& features) const;
   // Decodes the videos of `members` (indices of `requests`) on a few threads into
@@ -342,7 +349,8 @@ class GeneratorImpl final : public Generator {
   // The stage arena's size: the largest stage, or with overlap_encoders the encoder region's
   // end beyond the step if that is more.
   size_t stage_arena_bytes() const;
-  // The encoder region: SigLIP2's part and Synchformer's side by side, or CLAP's if larger.
+  // The encoder region: the largest encoder's need, or with side_by_side_encoders() SigLIP2's
+  // and Synchformer's side by side (or CLAP's, if larger).
   size_t encoder_region_bytes() const;
   // Freezes the stage arena at the largest need (or its high-water mark, if more) before the
   // sampler first runs: its recorded steps point into it (warm-up, or a first request).
@@ -373,6 +381,7 @@ class GeneratorImpl final : public Generator {
   // overlap_encoders: the encoders' part of the stage arena, past what a denoising step uses
   // (a view: it owns no memory), its offset, and the turns the encoders and the DAC take on it.
   std::unique_ptr<Arena> encoder_arena_, visual_arena_, sync_arena_;
+  bool side_by_side_ = false;  // overlap_encoders and FOLEY_SIDE_BY_SIDE_ENCODERS=1
   EncoderRegion region_;
   std::atomic<bool> lanes_open_{false};
   std::unique_ptr<Arena> text_out_arena_, io_arena_;

@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <thread>
 #include <utility>
 
@@ -27,17 +25,6 @@ Tensor tile_rows(const Tensor& src, int64_t rows) {
     std::memcpy(out.data<float>() + r * c, src.data<float>() + (r % n) * c,
                 size_t(c) * sizeof(float));
   return out;
-}
-
-// FOLEY_SERIAL_ENCODERS=1: with the lanes open, SigLIP2 and Synchformer one after another (in
-// their own parts of the region, so the same memory and bits) instead of side by side; for A/B
-// runs on a device.
-bool serial_encoders() {
-  static const bool serial = [] {
-    const char* v = std::getenv("FOLEY_SERIAL_ENCODERS");
-    return v && std::string(v) == "1";
-  }();
-  return serial;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -164,7 +151,7 @@ ClipFeatures GeneratorImpl::frame_features(Run& run, const ClipFrames& frames,
   ClipFeatures f;
   f.audio_len = frames.timing.latent_frames;
   f.audio_seconds = frames.timing.audio_seconds;
-  if (lanes_open_ && !serial_encoders()) {
+  if (lanes_open_ && side_by_side_) {
     encode_side_by_side(run, frames, f);
   } else {
     f.cond.clip = run.stage("visual", [&] { return encode_visual(frames); });

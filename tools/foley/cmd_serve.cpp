@@ -313,11 +313,11 @@ Command add_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   auto* overlap =
       cmd->add_option("--overlap-encoders", o->overlap_encoders,
-                      "on: each generator runs two jobs at once, one job's encoders (SigLIP2 and "
-                      "Synchformer side by side, then CLAP, on CUDA streams of their own) while "
-                      "the other job denoises, in memory sized at start beside the denoising "
-                      "step's (XXL at 15 s: ~0.1 GB more); results are unchanged. Default: on "
-                      "for cuda, off for cpu")
+                      "on: each generator runs two jobs at once, one job's encoders (SigLIP2, "
+                      "Synchformer, CLAP, on a second CUDA stream) while the other job denoises, "
+                      "in memory sized at start beside the denoising step's (for XXL at 15 s no "
+                      "more, but a second 32 MB GEMM workspace); results are unchanged. Default: "
+                      "on for cuda, off for cpu")
           ->check(CLI::IsMember({"on", "off"}));
   auto* max_batch =
       cmd->add_option("--max-batch", o->max_batch,
