@@ -153,9 +153,9 @@ TEST(ModelRegistry, LeasesAGeneratorWithLanesTwice) {
   EXPECT_EQ(a, b);
   held.clear();
   EXPECT_EQ(find(r.status(), "small").running, 0);
-  EXPECT_EQ(ModelRegistry({{"small", TinyModel::get()->bundle}}, small_options())
-                .leases_per_generator(),
-            1);
+  EXPECT_EQ(
+      ModelRegistry({{"small", TinyModel::get()->bundle}}, small_options()).leases_per_generator(),
+      1);
 }
 
 TEST(ModelRegistry, NeverEvictsAModelThatIsRunning) {

@@ -1585,10 +1585,10 @@ TEST_F(ServerTest, WorkerWithOverlappedEncodersRunsTwoJobsAtOnceWithTheSameResul
       queue.run(assets().bundle, reqs, {"--name", "wp", "--overlap-encoders", "off"});
   std::vector<std::string> ids;
   for (const auto& r : reqs) ids.push_back(submit(c, r));
-  ServerProcess worker({"worker", "--queue", queue.redis.url(), "--data-dir", queue.data,
-                        "--model", assets().bundle, "--max-clip-seconds", "1", "--name", "wl",
-                        "--overlap-encoders", "on"},
-                       0);
+  ServerProcess worker(
+      {"worker", "--queue", queue.redis.url(), "--data-dir", queue.data, "--model", assets().bundle,
+       "--max-clip-seconds", "1", "--name", "wl", "--overlap-encoders", "on"},
+      0);
   std::vector<std::pair<std::string, std::string>> spans;
   for (size_t i = 0; i < ids.size(); ++i) {
     SCOPED_TRACE(i);

@@ -234,7 +234,8 @@ EncoderRegion::Hold::~Hold() {
 
 // Before the lanes open the encoders also take the denoise lane; busy_ is always taken first.
 GeneratorImpl::EncoderLane::EncoderLane(GeneratorImpl& g)
-    : denoise_(g.lanes_open_ ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(g.busy_)),
+    : denoise_(g.lanes_open_ ? std::unique_lock<std::mutex>()
+                             : std::unique_lock<std::mutex>(g.busy_)),
       region_(g.region_, EncoderRegion::Who::kEncoders) {}
 
 GeneratorImpl::EncoderLane::~EncoderLane() = default;

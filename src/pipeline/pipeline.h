@@ -360,8 +360,8 @@ class GeneratorImpl final : public Generator {
   GeneratorOptions options_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Backend> own_encoder_backend_, own_sync_backend_;  // with overlap_encoders
-  Backend* encoder_be_ = nullptr;  // SigLIP2's and CLAP's backend
-  Backend* sync_be_ = nullptr;     // Synchformer's
+  Backend* encoder_be_ = nullptr;                                    // SigLIP2's and CLAP's backend
+  Backend* sync_be_ = nullptr;                                       // Synchformer's
   std::shared_ptr<const WeightStore> weights_;  // the networks' store: host, or on the device
   std::unique_ptr<Siglip2Vision> siglip_;
   std::unique_ptr<Synchformer> sync_;

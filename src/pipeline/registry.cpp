@@ -29,7 +29,7 @@ struct ModelRegistry::Entry {
   ModelState state = ModelState::kUnloaded;
   std::shared_ptr<const Model> model;
   std::vector<std::unique_ptr<Generator>> generators;
-  std::vector<int> leases;  // per generator: requests holding it now
+  std::vector<int> leases;    // per generator: requests holding it now
   int64_t bytes = 0;          // measured while loaded, the estimate while loading
   int64_t last_measured = 0;  // from the last load, for the next estimate
   int64_t requests = 0;

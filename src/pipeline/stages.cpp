@@ -260,9 +260,9 @@ void GeneratorImpl::encode_text(const GenerationParams& params, Tensor& text, Te
                      "text encoder takes at most %d",
                      static_cast<long long>(length), max_length);
   Arena::Scope scope(*text_out_arena_);
-  const TextFeatures f = encode_text_features(
-      *tokenizer_, *clap_, params.prompt, params.negative_prompt, *text_out_arena_,
-      encoder_arena());
+  const TextFeatures f =
+      encode_text_features(*tokenizer_, *clap_, params.prompt, params.negative_prompt,
+                           *text_out_arena_, encoder_arena());
   Tensor hidden = Tensor::empty(f.hidden.shape(), DType::kF32);
   encoder_be_->copy_to_host(hidden, f.hidden);
   encoder_be_->synchronize();
@@ -296,8 +296,8 @@ Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
   fc.window_progress = [&](int step, int total, int window, int) {
     if (window < n) run.report("denoise", step - 1, total, window, n);
   };
-  Tensor latent = flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise,
-                                      *flow_, fc);
+  Tensor latent =
+      flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise, *flow_, fc);
   check_step_region();
   return latent;
 }

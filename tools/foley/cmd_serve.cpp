@@ -243,11 +243,12 @@ int run_server(foley_server::ServerOptions o) {
         }
         app.scheduler()->start(*registry, workers);
         app.set_ready();
-        std::printf("foley serve: ready on %s (models loaded: %s; %zu configured, default %s; "
-                    "%d workers on %d generators%s, batches of up to %d, warmed in %.1f s)\n",
-                    url.c_str(), names.c_str(), registry->status().size(),
-                    registry->default_model().c_str(), workers, generators,
-                    overlap ? " with overlapped encoders" : "", o.max_batch, warm);
+        std::printf(
+            "foley serve: ready on %s (models loaded: %s; %zu configured, default %s; "
+            "%d workers on %d generators%s, batches of up to %d, warmed in %.1f s)\n",
+            url.c_str(), names.c_str(), registry->status().size(),
+            registry->default_model().c_str(), workers, generators,
+            overlap ? " with overlapped encoders" : "", o.max_batch, warm);
         std::fflush(stdout);
       }
     }

@@ -430,8 +430,8 @@ void serve_jobs(const RedisUrl& url, RedisQueue& queue, const WorkerOptions& o,
     // --max-batch: more jobs that arrive within the window join the first.
     // (At most a third of the visibility timeout, so that a batch is not held back long.)
     const double window_ms = std::min(o.batch_window_ms, o.visibility_seconds * 1000 / 3);
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::microseconds(int64_t(window_ms * 1000));
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(int64_t(window_ms * 1000));
     while (int(claimed.size()) < o.max_batch && !claimed.empty() && !g_stop) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -533,8 +533,8 @@ int run_worker(WorkerOptions o) {
     go.precision = precision_of(o.precision);
     go.max_video_seconds = o.max_clip_seconds;
     go.max_clip_seconds = std::min(15.0, o.max_clip_seconds);  // the span: at most the model's
-    go.overlap_encoders =
-        o.overlap_encoders.empty() ? go.device == foley::DeviceType::kCuda : o.overlap_encoders == "on";
+    go.overlap_encoders = o.overlap_encoders.empty() ? go.device == foley::DeviceType::kCuda
+                                                     : o.overlap_encoders == "on";
     auto generator = foley::Generator::create(model, go);
     generator->warm_up();
     counters.ready = true;
