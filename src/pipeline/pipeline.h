@@ -300,6 +300,10 @@ class GeneratorImpl final : public Generator {
                                 const GenerationParams& params, bool text_only,
                                 const PreparedVideo* prepared = nullptr);
   ClipFeatures frame_features(Run& run, const ClipFrames& frames, const GenerationParams& params);
+  // One request through both lanes: `encode()` (its conditions) in the encoder lane, then
+  // run_features in the denoise lane.
+  template <typename Encode>
+  GenerationResult in_lanes(Run& run, const GenerationParams& params, Encode&& encode);
   // With the lanes open and side_by_side_encoders(): SigLIP2 and Synchformer at once (two
   // threads, two backends), into f.
   void encode_side_by_side(Run& run, const ClipFrames& frames, ClipFeatures& f);

@@ -33,29 +33,29 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-GenerationResult GeneratorImpl::generate(const std::string& video_path,
-                                         const GenerationParams& params,
-                                         const GenerationCallbacks& callbacks) {
-  Run run{callbacks, {}};
+template <typename Encode>
+GenerationResult GeneratorImpl::in_lanes(Run& run, const GenerationParams& params,
+                                         Encode&& encode) {
   ClipFeatures f;
   {
     const EncoderLane lane(*this);
-    f = request_features(run, video_path, params, false);
+    f = encode();
   }
   std::lock_guard<std::mutex> lock(busy_);
   return run_features(run, f, params, nullptr);
 }
 
+GenerationResult GeneratorImpl::generate(const std::string& video_path,
+                                         const GenerationParams& params,
+                                         const GenerationCallbacks& callbacks) {
+  Run run{callbacks, {}};
+  return in_lanes(run, params, [&] { return request_features(run, video_path, params, false); });
+}
+
 GenerationResult GeneratorImpl::generate_text(const GenerationParams& params,
                                               const GenerationCallbacks& callbacks) {
   Run run{callbacks, {}};
-  ClipFeatures f;
-  {
-    const EncoderLane lane(*this);
-    f = request_features(run, "", params, true);
-  }
-  std::lock_guard<std::mutex> lock(busy_);
-  return run_features(run, f, params, nullptr);
+  return in_lanes(run, params, [&] { return request_features(run, "", params, true); });
 }
 
 ClipFeatures GeneratorImpl::request_features(Run& run, const std::string& video_path,
@@ -113,13 +113,7 @@ GenerationResult GeneratorImpl::generate_frames(const ClipFrames& frames,
                                                 const GenerationCallbacks& callbacks) {
   validate_params(params, options_.max_video_seconds);
   Run run{callbacks, {}};
-  ClipFeatures f;
-  {
-    const EncoderLane lane(*this);
-    f = frame_features(run, frames, params);
-  }
-  std::lock_guard<std::mutex> lock(busy_);
-  return run_features(run, f, params, nullptr);
+  return in_lanes(run, params, [&] { return frame_features(run, frames, params); });
 }
 
 ClipFeatures GeneratorImpl::features_of(const ClipFrames& frames, const GenerationParams& params) {
@@ -286,18 +280,18 @@ Tensor GeneratorImpl::denoise(Run& run, const ClipFeatures& features,
   fc.progress = [&](int done, int total) { run.report("denoise", done, total); };
   freeze_stage_arena();  // normally done by warm-up already
   stage_arena_->restart_peak();
+  Tensor latent;
   if (windows.size() == 1) {
-    Tensor latent = flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
-    check_step_region();
-    return latent;
+    latent = flow_sample(*dit_, features.cond, sp, features.audio_len, noise, *flow_, fc);
+  } else {
+    const int n = static_cast<int>(windows.size());
+    fc.progress = [&](int done, int total) { run.report("denoise", done, total, 0, n); };
+    fc.window_progress = [&](int step, int total, int window, int) {
+      if (window < n) run.report("denoise", step - 1, total, window, n);
+    };
+    latent = flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise,
+                                 *flow_, fc);
   }
-  const int n = static_cast<int>(windows.size());
-  fc.progress = [&](int done, int total) { run.report("denoise", done, total, 0, n); };
-  fc.window_progress = [&](int step, int total, int window, int) {
-    if (window < n) run.report("denoise", step - 1, total, window, n);
-  };
-  Tensor latent =
-      flow_sample_windows(*dit_, features.cond, sp, features.audio_len, windows, noise, *flow_, fc);
   check_step_region();
   return latent;
 }
